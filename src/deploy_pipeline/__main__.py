@@ -1,0 +1,5 @@
+"""`python -m deploy_pipeline`: the same as the `deploy-pipeline` command."""
+
+from deploy_pipeline.cli import main
+
+raise SystemExit(main())

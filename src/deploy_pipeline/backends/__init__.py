@@ -1,0 +1,37 @@
+"""Backends: one module per target kind behind the Protocol in `base`. Each SDK is imported by its
+own module only, and only when a target of that kind is used (the CLI starts without them).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from deploy_pipeline.backends.base import Backend, BackendState, MemoryState
+from deploy_pipeline.errors import UsageError
+from deploy_pipeline.model import Target
+
+# kind → "module:class"; a module is imported only when a target of its kind is used.
+KINDS: dict[str, str] = {
+    "simulated": "deploy_pipeline.backends.simulated:SimulatedBackend",
+}
+
+
+def create_backend(
+    target: Target, state: BackendState | None = None, *, dry_run: bool = False
+) -> Backend:
+    """The backend for a target; with dry_run, a simulated one that touches nothing."""
+    kind = "simulated" if dry_run else target.kind
+    if kind not in KINDS:
+        raise UsageError(
+            f"target '{target.name}' is {target.kind}, which this version cannot deploy to yet; "
+            "rehearse it with --dry-run, or deploy to a simulated target"
+        )
+    module, _, name = KINDS[kind].partition(":")
+    factory = getattr(importlib.import_module(module), name)
+    backend: Backend = factory(
+        target, state if state is not None else MemoryState(), rehearsal=dry_run
+    )
+    return backend
+
+
+__all__ = ["KINDS", "Backend", "BackendState", "MemoryState", "create_backend"]

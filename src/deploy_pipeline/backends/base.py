@@ -1,0 +1,86 @@
+"""The contract every target kind implements: build / deploy / restart / stop / delete / status.
+
+A backend gets a StepContext for each step, honours its deadline and cancel flag, raises
+TransientError for what is worth retrying and PermanentError for what is not, and returns a
+StepResult. It never sees GitHub, HTTP or the runner's internals.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from deploy_pipeline.errors import Cancelled, StepTimeout
+from deploy_pipeline.model import Phase, Service, Target
+
+
+@dataclass
+class StepContext:
+    environment: str
+    target: Target
+    service: Service
+    phase: Phase
+    deadline: float  # time.monotonic() by which the step must be done
+    cancel: threading.Event
+    reason: Callable[[], str] = lambda: "cancelled"
+    artifact: str | None = None  # the image a build produced, for the deploy after it
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    log: Callable[[str], None] = lambda line: None
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        """Wait, but wake for a cancel or the deadline: the safe point every backend uses."""
+        if seconds > self.remaining():
+            if self.cancel.wait(max(self.remaining(), 0)):
+                raise Cancelled(self.reason())
+            raise StepTimeout("timed out")
+        if self.cancel.wait(seconds):
+            raise Cancelled(self.reason())
+
+
+@dataclass(frozen=True)
+class StepResult:
+    status: Literal["succeeded", "reused", "skipped"] = "succeeded"
+    message: str = ""
+    url: str | None = None
+    artifact: str | None = None
+
+
+class Backend(Protocol):
+    target: Target
+
+    def build(self, ctx: StepContext) -> StepResult: ...
+    def deploy(self, ctx: StepContext) -> StepResult: ...
+    def restart(self, ctx: StepContext) -> StepResult: ...
+    def stop(self, ctx: StepContext) -> StepResult: ...
+    def delete(self, ctx: StepContext) -> StepResult: ...
+    def status(self, environment: str, service: Service) -> str: ...
+
+
+class BackendState(Protocol):
+    """A little durable memory for a backend (what it deployed), kept by the store."""
+
+    def get(self, key: str) -> str | None: ...
+    def put(self, key: str, value: str | None) -> None: ...
+
+
+class MemoryState:
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+        self.lock = threading.Lock()
+
+    def get(self, key: str) -> str | None:
+        with self.lock:
+            return self.values.get(key)
+
+    def put(self, key: str, value: str | None) -> None:
+        with self.lock:
+            if value is None:
+                self.values.pop(key, None)
+            else:
+                self.values[key] = value

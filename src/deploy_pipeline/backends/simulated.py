@@ -1,0 +1,85 @@
+"""The simulated target: timings and failures you choose, nothing touched. It remembers what it
+"deployed" (in the store) so stop, restart and delete behave the same way across commands;
+as a rehearsal (`--dry-run`) it remembers nothing and refuses nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from deploy_pipeline.backends.base import BackendState, StepContext, StepResult
+from deploy_pipeline.errors import PermanentError
+from deploy_pipeline.model import Service, Target
+
+RUNNING, STOPPED, DONE = "running", "stopped", "completed"
+
+
+class SimulatedBackend:
+    def __init__(self, target: Target, state: BackendState, *, rehearsal: bool = False) -> None:
+        self.target = target
+        self.state = state
+        self.rehearsal = rehearsal
+
+    def _wait(self, ctx: StepContext) -> None:
+        seconds = self.target.durations.get(ctx.service.name, {}).get(ctx.phase, 0.0)
+        if seconds:
+            ctx.sleep(seconds)
+        if self.target.fail.get(ctx.service.name) == ctx.phase:
+            raise PermanentError(
+                f"simulated failure: target {self.target.name} "
+                f"fails {ctx.service.name}'s {ctx.phase}"
+            )
+
+    def _key(self, ctx: StepContext) -> str:
+        return f"{ctx.environment}/{ctx.service.name}"
+
+    def _url(self, ctx: StepContext) -> str | None:
+        svc = ctx.service
+        if svc.public or (svc.port and svc.type in {"container", "application"}):
+            return f"http://{svc.name}.{ctx.environment}.{self.target.name}.simulated"
+        return None
+
+    def _set(self, ctx: StepContext, value: str | None) -> None:
+        if not self.rehearsal:
+            self.state.put(self._key(ctx), value)
+
+    def build(self, ctx: StepContext) -> StepResult:
+        self._wait(ctx)
+        spec = repr(ctx.service.build).encode()
+        tag = hashlib.sha256(spec).hexdigest()[:12]
+        return StepResult(artifact=f"{ctx.service.name}:{tag}", message="built (simulated)")
+
+    def deploy(self, ctx: StepContext) -> StepResult:
+        self._wait(ctx)
+        svc = ctx.service
+        finished = svc.type == "job" and svc.schedule is None
+        self._set(ctx, DONE if finished else RUNNING)
+        what = "ran to completion" if finished else "scheduled" if svc.schedule else "running"
+        return StepResult(message=f"{what} (simulated)", url=self._url(ctx))
+
+    def restart(self, ctx: StepContext) -> StepResult:
+        current = self.state.get(self._key(ctx))
+        if current is None and not self.rehearsal:
+            raise PermanentError(
+                f"{ctx.service.name} is not deployed in {ctx.environment} on target "
+                f"{self.target.name}: deploy it first"
+            )
+        self._wait(ctx)
+        self._set(ctx, DONE if current == DONE else RUNNING)
+        return StepResult(message="restarted (simulated)", url=self._url(ctx))
+
+    def stop(self, ctx: StepContext) -> StepResult:
+        if self.state.get(self._key(ctx)) is None and not self.rehearsal:
+            return StepResult(message="not deployed: nothing to stop")
+        self._wait(ctx)
+        self._set(ctx, STOPPED)
+        return StepResult(message="stopped (simulated)")
+
+    def delete(self, ctx: StepContext) -> StepResult:
+        self._wait(ctx)
+        existed = self.state.get(self._key(ctx)) is not None
+        self._set(ctx, None)
+        return StepResult(message="deleted (simulated)" if existed else "nothing to delete")
+
+    def status(self, environment: str, service: Service) -> str:
+        return self.state.get(f"{environment}/{service.name}") or "absent"

@@ -1,0 +1,376 @@
+"""`deploy-pipeline`: validate, plan, deploy, restart, stop, delete, and manage environments.
+
+`main(argv) -> int` returns the exit code of DESIGN.md §5: 0 success, 1 the run failed, 2 bad
+usage or bad config, 130 interrupted. Heavy imports wait until a command needs them, so `--help`
+is fast and never loads an engine's SDK.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from deploy_pipeline.errors import ConfigErrors, DeployPipelineError, UsageError
+
+if TYPE_CHECKING:
+    from deploy_pipeline.execution import Workspace
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+ACTIONS = ("deploy", "restart", "stop", "delete")
+
+DESCRIPTION = """\
+Deploy an environment of services in ordered stages, from one file: .deploy-pipeline.yml.
+
+Stage k+1 starts when every service of stage k is up; inside a stage, builds and deploys run in
+parallel (defaults.parallelism, 7). Targets are Kubernetes, the local Docker engine, or a
+simulated target for rehearsals; --dry-run rehearses any environment without touching anything."""
+
+EPILOG = """\
+examples:
+  deploy-pipeline validate                          check ./.deploy-pipeline.yml
+  deploy-pipeline plan -e staging                   what a deploy of staging would run, in order
+  deploy-pipeline deploy -e staging --dry-run       rehearse it on the simulated target
+  deploy-pipeline deploy -e staging --service api   deploy one service (even a skipped one)
+  deploy-pipeline deploy -e dev -e prod             promote: dev, then prod if dev succeeded
+  deploy-pipeline env clone staging demo            a new environment with staging's skip set
+  deploy-pipeline stop -e demo                      scale to zero, last stage first
+
+exit codes: 0 success · 1 the run failed · 2 bad usage or bad config · 130 interrupted"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="deploy-pipeline", description=DESCRIPTION, epilog=EPILOG, formatter_class=fmt
+    )
+    parser.add_argument("--version", action="version", version="deploy-pipeline 0.1.0")
+    file = argparse.ArgumentParser(add_help=False)
+    file.add_argument(
+        "-f",
+        "--file",
+        type=Path,
+        default=Path(".deploy-pipeline.yml"),
+        help="the pipeline file (default: ./.deploy-pipeline.yml)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    sub.add_parser(
+        "validate",
+        parents=[file],
+        formatter_class=fmt,
+        help="check a pipeline file and say what is wrong, with line numbers",
+        description="Check a pipeline file. Every problem is listed as "
+        "FILE:LINE: key.path: what is wrong; exit code 2 when there is any.",
+    )
+    sub.add_parser(
+        "schema",
+        help="print the JSON Schema of .deploy-pipeline.yml (for editors)",
+        description="Print the JSON Schema of .deploy-pipeline.yml version 1. Point "
+        "your editor's YAML language server at it for completion and checks.",
+    )
+
+    plan = sub.add_parser(
+        "plan",
+        parents=[file],
+        formatter_class=fmt,
+        help="show the stages and services a run would go through",
+        description="Show, per target, the stages in the order they run, each "
+        "with its services (built or prebuilt), and what is skipped.",
+        epilog="example:\n  deploy-pipeline plan -e staging --action delete --format json",
+    )
+    _env_args(plan)
+    plan.add_argument(
+        "--action", choices=ACTIONS, default="deploy", help="the action to plan (default: deploy)"
+    )
+    plan.add_argument("--format", choices=("text", "json"), default="text")
+
+    for action, summary in (
+        ("deploy", "build what needs building, then deploy, stage by stage"),
+        ("restart", "restart running services, stage by stage (no build)"),
+        ("stop", "scale services to zero and suspend cron jobs, last stage first"),
+        ("delete", "remove everything, skipped services too, last stage first"),
+    ):
+        cmd = sub.add_parser(
+            action,
+            parents=[file],
+            formatter_class=fmt,
+            help=summary,
+            description=f"{action.capitalize()}: {summary}.\n\nWith --service, "
+            "only the named services (skipped or not), in stage order.",
+            epilog=f"example:\n  deploy-pipeline {action} -e staging --dry-run",
+        )
+        _env_args(cmd)
+        cmd.add_argument(
+            "--target",
+            dest="targets",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="only this target of the environment (repeat for several)",
+        )
+        cmd.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="rehearse on the simulated target with the real ordering; touch nothing",
+        )
+        cmd.add_argument(
+            "--events",
+            choices=("jsonl",),
+            help="print one JSON object per event on stdout (the summary goes to stderr)",
+        )
+        cmd.add_argument(
+            "--supersede",
+            action="store_true",
+            help="if another run holds the environment, ask it to stop and take over",
+        )
+
+    env = sub.add_parser(
+        "env",
+        help="list, clone and change the skip sets of environments",
+        description="Environments come from the file; clones and skip changes "
+        "are kept in .deploy-pipeline/state.db (or $DEPLOY_PIPELINE_STATE).",
+    )
+    env_sub = env.add_subparsers(dest="env_command", metavar="SUBCOMMAND", required=True)
+    listing = env_sub.add_parser(
+        "list", parents=[file], help="environments with their skip sets and status"
+    )
+    listing.add_argument("--format", choices=("text", "json"), default="text")
+    clone = env_sub.add_parser(
+        "clone", parents=[file], help="a new environment copying one's targets and skip set"
+    )
+    clone.add_argument("source")
+    clone.add_argument("new")
+    for verb, text in (
+        ("skip", "leave services out of environment-level runs"),
+        ("unskip", "put skipped services back"),
+    ):
+        cmd = env_sub.add_parser(verb, parents=[file], help=text)
+        cmd.add_argument("environment")
+        cmd.add_argument("services", nargs="+", metavar="SERVICE")
+    return parser
+
+
+def _env_args(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "-e",
+        "--environment",
+        dest="environments",
+        action="append",
+        required=True,
+        metavar="ENV",
+        help="the environment (repeat for several, run in the order given)",
+    )
+    cmd.add_argument(
+        "--service",
+        dest="services",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this service (repeat for several)",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or bad usage (2)
+        return int(exc.code or 0)
+    try:
+        return _dispatch(args)
+    except ConfigErrors as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        count = len(exc.errors)
+        print(f"{count} problem{'s' if count > 1 else ''} found; nothing was run", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except DeployPipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "schema":
+        from deploy_pipeline.schema import json_schema
+
+        print(json.dumps(json_schema(), indent=2))
+        return EXIT_OK
+    if args.command == "validate":
+        from deploy_pipeline.config import load_config
+
+        p = load_config(args.file)
+        print(
+            f"✔ {args.file} is valid: {len(p.services)} services in {len(p.stages)} stages, "
+            f"{len(p.environments)} environments, {len(p.targets)} targets"
+        )
+        return EXIT_OK
+    if args.command == "plan":
+        return _plan(args)
+    if args.command == "env":
+        return _env(args)
+    return _run(args)
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from deploy_pipeline.execution import Workspace
+    from deploy_pipeline.plan import plan_json, plan_runs, plan_text
+
+    ws = Workspace(args.file, write=False)
+    try:
+        run_plan = plan_runs(
+            ws.pipeline, ws.environments(), args.environments, args.action, args.services
+        )
+    finally:
+        ws.close()
+    if args.format == "json":
+        docs = [plan_json(p) for p in run_plan.plans]
+        print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
+    else:
+        order = run_plan.environment_order
+        if len(run_plan.plans) > 1:
+            print(
+                f"{len(run_plan.plans)} environments, {order}; a failure stops the ones after it"
+                if order == "sequential"
+                else f"{len(run_plan.plans)} environments, in parallel"
+            )
+        print("\n\n".join(plan_text(p) for p in run_plan.plans))
+    return EXIT_OK
+
+
+def _env(args: argparse.Namespace) -> int:
+    from deploy_pipeline.execution import Workspace
+
+    ws = Workspace(args.file, write=args.env_command != "list")
+    try:
+        if args.env_command == "list":
+            return _env_list(ws, args.format)
+        if args.env_command == "clone":
+            rec = ws.clone(args.source, args.new)
+            skipped = ", ".join(sorted(rec.skipped)) or "nothing"
+            print(f"✔ cloned {args.source} → {args.new} (skipped: {skipped})")
+            return EXIT_OK
+        env = ws.set_skipped(args.environment, args.services, args.env_command == "skip")
+        print(f"✔ {env.name} skips: {', '.join(sorted(env.skipped)) or 'nothing'}")
+        return EXIT_OK
+    finally:
+        ws.close()
+
+
+def _env_list(ws: Workspace, fmt: str) -> int:
+    records, envs = ws.records, ws.environments()
+    rows = [
+        {
+            "name": name,
+            "source": env.source,
+            "targets": list(env.targets),
+            "skipped": sorted(env.skipped),
+            "pull_request": env.pull_request,
+            "status": records[name].status if name in records else "not deployed",
+            "last_run": records[name].last_run if name in records else None,
+        }
+        for name, env in envs.items()
+    ]
+    if fmt == "json":
+        print(json.dumps({"environments": rows}, indent=2))
+        return EXIT_OK
+    header = ["NAME", "SOURCE", "TARGETS", "SKIPPED", "STATUS", "LAST RUN"]
+    table = [header] + [
+        [
+            name,
+            env.source or "(file)",
+            ",".join(env.targets),
+            ",".join(sorted(env.skipped)) or "-",
+            records[name].status if name in records else "not deployed",
+            str(records[name].last_run or "-") if name in records else "-",
+        ]
+        for name, env in envs.items()
+    ]
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from deploy_pipeline.events import EventSink, JsonLines, PlainLines
+    from deploy_pipeline.execution import Execution, Request
+    from deploy_pipeline.progress import LiveView, print_summary
+    from deploy_pipeline.runner import Cancel
+
+    request = Request(
+        args.file,
+        args.environments,
+        args.command,
+        args.services,
+        args.targets,
+        args.dry_run,
+        args.supersede,
+    )
+    execution = Execution(request)
+    jsonl = args.events == "jsonl"
+    console = Console(stderr=jsonl, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 120  # logs are read in wide windows; don't wrap them at 80
+    live = console.is_terminal and not jsonl and "DEPLOY_PIPELINE_PLAIN" not in os.environ
+    sinks: list[EventSink] = (
+        [JsonLines(sys.stdout)] if jsonl else [] if live else [PlainLines(sys.stdout)]
+    )
+    view = LiveView(console)
+    cancel = Cancel()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set("interrupted")
+        console.print("[yellow]stopping at the next safe point (Ctrl-C again to quit now)[/]")
+
+    signal.signal(signal.SIGINT, interrupt)
+    try:
+        if args.dry_run and not jsonl:
+            console.print("[dim]rehearsal (--dry-run): simulated targets, nothing is touched[/]")
+
+        def waiting(message: str) -> None:
+            view.waiting(message)
+            if not live and not jsonl:
+                print(f"waiting: {message}", flush=True)
+
+        with execution.locked(cancel, on_wait=waiting) as run_id:
+            if cancel.is_set():
+                return EXIT_INTERRUPTED
+            run = execution.run(sinks, cancel)
+            if run_id is not None and not jsonl:
+                console.print(f"[dim]run {run_id}[/]")
+            view.attach(run)
+            if live:
+                with view.showing():
+                    result = run.execute()
+            else:
+                result = run.execute()
+            execution.finish(result)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        execution.workspace.close()
+    print_summary(console, result, args.command)
+    if result.status == "succeeded":
+        return EXIT_OK
+    return EXIT_INTERRUPTED if cancel.reason == "interrupted" else EXIT_FAILED

@@ -1,0 +1,463 @@
+"""Read `.deploy-pipeline.yml` into a Pipeline: YAML with line numbers, then shape (pydantic),
+then meaning (stages, targets, skip sets). Every problem is a ConfigError naming the file, the
+line, the key path and what would be right; all of a file's problems are reported at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from deploy_pipeline import schema
+from deploy_pipeline.errors import ConfigError, ConfigErrors
+from deploy_pipeline.model import (
+    BUILT,
+    DEFAULT_STAGE_OF,
+    DEFAULT_STAGES,
+    LONG_RUNNING,
+    BuildSpec,
+    Defaults,
+    Environment,
+    Pipeline,
+    Previews,
+    Service,
+    Strategy,
+    Target,
+)
+
+DEFAULT_FILE = ".deploy-pipeline.yml"
+MAX_NODES = 100_000
+NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+Loc = tuple[str | int, ...]
+
+
+def load_config(path: str | Path) -> Pipeline:
+    """Read and check a pipeline file; raise ConfigErrors listing every problem found."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigErrors(
+            [ConfigError(str(file), None, "", "no such file; create it or pass -f FILE")]
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigErrors([ConfigError(str(file), None, "", f"cannot read it: {exc}")]) from None
+    return parse_config(text, str(file))
+
+
+def parse_config(text: str, name: str = DEFAULT_FILE) -> Pipeline:
+    data, lines = _read_yaml(text, name)
+    return _Checker(name, lines).check(data)
+
+
+# --- YAML with line numbers ------------------------------------------------------------------
+
+
+def _read_yaml(text: str, name: str) -> tuple[Any, dict[Loc, int]]:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise ConfigErrors(
+                [ConfigError(name, 1, "", "the file is empty; start with `version: 1`")]
+            )
+        lines: dict[Loc, int] = {(): node.start_mark.line + 1}
+        data = _Walker(loader, name, lines).value(node, ())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = exc.problem or exc.context or "not valid YAML"
+        raise ConfigErrors(
+            [ConfigError(name, None, "", f"{where}: not valid YAML: {problem}".lstrip(": "))]
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigErrors([ConfigError(name, None, "", f"not valid YAML: {exc}")]) from None
+    finally:
+        loader.dispose()
+    return data, lines
+
+
+class _Walker:
+    """Builds plain Python data from YAML nodes, recording the line of every key and item."""
+
+    def __init__(self, loader: yaml.SafeLoader, name: str, lines: dict[Loc, int]) -> None:
+        self.loader, self.name, self.lines, self.count = loader, name, lines, 0
+
+    def value(self, node: yaml.Node, loc: Loc) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise ConfigErrors(
+                [ConfigError(self.name, None, "", f"the file expands to over {MAX_NODES} values")]
+            )
+        if isinstance(node, yaml.MappingNode):
+            self.loader.flatten_mapping(node)  # YAML merge keys (<<: *anchor)
+            result: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self.loader.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if not isinstance(key, str | int | float | bool) and key is not None:
+                    raise ConfigErrors(
+                        [ConfigError(self.name, line, _path(loc), "keys must be text")]
+                    )
+                key = str(key) if not isinstance(key, str) else key
+                if key in result:
+                    first = self.lines.get((*loc, key))
+                    raise ConfigErrors(
+                        [
+                            ConfigError(
+                                self.name,
+                                line,
+                                _path((*loc, key)),
+                                f"duplicate key (first set at line {first}); keep one",
+                            )
+                        ]
+                    )
+                self.lines[(*loc, key)] = line
+                result[key] = self.value(value_node, (*loc, key))
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            items = []
+            for i, item in enumerate(node.value):
+                self.lines[(*loc, i)] = item.start_mark.line + 1
+                items.append(self.value(item, (*loc, i)))
+            return items
+        return self.loader.construct_object(node, deep=True)
+
+
+def _path(loc: Iterable[str | int]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+# --- shape: pydantic errors in the project's words -----------------------------------------------
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "...'"
+
+
+def _problem(err: Mapping[str, Any], known: list[str]) -> str:
+    kind, got, ctx = err["type"], err.get("input"), err.get("ctx") or {}
+    if kind == "extra_forbidden":
+        key = str(err["loc"][-1])
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(known)}"
+        return f"unknown key '{key}' ({hint})"
+    if kind == "missing":
+        return "required, but missing"
+    if kind in {"int_parsing", "int_type", "int_from_float"}:
+        return f"expected an integer, got {_describe(got)}"
+    if kind in {"bool_parsing", "bool_type"}:
+        return f"expected true or false, got {_describe(got)}"
+    if kind in {"string_type", "string_too_short"}:
+        return f"expected a non-empty string, got {_describe(got)}"
+    if kind == "list_type":
+        return f"expected a list, got {_describe(got)}"
+    if kind in {"dict_type", "model_type", "model_attributes_type"}:
+        return f"expected a mapping of keys to values, got {_describe(got)}"
+    if kind == "literal_error":
+        return f"expected {ctx.get('expected')}, got {_describe(got)}"
+    if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}:
+        bound = {"greater_than_equal": "≥", "less_than_equal": "≤"}.get(kind, kind)
+        limit = next(iter(ctx.values()), "")
+        return f"expected a number {bound} {limit}, got {_describe(got)}"
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    return f"{err['msg']}, got {_describe(got)}"
+
+
+def _known_keys(loc: Loc) -> list[str]:
+    """The keys allowed at the mapping that holds `loc`'s last key, for 'did you mean'."""
+    model: Any = schema.PipelineModel
+    for part in loc[:-1]:
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            field = model.model_fields.get(str(part)) or next(
+                (f for f in model.model_fields.values() if f.alias == part), None
+            )
+            if field is None:
+                return []
+            model = field.annotation
+        else:  # dict[str, X] or list[X]: step into the value type
+            args = [a for a in typing.get_args(model) if a is not type(None)]
+            model = args[-1] if args else None
+        while typing.get_origin(model) in {typing.Union, types.UnionType, typing.Annotated}:
+            args = [a for a in typing.get_args(model) if a is not type(None)]
+            model = args[0] if args else None
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return [f.alias or n for n, f in model.model_fields.items()]
+    return []
+
+
+# --- meaning: the rules of DESIGN.md §2–§3 -----------------------------------------------------
+
+
+class _Checker:
+    def __init__(self, name: str, lines: dict[Loc, int]) -> None:
+        self.name, self.lines, self.errors = name, lines, list[ConfigError]()
+
+    def error(self, loc: Loc, problem: str) -> None:
+        probe = loc
+        while probe and probe not in self.lines:
+            probe = probe[:-1]
+        self.errors.append(ConfigError(self.name, self.lines.get(probe), _path(loc), problem))
+
+    def raise_if_any(self) -> None:
+        if self.errors:
+            self.errors.sort(key=lambda e: e.line or 0)
+            raise ConfigErrors(self.errors)
+
+    def check(self, data: Any) -> Pipeline:
+        if not isinstance(data, dict):
+            self.error(
+                (), f"expected a mapping at the top (version:, services:, …), got {_describe(data)}"
+            )
+            self.raise_if_any()
+        version = data.get("version")
+        if version != 1:
+            if "version" not in data:
+                self.error((), "the file has no `version:`; add `version: 1` at the top")
+            else:
+                self.error(
+                    ("version",),
+                    f"this deploy-pipeline reads version 1 files, got "
+                    f"{_describe(version)}; write `version: 1` or upgrade deploy-pipeline",
+                )
+            self.raise_if_any()
+        try:
+            model = schema.PipelineModel.model_validate(data)
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = tuple(err["loc"])
+                self.error(loc, _problem(err, _known_keys(loc)))
+            self.raise_if_any()
+            raise  # unreachable: a ValidationError always has errors
+        return self.build(model)
+
+    def close(self, word: str, choices: Iterable[str]) -> str:
+        options = list(choices)
+        near = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+        listed = ", ".join(options) if options else "none"
+        return (
+            f"did you mean '{near[0]}'? The choices are: {listed}"
+            if near
+            else f"the choices are: {listed}"
+        )
+
+    def build(self, m: schema.PipelineModel) -> Pipeline:
+        stages = tuple(m.stages) if m.stages is not None else DEFAULT_STAGES
+        if not stages:
+            self.error(("stages",), "an empty list; name at least one stage or remove `stages:`")
+        seen: set[str] = set()
+        for i, stage in enumerate(stages):
+            if stage in seen:
+                self.error(
+                    ("stages", i), f"stage '{stage}' is listed twice; stage names are unique"
+                )
+            seen.add(stage)
+        if not m.services:
+            self.error(("services",), "no services; describe at least one")
+        services = {name: self.service(name, s, stages) for name, s in m.services.items()}
+        targets = {name: self.target(name, t, services) for name, t in m.targets.items()}
+        if not m.targets:
+            targets = {"local": Target(name="local", kind="docker")}
+        order = m.strategy.environments if m.strategy and m.strategy.environments else "sequential"
+        environments = {
+            name: self.environment(name, e, m.strategy, targets, services)
+            for name, e in m.environments.items()
+        }
+        previews = None
+        if m.previews is not None:
+            if m.previews.from_ not in environments:
+                self.error(
+                    ("previews", "from"),
+                    f"no environment named '{m.previews.from_}'; "
+                    + self.close(m.previews.from_, environments),
+                )
+            if "{number}" not in m.previews.name:
+                self.error(
+                    ("previews", "name"),
+                    "must contain {number} so each pull request gets "
+                    f"its own environment, got '{m.previews.name}'",
+                )
+            previews = Previews(source=m.previews.from_, name=m.previews.name)
+        self.raise_if_any()
+        d = m.defaults
+        return Pipeline(
+            path=self.name,
+            stages=stages,
+            services=services,
+            targets=targets,
+            environments=environments,
+            defaults=Defaults(d.parallelism, d.timeout, d.build_ahead, d.retries),
+            registry=m.registry,
+            previews=previews,
+            environment_order=order,
+        )
+
+    def service(self, name: str, s: schema.ServiceModel, stages: tuple[str, ...]) -> Service:
+        loc: Loc = ("services", name)
+        if not NAME.match(name):
+            self.error(
+                loc,
+                "service names are lowercase letters, digits and '-' (at most 63), "
+                f"starting and ending with a letter or digit, got '{name}'",
+            )
+        if s.type in BUILT and s.build is None and s.image is None:
+            if s.type == "job":
+                self.error(
+                    loc, "a job needs `build:` (a folder of the repo) or `image:` (a prebuilt one)"
+                )
+            else:
+                self.error(
+                    loc,
+                    "an application is built from the repo: add `build: ./folder` "
+                    "(or use type: container with `image:`)",
+                )
+        if s.build is not None and s.image is not None:
+            self.error(
+                (*loc, "image"),
+                "give `build:` or `image:`, not both: a built image is named by its content",
+            )
+        if s.build is not None and s.type not in BUILT:
+            self.error(
+                (*loc, "build"),
+                f"a {s.type} runs a prebuilt image, it is not built: use "
+                "`image:`, or type: application to build it from the repo",
+            )
+        if s.type not in BUILT and s.image is None:
+            self.error(loc, f"a {s.type} needs `image:` (for example postgres:16 or nginx:1.27)")
+        if s.schedule is not None and s.type != "job":
+            self.error((*loc, "schedule"), "only a job can have a schedule (it becomes a cron job)")
+        if s.replicas is not None and s.type not in LONG_RUNNING:
+            self.error((*loc, "replicas"), "only containers and applications have replicas")
+        if s.public and s.type not in LONG_RUNNING:
+            self.error((*loc, "public"), "only containers and applications can be public")
+        if s.health is not None and not s.health.startswith("/"):
+            self.error(
+                (*loc, "health"), f"expected an HTTP path starting with '/', got '{s.health}'"
+            )
+        for i, secret in enumerate(s.secrets):
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", secret):
+                self.error(
+                    (*loc, "secrets", i),
+                    "expected the name of an environment variable "
+                    f"(letters, digits, '_'), got '{secret}'",
+                )
+        if s.stage is not None:
+            stage = s.stage
+            if stage not in stages:
+                self.error(
+                    (*loc, "stage"), f"no stage named '{stage}'; " + self.close(stage, stages)
+                )
+        else:  # the default stage of its type if that exact name exists, otherwise the last stage
+            default = DEFAULT_STAGE_OF[s.type]
+            stage = default if default in stages else stages[-1] if stages else ""
+        b = s.build
+        return Service(
+            name=name,
+            type=s.type,
+            stage=stage,
+            image=s.image,
+            build=BuildSpec(b.context, b.dockerfile, tuple(b.args.items()), b.target)
+            if b
+            else None,
+            command=tuple(s.command) if s.command is not None else None,
+            env=tuple(s.env.items()),
+            port=s.port,
+            replicas=s.replicas if s.replicas is not None else 1,
+            health=s.health,
+            secrets=tuple(s.secrets),
+            schedule=s.schedule,
+            public=s.public,
+            timeout=s.timeout,
+        )
+
+    def target(self, name: str, t: schema.TargetModel, services: Mapping[str, Service]) -> Target:
+        loc: Loc = ("targets", name)
+        if not NAME.match(name):
+            self.error(loc, f"target names are lowercase letters, digits and '-', got '{name}'")
+        if t.kind != "simulated":
+            for key in ("durations", "fail"):
+                if getattr(t, key):
+                    self.error(
+                        (*loc, key), f"only simulated targets take `{key}:`, this one is {t.kind}"
+                    )
+        if t.context is not None and t.kind != "kubernetes":
+            self.error(
+                (*loc, "context"),
+                f"only kubernetes targets take a `context:`, this one is {t.kind}",
+            )
+        for key in ("durations", "fail"):
+            for service in getattr(t, key):
+                if service not in services:
+                    self.error(
+                        (*loc, key, service),
+                        f"no service named '{service}'; " + self.close(service, services),
+                    )
+        return Target(
+            name=name,
+            kind=t.kind,
+            context=t.context,
+            durations={k: {str(ph): d for ph, d in v.items()} for k, v in t.durations.items()},
+            fail=dict(t.fail),
+        )
+
+    def environment(
+        self,
+        name: str,
+        e: schema.EnvironmentModel,
+        strategy: schema.StrategyModel | None,
+        targets: Mapping[str, Target],
+        services: Mapping[str, Service],
+    ) -> Environment:
+        loc: Loc = ("environments", name)
+        if not NAME.match(name):
+            self.error(
+                loc, f"environment names are lowercase letters, digits and '-', got '{name}'"
+            )
+        if e.target is not None and e.targets is not None:
+            self.error((*loc, "targets"), "give `target:` or `targets:`, not both")
+        names = e.targets if e.targets is not None else [e.target] if e.target else []
+        if not names:
+            if len(targets) == 1:
+                names = list(targets)
+            else:
+                self.error(loc, "say where it deploys with `target:`; " + self.close("", targets))
+        if e.targets is not None and not e.targets:
+            self.error((*loc, "targets"), "an empty list; name at least one target")
+        key = "targets" if e.targets is not None else "target"
+        for i, target in enumerate(names):
+            if target not in targets:
+                where = (*loc, key, i) if key == "targets" else (*loc, key)
+                self.error(where, f"no target named '{target}'; " + self.close(target, targets))
+        for i, skipped in enumerate(e.skip):
+            if skipped not in services:
+                self.error(
+                    (*loc, "skip", i),
+                    f"no service named '{skipped}'; " + self.close(skipped, services),
+                )
+        own = e.strategy or strategy
+        return Environment(
+            name=name,
+            targets=tuple(names),
+            skipped=frozenset(e.skip),
+            strategy=Strategy(own.services, own.targets) if own else Strategy(),
+            production=e.production,
+        )

@@ -1,0 +1,81 @@
+"""The one exception tree of deploy-pipeline.
+
+    DeployPipelineError
+    ├── UsageError            bad command line or bad config: exit code 2
+    │   └── ConfigError       names the file, the line and the key path
+    ├── StoreError            the state database cannot be read or written
+    ├── StepError             a build or deploy step failed
+    │   ├── TransientError    worth retrying with backoff (network, 5xx, 409)
+    │   ├── PermanentError    retrying will not help (a failing container, a 4xx)
+    │   └── StepTimeout       the step ran past its timeout
+    └── Cancelled             the run was asked to stop (Ctrl-C, superseded, a failure elsewhere)
+
+Lower libraries' exceptions are converted at the backend boundary, keeping the original as
+``__cause__``; a message shown to a user is truncated and has its secrets masked first.
+"""
+
+from __future__ import annotations
+
+MAX_MESSAGE = 2000
+
+
+class DeployPipelineError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class UsageError(DeployPipelineError):
+    """The command line or the config asks for something that cannot be done."""
+
+
+class ConfigError(UsageError):
+    """A `.deploy-pipeline.yml` problem, located as `file:line: key.path: what is wrong`."""
+
+    def __init__(self, file: str, line: int | None, path: str, problem: str) -> None:
+        self.file = file
+        self.line = line
+        self.path = path
+        self.problem = problem
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path}: {self.problem}" if self.path else f"{where}: {self.problem}"
+
+
+class ConfigErrors(UsageError):
+    """Every problem found in one file, reported together so one edit fixes them all."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))
+
+
+class StoreError(DeployPipelineError):
+    """The state database is unreadable, from a newer version, or locked too long."""
+
+
+class StepError(DeployPipelineError):
+    """A step (build, deploy, restart, stop, delete) did not succeed."""
+
+
+class TransientError(StepError):
+    """A failure that may pass: the runner retries it with backoff within the step timeout."""
+
+
+class PermanentError(StepError):
+    """A failure that retrying will not fix: the run fails at once."""
+
+
+class StepTimeout(StepError):
+    """The step did not finish within its timeout."""
+
+
+class Cancelled(DeployPipelineError):
+    """The run was asked to stop at its next safe point; the message says why."""
+
+
+def truncate(text: str, limit: int = MAX_MESSAGE) -> str:
+    """Keep a remote body or a log short enough to read, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters)"

@@ -1,0 +1,98 @@
+"""Where the runner's events go: a bus that masks secrets and fans out to sinks (JSON lines,
+plain lines, the store, later GitHub and the receiver). A sink is any callable taking an Event.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from collections.abc import Callable, Iterable
+from typing import TextIO
+
+from deploy_pipeline.errors import truncate
+from deploy_pipeline.model import Event
+
+EventSink = Callable[[Event], None]
+MASK = "***"
+
+
+class Redactor:
+    """Replaces every known secret value in text with ***, longest first."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        # Very short values would mask ordinary words: secrets are at least 4 characters here.
+        self.values = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for value in self.values:
+            text = text.replace(value, MASK)
+        return text
+
+
+class EventBus:
+    """Masks and truncates each event's message once, then hands it to every sink in turn."""
+
+    def __init__(self, sinks: Iterable[EventSink] = (), redact: Redactor | None = None) -> None:
+        self.sinks = list(sinks)
+        self.redact = redact or Redactor()
+        self.lock = threading.Lock()  # targets run in parallel: sinks see one event at a time
+
+    def subscribe(self, sink: EventSink) -> None:
+        self.sinks.append(sink)
+
+    def __call__(self, event: Event) -> None:
+        if event.message:
+            event = dataclasses.replace(event, message=truncate(self.redact(event.message)))
+        with self.lock:
+            for sink in self.sinks:
+                sink(event)
+
+
+class JsonLines:
+    """One JSON object per line: the `--events jsonl` contract of DESIGN.md §5."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def __call__(self, event: Event) -> None:
+        self.stream.write(json.dumps(event.to_json(), ensure_ascii=False) + "\n")
+        self.stream.flush()
+
+
+class PlainLines:
+    """One readable line per event, for logs and terminals that are not interactive."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def __call__(self, event: Event) -> None:
+        self.stream.write(format_event(event) + "\n")
+        self.stream.flush()
+
+
+def format_event(event: Event) -> str:
+    if event.phase == "run":
+        where = event.environment or "run"
+        return f"{event.ts:8.2f}s  {where}: run {event.status}" + (
+            f" — {event.message}" if event.message else ""
+        )
+    where = "/".join(p for p in (event.environment, event.target) if p)
+    took = f" in {event.duration:.2f}s" if event.duration is not None else ""
+    what = f"{event.service} {event.phase} {event.status}{took}"
+    text = f"{event.ts:8.2f}s  {where}  [{event.stage}]  {what}"
+    if event.message:
+        text += f" — {event.message}"
+    if event.url:
+        text += f"  {event.url}"
+    return text
+
+
+class Collect:
+    """Keeps every event in a list: for tests and for the summary at the end of a run."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def __call__(self, event: Event) -> None:
+        self.events.append(event)

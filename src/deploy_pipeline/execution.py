@@ -1,0 +1,285 @@
+"""One action on one or more environments, end to end: load the file, plan, check secrets, take
+the environments' locks, run, and record. The CLI uses it today; the Action and the receiver use
+the same code, so all three share one stage runner and one set of rules.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from deploy_pipeline.backends import Backend, create_backend
+from deploy_pipeline.config import NAME, load_config
+from deploy_pipeline.errors import UsageError
+from deploy_pipeline.events import EventBus, EventSink, Redactor
+from deploy_pipeline.model import Action, Environment, EnvironmentRecord, Pipeline, RunPlan
+from deploy_pipeline.plan import check_services, environments, find_environment, plan_runs
+from deploy_pipeline.runner import Cancel, Run, RunOptions, RunResult
+from deploy_pipeline.store import LOCK_TTL, EventRecorder, Store, state_path
+
+STATUS_AFTER: Mapping[tuple[Action, str], str] = {
+    ("deploy", "succeeded"): "deployed",
+    ("restart", "succeeded"): "deployed",
+    ("stop", "succeeded"): "stopped",
+    ("delete", "succeeded"): "not deployed",
+}
+STATUS_DURING: Mapping[Action, str] = {
+    "deploy": "deploying",
+    "restart": "deploying",
+    "stop": "stopping",
+    "delete": "deleting",
+}
+
+
+@dataclass(frozen=True)
+class Request:
+    config: Path
+    environments: Sequence[str]
+    action: Action
+    services: Sequence[str] = ()
+    targets: Sequence[str] = ()
+    dry_run: bool = False
+    supersede: bool = False
+
+
+class Workspace:
+    """A pipeline file with its state database: what `env` commands and runs work on."""
+
+    def __init__(self, config: Path, *, write: bool = True) -> None:
+        self.pipeline: Pipeline = load_config(config)
+        path = state_path(config)
+        self.store: Store | None = Store(path) if write or path.exists() else None
+
+    @property
+    def records(self) -> dict[str, EnvironmentRecord]:
+        return self.store.environments() if self.store else {}
+
+    def environments(self) -> dict[str, Environment]:
+        return environments(self.pipeline, self.records)
+
+    def record(self, name: str) -> EnvironmentRecord:
+        """The store's record of an environment, made from the file's on first use."""
+        if name in (records := self.records):
+            return records[name]
+        if name in self.pipeline.environments:
+            return EnvironmentRecord(name=name, origin="file")
+        raise UsageError(f"no environment named '{name}'")
+
+    def writable(self) -> Store:
+        if self.store is None:
+            raise UsageError("no state database here yet")
+        return self.store
+
+    def clone(self, source: str, new: str) -> EnvironmentRecord:
+        """A new environment with the source's targets and a copy of its skipped set."""
+        envs = self.environments()
+        base = find_environment(envs, source)
+        if not NAME.match(new):
+            raise UsageError(
+                f"environment names are lowercase letters, digits and '-' (at most 63), got '{new}'"
+            )
+        if new in envs:
+            raise UsageError(f"environment '{new}' already exists; pick another name")
+        rec = EnvironmentRecord(name=new, origin="clone", source=source, skipped=base.skipped)
+        self.writable().save_environment(rec)
+        return rec
+
+    def set_skipped(self, name: str, services: Sequence[str], skipped: bool) -> Environment:
+        env = find_environment(self.environments(), name)
+        check_services(self.pipeline, services)
+        rec, names = self.record(name), frozenset(services)
+        if rec.origin == "file":  # kept as changes to the file's set, so file edits still count
+            added = (rec.skip_added | names) if skipped else (rec.skip_added - names)
+            removed = (rec.skip_removed - names) if skipped else (rec.skip_removed | names)
+            rec = replace(
+                rec, skip_added=added - env.skipped if skipped else added, skip_removed=removed
+            )
+        else:
+            rec = replace(rec, skipped=(env.skipped | names) if skipped else (env.skipped - names))
+        self.writable().save_environment(rec)
+        return self.environments()[name]
+
+    def close(self) -> None:
+        if self.store:
+            self.store.close()
+
+
+class Execution:
+    """Prepares a run (everything that can fail before anything is touched), then runs it."""
+
+    def __init__(
+        self,
+        request: Request,
+        *,
+        environ: Mapping[str, str] | None = None,
+        options: RunOptions | None = None,
+    ) -> None:
+        self.request, self.options = request, options or RunOptions()
+        self.workspace = Workspace(request.config, write=not request.dry_run)
+        self.pipeline = self.workspace.pipeline
+        envs = self.workspace.environments()
+        self.run_plan: RunPlan = plan_runs(
+            self.pipeline,
+            envs,
+            request.environments,
+            request.action,
+            request.services,
+            request.targets,
+        )
+        targets = {tp.target.name: tp.target for p in self.run_plan.plans for tp in p.targets}
+        store = self.workspace.store
+        self.backends: dict[str, Backend] = {
+            name: create_backend(
+                t,
+                None if request.dry_run or not store else store.backend_state(name),
+                dry_run=request.dry_run,
+            )
+            for name, t in targets.items()
+        }
+        self.secrets = self.resolve_secrets(os.environ if environ is None else environ, targets)
+        self.run_id: int | None = None
+
+    def resolve_secrets(
+        self, environ: Mapping[str, str], targets: Mapping[str, object]
+    ) -> dict[str, dict[str, str]]:
+        needed = {
+            p.service.name: p.service
+            for plan in self.run_plan.plans
+            for tp in plan.targets
+            for sp in tp.stages
+            for p in sp.services
+        }
+        real = not self.request.dry_run and any(
+            getattr(t, "kind", "simulated") != "simulated" for t in targets.values()
+        )
+        missing = [
+            f"{name} (services.{svc.name}.secrets)"
+            for svc in needed.values()
+            for name in svc.secrets
+            if name not in environ
+        ]
+        if missing and real:
+            raise UsageError(
+                "secrets not set in the environment: "
+                + ", ".join(missing)
+                + "; export them before deploying, or rehearse with --dry-run"
+            )
+        return {
+            svc.name: {n: environ[n] for n in svc.secrets if n in environ}
+            for svc in needed.values()
+        }
+
+    @property
+    def redactor(self) -> Redactor:
+        return Redactor(v for values in self.secrets.values() for v in values.values())
+
+    @contextmanager
+    def locked(
+        self,
+        cancel: Cancel,
+        on_wait: Callable[[str], None] = lambda m: None,
+        poll: float = 0.5,
+        ttl: float | None = None,
+    ) -> Iterator[int | None]:
+        """Record the run and hold every environment's lock for as long as it lasts."""
+        ttl = ttl or float(os.environ.get("DEPLOY_PIPELINE_LOCK_TTL", LOCK_TTL))
+        store = self.workspace.store
+        if self.request.dry_run or store is None:
+            yield None
+            return
+        names = sorted({p.environment.name for p in self.run_plan.plans})
+        self.run_id = run_id = store.create_run(names, self.request.action, self.request.services)
+        held: list[str] = []
+        stop = threading.Event()
+        try:
+            for name in names:
+                asked = False
+                while (holder := store.try_lock(name, run_id, ttl)) is not None:
+                    if self.request.supersede and not asked:
+                        store.supersede(name, run_id)
+                        asked = True
+                    on_wait(
+                        f"environment {name} locked by run {holder}"
+                        + (", asked it to stop" if asked else "")
+                    )
+                    if cancel.event.wait(poll):
+                        break
+                if cancel.is_set():
+                    break
+                held.append(name)
+            beat = threading.Thread(
+                target=self.heartbeat, args=(store, held, run_id, cancel, stop, ttl), daemon=True
+            )
+            beat.start()
+            self.mark(
+                names,
+                lambda rec: replace(
+                    rec, status=STATUS_DURING[self.request.action], last_run=run_id
+                ),
+            )
+            yield run_id
+        finally:
+            stop.set()
+            for name in held:
+                store.release_lock(name, run_id)
+
+    def heartbeat(
+        self,
+        store: Store,
+        names: list[str],
+        run_id: int,
+        cancel: Cancel,
+        stop: threading.Event,
+        ttl: float,
+    ) -> None:
+        while not stop.wait(ttl / 3):
+            for name in names:
+                by = store.renew_lock(name, run_id, ttl)
+                if by is not None:
+                    cancel.set(f"superseded by run {by}")
+
+    def run(self, sinks: Sequence[EventSink], cancel: Cancel) -> Run:
+        recorder = None
+        if self.run_id is not None and self.workspace.store is not None:
+            recorder = EventRecorder(self.workspace.store, self.run_id)
+        bus = EventBus([*sinks, *([recorder] if recorder else [])], self.redactor)
+        self.recorder = recorder
+        return Run(
+            self.run_plan,
+            self.backends,
+            bus,
+            cancel=cancel,
+            secrets=self.secrets,
+            options=self.options,
+        )
+
+    def finish(self, result: RunResult) -> None:
+        store = self.workspace.store
+        if self.run_id is None or store is None:
+            return
+        if self.recorder:
+            self.recorder.flush()
+        store.finish_run(self.run_id, result.status)
+        action, whole = self.request.action, not self.request.services
+        for name, status in result.environments.items():
+            rec = self.workspace.record(name)
+            if action == "delete" and whole and status == "succeeded" and rec.origin != "file":
+                store.forget_environment(name)  # a deleted clone or preview is gone
+                continue
+            if self.request.services and status == "succeeded":
+                new = rec.status if rec.status not in STATUS_DURING.values() else "deployed"
+            else:
+                new = STATUS_AFTER.get((action, status), "failed")
+            store.save_environment(replace(rec, status=new, last_run=self.run_id))
+
+    def mark(
+        self, names: Sequence[str], change: Callable[[EnvironmentRecord], EnvironmentRecord]
+    ) -> None:
+        store = self.workspace.store
+        if store:
+            for name in names:
+                store.save_environment(change(self.workspace.record(name)))

@@ -1,0 +1,200 @@
+"""The concepts of deploy-pipeline as frozen dataclasses: pipeline, service, target, environment,
+plan and event. No I/O and no SDK types: every other layer passes these around.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+ServiceType = Literal["database", "job", "container", "application"]
+Action = Literal["deploy", "restart", "stop", "delete"]
+Phase = Literal["build", "deploy", "restart", "stop", "delete", "run"]
+Status = Literal["started", "succeeded", "failed", "cancelled", "skipped", "reused"]
+TargetKind = Literal["docker", "kubernetes", "simulated"]
+Order = Literal["parallel", "sequential"]
+
+SERVICE_TYPES: tuple[ServiceType, ...] = ("database", "job", "container", "application")
+ACTIONS: tuple[Action, ...] = ("deploy", "restart", "stop", "delete")
+STEP_PHASES: tuple[Phase, ...] = ("build", "deploy", "restart", "stop", "delete")
+TARGET_KINDS: tuple[TargetKind, ...] = ("docker", "kubernetes", "simulated")
+
+DEFAULT_STAGES: tuple[str, ...] = (
+    "0.DEFAULT DATABASE",
+    "1.DEFAULT JOB",
+    "2.DEFAULT CONTAINER",
+    "3.DEFAULT APPLICATION",
+)
+DEFAULT_STAGE_OF: Mapping[ServiceType, str] = dict(zip(SERVICE_TYPES, DEFAULT_STAGES, strict=True))
+LONG_RUNNING: frozenset[ServiceType] = frozenset({"container", "application"})
+BUILT: frozenset[ServiceType] = frozenset({"job", "application"})
+# Stop and delete take the environment down in the reverse order it came up.
+REVERSED_ACTIONS: frozenset[Action] = frozenset({"stop", "delete"})
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    context: str
+    dockerfile: str = "Dockerfile"
+    args: tuple[tuple[str, str], ...] = ()
+    target: str | None = None
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    type: ServiceType
+    stage: str
+    image: str | None = None
+    build: BuildSpec | None = None
+    command: tuple[str, ...] | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    port: int | None = None
+    replicas: int = 1
+    health: str | None = None
+    secrets: tuple[str, ...] = ()
+    schedule: str | None = None
+    public: bool = False
+    timeout: float | None = None
+
+    @property
+    def needs_build(self) -> bool:
+        return self.build is not None
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    kind: TargetKind
+    context: str | None = None
+    # simulated only: seconds per service and phase, and the phase each named service fails in
+    durations: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    fail: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    services: Order = "parallel"
+    targets: Order = "sequential"
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    targets: tuple[str, ...]
+    skipped: frozenset[str] = frozenset()
+    strategy: Strategy = Strategy()
+    source: str | None = None
+    pull_request: int | None = None
+    production: bool = False
+
+
+@dataclass(frozen=True)
+class Defaults:
+    parallelism: int = 7
+    timeout: float = 600.0
+    build_ahead: bool = True
+    retries: int = 3
+
+
+@dataclass(frozen=True)
+class Previews:
+    source: str
+    name: str = "pr-{number}"
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    path: str
+    stages: tuple[str, ...]
+    services: Mapping[str, Service]  # in file order
+    targets: Mapping[str, Target]
+    environments: Mapping[str, Environment]
+    defaults: Defaults = Defaults()
+    registry: str | None = None
+    previews: Previews | None = None
+    environment_order: Order = "sequential"
+
+
+@dataclass(frozen=True)
+class EnvironmentRecord:
+    """What the store remembers of an environment beyond the file: clones and skip changes."""
+
+    name: str
+    origin: Literal["file", "clone", "preview"]
+    source: str | None = None
+    skipped: frozenset[str] = frozenset()  # the whole set, for clones and previews
+    skip_added: frozenset[str] = frozenset()  # changes to the file's set, for file environments
+    skip_removed: frozenset[str] = frozenset()
+    pull_request: int | None = None
+    status: str = "not deployed"
+    last_run: int | None = None
+
+
+@dataclass(frozen=True)
+class PlannedService:
+    service: Service
+    build: bool
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    name: str
+    index: int  # position in the pipeline's stage list
+    services: tuple[PlannedService, ...]
+
+
+@dataclass(frozen=True)
+class TargetPlan:
+    target: Target
+    stages: tuple[StagePlan, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    environment: Environment
+    action: Action
+    targets: tuple[TargetPlan, ...]
+    skipped: tuple[Service, ...]  # left out of this run because the environment skips them
+    parallelism: int
+    build_ahead: bool
+    timeout: float
+    retries: int = 3
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    plans: tuple[Plan, ...]
+    environment_order: Order = "sequential"
+
+
+@dataclass(frozen=True)
+class Event:
+    ts: float  # seconds since the run started
+    environment: str | None
+    target: str | None
+    stage: str | None
+    service: str | None
+    phase: Phase
+    status: Status
+    message: str = ""
+    url: str | None = None
+    duration: float | None = None
+
+    def to_json(self) -> dict[str, object]:
+        data: dict[str, object] = {
+            "ts": round(self.ts, 3),
+            "environment": self.environment,
+            "target": self.target,
+            "stage": self.stage,
+            "service": self.service,
+            "phase": self.phase,
+            "status": self.status,
+            "message": self.message,
+        }
+        if self.url:
+            data["url"] = self.url
+        if self.duration is not None:
+            data["duration"] = round(self.duration, 3)
+        return data

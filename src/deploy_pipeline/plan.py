@@ -1,0 +1,187 @@
+"""(environment, action, services?) → Plan: targets × stages × steps, in the order they run.
+
+Pure functions over the model. The rules are DESIGN.md §2: stop and delete run the stages last to
+first; an environment-level run leaves skipped services out, except delete, which removes them
+too; a service-level run includes the named services whether skipped or not.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+
+from deploy_pipeline.errors import UsageError
+from deploy_pipeline.model import (
+    REVERSED_ACTIONS,
+    Action,
+    Environment,
+    EnvironmentRecord,
+    Pipeline,
+    Plan,
+    PlannedService,
+    RunPlan,
+    StagePlan,
+    TargetPlan,
+)
+
+
+def choices(word: str, options: Iterable[str], what: str) -> str:
+    """'did you mean …' when a known name is close, then the list of what there is."""
+    names = list(options)
+    near = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
+    listed = ", ".join(names) if names else "none"
+    hint = f"did you mean '{near[0]}'? " if near else ""
+    return f"{hint}the {what} are: {listed}"
+
+
+def environments(
+    pipeline: Pipeline, records: Mapping[str, EnvironmentRecord]
+) -> dict[str, Environment]:
+    """The file's environments with the store's skip changes, then clones and previews."""
+    result: dict[str, Environment] = {}
+    for name, env in pipeline.environments.items():
+        rec = records.get(name)
+        if rec is not None and rec.origin == "file":
+            skipped = (env.skipped | rec.skip_added) - rec.skip_removed
+            result[name] = replace(env, skipped=skipped)
+        else:
+            result[name] = env
+    pending = [r for r in records.values() if r.origin != "file" and r.name not in result]
+    while pending:  # a clone of a clone resolves once its source has
+        ready = [r for r in pending if r.source in result]
+        if not ready:
+            break  # sources no longer in the file: those clones cannot be planned
+        for rec in ready:
+            base = result[rec.source or ""]
+            known = rec.skipped & set(pipeline.services)
+            result[rec.name] = Environment(
+                rec.name, base.targets, known, base.strategy, rec.source, rec.pull_request, False
+            )
+        pending = [r for r in pending if r not in ready]
+    return result
+
+
+def find_environment(envs: Mapping[str, Environment], name: str) -> Environment:
+    if name not in envs:
+        raise UsageError(f"no environment named '{name}'; " + choices(name, envs, "environments"))
+    return envs[name]
+
+
+def check_services(pipeline: Pipeline, names: Iterable[str]) -> None:
+    for name in names:
+        if name not in pipeline.services:
+            raise UsageError(
+                f"no service named '{name}'; " + choices(name, pipeline.services, "services")
+            )
+
+
+def plan_run(
+    pipeline: Pipeline,
+    environment: Environment,
+    action: Action,
+    services: Sequence[str] = (),
+    targets: Sequence[str] = (),
+) -> Plan:
+    check_services(pipeline, services)
+    for target in targets:
+        if target not in environment.targets:
+            raise UsageError(
+                f"environment '{environment.name}' does not deploy to target '{target}'; "
+                + choices(target, environment.targets, "targets of this environment")
+            )
+    if services:  # service-level: exactly the named services, skipped or not
+        chosen = [s for s in pipeline.services if s in set(services)]
+        skipped: list[str] = []
+    elif action == "delete":  # delete removes everything, skipped services too
+        chosen, skipped = list(pipeline.services), []
+    else:
+        chosen = [s for s in pipeline.services if s not in environment.skipped]
+        skipped = [s for s in pipeline.services if s in environment.skipped]
+    order = list(reversed(pipeline.stages)) if action in REVERSED_ACTIONS else list(pipeline.stages)
+    stages = []
+    for name in order:
+        members = tuple(
+            PlannedService(svc, build=action == "deploy" and svc.needs_build)
+            for svc in (pipeline.services[s] for s in chosen)
+            if svc.stage == name
+        )
+        if members:
+            stages.append(StagePlan(name, pipeline.stages.index(name), members))
+    wanted = [t for t in environment.targets if not targets or t in targets]
+    sequential = environment.strategy.services == "sequential"
+    return Plan(
+        environment=environment,
+        action=action,
+        targets=tuple(TargetPlan(pipeline.targets[t], tuple(stages)) for t in wanted),
+        skipped=tuple(pipeline.services[s] for s in skipped),
+        parallelism=1 if sequential else pipeline.defaults.parallelism,
+        build_ahead=pipeline.defaults.build_ahead,
+        timeout=pipeline.defaults.timeout,
+        retries=pipeline.defaults.retries,
+    )
+
+
+def plan_runs(
+    pipeline: Pipeline,
+    envs: Mapping[str, Environment],
+    names: Sequence[str],
+    action: Action,
+    services: Sequence[str] = (),
+    targets: Sequence[str] = (),
+) -> RunPlan:
+    plans = tuple(
+        plan_run(pipeline, find_environment(envs, n), action, services, targets)
+        for n in dict.fromkeys(names)
+    )
+    return RunPlan(plans, pipeline.environment_order)
+
+
+def plan_json(plan: Plan) -> dict[str, object]:
+    """The `plan --format json` contract of DESIGN.md §5."""
+    return {
+        "environment": plan.environment.name,
+        "action": plan.action,
+        "targets": [
+            {
+                "target": tp.target.name,
+                "stages": [
+                    {
+                        "name": sp.name,
+                        "services": [
+                            {"name": p.service.name, "type": p.service.type, "build": p.build}
+                            for p in sp.services
+                        ],
+                    }
+                    for sp in tp.stages
+                ],
+            }
+            for tp in plan.targets
+        ],
+        "skipped": [s.name for s in plan.skipped],
+    }
+
+
+def plan_text(plan: Plan) -> str:
+    env = plan.environment
+    how = "one at a time" if plan.parallelism == 1 else f"up to {plan.parallelism} at once"
+    lines = [f"{plan.action} {env.name}" + (f" (clone of {env.source})" if env.source else "")]
+    for tp in plan.targets:
+        lines.append(f"  target {tp.target.name} ({tp.target.kind}), {how}")
+        if not tp.stages:
+            lines.append("    nothing to do")
+        for i, sp in enumerate(tp.stages, 1):
+            lines.append(f"    {i}. {sp.name}")
+            for p in sp.services:
+                svc = p.service
+                if p.build and svc.build is not None:
+                    what = f"build {svc.build.context}"
+                elif svc.image:
+                    what = f"prebuilt {svc.image}"
+                else:
+                    what = "built image" if svc.build else ""
+                cron = f", cron {svc.schedule}" if svc.schedule else ""
+                lines.append(f"       - {svc.name:<16} {svc.type:<12} {what}{cron}")
+    if plan.skipped:
+        lines.append(f"  skipped: {', '.join(s.name for s in plan.skipped)}")
+    return "\n".join(lines)

@@ -1,0 +1,157 @@
+"""What a person watching a run sees: a live view of stages and services (status, what each is
+waiting for, elapsed time) on a terminal, and the summary table at the end. It only reads the
+runner's snapshot, so it can never slow down or change a run.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from deploy_pipeline.runner import Run, RunResult, StepView
+
+STYLE = {
+    "succeeded": "green",
+    "reused": "cyan",
+    "failed": "bold red",
+    "cancelled": "yellow",
+    "skipped": "dim",
+    "running": "bold blue",
+    "pending": "dim",
+}
+ICON = {
+    "succeeded": "✔",
+    "reused": "♻",
+    "failed": "✖",
+    "cancelled": "⊘",
+    "skipped": "–",
+    "running": "●",
+    "pending": "○",
+}
+MAX_ROWS = 30  # a big environment shows what moves; the rest is counted per stage
+
+
+class LiveView:
+    """Redraws the run's state a few times a second while it runs."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.run: Run | None = None
+        self.note = ""
+        self.lock = threading.Lock()
+
+    def waiting(self, message: str) -> None:
+        with self.lock:
+            self.note = f"waiting: {message}"
+
+    def attach(self, run: Run) -> None:
+        with self.lock:
+            self.run, self.note = run, ""
+
+    @contextmanager
+    def showing(self) -> Iterator[LiveView]:
+        with Live(
+            console=self.console, refresh_per_second=8, transient=True, get_renderable=self.render
+        ):
+            yield self
+
+    def render(self) -> RenderableType:
+        with self.lock:
+            run, note = self.run, self.note
+        if run is None:
+            return Text(note or "preparing…", style="yellow")
+        return render_steps(run.snapshot(), live=True)
+
+
+def _group(
+    views: Sequence[StepView],
+) -> dict[tuple[str, str], dict[str, dict[str, list[StepView]]]]:
+    """environment/target → stage → service → its steps (build first)."""
+    tree: dict[tuple[str, str], dict[str, dict[str, list[StepView]]]] = {}
+    for v in views:
+        tree.setdefault((v.environment, v.target), {}).setdefault(v.stage, {}).setdefault(
+            v.service, []
+        ).append(v)
+    return tree
+
+
+def _cell(view: StepView | None) -> Text:
+    """`✔ 2.0s`, `✖ failed 1.2s`, `● 3.1s`: the icon says the state, words only when it is bad."""
+    if view is None:
+        return Text("")
+    word = "" if view.state in {"succeeded", "running"} else f" {view.state}"
+    text = Text(f"{ICON.get(view.state, '?')}{word}", style=STYLE.get(view.state, ""))
+    if view.elapsed is not None and view.state != "pending":
+        text.append(f" {view.elapsed:.1f}s", style="dim")
+    return text
+
+
+def render_steps(views: Sequence[StepView], *, live: bool) -> RenderableType:
+    parts: list[RenderableType] = []
+    for (env, target), stages in _group(views).items():
+        table = Table(
+            title=f"{env} → {target}",
+            title_justify="left",
+            expand=False,
+            show_edge=False,
+            pad_edge=False,
+        )
+        for column in ("stage", "service", "build", "step", "note"):
+            table.add_column(column, overflow="fold", max_width=70 if column == "note" else None)
+        rows = 0
+        for stage, services in stages.items():
+            counts: Counter[str] = Counter()
+            first = True
+            for service, steps in services.items():
+                build = next((s for s in steps if s.phase == "build"), None)
+                main = next((s for s in steps if s.phase != "build"), steps[0])
+                counts[main.state] += 1
+                busy = main.state != "pending" or (build is not None and build.state == "running")
+                if live and rows >= MAX_ROWS and not (busy and main.state in {"running", "failed"}):
+                    continue
+                note = main.waiting or (
+                    build.waiting if build and build.state == "pending" else None
+                )
+                if build is not None and build.state == "running":
+                    note = build.message or "building"
+                elif main.state in {"failed", "cancelled"} or (build and build.state == "failed"):
+                    note = build.message if build and build.state == "failed" else main.message
+                elif main.url:
+                    note = main.url
+                elif note is None:
+                    note = main.message
+                table.add_row(
+                    stage if first else "",
+                    service,
+                    _cell(build),
+                    Text(f"{main.phase} ", style="dim") + _cell(main),
+                    Text(note or ""),
+                )
+                first = False
+                rows += 1
+            if live and first and counts:  # every row of the stage was left out: count them
+                table.add_row(
+                    stage, Text(", ".join(f"{n} {k}" for k, n in counts.items()), "dim"), "", "", ""
+                )
+        parts.append(table)
+    return Group(*parts)
+
+
+def print_summary(console: Console, result: RunResult, action: str) -> None:
+    console.print(render_steps(result.steps, live=False))
+    took = f"{result.duration:.1f}s"
+    if result.status == "succeeded":
+        console.print(Text(f"✔ {action} succeeded in {took}", style="bold green"))
+    elif result.status == "cancelled":
+        console.print(Text(f"⊘ {action} cancelled after {took}", style="bold yellow"))
+    else:
+        console.print(Text(f"✖ {action} failed after {took}", style="bold red"))
+        for failure in result.failures:
+            console.print(Text(f"  {failure}", style="red"))

@@ -1,0 +1,617 @@
+"""The stage runner: the only place that decides what runs when (DESIGN.md §2).
+
+One coordinator thread per environment × target owns all scheduling state and hands steps to two
+bounded pools (builds, and the active stage's deploys); workers only call the backend and report
+back through a queue, so no pool thread ever waits on another job of its pool. Targets and
+environments run one after another or side by side as their strategy says.
+"""
+
+from __future__ import annotations
+
+import heapq
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+
+from deploy_pipeline.backends.base import Backend, StepContext, StepResult
+from deploy_pipeline.errors import Cancelled, StepError, StepTimeout, TransientError
+from deploy_pipeline.events import EventSink
+from deploy_pipeline.model import Event, Phase, Plan, RunPlan, StagePlan, Status, TargetPlan
+
+PENDING, RUNNING = "pending", "running"
+DONE_OK = frozenset({"succeeded", "reused", "skipped"})
+GERUND = {
+    "build": "building",
+    "deploy": "deploying",
+    "restart": "restarting",
+    "stop": "stopping",
+    "delete": "deleting",
+}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    backoff: float = 1.0  # first retry delay for a transient error; doubles each time
+    max_backoff: float = 30.0
+
+
+@dataclass(frozen=True)
+class StepView:
+    """One step as a progress view shows it."""
+
+    environment: str
+    target: str
+    stage: str
+    service: str
+    phase: Phase
+    state: str  # pending, running, or the final status
+    elapsed: float | None
+    message: str
+    waiting: str | None
+    url: str | None
+
+
+@dataclass
+class RunResult:
+    status: Status  # succeeded, failed or cancelled
+    environments: dict[str, Status]
+    steps: list[StepView]
+    failures: list[str]
+    duration: float
+
+
+class Cancel:
+    """The run's stop flag and its reason (interrupted, superseded by run N, …)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.reason = ""
+        self.listeners: list[Callable[[], None]] = []
+
+    def set(self, reason: str) -> None:
+        if not self.event.is_set():
+            self.reason = reason
+            self.event.set()
+            for listener in list(self.listeners):
+                listener()
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+
+class _Step:
+    __slots__ = (
+        "artifact",
+        "build",
+        "cancel",
+        "deadline",
+        "finished",
+        "main",
+        "message",
+        "note",
+        "order",
+        "phase",
+        "pos",
+        "service",
+        "stage",
+        "started",
+        "state",
+        "url",
+    )
+
+    def __init__(self, stage: StagePlan, pos: int, order: int, phase: Phase, service: str) -> None:
+        self.stage, self.pos, self.order, self.phase, self.service = (
+            stage,
+            pos,
+            order,
+            phase,
+            service,
+        )
+        self.state, self.message, self.note = PENDING, "", ""
+        self.started: float | None = None
+        self.finished: float | None = None
+        self.deadline = 0.0
+        self.url: str | None = None
+        self.artifact: str | None = None
+        self.cancel: threading.Event | None = None
+        self.build: _Step | None = None  # a main step's build, if it has one
+        self.main: _Step | None = None  # a build's main step
+
+
+class _Pipeline:
+    """One environment's staged pipeline on one target."""
+
+    def __init__(self, run: Run, plan: Plan, tp: TargetPlan) -> None:
+        self.run, self.plan, self.tp = run, plan, tp
+        self.env, self.target = plan.environment.name, tp.target.name
+        self.backend = run.backends[tp.target.name]
+        self.lock = threading.Lock()
+        self.inbox: queue.SimpleQueue[tuple[_Step, StepResult | None, BaseException | None] | None]
+        self.inbox = queue.SimpleQueue()
+        self.blocked: str | None = None
+        self.status: Status | None = None
+        self.failure = ""
+        self.active = 0
+        self.stages: list[list[_Step]] = []
+        self.builds: list[_Step] = []
+        order = 0
+        for pos, sp in enumerate(tp.stages):
+            mains = []
+            for planned in sp.services:
+                main = _Step(sp, pos, order, plan.action, planned.service.name)
+                if planned.build:
+                    main.build = _Step(sp, pos, order, "build", planned.service.name)
+                    main.build.main = main
+                    self.builds.append(main.build)
+                mains.append(main)
+                order += 1
+            self.stages.append(mains)
+        self.services = {p.service.name: p.service for sp in tp.stages for p in sp.services}
+        self.builds_left = [sum(1 for m in mains if m.build) for mains in self.stages]
+        self.mains_left = [len(mains) for mains in self.stages]
+        self.heap: list[tuple[int, int, _Step]] = []
+        self.ready: list[tuple[int, _Step]] = []
+        self.flying: set[_Step] = set()
+        self.build_busy = self.main_busy = 0
+
+    # --- events ------------------------------------------------------------------------------
+
+    def emit(
+        self, step: _Step, status: Status, message: str = "", duration: float | None = None
+    ) -> None:
+        self.run.emit(
+            Event(
+                self.run.clock() - self.run.t0,
+                self.env,
+                self.target,
+                step.stage.name,
+                step.service,
+                step.phase,
+                status,
+                message,
+                step.url,
+                duration,
+            )
+        )
+
+    # --- the coordinator ---------------------------------------------------------------------
+
+    def execute(self) -> Status:
+        self.blocked = None
+        for svc in self.plan.skipped:
+            self.run.emit(
+                Event(
+                    self.run.clock() - self.run.t0,
+                    self.env,
+                    self.target,
+                    svc.stage,
+                    svc.name,
+                    self.plan.action,
+                    "skipped",
+                    f"skipped in {self.env}",
+                )
+            )
+        p = self.plan.parallelism
+        builds = ThreadPoolExecutor(p, f"build-{self.env}-{self.target}") if self.builds else None
+        mains = ThreadPoolExecutor(p, f"{self.plan.action}-{self.env}-{self.target}")
+        if self.plan.build_ahead:
+            for b in self.builds:
+                heapq.heappush(self.heap, (b.pos, b.order, b))
+        self.run.cancel.listeners.append(self.wake)
+        try:
+            self.enter(0)
+            while True:
+                if not self.failure and not self.run.cancel.is_set():
+                    self.dispatch(builds, mains)
+                if not self.flying:
+                    break
+                self.receive()
+        finally:
+            self.run.cancel.listeners.remove(self.wake)
+            for pool in (builds, mains):
+                if pool:
+                    pool.shutdown(wait=True)
+        reason = self.run.cancel.reason if self.run.cancel.is_set() else self.failure
+        self.abandon(reason)
+        if self.run.cancel.is_set():
+            self.status = "cancelled"
+        else:
+            self.status = "failed" if self.failure else "succeeded"
+        return self.status
+
+    def wake(self) -> None:
+        self.inbox.put(None)
+
+    def enter(self, pos: int) -> None:
+        """Make stage `pos` the active one, skipping empty stages, until a stage has work left."""
+        self.active = pos
+        while self.active < len(self.stages) and not self.mains_left[self.active]:
+            self.active += 1
+        if self.active >= len(self.stages):
+            return
+        mains = self.stages[self.active]
+        if not self.plan.build_ahead:
+            for m in mains:
+                if m.build:
+                    heapq.heappush(self.heap, (m.pos, m.order, m.build))
+        if self.plan.build_ahead or not self.builds_left[self.active]:
+            for m in mains:
+                if m.build is None or m.build.state in DONE_OK:
+                    heapq.heappush(self.ready, (m.order, m))
+
+    def dispatch(self, builds: ThreadPoolExecutor | None, mains: ThreadPoolExecutor) -> None:
+        p = self.plan.parallelism
+        while builds and self.heap and self.build_busy < p:
+            step = heapq.heappop(self.heap)[2]
+            self.build_busy += 1
+            self.start(step, builds)
+        while self.ready and self.main_busy < p:
+            step = heapq.heappop(self.ready)[1]
+            self.main_busy += 1
+            self.start(step, mains)
+
+    def start(self, step: _Step, pool: ThreadPoolExecutor) -> None:
+        svc = self.services[step.service]
+        now = self.run.clock()
+        with self.lock:
+            step.state, step.started = RUNNING, now
+            step.deadline = now + (svc.timeout or self.plan.timeout)
+            step.cancel = threading.Event()
+            self.flying.add(step)
+        if step.build is not None:
+            step.artifact = step.build.artifact
+        self.emit(step, "started")
+        pool.submit(self.work, step)
+
+    def work(self, step: _Step) -> None:
+        """In a pool thread: call the backend, retrying transient errors with backoff."""
+        assert step.cancel is not None
+        ctx = StepContext(
+            self.env,
+            self.tp.target,
+            self.services[step.service],
+            step.phase,
+            step.deadline,
+            step.cancel,
+            self.cancel_reason,
+            step.artifact,
+            self.run.secrets.get(step.service, {}),
+            self.note(step),
+        )
+        action = getattr(self.backend, step.phase)
+        attempt, opts = 0, self.run.options
+        while True:
+            try:
+                self.inbox.put((step, action(ctx), None))
+            except TransientError as exc:
+                if attempt >= self.plan.retries or step.cancel.is_set():
+                    self.inbox.put((step, None, exc))
+                    return
+                delay = min(opts.backoff * 2**attempt, opts.max_backoff)
+                attempt += 1
+                step.note = f"retry {attempt}/{self.plan.retries} in {delay:g}s after: {exc}"
+                try:
+                    ctx.sleep(delay)
+                except (Cancelled, StepTimeout) as stop:
+                    self.inbox.put((step, None, stop if isinstance(stop, Cancelled) else exc))
+                    return
+                continue
+            except BaseException as exc:  # reported as the step's failure, never lost
+                self.inbox.put((step, None, exc))
+            return
+
+    def note(self, step: _Step) -> Callable[[str], None]:
+        def log(line: str) -> None:
+            step.note = line
+
+        return log
+
+    def cancel_reason(self) -> str:
+        return self.run.cancel.reason or "timed out"
+
+    def receive(self) -> None:
+        now = self.run.clock()
+        nearest = (
+            min(s.deadline for s in self.flying if s.state == RUNNING)
+            if any(s.state == RUNNING for s in self.flying)
+            else None
+        )
+        try:
+            item = self.inbox.get(timeout=max(nearest - now, 0) + 0.001 if nearest else None)
+        except queue.Empty:
+            item = None
+        if item is None:
+            self.expire()
+            if self.run.cancel.is_set():
+                for s in self.flying:
+                    if s.cancel:
+                        s.cancel.set()
+            return
+        step, result, error = item
+        with self.lock:
+            self.flying.discard(step)
+            if step.phase == "build":
+                self.build_busy -= 1
+            else:
+                self.main_busy -= 1
+            if step.state != RUNNING:  # it already timed out; its slot is free now
+                return
+            step.finished = self.run.clock()
+        took = step.finished - (step.started or step.finished)
+        if result is not None:
+            step.state, step.message, step.url = result.status, result.message, result.url
+            step.artifact = result.artifact or step.artifact
+            self.emit(step, result.status, result.message, took)
+            self.succeeded(step)
+            return
+        if isinstance(error, Cancelled):
+            step.state, step.message = "cancelled", str(error) or self.run.cancel.reason
+            self.emit(step, "cancelled", step.message, took)
+            return
+        if isinstance(error, StepTimeout):
+            message = f"timed out after {_seconds(took)}"
+        elif isinstance(error, StepError):
+            message = str(error)
+        else:
+            message = f"unexpected error: {type(error).__name__}: {error}"
+        step.state, step.message = "failed", message
+        self.emit(step, "failed", message, took)
+        self.fail(step, message)
+
+    def expire(self) -> None:
+        now = self.run.clock()
+        for step in list(self.flying):
+            if step.state == RUNNING and now >= step.deadline and step.cancel:
+                step.cancel.set()
+                step.state, step.finished = "failed", now
+                step.message = f"timed out after {_seconds(now - (step.started or now))}"
+                self.emit(step, "failed", step.message, now - (step.started or now))
+                self.fail(step, step.message)
+
+    def fail(self, step: _Step, message: str) -> None:
+        if not self.failure:
+            self.failure = f"{self.env}/{self.target} {step.service} {step.phase} failed: {message}"
+
+    def succeeded(self, step: _Step) -> None:
+        if step.phase == "build":
+            main = step.main
+            assert main is not None
+            self.builds_left[step.pos] -= 1
+            if step.pos == self.active:
+                if self.plan.build_ahead:
+                    heapq.heappush(self.ready, (main.order, main))
+                elif not self.builds_left[step.pos]:
+                    for m in self.stages[step.pos]:
+                        heapq.heappush(self.ready, (m.order, m))
+            return
+        self.mains_left[step.pos] -= 1
+        if step.pos == self.active and not self.mains_left[step.pos]:
+            self.enter(self.active + 1)
+
+    def abandon(self, reason: str) -> None:
+        """Report every step that never started as cancelled, saying why."""
+        message = f"not started: {reason}" if reason else "not started"
+        for mains in self.stages:
+            for m in mains:
+                for step in (m.build, m):
+                    if step is not None and step.state == PENDING:
+                        step.state, step.message = "cancelled", message
+                        self.emit(step, "cancelled", message)
+
+    # --- what a progress view asks ------------------------------------------------------------
+
+    def views(self, now: float) -> list[StepView]:
+        with self.lock:
+            out = []
+            for mains in self.stages:
+                for m in mains:
+                    for step in (m.build, m):
+                        if step is None:
+                            continue
+                        end = step.finished if step.finished is not None else now
+                        elapsed = end - step.started if step.started is not None else None
+                        waiting = self.waiting(step, now) if step.state == PENDING else None
+                        message = step.note if step.state == RUNNING else step.message
+                        out.append(
+                            StepView(
+                                self.env,
+                                self.target,
+                                step.stage.name,
+                                step.service,
+                                step.phase,
+                                step.state,
+                                elapsed,
+                                message,
+                                waiting,
+                                step.url,
+                            )
+                        )
+            out.extend(
+                StepView(
+                    self.env,
+                    self.target,
+                    svc.stage,
+                    svc.name,
+                    self.plan.action,
+                    "skipped",
+                    None,
+                    f"skipped in {self.env}",
+                    None,
+                    None,
+                )
+                for svc in self.plan.skipped
+            )
+            return out
+
+    def waiting(self, step: _Step, now: float) -> str:
+        p = self.plan.parallelism
+        if self.blocked:
+            return f"waiting: {self.blocked}"
+        if self.status is None and self.active >= len(self.stages):
+            return "waiting"
+        if step.phase == "build":
+            if not self.plan.build_ahead and step.pos > self.active:
+                return self.stage_wait(now)
+            return f"waiting: a build slot ({self.build_busy}/{p} busy)"
+        if step.pos > self.active:
+            return self.stage_wait(now)
+        if step.build is not None and step.build.state not in DONE_OK:
+            if step.build.state == RUNNING and step.build.started is not None:
+                return f"waiting: its build ({_seconds(now - step.build.started)})"
+            return f"waiting: its build (a build slot, {self.build_busy}/{p} busy)"
+        if not self.plan.build_ahead and self.builds_left[step.pos]:
+            return f"waiting: the stage's builds ({self.builds_left[step.pos]} left)"
+        return f"waiting: a {self.plan.action} slot ({self.main_busy}/{p} busy)"
+
+    def stage_wait(self, now: float) -> str:
+        """Name the active stage and the longest-running step keeping it busy."""
+        stage = self.tp.stages[self.active].name if self.active < len(self.stages) else "?"
+        busy = [s for s in self.flying if s.pos == self.active and s.started is not None]
+        mains = [s for s in busy if s.phase != "build"]
+        running = sorted(mains or busy, key=lambda s: s.started or 0)
+        if not running:
+            return f"waiting: stage {stage}"
+        first = running[0]
+        more = f"; +{len(running) - 1} more" if len(running) > 1 else ""
+        elapsed = _seconds(now - (first.started or now))
+        return f"waiting: stage {stage} ({first.service} {GERUND[first.phase]}, {elapsed}{more})"
+
+
+class Run:
+    """Executes a RunPlan: environments and targets in their strategy's order, each staged."""
+
+    def __init__(
+        self,
+        run_plan: RunPlan,
+        backends: Mapping[str, Backend],
+        emit: EventSink,
+        *,
+        cancel: Cancel | None = None,
+        secrets: Mapping[str, Mapping[str, str]] | None = None,
+        options: RunOptions = RunOptions(),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.run_plan, self.backends, self.emit = run_plan, backends, emit
+        self.cancel = cancel or Cancel()
+        self.secrets = secrets or {}
+        self.options, self.clock = options, clock
+        self.t0 = clock()
+        self.groups = [
+            [_Pipeline(self, plan, tp) for tp in plan.targets] for plan in run_plan.plans
+        ]
+        for i, group in enumerate(self.groups):
+            for j, pipe in enumerate(group):
+                if j and plan_order(run_plan.plans[i]) == "sequential":
+                    pipe.blocked = f"target {group[j - 1].target}"
+                if i and run_plan.environment_order == "sequential":
+                    pipe.blocked = f"environment {run_plan.plans[i - 1].environment.name}"
+
+    def execute(self) -> RunResult:
+        self.t0 = self.clock()
+        statuses = _in_order(
+            [
+                partial(self.run_environment, p, g)
+                for p, g in zip(self.run_plan.plans, self.groups, strict=True)
+            ],
+            self.run_plan.environment_order,
+            self.abandon_group,
+        )
+        if self.cancel.is_set():
+            status: Status = "cancelled"
+        else:
+            status = "succeeded" if all(s == "succeeded" for s in statuses) else "failed"
+        failures = [p.failure for g in self.groups for p in g if p.failure]
+        names = [p.environment.name for p in self.run_plan.plans]
+        counts = Counter(v.state for v in self.snapshot() if v.phase != "build")
+        message = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+        message += f"; {failures[0]}" if failures else ""
+        if self.cancel.is_set():
+            message = f"{self.cancel.reason}; {message}"
+        duration = self.clock() - self.t0
+        self.emit(
+            Event(
+                duration,
+                names[0] if len(names) == 1 else None,
+                None,
+                None,
+                None,
+                "run",
+                status,
+                message,
+                None,
+                duration,
+            )
+        )
+        return RunResult(
+            status, dict(zip(names, statuses, strict=True)), self.snapshot(), failures, duration
+        )
+
+    def run_environment(self, plan: Plan, group: list[_Pipeline]) -> Status:
+        for j, pipe in enumerate(group):
+            pipe.blocked = f"target {group[j - 1].target}" if j else None
+        statuses = _in_order(
+            [pipe.execute for pipe in group],
+            plan_order(plan),
+            lambda i: group[i].abandon(self.stop_reason(group)),
+        )
+        if self.cancel.is_set():
+            return "cancelled"
+        return "succeeded" if all(s == "succeeded" for s in statuses) else "failed"
+
+    def stop_reason(self, pipes: list[_Pipeline]) -> str:
+        if self.cancel.is_set():
+            return self.cancel.reason
+        failed = next((p for p in pipes if p.failure), None)
+        return f"target {failed.target} failed" if failed else "an earlier target failed"
+
+    def abandon_group(self, i: int) -> None:
+        reason = self.cancel.reason if self.cancel.is_set() else "an earlier environment failed"
+        for pipe in self.groups[i]:
+            pipe.blocked = None
+            pipe.abandon(reason)
+
+    def snapshot(self) -> list[StepView]:
+        now = self.clock()
+        return [v for g in self.groups for p in g for v in p.views(now)]
+
+
+def plan_order(plan: Plan) -> str:
+    return plan.environment.strategy.targets
+
+
+def _in_order(
+    tasks: list[Callable[[], Status]], order: str, abandon: Callable[[int], None]
+) -> list[Status]:
+    """Run tasks one after another (stopping at the first that does not succeed) or all at once."""
+    results: list[Status] = ["cancelled"] * len(tasks)
+    if order == "parallel":
+        threads = [
+            threading.Thread(target=lambda i=i: results.__setitem__(i, tasks[i]()))
+            for i in range(len(tasks))
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return results
+    for i, task in enumerate(tasks):
+        if i and results[i - 1] != "succeeded":
+            abandon(i)
+            continue
+        results[i] = task()
+    return results
+
+
+def _seconds(value: float) -> str:
+    if value < 60:
+        return f"{value:.0f}s" if value >= 10 else f"{value:.1f}s"
+    minutes, seconds = divmod(int(value), 60)
+    return f"{minutes}m{seconds:02d}s"
+
+
+__all__ = ["Cancel", "Run", "RunOptions", "RunResult", "StepView"]

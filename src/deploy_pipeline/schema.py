@@ -1,0 +1,157 @@
+"""The shape of `.deploy-pipeline.yml` version 1 as pydantic models: types, ranges, known keys.
+
+Only `config` uses these; what the keys mean together (stages, targets, skip names) is checked
+there, so every message can name its key path and line.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: object) -> float:
+    """`250ms`, `2s`, `10m`, `1h`, `1m30s`, or a number of seconds → seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like 250ms, 2s, 10m or 1h, got {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"expected a duration of 0 or more, got {value!r}")
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        parts = _DURATION.findall(text)
+        if text and "".join(n + u for n, u in parts) == text:
+            return sum(float(n) * _UNITS[u] for n, u in parts)
+    raise ValueError(f"expected a duration like 250ms, 2s, 10m or 1h, got {value!r}")
+
+
+def _scalar_text(value: object) -> object:
+    """YAML reads `10` and `true` as numbers and booleans; commands and env values want text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+def _text_list(value: object) -> object:
+    return [_scalar_text(v) for v in value] if isinstance(value, list) else value
+
+
+def _text_map(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: _scalar_text(v) for k, v in value.items()}
+    return value
+
+
+def _context_only(value: object) -> object:
+    return {"context": value} if isinstance(value, str) else value
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h))+$"},
+                {"type": "number", "minimum": 0},
+            ],
+            "description": "250ms, 2s, 10m, 1h, or seconds",
+        }
+    ),
+]
+TextList = Annotated[list[str], BeforeValidator(_text_list)]
+TextMap = Annotated[dict[str, str], BeforeValidator(_text_map)]
+Phase = Literal["build", "deploy", "restart", "stop", "delete"]
+Order = Literal["parallel", "sequential"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BuildModel(Strict):
+    context: str = Field(min_length=1)
+    dockerfile: str = "Dockerfile"
+    args: TextMap = {}
+    target: str | None = None
+
+
+class ServiceModel(Strict):
+    type: Literal["database", "job", "container", "application"]
+    image: str | None = None
+    build: Annotated[BuildModel | None, BeforeValidator(_context_only)] = None
+    command: TextList | None = None
+    env: TextMap = {}
+    port: int | None = Field(default=None, ge=1, le=65535)
+    replicas: int | None = Field(default=None, ge=0, le=1000)
+    health: str | None = None
+    secrets: list[str] = []
+    stage: str | None = None
+    schedule: str | None = None
+    public: bool = False
+    timeout: Duration | None = None
+
+
+class TargetModel(Strict):
+    kind: Literal["docker", "kubernetes", "simulated"]
+    context: str | None = None
+    durations: dict[str, dict[Phase, Duration]] = {}
+    fail: dict[str, Phase] = {}
+
+
+class StrategyModel(Strict):
+    services: Order = "parallel"
+    targets: Order = "sequential"
+    environments: Order | None = None
+
+
+class EnvironmentModel(Strict):
+    target: str | None = None
+    targets: list[str] | None = None
+    skip: list[str] = []
+    strategy: StrategyModel | None = None
+    production: bool = False
+
+
+class DefaultsModel(Strict):
+    parallelism: int = Field(default=7, ge=1, le=256)
+    timeout: Duration = 600.0
+    build_ahead: bool = True
+    retries: int = Field(default=3, ge=0, le=20)
+
+
+class PreviewsModel(Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    from_: str = Field(alias="from")
+    name: str = "pr-{number}"
+
+
+class PipelineModel(Strict):
+    """`.deploy-pipeline.yml`, version 1."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, title="deploy-pipeline configuration (version 1)"
+    )
+    version: Literal[1]
+    registry: str | None = None
+    defaults: DefaultsModel = DefaultsModel()
+    stages: list[str] | None = None
+    strategy: StrategyModel | None = None
+    targets: dict[str, TargetModel] = {}
+    services: dict[str, ServiceModel]
+    environments: dict[str, EnvironmentModel] = {}
+    previews: PreviewsModel | None = None
+
+
+def json_schema() -> dict[str, Any]:
+    schema = PipelineModel.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
