@@ -73,10 +73,12 @@ def _read_yaml(text: str, name: str) -> tuple[Any, dict[Loc, int]]:
         data = _Walker(loader, name, lines).value(node, ())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        where = f"{mark.line + 1}:{mark.column + 1}" if mark else ""
         problem = exc.problem or exc.context or "not valid YAML"
+        if "'\\t'" in problem:
+            problem += "; YAML indents with spaces, not tabs"
+        line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
         raise ConfigErrors(
-            [ConfigError(name, None, "", f"{where}: not valid YAML: {problem}".lstrip(": "))]
+            [ConfigError(name, line, "", f"not valid YAML: {problem}", column)]
         ) from None
     except yaml.YAMLError as exc:
         raise ConfigErrors([ConfigError(name, None, "", f"not valid YAML: {exc}")]) from None

@@ -30,15 +30,20 @@ class UsageError(DeployPipelineError):
 class ConfigError(UsageError):
     """A `.deploy-pipeline.yml` problem, located as `file:line: key.path: what is wrong`."""
 
-    def __init__(self, file: str, line: int | None, path: str, problem: str) -> None:
+    def __init__(
+        self, file: str, line: int | None, path: str, problem: str, column: int | None = None
+    ) -> None:
         self.file = file
         self.line = line
+        self.column = column
         self.path = path
         self.problem = problem
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
+        where = self.file
+        if self.line:
+            where += f":{self.line}" + (f":{self.column}" if self.column else "")
         return f"{where}: {self.path}: {self.problem}" if self.path else f"{where}: {self.problem}"
 
 

@@ -142,6 +142,7 @@ class Execution:
         }
         self.secrets = self.resolve_secrets(os.environ if environ is None else environ, targets)
         self.run_id: int | None = None
+        self.finished = False
 
     def resolve_secrets(
         self, environ: Mapping[str, str], targets: Mapping[str, object]
@@ -226,6 +227,8 @@ class Execution:
             stop.set()
             for name in held:
                 store.release_lock(name, run_id)
+            if not self.finished:  # interrupted while waiting, or an error before the run ended
+                store.finish_run(run_id, "cancelled" if cancel.is_set() else "failed")
 
     def heartbeat(
         self,
@@ -264,6 +267,7 @@ class Execution:
         if self.recorder:
             self.recorder.flush()
         store.finish_run(self.run_id, result.status)
+        self.finished = True
         action, whole = self.request.action, not self.request.services
         for name, status in result.environments.items():
             rec = self.workspace.record(name)

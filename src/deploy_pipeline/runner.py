@@ -282,6 +282,7 @@ class _Pipeline:
             step.artifact,
             self.run.secrets.get(step.service, {}),
             self.note(step),
+            started=step.started or 0.0,
         )
         action = getattr(self.backend, step.phase)
         attempt, opts = 0, self.run.options
@@ -316,13 +317,11 @@ class _Pipeline:
 
     def receive(self) -> None:
         now = self.run.clock()
-        nearest = (
-            min(s.deadline for s in self.flying if s.state == RUNNING)
-            if any(s.state == RUNNING for s in self.flying)
-            else None
-        )
+        nearest = min((s.deadline for s in self.flying if s.state == RUNNING), default=None)
         try:
-            item = self.inbox.get(timeout=max(nearest - now, 0) + 0.001 if nearest else None)
+            item = self.inbox.get(
+                timeout=None if nearest is None else max(nearest - now, 0) + 0.001
+            )
         except queue.Empty:
             item = None
         if item is None:
@@ -334,6 +333,7 @@ class _Pipeline:
             return
         step, result, error = item
         with self.lock:
+            step.cancel = None  # the worker is done with it; 20,000 idle Events add up
             self.flying.discard(step)
             if step.phase == "build":
                 self.build_busy -= 1
@@ -527,7 +527,8 @@ class Run:
             status = "succeeded" if all(s == "succeeded" for s in statuses) else "failed"
         failures = [p.failure for g in self.groups for p in g if p.failure]
         names = [p.environment.name for p in self.run_plan.plans]
-        counts = Counter(v.state for v in self.snapshot() if v.phase != "build")
+        steps = self.snapshot()
+        counts = Counter(v.state for v in steps if v.phase != "build")
         message = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         message += f"; {failures[0]}" if failures else ""
         if self.cancel.is_set():
@@ -547,9 +548,7 @@ class Run:
                 duration,
             )
         )
-        return RunResult(
-            status, dict(zip(names, statuses, strict=True)), self.snapshot(), failures, duration
-        )
+        return RunResult(status, dict(zip(names, statuses, strict=True)), steps, failures, duration)
 
     def run_environment(self, plan: Plan, group: list[_Pipeline]) -> Status:
         for j, pipe in enumerate(group):

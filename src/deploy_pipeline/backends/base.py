@@ -29,6 +29,7 @@ class StepContext:
     artifact: str | None = None  # the image a build produced, for the deploy after it
     secrets: Mapping[str, str] = field(default_factory=dict)
     log: Callable[[str], None] = lambda line: None
+    started: float = 0.0  # time.monotonic() when the runner started the step (its `started` event)
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()

@@ -6,6 +6,7 @@ as a rehearsal (`--dry-run`) it remembers nothing and refuses nothing.
 from __future__ import annotations
 
 import hashlib
+import time
 
 from deploy_pipeline.backends.base import BackendState, StepContext, StepResult
 from deploy_pipeline.errors import PermanentError
@@ -22,8 +23,9 @@ class SimulatedBackend:
 
     def _wait(self, ctx: StepContext) -> None:
         seconds = self.target.durations.get(ctx.service.name, {}).get(ctx.phase, 0.0)
-        if seconds:
-            ctx.sleep(seconds)
+        if seconds:  # a step lasts its duration from its `started` event, hand-over included
+            since = time.monotonic() - ctx.started if ctx.started else 0.0
+            ctx.sleep(max(seconds - since, 0.0))
         if self.target.fail.get(ctx.service.name) == ctx.phase:
             raise PermanentError(
                 f"simulated failure: target {self.target.name} "
