@@ -20,6 +20,8 @@ from deploy_pipeline.runner import Cancel, Run, RunOptions, RunResult
 
 WAIT = 10.0  # seconds a barrier or gate waits before the test is failed as a deadlock
 
+FAST_RETRIES = RunOptions(backoff=0.001)  # retries in tests back off for a millisecond
+
 Hook = Callable[[StepContext], StepResult | None]
 
 
@@ -59,9 +61,11 @@ class Journal:
 
 
 class GateBackend:
-    """A backend whose steps run the test's hooks: wait on barriers, raise errors, return results."""
+    """A backend whose steps run the test's hooks: wait on barriers, raise, return results."""
 
-    def __init__(self, target: Target, journal: Journal, hooks: dict[str, Hook] | None = None) -> None:
+    def __init__(
+        self, target: Target, journal: Journal, hooks: dict[str, Hook] | None = None
+    ) -> None:
         self.target, self.journal, self.hooks = target, journal, hooks or {}
 
     def _step(self, ctx: StepContext) -> StepResult:
@@ -138,7 +142,7 @@ def harness(
     services: Sequence[str] = (),
     secrets: dict[str, dict[str, str]] | None = None,
     cancel: Cancel | None = None,
-    options: RunOptions = RunOptions(backoff=0.001),
+    options: RunOptions = FAST_RETRIES,
 ) -> Harness:
     """A Run over the YAML pipeline with every target on a GateBackend sharing one journal."""
     pipeline = parse_config(yaml_text)

@@ -40,9 +40,14 @@ def sim(durations: str = "{}", fail: str = "{}") -> str:
 
 
 def cli(*args: str, env: dict[str, str] | None = None, **kw: object) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "deploy_pipeline", *args], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, **(env or {})}, **kw)  # type: ignore[call-overload]
+    return subprocess.Popen(
+        [sys.executable, "-m", "deploy_pipeline", *args],
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+        **kw,
+    )  # type: ignore[call-overload]
 
 
 def until(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
@@ -80,7 +85,8 @@ def test_the_cli_starts_without_importing_any_engine_sdk() -> None:
     code = (
         "import sys, deploy_pipeline, deploy_pipeline.cli as c\n"
         "c.main(['--help'])\n"
-        f"c.main(['deploy', '-f', {str(SHOP)!r}, '-e', 'staging', '--dry-run', '--events', 'jsonl'])\n"
+        f"c.main(['deploy', '-f', {str(SHOP)!r}, '-e', 'staging', '--dry-run',"
+        " '--events', 'jsonl'])\n"
         "print('LOADED', sorted(m for m in ('docker', 'kubernetes', 'github') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -90,7 +96,7 @@ def test_the_cli_starts_without_importing_any_engine_sdk() -> None:
 def test_a_rehearsal_of_the_example_succeeds_and_touches_nothing(
     capsys: pytest.CaptureFixture[str], own_state: Path
 ) -> None:
-    """`deploy --dry-run` on the bundled example exits 0, says it is a rehearsal, writes no state."""
+    """`deploy --dry-run` of the bundled example exits 0, says it rehearses, writes no state."""
     assert main(["deploy", "-f", str(SHOP), "-e", "staging", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "rehearsal (--dry-run)" in out
@@ -102,14 +108,22 @@ def test_a_rehearsal_of_the_example_succeeds_and_touches_nothing(
 def test_events_jsonl_prints_one_contract_object_per_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """`--events jsonl` prints only JSON on stdout, with the contract's keys, ending with a run line."""
+    """`--events jsonl` prints only JSON on stdout, with the contract's keys, then a run line."""
     assert main(["deploy", "-f", str(SHOP), "-e", "staging", "--dry-run", "--events", "jsonl"]) == 0
     captured = capsys.readouterr()
     lines = [json.loads(line) for line in captured.out.splitlines()]
     assert lines, "no events"
     for event in lines:
-        assert {"ts", "environment", "target", "stage", "service", "phase", "status",
-                "message"} <= set(event)
+        assert {
+            "ts",
+            "environment",
+            "target",
+            "stage",
+            "service",
+            "phase",
+            "status",
+            "message",
+        } <= set(event)
         assert event["status"] in STATUSES
     assert lines[-1]["phase"] == "run" and lines[-1]["status"] == "succeeded"
     assert sum(1 for e in lines if e["phase"] == "run") == 1
@@ -151,15 +165,31 @@ def test_plan_json_is_the_contract(
 ) -> None:
     """`plan --format json` prints the stages in run order with services, and skipped names."""
     path = write_config(sim())
-    assert main(["plan", "-f", str(path), "-e", "staging", "--action", "stop", "--format", "json"]) == 0
+    assert (
+        main(["plan", "-f", str(path), "-e", "staging", "--action", "stop", "--format", "json"])
+        == 0
+    )
     assert json.loads(capsys.readouterr().out) == {
         "environment": "staging",
         "action": "stop",
-        "targets": [{"target": "sim", "stages": [
-            {"name": "apps", "services": [{"name": "api", "type": "application", "build": False},
-                                          {"name": "web", "type": "container", "build": False}]},
-            {"name": "data", "services": [{"name": "db", "type": "database", "build": False}]},
-        ]}],
+        "targets": [
+            {
+                "target": "sim",
+                "stages": [
+                    {
+                        "name": "apps",
+                        "services": [
+                            {"name": "api", "type": "application", "build": False},
+                            {"name": "web", "type": "container", "build": False},
+                        ],
+                    },
+                    {
+                        "name": "data",
+                        "services": [{"name": "db", "type": "database", "build": False}],
+                    },
+                ],
+            }
+        ],
         "skipped": ["report"],
     }
 
@@ -216,13 +246,15 @@ def test_bad_usage_exits_2_with_what_there_is(
     assert main(["deploy", "-f", path, "-e", "stagin"]) == 2
     assert "no environment named 'stagin'; did you mean 'staging'?" in capsys.readouterr().err
     assert main(["deploy", "-f", path, "-e", "staging", "--service", "wbe"]) == 2
-    assert "the services are: db, api, web, report" in capsys.readouterr().err
+    assert "did you mean 'web'? The services are: db, api, web, report" in capsys.readouterr().err
     assert main(["env", "clone", "staging", "Bad_Name", "-f", path]) == 2
     assert "environment names are lowercase" in capsys.readouterr().err
     assert main(["deploy", "-f", path]) == 2  # -e is required
 
 
-def test_a_missing_file_says_how_to_fix_it(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_a_missing_file_says_how_to_fix_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     """With no pipeline file, the error names it and says to create it or pass -f."""
     assert main(["validate", "-f", str(tmp_path / "nope.yml")]) == 2
     assert "nope.yml: no such file; create it or pass -f FILE" in capsys.readouterr().err
@@ -246,7 +278,7 @@ def test_a_second_run_waits_for_the_environment_lock_then_runs(
 def test_supersede_asks_the_running_deploy_to_stop_and_takes_over(
     write_config: Callable[[str], Path], own_state: Path
 ) -> None:
-    """`--supersede` makes the first run stop at its next safe point and report who superseded it."""
+    """`--supersede` makes the first run stop at its next safe point and say who superseded it."""
     path = str(write_config(sim(durations="{db: {deploy: 60s}}")))
     fast = {"DEPLOY_PIPELINE_LOCK_TTL": "0.6"}
     first = cli("deploy", "-f", path, "-e", "staging", env=fast)
@@ -275,7 +307,8 @@ def test_ctrl_c_stops_at_the_next_safe_point_and_exits_130(
     events = [json.loads(x) for x in rest.splitlines()]
     db = [e for e in events if e["service"] == "db"]
     assert [(e["phase"], e["status"], e["message"]) for e in db] == [
-        ("deploy", "cancelled", "interrupted")]
+        ("deploy", "cancelled", "interrupted")
+    ]
     web = [e for e in events if e["service"] == "web"]
     assert [(e["status"], e["message"]) for e in web] == [("cancelled", "not started: interrupted")]
     assert events[-1]["phase"] == "run" and events[-1]["status"] == "cancelled"
@@ -284,7 +317,11 @@ def test_ctrl_c_stops_at_the_next_safe_point_and_exits_130(
 
 def test_python_dash_m_is_the_same_command() -> None:
     """`python -m deploy_pipeline validate` checks a file like the console script."""
-    out = subprocess.run([sys.executable, "-m", "deploy_pipeline", "validate", "-f", str(SHOP)],
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "deploy_pipeline", "validate", "-f", str(SHOP)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert out.returncode == 0
     assert "is valid: 6 services in 4 stages" in out.stdout

@@ -3,11 +3,11 @@ several environments in one command, sequential and parallel."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 from deploy_pipeline.backends.base import StepContext
 from deploy_pipeline.errors import PermanentError
-
 from tests.helpers import barrier, harness
 
 
@@ -29,7 +29,7 @@ def test_sequential_services_sequential_targets_run_one_by_one() -> None:
     assert h.execute().status == "succeeded"
     order = ["s1.deploy@i1", "s2.deploy@i1", "s1.deploy@i2", "s2.deploy@i2"]
     assert h.journal.started() == order
-    for first, then in zip(order, order[1:], strict=False):
+    for first, then in itertools.pairwise(order):
         assert h.journal.before(first, then)
     assert h.journal.peak["all"] == 1
 
@@ -37,8 +37,10 @@ def test_sequential_services_sequential_targets_run_one_by_one() -> None:
 def test_parallel_services_sequential_targets_run_a_target_at_a_time() -> None:
     """parallel/sequential runs {S1·I1, S2·I1} together, then {S1·I2, S2·I2} together."""
     i1, i2 = barrier(2), barrier(2)
-    h = harness(matrix("parallel", "sequential"),
-                hooks={"s1.deploy@i1": i1, "s2.deploy@i1": i1, "s1.deploy@i2": i2, "s2.deploy@i2": i2})
+    h = harness(
+        matrix("parallel", "sequential"),
+        hooks={"s1.deploy@i1": i1, "s2.deploy@i1": i1, "s1.deploy@i2": i2, "s2.deploy@i2": i2},
+    )
     assert h.execute().status == "succeeded"
     for first in ("s1.deploy@i1", "s2.deploy@i1"):
         for then in ("s1.deploy@i2", "s2.deploy@i2"):
@@ -49,8 +51,7 @@ def test_parallel_services_sequential_targets_run_a_target_at_a_time() -> None:
 def test_sequential_services_parallel_targets_run_each_target_in_order_side_by_side() -> None:
     """sequential/parallel runs S1 then S2 on I1 while S1 then S2 run on I2."""
     first, second = barrier(2), barrier(2)
-    h = harness(matrix("sequential", "parallel"),
-                hooks={"s1.deploy": first, "s2.deploy": second})
+    h = harness(matrix("sequential", "parallel"), hooks={"s1.deploy": first, "s2.deploy": second})
     assert h.execute().status == "succeeded"
     for target in ("i1", "i2"):
         assert h.journal.before(f"s1.deploy@{target}", f"s2.deploy@{target}")
@@ -61,7 +62,9 @@ def test_sequential_services_parallel_targets_run_each_target_in_order_side_by_s
 def test_parallel_services_parallel_targets_run_all_four_at_once() -> None:
     """parallel/parallel has all four steps inside the same barrier at once."""
     all_four = barrier(4)
-    h = harness(matrix("parallel", "parallel"), hooks={"s1.deploy": all_four, "s2.deploy": all_four})
+    h = harness(
+        matrix("parallel", "parallel"), hooks={"s1.deploy": all_four, "s2.deploy": all_four}
+    )
     assert h.execute().status == "succeeded"
     assert h.journal.peak["all"] == 4
 

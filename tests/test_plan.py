@@ -43,7 +43,7 @@ def test_deploy_runs_the_default_stages_first_to_last_leaving_skipped_out() -> N
 def test_restart_runs_first_to_last_without_skipped_and_without_builds() -> None:
     """restart keeps the deploy order, leaves skipped services out and builds nothing."""
     plan = plan_run(SHOP, environments(SHOP, {})["staging"], "restart")
-    assert [name for name, _ in order(plan)][0] == "0.DEFAULT DATABASE"
+    assert next(name for name, _ in order(plan)) == "0.DEFAULT DATABASE"
     assert "report" not in str(order(plan))
     assert not any(p.build for sp in plan.targets[0].stages for p in sp.services)
 
@@ -91,14 +91,16 @@ def test_an_unknown_service_lists_the_services() -> None:
     with pytest.raises(UsageError) as err:
         plan_run(SHOP, environments(SHOP, {})["staging"], "deploy", ["apj"])
     assert str(err.value) == (
-        "no service named 'apj'; did you mean 'api'? the services are: db, migrate, report, web, api"
+        "no service named 'apj'; did you mean 'api'? "
+        "The services are: db, migrate, report, web, api"
     )
 
 
 def test_a_target_outside_the_environment_is_refused_with_its_targets() -> None:
     """`--target us` on an environment that deploys to eu names the environment's targets."""
-    with pytest.raises(UsageError, match="does not deploy to target 'us'; the targets of this "
-                       "environment are: eu"):
+    with pytest.raises(
+        UsageError, match="does not deploy to target 'us'; the targets of this environment are: eu"
+    ):
         plan_run(SHOP, environments(SHOP, {})["staging"], "deploy", targets=["us"])
 
 
@@ -125,8 +127,11 @@ def test_a_clone_of_a_clone_resolves_through_its_source() -> None:
 
 def test_skip_changes_of_a_file_environment_apply_on_top_of_the_file() -> None:
     """`env skip staging web` and `env unskip staging report` change staging's effective set."""
-    records = {"staging": EnvironmentRecord("staging", "file", skip_added=frozenset({"web"}),
-                                            skip_removed=frozenset({"report"}))}
+    records = {
+        "staging": EnvironmentRecord(
+            "staging", "file", skip_added=frozenset({"web"}), skip_removed=frozenset({"report"})
+        )
+    }
     assert environments(SHOP, records)["staging"].skipped == {"web"}
 
 
@@ -139,7 +144,9 @@ def test_plan_json_has_the_contract_shape() -> None:
     targets = doc["targets"]
     assert isinstance(targets, list) and targets[0]["target"] == "eu"
     assert targets[0]["stages"][1] == {
-        "name": "1.DEFAULT JOB", "services": [{"name": "migrate", "type": "job", "build": True}]}
+        "name": "1.DEFAULT JOB",
+        "services": [{"name": "migrate", "type": "job", "build": True}],
+    }
 
 
 def test_sequential_services_mean_parallelism_one() -> None:

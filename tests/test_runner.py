@@ -8,7 +8,6 @@ import threading
 from deploy_pipeline.backends.base import StepContext, StepResult
 from deploy_pipeline.errors import PermanentError, TransientError
 from deploy_pipeline.runner import Cancel
-
 from tests.helpers import WAIT, barrier, gate, harness, until_cancelled
 
 TWO_STAGES = """
@@ -28,8 +27,10 @@ def many(n: int, *, parallelism: int | None = None, sequential: bool = False) ->
     defaults = f"defaults: {{parallelism: {parallelism}}}\n" if parallelism else ""
     strategy = ", strategy: {services: sequential}" if sequential else ""
     services = "".join(f"  s{i}: {{type: container, image: x}}\n" for i in range(n))
-    return (f"version: 1\n{defaults}targets: {{i1: {{kind: simulated}}}}\nservices:\n{services}"
-            f"environments: {{test: {{target: i1{strategy}}}}}\n")
+    return (
+        f"version: 1\n{defaults}targets: {{i1: {{kind: simulated}}}}\nservices:\n{services}"
+        f"environments: {{test: {{target: i1{strategy}}}}}\n"
+    )
 
 
 def test_stage_k_plus_1_starts_only_after_every_deploy_of_stage_k() -> None:
@@ -113,7 +114,8 @@ def test_a_failure_finishes_work_in_flight_cancels_the_rest_and_stops_later_stag
 
     text = many(4, parallelism=2).replace("services:\n", "stages: [a, b]\nservices:\n")
     text = text.replace("image: x}", "image: x, stage: a}").replace(
-        "environments:", "  later: {type: container, image: y, stage: b}\nenvironments:")
+        "environments:", "  later: {type: container, image: y, stage: b}\nenvironments:"
+    )
     h = harness(text, hooks={"s0.deploy": fail, "s1.deploy": gate(failing)})
     result = h.execute()
     assert result.status == "failed"
@@ -125,7 +127,7 @@ def test_a_failure_finishes_work_in_flight_cancels_the_rest_and_stops_later_stag
     assert statuses["later.deploy@i1"] == "cancelled"
     assert "later.deploy@i1" not in h.journal.started()
     assert result.failures == ["test/i1 s0 deploy failed: container exited with code 3"]
-    cancelled = [e for e in h.events.events if e.service == "later"][0]
+    cancelled = next(e for e in h.events.events if e.service == "later")
     assert cancelled.message == "not started: " + result.failures[0]
     assert h.final().phase == "run" and h.final().status == "failed"
 
@@ -203,9 +205,11 @@ def test_transient_errors_past_the_retries_fail_with_the_last_error() -> None:
 def test_cancel_stops_work_in_flight_at_its_next_safe_point_and_reports_the_rest() -> None:
     """Ctrl-C cancels the running step (it stops at its safe point) and every step not started."""
     cancel = Cancel()
-    h = harness(TWO_STAGES, hooks={"db.deploy": until_cancelled,
-                                   "cache.deploy": lambda ctx: cancel.set("interrupted")},
-                cancel=cancel)
+    h = harness(
+        TWO_STAGES,
+        hooks={"db.deploy": until_cancelled, "cache.deploy": lambda ctx: cancel.set("interrupted")},
+        cancel=cancel,
+    )
     result = h.execute()
     assert result.status == "cancelled"
     statuses = h.statuses()
@@ -223,7 +227,8 @@ def test_waiting_reasons_say_what_each_service_waits_for() -> None:
     seen: dict[str, str | None] = {}
     text = TWO_STAGES.replace("stages:", "defaults: {parallelism: 1}\nstages:").replace(
         "  web: {type: container, image: nginx, stage: second}",
-        "  web: {type: application, build: ./web, stage: second}")
+        "  web: {type: application, build: ./web, stage: second}",
+    )
     h = harness(text)
 
     def look(ctx: StepContext) -> None:
@@ -240,12 +245,17 @@ def test_waiting_reasons_say_what_each_service_waits_for() -> None:
 
 
 def test_backend_results_become_events_with_url_reused_and_skipped() -> None:
-    """A reused build ends `reused`, a URL is carried on the event, a skipped result is `skipped`."""
-    h = harness(TWO_STAGES, hooks={
-        "api.build": lambda ctx: StepResult(status="reused", artifact="api:abc"),
-        "web.deploy": lambda ctx: StepResult(url="http://web.test"),
-        "cache.deploy": lambda ctx: StepResult(status="skipped", message="cron jobs need Kubernetes"),
-    })
+    """A reused build ends `reused`, a URL rides on the event, a skipped result is `skipped`."""
+    h = harness(
+        TWO_STAGES,
+        hooks={
+            "api.build": lambda ctx: StepResult(status="reused", artifact="api:abc"),
+            "web.deploy": lambda ctx: StepResult(url="http://web.test"),
+            "cache.deploy": lambda ctx: StepResult(
+                status="skipped", message="cron jobs need Kubernetes"
+            ),
+        },
+    )
     assert h.execute().status == "succeeded"
     statuses = h.statuses()
     assert statuses["api.build@i1"] == "reused"

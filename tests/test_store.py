@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from deploy_pipeline.errors import StoreError
-from deploy_pipeline.model import Event, EnvironmentRecord
+from deploy_pipeline.model import EnvironmentRecord, Event
 from deploy_pipeline.store import MIGRATIONS, Store
 
 
@@ -48,16 +48,26 @@ def test_a_database_from_a_newer_version_is_refused_not_misread(tmp_path: Path) 
     """A file at schema 9 makes this version stop and say to upgrade."""
     path = tmp_path / "state.db"
     sqlite3.connect(path).execute("PRAGMA user_version = 9")
-    with pytest.raises(StoreError, match=r"newer deploy-pipeline \(schema 9; this one reads up "
-                       r"to 1\): upgrade deploy-pipeline"):
+    with pytest.raises(
+        StoreError,
+        match=r"newer deploy-pipeline \(schema 9; this one reads up "
+        r"to 1\): upgrade deploy-pipeline",
+    ):
         Store(path)
 
 
 def test_environment_records_round_trip(tmp_path: Path) -> None:
     """What is saved of an environment is read back the same."""
     store = Store(tmp_path / "s.db")
-    rec = EnvironmentRecord("pr-7", "preview", "staging", frozenset({"a", "b"}), pull_request=7,
-                            status="deployed", last_run=3)
+    rec = EnvironmentRecord(
+        "pr-7",
+        "preview",
+        "staging",
+        frozenset({"a", "b"}),
+        pull_request=7,
+        status="deployed",
+        last_run=3,
+    )
     store.save_environment(rec)
     assert store.environments() == {"pr-7": rec}
     store.forget_environment("pr-7")
@@ -102,8 +112,12 @@ def test_a_lock_of_a_dead_process_on_this_machine_is_free_at_once(tmp_path: Path
     """A lock held by a process of this host that has exited does not make anyone wait."""
     store = Store(tmp_path / "s.db")
     store.try_lock("staging", 1)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     store.query("UPDATE locks SET holder = ? ", (f"{__import__('socket').gethostname()}:{dead}",))
     assert store.try_lock("staging", 2) is None
 

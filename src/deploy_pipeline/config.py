@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from deploy_pipeline import schema
-from deploy_pipeline.errors import ConfigError, ConfigErrors
+from deploy_pipeline.errors import ConfigError, ConfigErrors, choices
 from deploy_pipeline.model import (
     BUILT,
     DEFAULT_STAGE_OF,
@@ -35,6 +35,8 @@ from deploy_pipeline.model import (
 
 DEFAULT_FILE = ".deploy-pipeline.yml"
 MAX_NODES = 100_000
+MAX_DEPTH = 50
+SECTIONS = ("services", "targets", "environments")
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 Loc = tuple[str | int, ...]
 
@@ -54,90 +56,141 @@ def load_config(path: str | Path) -> Pipeline:
 
 
 def parse_config(text: str, name: str = DEFAULT_FILE) -> Pipeline:
-    data, lines = _read_yaml(text, name)
-    return _Checker(name, lines).check(data)
+    checker = _Checker(name, {})
+    data = _read_yaml(text, name, checker)
+    return checker.check(data)
 
 
 # --- YAML with line numbers ------------------------------------------------------------------
 
 
-def _read_yaml(text: str, name: str) -> tuple[Any, dict[Loc, int]]:
-    loader = yaml.SafeLoader(text)
+def _read_yaml(text: str, name: str, checker: _Checker) -> Any:
+    loader: yaml.SafeLoader | None = None
     try:
+        loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
         if node is None:
             raise ConfigErrors(
                 [ConfigError(name, 1, "", "the file is empty; start with `version: 1`")]
             )
-        lines: dict[Loc, int] = {(): node.start_mark.line + 1}
-        data = _Walker(loader, name, lines).value(node, ())
+        checker.lines[()] = node.start_mark.line + 1
+        return _Walker(loader, checker).value(node, ())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "not valid YAML"
-        if "'\\t'" in problem:
+        if exc.context == "expected a single document in the stream":
+            problem = "the file holds several YAML documents (---); keep one"
+        elif "'\\t'" in problem:
             problem += "; YAML indents with spaces, not tabs"
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
         raise ConfigErrors(
             [ConfigError(name, line, "", f"not valid YAML: {problem}", column)]
         ) from None
+    except yaml.reader.ReaderError as exc:  # a control character the reader refuses
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        what = f"#x{exc.character:04x}" if isinstance(exc.character, int) else repr(exc.character)
+        raise ConfigErrors(
+            [
+                ConfigError(
+                    name,
+                    line,
+                    "",
+                    f"not valid YAML: the character {what} is not allowed in YAML",
+                    column,
+                )
+            ]
+        ) from None
     except yaml.YAMLError as exc:
-        raise ConfigErrors([ConfigError(name, None, "", f"not valid YAML: {exc}")]) from None
+        problem = " ".join(str(exc).split())  # one problem, one line
+        raise ConfigErrors([ConfigError(name, None, "", f"not valid YAML: {problem}")]) from None
+    except RecursionError:
+        raise ConfigErrors(
+            [ConfigError(name, None, "", f"nested deeper than {MAX_DEPTH} levels; flatten it")]
+        ) from None
     finally:
-        loader.dispose()
-    return data, lines
+        if loader is not None:
+            loader.dispose()
 
 
 class _Walker:
     """Builds plain Python data from YAML nodes, recording the line of every key and item."""
 
-    def __init__(self, loader: yaml.SafeLoader, name: str, lines: dict[Loc, int]) -> None:
-        self.loader, self.name, self.lines, self.count = loader, name, lines, 0
+    def __init__(self, loader: yaml.SafeLoader, checker: _Checker) -> None:
+        self.loader, self.checker, self.count = loader, checker, 0
+        self.name, self.lines = checker.name, checker.lines
+        self.open: set[int] = set()  # the nodes being built: an alias to one of them is a loop
+
+    def fail(self, line: int | None, loc: Loc, problem: str) -> ConfigErrors:
+        return ConfigErrors([ConfigError(self.name, line, _path(loc), problem)])
 
     def value(self, node: yaml.Node, loc: Loc) -> Any:
         self.count += 1
+        line = node.start_mark.line + 1
         if self.count > MAX_NODES:
-            raise ConfigErrors(
-                [ConfigError(self.name, None, "", f"the file expands to over {MAX_NODES} values")]
-            )
-        if isinstance(node, yaml.MappingNode):
-            self.loader.flatten_mapping(node)  # YAML merge keys (<<: *anchor)
-            result: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                key = self.loader.construct_object(key_node, deep=True)
-                line = key_node.start_mark.line + 1
-                if not isinstance(key, str | int | float | bool) and key is not None:
-                    raise ConfigErrors(
-                        [ConfigError(self.name, line, _path(loc), "keys must be text")]
+            raise self.fail(None, (), f"the file expands to over {MAX_NODES} values")
+        if len(loc) > MAX_DEPTH:
+            raise self.fail(line, loc, f"nested deeper than {MAX_DEPTH} levels; flatten it")
+        if id(node) in self.open:
+            raise self.fail(line, loc, "an alias (*name) refers to a value that contains it")
+        if isinstance(node, yaml.ScalarNode):
+            return self.loader.construct_object(node, deep=True)
+        self.open.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                items = []
+                for i, item in enumerate(node.value):
+                    self.lines[(*loc, i)] = item.start_mark.line + 1
+                    items.append(self.value(item, (*loc, i)))
+                return items
+            return self.mapping(node, loc)
+        finally:
+            self.open.discard(id(node))
+
+    def mapping(self, node: yaml.Node, loc: Loc) -> dict[str, Any]:
+        assert isinstance(node, yaml.MappingNode)
+        self.loader.flatten_mapping(node)  # YAML merge keys (<<: *anchor)
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise self.fail(line, loc, "keys must be plain text, not a list or a mapping")
+            raw = self.loader.construct_object(key_node, deep=True)
+            key = raw if isinstance(raw, str) else str(raw)
+            if key in result:  # keep the first, report each repeat, go on reading
+                first = self.lines.get((*loc, key))
+                self.checker.errors.append(
+                    ConfigError(
+                        self.name,
+                        line,
+                        _path((*loc, key)),
+                        f"duplicate key (first set at line {first}); keep one",
                     )
-                key = str(key) if not isinstance(key, str) else key
-                if key in result:
-                    first = self.lines.get((*loc, key))
-                    raise ConfigErrors(
-                        [
-                            ConfigError(
-                                self.name,
-                                line,
-                                _path((*loc, key)),
-                                f"duplicate key (first set at line {first}); keep one",
-                            )
-                        ]
-                    )
-                self.lines[(*loc, key)] = line
-                result[key] = self.value(value_node, (*loc, key))
-            return result
-        if isinstance(node, yaml.SequenceNode):
-            items = []
-            for i, item in enumerate(node.value):
-                self.lines[(*loc, i)] = item.start_mark.line + 1
-                items.append(self.value(item, (*loc, i)))
-            return items
-        return self.loader.construct_object(node, deep=True)
+                )
+                continue
+            self.lines[(*loc, key)] = line
+            result[key] = self.value(value_node, (*loc, key))
+        return result
+
+
+SIMPLE = re.compile(r"^[A-Za-z0-9_.\- ]+$")
+
+
+def quote(value: object) -> str:
+    """A name as it appears in a message: quoted, and escaped if it could break the line."""
+    text = str(value)
+    return f"'{text}'" if SIMPLE.match(text) else repr(text)
 
 
 def _path(loc: Iterable[str | int]) -> str:
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not re.match(r"^[A-Za-z0-9_-]+$", part):
+            out += f"[{part!r}]"
+        else:
+            out += f".{part}" if out else part
     return out
 
 
@@ -161,7 +214,7 @@ def _problem(err: Mapping[str, Any], known: list[str]) -> str:
         key = str(err["loc"][-1])
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
         hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(known)}"
-        return f"unknown key '{key}' ({hint})"
+        return f"unknown key {quote(key)} ({hint})"
     if kind == "missing":
         return "required, but missing"
     if kind in {"int_parsing", "int_type", "int_from_float"}:
@@ -172,6 +225,11 @@ def _problem(err: Mapping[str, Any], known: list[str]) -> str:
         return f"expected a non-empty string, got {_describe(got)}"
     if kind == "list_type":
         return f"expected a list, got {_describe(got)}"
+    if kind in {"model_type", "model_attributes_type"} and err["loc"][-1] == "build":
+        return (
+            "expected a folder (build: ./api) or a mapping {context, dockerfile, args, "
+            f"target}}, got {_describe(got)}"
+        )
     if kind in {"dict_type", "model_type", "model_attributes_type"}:
         return f"expected a mapping of keys to values, got {_describe(got)}"
     if kind == "literal_error":
@@ -232,7 +290,7 @@ class _Checker:
             )
             self.raise_if_any()
         version = data.get("version")
-        if version != 1:
+        if type(version) is not int or version != 1:  # True and 1.0 are not version 1
             if "version" not in data:
                 self.error((), "the file has no `version:`; add `version: 1` at the top")
             else:
@@ -241,62 +299,101 @@ class _Checker:
                     f"this deploy-pipeline reads version 1 files, got "
                     f"{_describe(version)}; write `version: 1` or upgrade deploy-pipeline",
                 )
+            self.errors = [e for e in self.errors if e.path == "version" or not e.path]
             self.raise_if_any()
+        self.note_names(data)
+        model: schema.PipelineModel | None
         try:
             model = schema.PipelineModel.model_validate(data)
         except ValidationError as exc:
-            for err in exc.errors():
-                loc = tuple(err["loc"])
-                self.error(loc, _problem(err, _known_keys(loc)))
-            self.raise_if_any()
-            raise  # unreachable: a ValidationError always has errors
+            model = self.salvage(data, exc)
         return self.build(model)
 
-    def close(self, word: str, choices: Iterable[str]) -> str:
-        options = list(choices)
-        near = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-        listed = ", ".join(options) if options else "none"
-        return (
-            f"did you mean '{near[0]}'? The choices are: {listed}"
-            if near
-            else f"the choices are: {listed}"
+    def note_names(self, data: dict[str, Any]) -> None:
+        """The names the file gives, valid or not: references are checked against these, so a
+        service with a bad key is not also reported as missing wherever it is named."""
+        self.names: dict[str, list[str] | None] = {}
+        for section in SECTIONS:
+            raw = data.get(section, {})
+            self.names[section] = [str(k) for k in raw] if isinstance(raw, dict) else None
+        stages = data.get("stages")
+        good = stages is None or (
+            isinstance(stages, list) and all(isinstance(s, str) for s in stages)
         )
+        self.names["stages"] = None if not good else None if stages is None else list(stages)
+        self.stages_known = good
 
-    def build(self, m: schema.PipelineModel) -> Pipeline:
+    def salvage(self, data: dict[str, Any], exc: ValidationError) -> schema.PipelineModel | None:
+        """Report every shape problem, then keep checking what is well formed, so one run of
+        `validate` shows the shape and the meaning problems together."""
+        cleaned = dict(data)
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if p != "[key]")
+            self.error(loc, _problem(err, _known_keys(loc)))
+            section = loc[0] if loc else None
+            if section in SECTIONS and len(loc) >= 2 and isinstance(cleaned.get(section), dict):
+                cleaned[section] = {k: v for k, v in cleaned[section].items() if k != loc[1]}
+            elif section in SECTIONS:
+                cleaned[section] = {}
+                self.names[str(section)] = None
+            elif section is not None:
+                cleaned.pop(str(section), None)
+                if section == "stages":
+                    self.stages_known = False
+        try:
+            return schema.PipelineModel.model_validate(cleaned)
+        except ValidationError:
+            return None
+
+    def refer(self, loc: Loc, kind: str, name: str) -> None:
+        """Check a reference to a service, target, environment or stage by the file's names."""
+        section = {
+            "service": "services",
+            "target": "targets",
+            "environment": "environments",
+            "stage": "stages",
+        }[kind]
+        known = self.names.get(section)
+        if known is None or name in known:
+            return  # that section is broken or absent from the file: it is reported on its own
+        self.error(loc, f"no {kind} named {quote(name)}; " + choices(name, known, section))
+
+    def build(self, m: schema.PipelineModel | None) -> Pipeline:
+        if m is None:  # too broken to check the meaning: report the shape problems
+            self.raise_if_any()
+            raise AssertionError("a failed validation always has errors")
         stages = tuple(m.stages) if m.stages is not None else DEFAULT_STAGES
+        if self.names["stages"] is None and self.stages_known:
+            self.names["stages"] = list(stages)
         if not stages:
             self.error(("stages",), "an empty list; name at least one stage or remove `stages:`")
         seen: set[str] = set()
         for i, stage in enumerate(stages):
             if stage in seen:
                 self.error(
-                    ("stages", i), f"stage '{stage}' is listed twice; stage names are unique"
+                    ("stages", i), f"stage {quote(stage)} is listed twice; stage names are unique"
                 )
             seen.add(stage)
-        if not m.services:
+        if not m.services and self.names["services"] == []:
             self.error(("services",), "no services; describe at least one")
         services = {name: self.service(name, s, stages) for name, s in m.services.items()}
-        targets = {name: self.target(name, t, services) for name, t in m.targets.items()}
-        if not m.targets:
+        targets = {name: self.target(name, t) for name, t in m.targets.items()}
+        if not m.targets and self.names["targets"] == []:  # no targets: the local engine
             targets = {"local": Target(name="local", kind="docker")}
+            self.names["targets"] = list(targets)
         order = m.strategy.environments if m.strategy and m.strategy.environments else "sequential"
         environments = {
-            name: self.environment(name, e, m.strategy, targets, services)
+            name: self.environment(name, e, m.strategy, targets)
             for name, e in m.environments.items()
         }
         previews = None
         if m.previews is not None:
-            if m.previews.from_ not in environments:
-                self.error(
-                    ("previews", "from"),
-                    f"no environment named '{m.previews.from_}'; "
-                    + self.close(m.previews.from_, environments),
-                )
+            self.refer(("previews", "from"), "environment", m.previews.from_)
             if "{number}" not in m.previews.name:
                 self.error(
                     ("previews", "name"),
                     "must contain {number} so each pull request gets "
-                    f"its own environment, got '{m.previews.name}'",
+                    f"its own environment, got {quote(m.previews.name)}",
                 )
             previews = Previews(source=m.previews.from_, name=m.previews.name)
         self.raise_if_any()
@@ -319,7 +416,7 @@ class _Checker:
             self.error(
                 loc,
                 "service names are lowercase letters, digits and '-' (at most 63), "
-                f"starting and ending with a letter or digit, got '{name}'",
+                f"starting and ending with a letter or digit, got {quote(name)}",
             )
         if s.type in BUILT and s.build is None and s.image is None:
             if s.type == "job":
@@ -332,7 +429,7 @@ class _Checker:
                     "an application is built from the repo: add `build: ./folder` "
                     "(or use type: container with `image:`)",
                 )
-        if s.build is not None and s.image is not None:
+        if s.type in BUILT and s.build is not None and s.image is not None:
             self.error(
                 (*loc, "image"),
                 "give `build:` or `image:`, not both: a built image is named by its content",
@@ -353,21 +450,19 @@ class _Checker:
             self.error((*loc, "public"), "only containers and applications can be public")
         if s.health is not None and not s.health.startswith("/"):
             self.error(
-                (*loc, "health"), f"expected an HTTP path starting with '/', got '{s.health}'"
+                (*loc, "health"), f"expected an HTTP path starting with '/', got {quote(s.health)}"
             )
         for i, secret in enumerate(s.secrets):
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", secret):
                 self.error(
                     (*loc, "secrets", i),
                     "expected the name of an environment variable "
-                    f"(letters, digits, '_'), got '{secret}'",
+                    f"(letters, digits, '_'), got {quote(secret)}",
                 )
         if s.stage is not None:
             stage = s.stage
-            if stage not in stages:
-                self.error(
-                    (*loc, "stage"), f"no stage named '{stage}'; " + self.close(stage, stages)
-                )
+            if self.stages_known:
+                self.refer((*loc, "stage"), "stage", stage)
         else:  # the default stage of its type if that exact name exists, otherwise the last stage
             default = DEFAULT_STAGE_OF[s.type]
             stage = default if default in stages else stages[-1] if stages else ""
@@ -391,10 +486,12 @@ class _Checker:
             timeout=s.timeout,
         )
 
-    def target(self, name: str, t: schema.TargetModel, services: Mapping[str, Service]) -> Target:
+    def target(self, name: str, t: schema.TargetModel) -> Target:
         loc: Loc = ("targets", name)
         if not NAME.match(name):
-            self.error(loc, f"target names are lowercase letters, digits and '-', got '{name}'")
+            self.error(
+                loc, f"target names are lowercase letters, digits and '-', got {quote(name)}"
+            )
         if t.kind != "simulated":
             for key in ("durations", "fail"):
                 if getattr(t, key):
@@ -408,11 +505,7 @@ class _Checker:
             )
         for key in ("durations", "fail"):
             for service in getattr(t, key):
-                if service not in services:
-                    self.error(
-                        (*loc, key, service),
-                        f"no service named '{service}'; " + self.close(service, services),
-                    )
+                self.refer((*loc, key, service), "service", service)
         return Target(
             name=name,
             kind=t.kind,
@@ -427,34 +520,30 @@ class _Checker:
         e: schema.EnvironmentModel,
         strategy: schema.StrategyModel | None,
         targets: Mapping[str, Target],
-        services: Mapping[str, Service],
     ) -> Environment:
         loc: Loc = ("environments", name)
         if not NAME.match(name):
             self.error(
-                loc, f"environment names are lowercase letters, digits and '-', got '{name}'"
+                loc, f"environment names are lowercase letters, digits and '-', got {quote(name)}"
             )
         if e.target is not None and e.targets is not None:
             self.error((*loc, "targets"), "give `target:` or `targets:`, not both")
         names = e.targets if e.targets is not None else [e.target] if e.target else []
         if not names:
-            if len(targets) == 1:
-                names = list(targets)
-            else:
-                self.error(loc, "say where it deploys with `target:`; " + self.close("", targets))
+            known = self.names["targets"] if self.names["targets"] is not None else list(targets)
+            if len(known) == 1:
+                names = list(known)
+            elif e.targets is None:
+                self.error(
+                    loc, "say where it deploys with `target:`; " + choices("", known, "targets")
+                )
         if e.targets is not None and not e.targets:
             self.error((*loc, "targets"), "an empty list; name at least one target")
-        key = "targets" if e.targets is not None else "target"
         for i, target in enumerate(names):
-            if target not in targets:
-                where = (*loc, key, i) if key == "targets" else (*loc, key)
-                self.error(where, f"no target named '{target}'; " + self.close(target, targets))
+            where = (*loc, "targets", i) if e.targets is not None else (*loc, "target")
+            self.refer(where, "target", target)
         for i, skipped in enumerate(e.skip):
-            if skipped not in services:
-                self.error(
-                    (*loc, "skip", i),
-                    f"no service named '{skipped}'; " + self.close(skipped, services),
-                )
+            self.refer((*loc, "skip", i), "service", skipped)
         own = e.strategy or strategy
         return Environment(
             name=name,

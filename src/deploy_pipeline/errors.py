@@ -16,6 +16,9 @@ Lower libraries' exceptions are converted at the backend boundary, keeping the o
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 MAX_MESSAGE = 2000
 
 
@@ -84,3 +87,15 @@ def truncate(text: str, limit: int = MAX_MESSAGE) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}… ({len(text) - limit} more characters)"
+
+
+def choices(word: str, options: Iterable[str], what: str) -> str:
+    """`did you mean 'api'? The services are: db, api` — the hint when a name is unknown."""
+    names = list(options)
+    near = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
+    listed = ", ".join(names) if names else "none"
+    return (
+        f"did you mean '{near[0]}'? The {what} are: {listed}"
+        if near
+        else f"the {what} are: {listed}"
+    )

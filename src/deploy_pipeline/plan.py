@@ -7,11 +7,10 @@ too; a service-level run includes the named services whether skipped or not.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
-from deploy_pipeline.errors import UsageError
+from deploy_pipeline.errors import UsageError, choices
 from deploy_pipeline.model import (
     REVERSED_ACTIONS,
     Action,
@@ -24,15 +23,6 @@ from deploy_pipeline.model import (
     StagePlan,
     TargetPlan,
 )
-
-
-def choices(word: str, options: Iterable[str], what: str) -> str:
-    """'did you mean …' when a known name is close, then the list of what there is."""
-    names = list(options)
-    near = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
-    listed = ", ".join(names) if names else "none"
-    hint = f"did you mean '{near[0]}'? " if near else ""
-    return f"{hint}the {what} are: {listed}"
 
 
 def environments(

@@ -6,6 +6,7 @@ there, so every message can name its key path and line.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -17,18 +18,16 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 def parse_duration(value: object) -> float:
     """`250ms`, `2s`, `10m`, `1h`, `1m30s`, or a number of seconds → seconds."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a duration like 250ms, 2s, 10m or 1h, got {value!r}")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"expected a duration of 0 or more, got {value!r}")
-        return float(value)
-    if isinstance(value, str):
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if math.isfinite(value) and value >= 0:
+            return float(value)
+    elif isinstance(value, str):
         text = value.strip()
         parts = _DURATION.findall(text)
         if text and "".join(n + u for n, u in parts) == text:
             return sum(float(n) * _UNITS[u] for n, u in parts)
-    raise ValueError(f"expected a duration like 250ms, 2s, 10m or 1h, got {value!r}")
+    got = "nothing (null)" if value is None else repr(value)
+    raise ValueError(f"expected a duration like 250ms, 2s, 10m or 1h, got {got}")
 
 
 def _scalar_text(value: object) -> object:
@@ -67,8 +66,11 @@ Duration = Annotated[
         }
     ),
 ]
-TextList = Annotated[list[str], BeforeValidator(_text_list)]
-TextMap = Annotated[dict[str, str], BeforeValidator(_text_map)]
+Scalar = str | int | float | bool
+TextList = Annotated[list[str], BeforeValidator(_text_list, json_schema_input_type=list[Scalar])]
+TextMap = Annotated[
+    dict[str, str], BeforeValidator(_text_map, json_schema_input_type=dict[str, Scalar])
+]
 Phase = Literal["build", "deploy", "restart", "stop", "delete"]
 Order = Literal["parallel", "sequential"]
 
@@ -87,7 +89,10 @@ class BuildModel(Strict):
 class ServiceModel(Strict):
     type: Literal["database", "job", "container", "application"]
     image: str | None = None
-    build: Annotated[BuildModel | None, BeforeValidator(_context_only)] = None
+    build: Annotated[
+        BuildModel | None,
+        BeforeValidator(_context_only, json_schema_input_type=str | BuildModel | None),
+    ] = None
     command: TextList | None = None
     env: TextMap = {}
     port: int | None = Field(default=None, ge=1, le=65535)

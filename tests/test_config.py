@@ -1,0 +1,1214 @@
+"""`.deploy-pipeline.yml` → model: DESIGN.md §2, §3 and §5 as a user meets them, through
+`load_config` and `deploy-pipeline validate|schema`, every failure checked by its exact message.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deploy_pipeline.cli import main
+from deploy_pipeline.config import load_config
+from deploy_pipeline.errors import ConfigErrors
+from deploy_pipeline.model import (
+    BuildSpec,
+    Defaults,
+    Environment,
+    Pipeline,
+    Previews,
+    Service,
+    Strategy,
+    Target,
+)
+
+try:
+    import jsonschema
+except ImportError:  # optional: without it, the schema's structure is checked instead
+    jsonschema = None
+
+WriteConfig = Callable[..., Path]
+
+SHOP = Path(__file__).resolve().parents[1] / "examples" / "shop" / ".deploy-pipeline.yml"
+
+# DESIGN.md §3, verbatim.
+DESIGN_EXAMPLE = """\
+version: 1
+registry: registry.example.com/acme        # where built images go; optional for docker targets
+defaults: {parallelism: 7, timeout: 10m, build_ahead: true}
+stages: [databases, migrations, backend, frontend]   # optional
+targets:
+  laptop:  {kind: docker}                               # the local engine (DOCKER_HOST honoured)
+  eu:      {kind: kubernetes, context: eu-1}            # a kubeconfig context
+  rehearse: {kind: simulated, durations: {api: {build: 2s, deploy: 1s}}, fail: {web: deploy}}
+services:
+  db:      {type: database, image: postgres:16, port: 5432, stage: databases}
+  migrate: {type: job, build: ./api, command: [python, -m, api.migrate], stage: migrations}
+  report:  {type: job, build: ./api, schedule: "0 3 * * *"}
+  api:     {type: application, build: {context: ./api, dockerfile: Dockerfile}, port: 8000,
+            health: /healthz, replicas: 2, env: {LOG_LEVEL: info}, secrets: [DATABASE_URL]}
+  web:     {type: container, image: nginx:1.27, port: 80, public: true}
+environments:
+  staging:    {target: eu, skip: [report]}
+  production: {targets: [eu], strategy: {services: parallel, targets: sequential}}
+previews: {from: staging, name: "pr-{number}"}
+"""
+
+DEFAULT_STAGES = (
+    "0.DEFAULT DATABASE",
+    "1.DEFAULT JOB",
+    "2.DEFAULT CONTAINER",
+    "3.DEFAULT APPLICATION",
+)
+DURATION_HINT = "expected a duration like 250ms, 2s, 10m or 1h, got"
+SUMMARY = re.compile(r"^\d+ problems? found; nothing was run$")
+
+
+def problems(path: Path) -> list[str]:
+    """The lines a user reads for a file that does not load (fails if it loads)."""
+    with pytest.raises(ConfigErrors) as caught:
+        load_config(path)
+    return [str(error) for error in caught.value.errors]
+
+
+def validate(path: Path | str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run `deploy-pipeline validate -f PATH`; return the exit code, stdout and stderr."""
+    code = main(["validate", "-f", str(path)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_service(write_config: WriteConfig, service: str, *, extra: str = "") -> Path:
+    """A file whose only service `api` is the given flow mapping (on line 3)."""
+    return write_config(f"version: 1\nservices:\n  api: {service}\n{extra}")
+
+
+# --- everything in DESIGN §3 parses into the model --------------------------------------------
+
+
+def test_design_example_parses_into_the_model(write_config: WriteConfig) -> None:
+    """The DESIGN §3 example, verbatim, becomes exactly the pipeline it describes."""
+    path = write_config(DESIGN_EXAMPLE)
+    built = BuildSpec(context="./api", dockerfile="Dockerfile")
+    pipeline = load_config(path)
+    assert pipeline == Pipeline(
+        path=str(path),
+        stages=("databases", "migrations", "backend", "frontend"),
+        services={
+            "db": Service(
+                name="db", type="database", stage="databases", image="postgres:16", port=5432
+            ),
+            "migrate": Service(
+                name="migrate",
+                type="job",
+                stage="migrations",
+                build=built,
+                command=("python", "-m", "api.migrate"),
+            ),
+            "report": Service(
+                name="report", type="job", stage="frontend", build=built, schedule="0 3 * * *"
+            ),
+            "api": Service(
+                name="api",
+                type="application",
+                stage="frontend",
+                build=built,
+                port=8000,
+                health="/healthz",
+                replicas=2,
+                env=(("LOG_LEVEL", "info"),),
+                secrets=("DATABASE_URL",),
+            ),
+            "web": Service(
+                name="web",
+                type="container",
+                stage="frontend",
+                image="nginx:1.27",
+                port=80,
+                public=True,
+            ),
+        },
+        targets={
+            "laptop": Target(name="laptop", kind="docker"),
+            "eu": Target(name="eu", kind="kubernetes", context="eu-1"),
+            "rehearse": Target(
+                name="rehearse",
+                kind="simulated",
+                durations={"api": {"build": 2.0, "deploy": 1.0}},
+                fail={"web": "deploy"},
+            ),
+        },
+        environments={
+            "staging": Environment(name="staging", targets=("eu",), skipped=frozenset({"report"})),
+            "production": Environment(
+                name="production",
+                targets=("eu",),
+                strategy=Strategy(services="parallel", targets="sequential"),
+            ),
+        },
+        defaults=Defaults(parallelism=7, timeout=600.0, build_ahead=True),
+        registry="registry.example.com/acme",
+        previews=Previews(source="staging", name="pr-{number}"),
+    )
+
+
+def test_services_targets_and_environments_keep_file_order(write_config: WriteConfig) -> None:
+    """Services, targets and environments come out in the order the file lists them."""
+    pipeline = load_config(write_config(DESIGN_EXAMPLE))
+    assert list(pipeline.services) == ["db", "migrate", "report", "api", "web"]
+    assert list(pipeline.targets) == ["laptop", "eu", "rehearse"]
+    assert list(pipeline.environments) == ["staging", "production"]
+
+
+def test_shop_example_loads() -> None:
+    """The shipped shop example is a valid pipeline with its six services in four stages."""
+    pipeline = load_config(SHOP)
+    assert pipeline.stages == ("databases", "migrations", "backend", "frontend")
+    assert {name: s.stage for name, s in pipeline.services.items()} == {
+        "db": "databases",
+        "migrate": "migrations",
+        "report": "backend",
+        "api": "backend",
+        "worker": "backend",
+        "web": "frontend",
+    }
+    assert pipeline.services["worker"].build == BuildSpec(context="./worker")
+    assert pipeline.defaults.timeout == 300.0
+    assert pipeline.targets["rehearse"].durations["db"] == {"deploy": 0.4}
+    assert pipeline.environments["production"].production is True
+    assert pipeline.environments["rehearsal"].skipped == frozenset({"report"})
+    assert pipeline.previews == Previews(source="staging", name="pr-{number}")
+
+
+def test_build_mapping_keeps_dockerfile_args_and_target(write_config: WriteConfig) -> None:
+    """`build:` as a mapping keeps its Dockerfile, build args (as text) and build target."""
+    path = one_service(
+        write_config,
+        "{type: application, build: {context: ./api, dockerfile: api.Dockerfile, "
+        "args: {PY: 3.12, DEBUG: true}, target: runtime}}",
+    )
+    assert load_config(path).services["api"].build == BuildSpec(
+        context="./api",
+        dockerfile="api.Dockerfile",
+        args=(("PY", "3.12"), ("DEBUG", "true")),
+        target="runtime",
+    )
+
+
+def test_env_and_command_values_are_text(write_config: WriteConfig) -> None:
+    """Numbers and booleans in `env:` and `command:` reach the service as the text written."""
+    path = one_service(
+        write_config,
+        "{type: container, image: x, env: {PORT: 8080, DEBUG: true}, command: [sleep, 10]}",
+    )
+    service = load_config(path).services["api"]
+    assert service.env == (("PORT", "8080"), ("DEBUG", "true"))
+    assert service.command == ("sleep", "10")
+
+
+def test_file_without_targets_deploys_to_the_local_docker_engine(
+    write_config: WriteConfig,
+) -> None:
+    """With no `targets:`, an environment without `target:` deploys to the local Docker engine."""
+    path = one_service(write_config, "{type: container, image: x}", extra="environments: {dev: {}}")
+    pipeline = load_config(path)
+    assert pipeline.targets == {"local": Target(name="local", kind="docker")}
+    assert pipeline.environments["dev"].targets == ("local",)
+
+
+def test_environment_strategies_and_environment_order(write_config: WriteConfig) -> None:
+    """A top-level strategy sets the environment order and the default for every environment."""
+    path = write_config("""\
+        version: 1
+        strategy: {services: sequential, targets: parallel, environments: parallel}
+        targets: {a: {kind: docker}, b: {kind: docker}}
+        services: {api: {type: container, image: x}}
+        environments:
+          dev: {targets: [a, b]}
+          prod: {target: b, strategy: {services: parallel}, production: true}
+        """)
+    pipeline = load_config(path)
+    assert pipeline.environment_order == "parallel"
+    assert pipeline.environments["dev"] == Environment(
+        name="dev", targets=("a", "b"), strategy=Strategy("sequential", "parallel")
+    )
+    assert pipeline.environments["prod"] == Environment(
+        name="prod", targets=("b",), strategy=Strategy("parallel", "sequential"), production=True
+    )
+
+
+# --- durations -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("written", "seconds"),
+    [
+        ("250ms", 0.25),
+        ("2s", 2.0),
+        ("10m", 600.0),
+        ("1h", 3600.0),
+        ("1m30s", 90.0),
+        ("1h2m3s", 3723.0),
+        ("1.5s", 1.5),
+        ("45", 45.0),
+        ("0.5", 0.5),
+        ("0", 0.0),
+    ],
+)
+def test_durations_are_read_as_seconds(
+    write_config: WriteConfig, written: str, seconds: float
+) -> None:
+    """Durations with ms/s/m/h units, combined or not, and plain numbers are read as seconds."""
+    path = write_config(f"""\
+        version: 1
+        defaults: {{timeout: {written}}}
+        targets: {{sim: {{kind: simulated, durations: {{api: {{deploy: {written}}}}}}}}}
+        services: {{api: {{type: container, image: x, timeout: {written}}}}}
+        """)
+    pipeline = load_config(path)
+    assert pipeline.defaults.timeout == seconds
+    assert pipeline.services["api"].timeout == seconds
+    assert pipeline.targets["sim"].durations == {"api": {"deploy": seconds}}
+
+
+@pytest.mark.parametrize(
+    ("written", "shown"),
+    [
+        ("ten", "'ten'"),
+        ("5 parsecs", "'5 parsecs'"),
+        ("-1", "-1"),
+        ("true", "True"),
+        (".nan", "nan"),
+    ],
+)
+def test_bad_durations_say_what_a_duration_looks_like(
+    write_config: WriteConfig, written: str, shown: str
+) -> None:
+    """A value that is not a duration is reported with examples of what a duration looks like."""
+    path = write_config(f"""\
+        version: 1
+        services:
+          api: {{type: container, image: x}}
+        defaults:
+          timeout: {written}
+        """)
+    assert problems(path) == [f"{path}:5: defaults.timeout: {DURATION_HINT} {shown}"]
+
+
+def test_bad_durations_are_reported_wherever_they_appear(write_config: WriteConfig) -> None:
+    """Service timeouts and simulated durations are checked like the default timeout."""
+    path = write_config("""\
+        version: 1
+        targets:
+          sim: {kind: simulated, durations: {api: {build: soon}}}
+        services:
+          api: {type: application, build: ./api, timeout: 5 parsecs}
+        """)
+    assert problems(path) == [
+        f"{path}:3: targets.sim.durations.api.build: {DURATION_HINT} 'soon'",
+        f"{path}:5: services.api.timeout: {DURATION_HINT} '5 parsecs'",
+    ]
+
+
+# --- version is checked first ----------------------------------------------------------------
+
+
+def test_other_version_is_the_only_problem_reported(write_config: WriteConfig) -> None:
+    """A file of another version reports only that, however many other problems it has."""
+    path = write_config("""\
+        # from the future
+        version: 2
+        services:
+          api: {type: nonsense, replics: two}
+        environments: {dev: {target: nowhere}}
+        """)
+    assert problems(path) == [
+        f"{path}:2: version: this deploy-pipeline reads version 1 files, got 2; "
+        "write `version: 1` or upgrade deploy-pipeline"
+    ]
+
+
+def test_missing_version_says_to_add_version_1(write_config: WriteConfig) -> None:
+    """A file without `version:` is told to add `version: 1`, before anything else."""
+    path = write_config("""\
+        services:
+          api: {type: nonsense}
+        """)
+    assert problems(path) == [
+        f"{path}:1: the file has no `version:`; add `version: 1` at the top",
+    ]
+
+
+@pytest.mark.parametrize(("written", "shown"), [('"1"', "'1'"), ("true", "True")])
+def test_version_must_be_the_number_1(write_config: WriteConfig, written: str, shown: str) -> None:
+    """`version:` is the number 1: neither the text "1" nor `true` passes for it."""
+    path = write_config(f"version: {written}\nservices: {{api: {{type: container, image: x}}}}\n")
+    assert problems(path) == [
+        f"{path}:1: version: this deploy-pipeline reads version 1 files, got {shown}; "
+        "write `version: 1` or upgrade deploy-pipeline"
+    ]
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# nothing here yet\n"])
+def test_empty_file_says_to_start_with_version(write_config: WriteConfig, text: str) -> None:
+    """An empty file (or only comments) is told how to start."""
+    path = write_config(text)
+    assert problems(path) == [f"{path}:1: the file is empty; start with `version: 1`"]
+
+
+# --- every error names file, line, key path and what would be right --------------------------
+
+
+def test_design_error_example_is_reported_as_designed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """DESIGN §3's own error example comes out word for word, on the line of the bad value."""
+    text = DESIGN_EXAMPLE.replace("replicas: 2,", "replicas: two,")
+    (tmp_path / ".deploy-pipeline.yml").write_text(text, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = validate(".deploy-pipeline.yml", capsys)
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        ".deploy-pipeline.yml:14: services.api.replicas: expected an integer, got 'two'",
+        "1 problem found; nothing was run",
+    ]
+
+
+def test_unknown_key_suggests_the_closest_known_key(write_config: WriteConfig) -> None:
+    """A misspelt key is reported with the known key it most likely meant."""
+    path = write_config("""\
+        version: 1
+        services:
+          api:
+            type: container
+            image: nginx
+            replics: 2
+        """)
+    assert problems(path) == [
+        f"{path}:6: services.api.replics: unknown key 'replics' (did you mean 'replicas'?)"
+    ]
+
+
+def test_unknown_key_far_from_any_lists_the_known_keys(write_config: WriteConfig) -> None:
+    """A key like no known key is reported with the list of keys allowed there."""
+    path = write_config("""\
+        version: 1
+        services:
+          api:
+            type: container
+            image: nginx
+            flavour: vanilla
+        """)
+    assert problems(path) == [
+        f"{path}:6: services.api.flavour: unknown key 'flavour' (known keys: type, image, "
+        "build, command, env, port, replicas, health, secrets, stage, schedule, public, timeout)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("registy: r.example.com", "registy: unknown key 'registy' (did you mean 'registry'?)"),
+        (
+            "defaults: {paralelism: 3}",
+            "defaults.paralelism: unknown key 'paralelism' (did you mean 'parallelism'?)",
+        ),
+        (
+            "targets: {k: {kind: kubernetes, contxt: eu}}",
+            "targets.k.contxt: unknown key 'contxt' (did you mean 'context'?)",
+        ),
+        (
+            "environments: {dev: {skp: [api]}}",
+            "environments.dev.skp: unknown key 'skp' (did you mean 'skip'?)",
+        ),
+        (
+            "previews: {from: dev, nme: 'pr-{number}'}",
+            "previews.nme: unknown key 'nme' (did you mean 'name'?)",
+        ),
+        (
+            "previews: {from: dev, colour: blue}",
+            "previews.colour: unknown key 'colour' (known keys: from, name)",
+        ),
+    ],
+)
+def test_unknown_keys_are_found_at_every_level(
+    write_config: WriteConfig, line: str, expected: str
+) -> None:
+    """Unknown keys are reported at the top level and inside every section, with a hint."""
+    path = write_config(f"version: 1\nservices: {{api: {{type: container, image: x}}}}\n{line}\n")
+    assert problems(path) == [f"{path}:3: {expected}"]
+
+
+def test_misspelt_services_key_also_reports_services_missing(write_config: WriteConfig) -> None:
+    """A misspelt `services:` is pointed out along with the missing `services:` it leaves."""
+    path = write_config("version: 1\nservces:\n  api: {type: container, image: x}\n")
+    assert problems(path) == [
+        f"{path}:1: services: required, but missing",
+        f"{path}:2: servces: unknown key 'servces' (did you mean 'services'?)",
+    ]
+
+
+def test_stage_naming_no_stage_suggests_and_lists_the_stages(write_config: WriteConfig) -> None:
+    """A `stage:` naming no stage lists the stages there are, with the closest one first."""
+    path = write_config("""\
+        version: 1
+        stages: [databases, backend, frontend]
+        services:
+          api: {type: container, image: x, stage: backnd}
+          web: {type: container, image: x, stage: edge}
+        """)
+    assert problems(path) == [
+        f"{path}:4: services.api.stage: no stage named 'backnd'; did you mean 'backend'? "
+        "The stages are: databases, backend, frontend",
+        f"{path}:5: services.web.stage: no stage named 'edge'; "
+        "the stages are: databases, backend, frontend",
+    ]
+
+
+def test_stage_naming_no_default_stage_lists_the_default_stages(
+    write_config: WriteConfig,
+) -> None:
+    """Without `stages:`, a `stage:` naming no stage lists the four default stages."""
+    path = one_service(write_config, "{type: container, image: x, stage: backend}")
+    assert problems(path) == [
+        f"{path}:3: services.api.stage: no stage named 'backend'; the stages are: "
+        "0.DEFAULT DATABASE, 1.DEFAULT JOB, 2.DEFAULT CONTAINER, 3.DEFAULT APPLICATION"
+    ]
+
+
+def test_skip_naming_no_service_lists_the_services(write_config: WriteConfig) -> None:
+    """A skipped name that is no service is reported with the services there are."""
+    path = write_config("""\
+        version: 1
+        services:
+          api: {type: container, image: x}
+          web: {type: container, image: y}
+        environments:
+          dev:
+            skip:
+              - wbe
+              - cache
+        """)
+    assert problems(path) == [
+        f"{path}:8: environments.dev.skip[0]: no service named 'wbe'; did you mean 'web'? "
+        "The services are: api, web",
+        f"{path}:9: environments.dev.skip[1]: no service named 'cache'; the services are: api, web",
+    ]
+
+
+def test_unknown_target_in_an_environment_lists_the_targets(write_config: WriteConfig) -> None:
+    """An environment deploying to no known target lists the targets, for `target:` and
+    `targets:` alike."""
+    path = write_config("""\
+        version: 1
+        targets: {laptop: {kind: docker}, eu: {kind: kubernetes, context: eu-1}}
+        services: {api: {type: container, image: x}}
+        environments:
+          staging: {target: us}
+          production:
+            targets: [eu, laptp]
+        """)
+    assert problems(path) == [
+        f"{path}:5: environments.staging.target: no target named 'us'; the targets are: laptop, eu",
+        f"{path}:7: environments.production.targets[1]: no target named 'laptp'; "
+        "did you mean 'laptop'? The targets are: laptop, eu",
+    ]
+
+
+def test_environment_without_target_among_several_lists_them(write_config: WriteConfig) -> None:
+    """With several targets, an environment that names none is told to pick one of them."""
+    path = write_config("""\
+        version: 1
+        targets: {laptop: {kind: docker}, eu: {kind: kubernetes}}
+        services: {api: {type: container, image: x}}
+        environments:
+          staging: {skip: []}
+        """)
+    assert problems(path) == [
+        f"{path}:5: environments.staging: say where it deploys with `target:`; "
+        "the targets are: laptop, eu"
+    ]
+
+
+def test_previews_from_naming_no_environment_lists_them(write_config: WriteConfig) -> None:
+    """`previews.from` naming no environment lists the environments there are."""
+    path = write_config("""\
+        version: 1
+        services: {api: {type: container, image: x}}
+        environments: {staging: {}, production: {}}
+        previews:
+          from: stagin
+        """)
+    assert problems(path) == [
+        f"{path}:5: previews.from: no environment named 'stagin'; did you mean 'staging'? "
+        "The environments are: staging, production"
+    ]
+
+
+def test_simulated_durations_and_failures_name_services(write_config: WriteConfig) -> None:
+    """A simulated target's durations and failures must name services of the file."""
+    path = write_config("""\
+        version: 1
+        targets:
+          sim:
+            kind: simulated
+            durations: {apx: {build: 1s}}
+            fail: {cache: deploy}
+        services: {api: {type: application, build: ./api}}
+        """)
+    assert problems(path) == [
+        f"{path}:5: targets.sim.durations.apx: no service named 'apx'; "
+        "did you mean 'api'? The services are: api",
+        f"{path}:6: targets.sim.fail.cache: no service named 'cache'; the services are: api",
+    ]
+
+
+def test_unknown_phase_is_reported_at_its_key(write_config: WriteConfig) -> None:
+    """A simulated duration for an unknown phase names the phase's key path and the phases."""
+    path = write_config("""\
+        version: 1
+        targets:
+          sim: {kind: simulated, durations: {api: {boot: 1s}}}
+        services: {api: {type: application, build: ./api}}
+        """)
+    assert problems(path) == [
+        f"{path}:3: targets.sim.durations.api.boot: "
+        "expected 'build', 'deploy', 'restart', 'stop' or 'delete', got 'boot'"
+    ]
+
+
+def test_duplicate_key_names_both_lines(write_config: WriteConfig) -> None:
+    """A key set twice is reported where it is repeated, with the line it was first set."""
+    path = write_config("""\
+        version: 1
+        services:
+          api: {type: container, image: x}
+          web: {type: container, image: y}
+          api: {type: application, build: ./api}
+        """)
+    assert problems(path) == [
+        f"{path}:5: services.api: duplicate key (first set at line 3); keep one",
+    ]
+
+
+def test_duplicate_nested_key_names_its_path(write_config: WriteConfig) -> None:
+    """A key repeated inside a service is reported with its full key path."""
+    path = write_config("""\
+        version: 1
+        services:
+          api:
+            type: container
+            image: nginx:1.27
+            image: nginx:1.26
+        """)
+    assert problems(path) == [
+        f"{path}:6: services.api.image: duplicate key (first set at line 5); keep one",
+    ]
+
+
+def test_every_duplicate_key_is_reported(write_config: WriteConfig) -> None:
+    """Two duplicate keys in one file are both reported, so one edit fixes them both."""
+    path = write_config("""\
+        version: 1
+        services:
+          api: {type: container, image: x, port: 80, port: 81}
+          web: {type: container, image: y}
+          web: {type: container, image: z}
+        """)
+    assert problems(path) == [
+        f"{path}:3: services.api.port: duplicate key (first set at line 3); keep one",
+        f"{path}:5: services.web: duplicate key (first set at line 4); keep one",
+    ]
+
+
+def test_several_problems_are_all_reported_by_line(write_config: WriteConfig) -> None:
+    """Every problem of a file is reported at once, in the order of the file's lines."""
+    path = write_config("""\
+        version: 1
+        services:
+          api:
+            type: application
+            build: ./api
+            replicas: two
+          web:
+            type: container
+            image: nginx
+            port: 99999
+        defaults:
+          parallelism: 0
+          build_ahead: maybe
+        """)
+    assert problems(path) == [
+        f"{path}:6: services.api.replicas: expected an integer, got 'two'",
+        f"{path}:10: services.web.port: expected a number ≤ 65535, got 99999",
+        f"{path}:12: defaults.parallelism: expected a number ≥ 1, got 0",
+        f"{path}:13: defaults.build_ahead: expected true or false, got 'maybe'",
+    ]
+
+
+def test_shape_and_meaning_problems_are_reported_together(write_config: WriteConfig) -> None:
+    """A wrong type in one place and a wrong stage name in another are reported in one go."""
+    path = write_config("""\
+        version: 1
+        stages: [backend]
+        services:
+          api:
+            type: application
+            build: ./api
+            stage: backnd
+          web:
+            type: container
+            image: nginx
+            replicas: two
+        """)
+    assert problems(path) == [
+        f"{path}:7: services.api.stage: no stage named 'backnd'; did you mean 'backend'? "
+        "The stages are: backend",
+        f"{path}:11: services.web.replicas: expected an integer, got 'two'",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("services: [api, web]", "services: expected a mapping of keys to values, got a list"),
+        ("services:", "services: expected a mapping of keys to values, got nothing (null)"),
+        ("services: {}", "services: no services; describe at least one"),
+        ("services: {api: {image: x}}", "services.api.type: required, but missing"),
+        (
+            "services: {api: {type: lambda, image: x}}",
+            "services.api.type: expected 'database', 'job', 'container' or 'application', "
+            "got 'lambda'",
+        ),
+        (
+            "services: {api: {type: container, image: x, public: maybe}}",
+            "services.api.public: expected true or false, got 'maybe'",
+        ),
+        (
+            "services: {api: {type: container, image: x, command: run me}}",
+            "services.api.command: expected a list, got 'run me'",
+        ),
+        (
+            "services: {api: {type: container, image: x, port: 0}}",
+            "services.api.port: expected a number ≥ 1, got 0",
+        ),
+        (
+            "services: {api: {type: container, image: x, replicas: 1001}}",
+            "services.api.replicas: expected a number ≤ 1000, got 1001",
+        ),
+        (
+            "services: {api: {type: application, build: {dockerfile: D}}}",
+            "services.api.build.context: required, but missing",
+        ),
+        (
+            "services: {api: {type: application, build: ''}}",
+            "services.api.build.context: expected a non-empty string, got ''",
+        ),
+    ],
+)
+def test_wrong_shapes_say_what_is_expected(
+    write_config: WriteConfig, line: str, expected: str
+) -> None:
+    """A value of the wrong type or range says what was expected and what was found."""
+    path = write_config(f"version: 1\n{line}\n")
+    assert problems(path) == [f"{path}:2: {expected}"]
+
+
+@pytest.mark.parametrize(
+    ("section", "line", "expected"),
+    [
+        (
+            "targets: {aws: {kind: aws}}",
+            3,
+            "targets.aws.kind: expected 'docker', 'kubernetes' or 'simulated', got 'aws'",
+        ),
+        (
+            "targets: {laptop: {kind: docker, context: eu-1}}",
+            3,
+            "targets.laptop.context: only kubernetes targets take a `context:`, this one is docker",
+        ),
+        (
+            "targets: {eu: {kind: kubernetes, fail: {api: deploy}}}",
+            3,
+            "targets.eu.fail: only simulated targets take `fail:`, this one is kubernetes",
+        ),
+        (
+            "targets: {EU: {kind: docker}}",
+            3,
+            "targets.EU: target names are lowercase letters, digits and '-', got 'EU'",
+        ),
+        (
+            "environments: {dev: {strategy: {services: random}}}",
+            3,
+            "environments.dev.strategy.services: expected 'parallel' or 'sequential', got 'random'",
+        ),
+        (
+            "environments: {dev: {target: local, targets: [local]}}",
+            3,
+            "environments.dev.targets: give `target:` or `targets:`, not both",
+        ),
+        (
+            "environments: {Dev: {}}",
+            3,
+            "environments.Dev: environment names are lowercase letters, digits and '-', got 'Dev'",
+        ),
+        (
+            "environments: {dev: {}}\npreviews: {from: dev, name: preview}",
+            4,
+            "previews.name: must contain {number} so each pull request gets its own "
+            "environment, got 'preview'",
+        ),
+        ("stages: []", 3, "stages: an empty list; name at least one stage or remove `stages:`"),
+        ("stages: [a, b, a]", 3, "stages[2]: stage 'a' is listed twice; stage names are unique"),
+    ],
+)
+def test_targets_environments_and_stages_rules(
+    write_config: WriteConfig, section: str, line: int, expected: str
+) -> None:
+    """Targets, environments, previews and stages break their rules with a clear message."""
+    path = write_config(
+        f"version: 1\nservices: {{api: {{type: container, image: x}}}}\n{section}\n"
+    )
+    assert problems(path) == [f"{path}:{line}: {expected}"]
+
+
+# --- service types ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("service", "expected"),
+    [
+        (
+            "{type: database}",
+            "services.api: a database needs `image:` (for example postgres:16 or nginx:1.27)",
+        ),
+        (
+            "{type: container}",
+            "services.api: a container needs `image:` (for example postgres:16 or nginx:1.27)",
+        ),
+        (
+            "{type: application}",
+            "services.api: an application is built from the repo: add `build: ./folder` "
+            "(or use type: container with `image:`)",
+        ),
+        (
+            "{type: job}",
+            "services.api: a job needs `build:` (a folder of the repo) or `image:` "
+            "(a prebuilt one)",
+        ),
+        (
+            "{type: container, image: nginx, build: ./web}",
+            "services.api.build: a container runs a prebuilt image, it is not built: use "
+            "`image:`, or type: application to build it from the repo",
+        ),
+        (
+            "{type: application, build: ./api, image: api:1}",
+            "services.api.image: give `build:` or `image:`, not both: a built image is "
+            "named by its content",
+        ),
+        (
+            "{type: container, image: x, schedule: '0 3 * * *'}",
+            "services.api.schedule: only a job can have a schedule (it becomes a cron job)",
+        ),
+        (
+            "{type: database, image: postgres:16, replicas: 3}",
+            "services.api.replicas: only containers and applications have replicas",
+        ),
+        (
+            "{type: job, image: x, public: true}",
+            "services.api.public: only containers and applications can be public",
+        ),
+        (
+            "{type: container, image: x, health: healthz}",
+            "services.api.health: expected an HTTP path starting with '/', got 'healthz'",
+        ),
+        (
+            "{type: container, image: x, secrets: [DB-URL]}",
+            "services.api.secrets[0]: expected the name of an environment variable "
+            "(letters, digits, '_'), got 'DB-URL'",
+        ),
+    ],
+    ids=[
+        "database-without-image",
+        "container-without-image",
+        "application-without-build",
+        "job-without-build-or-image",
+        "container-with-build",
+        "application-with-image",
+        "schedule-on-container",
+        "replicas-on-database",
+        "public-job",
+        "health-not-a-path",
+        "secret-not-a-variable-name",
+    ],
+)
+def test_service_type_rules_give_clear_messages(
+    write_config: WriteConfig, service: str, expected: str
+) -> None:
+    """Each service type's rules (what needs an image, what is built…) explain themselves."""
+    path = one_service(write_config, service)
+    assert problems(path) == [f"{path}:3: {expected}"]
+
+
+def test_job_may_run_a_prebuilt_image(write_config: WriteConfig) -> None:
+    """A job runs from `image:` as well as from `build:`, and only a job takes a schedule."""
+    path = one_service(write_config, "{type: job, image: busybox, schedule: '*/5 * * * *'}")
+    service = load_config(path).services["api"]
+    assert (service.image, service.build, service.schedule) == ("busybox", None, "*/5 * * * *")
+
+
+def test_service_names_must_be_dns_labels(write_config: WriteConfig) -> None:
+    """A service name that cannot name a Kubernetes object or container is refused."""
+    path = write_config("version: 1\nservices:\n  My_API: {type: container, image: x}\n")
+    assert problems(path) == [
+        f"{path}:3: services.My_API: service names are lowercase letters, digits and '-' "
+        "(at most 63), starting and ending with a letter or digit, got 'My_API'"
+    ]
+
+
+# --- default stages --------------------------------------------------------------------------
+
+
+def test_default_stages_hold_each_type(write_config: WriteConfig) -> None:
+    """Without `stages:` there are the four default stages and each type goes to its own."""
+    path = write_config("""\
+        version: 1
+        services:
+          web: {type: container, image: nginx}
+          api: {type: application, build: ./api}
+          migrate: {type: job, build: ./api}
+          db: {type: database, image: postgres:16}
+        """)
+    pipeline = load_config(path)
+    assert pipeline.stages == DEFAULT_STAGES
+    assert {name: s.stage for name, s in pipeline.services.items()} == {
+        "web": "2.DEFAULT CONTAINER",
+        "api": "3.DEFAULT APPLICATION",
+        "migrate": "1.DEFAULT JOB",
+        "db": "0.DEFAULT DATABASE",
+    }
+
+
+def test_services_whose_default_stage_is_gone_go_to_the_last_stage(
+    write_config: WriteConfig,
+) -> None:
+    """A service without `stage:` whose default stage was renamed or removed goes last."""
+    path = write_config("""\
+        version: 1
+        stages: [0.DEFAULT DATABASE, 2.DEFAULT CONTAINER, apps, edge]
+        services:
+          db: {type: database, image: postgres:16}
+          migrate: {type: job, build: ./api}
+          web: {type: container, image: nginx}
+          api: {type: application, build: ./api}
+        """)
+    pipeline = load_config(path)
+    assert {name: s.stage for name, s in pipeline.services.items()} == {
+        "db": "0.DEFAULT DATABASE",
+        "migrate": "edge",
+        "web": "2.DEFAULT CONTAINER",
+        "api": "edge",
+    }
+
+
+def test_default_stage_must_match_exactly(write_config: WriteConfig) -> None:
+    """A stage only resembling a default stage's name does not receive that type's services."""
+    path = write_config("""\
+        version: 1
+        stages: [0.default database, "0.DEFAULT DATABASE ", last]
+        services:
+          db: {type: database, image: postgres:16}
+        """)
+    assert load_config(path).services["db"].stage == "last"
+
+
+def test_explicit_stage_is_honoured(write_config: WriteConfig) -> None:
+    """A service's `stage:` wins over its type's default stage, with or without `stages:`."""
+    default = write_config(
+        "version: 1\nservices:\n  api: {type: application, build: ., stage: 0.DEFAULT DATABASE}\n"
+    )
+    named = write_config(
+        "version: 1\nstages: [first, 3.DEFAULT APPLICATION]\n"
+        "services:\n  api: {type: application, build: ., stage: first}\n",
+        name="named.yml",
+    )
+    assert load_config(default).services["api"].stage == "0.DEFAULT DATABASE"
+    assert load_config(named).services["api"].stage == "first"
+
+
+# --- bad YAML --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "problem"),
+    [
+        (
+            "version: 1\nservices:\n\tapi: {type: container, image: x}\n",
+            "3:1",
+            "found character '\\t' that cannot start any token; YAML indents with spaces, not tabs",
+        ),
+        (
+            "version: 1\nservices: {api: {type: container, image: x}\n",
+            "3:1",
+            "expected ',' or '}', but got '<stream end>'",
+        ),
+        (
+            "version: 1\nservices:\n  api:\n    type: container\n   image: x\n",
+            "5:4",
+            "expected <block end>, but found '<block mapping start>'",
+        ),
+    ],
+    ids=["tab", "unclosed-bracket", "bad-indentation"],
+)
+def test_bad_yaml_gives_line_and_column(
+    tmp_path: Path, text: str, where: str, problem: str
+) -> None:
+    """A file that is not YAML is reported as FILE:LINE:COLUMN with the parser's problem."""
+    path = tmp_path / ".deploy-pipeline.yml"
+    path.write_text(text, encoding="utf-8")
+    assert problems(path) == [f"{path}:{where}: not valid YAML: {problem}"]
+
+
+def test_several_yaml_documents_are_refused_plainly(tmp_path: Path) -> None:
+    """A file holding two YAML documents says it expected a single one, and where."""
+    path = tmp_path / ".deploy-pipeline.yml"
+    path.write_text("version: 1\n---\nversion: 1\n", encoding="utf-8")
+    [message] = problems(path)
+    assert message.startswith(f"{path}:2:1: not valid YAML: ")
+    assert message.endswith("not valid YAML: the file holds several YAML documents (---); keep one")
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"), [("- version: 1\n- services: {}\n", "a list"), ("hello\n", "'hello'")]
+)
+def test_top_level_must_be_a_mapping(write_config: WriteConfig, text: str, shown: str) -> None:
+    """A file that is a list or a bare word is told it should be a mapping of keys."""
+    path = write_config(text)
+    assert problems(path) == [
+        f"{path}:1: expected a mapping at the top (version:, services:, …), got {shown}"
+    ]
+
+
+def test_non_text_key_is_refused(write_config: WriteConfig) -> None:
+    """A key that is a list (YAML complex key) is refused with its location."""
+    path = write_config("version: 1\nservices:\n  ? [a, b]\n  : {type: container}\n")
+    assert problems(path) == [
+        f"{path}:3: services: keys must be plain text, not a list or a mapping"
+    ]
+
+
+def test_unsafe_tags_are_not_constructed(write_config: WriteConfig) -> None:
+    """A Python object tag is never resolved but reported as bad YAML, with its position."""
+    path = write_config("version: 1\nservices: !!python/name:os.system\n")
+    assert problems(path) == [
+        f"{path}:2:11: not valid YAML: could not determine a constructor for the tag "
+        "'tag:yaml.org,2002:python/name:os.system'"
+    ]
+
+
+# --- files that are not readable, or hostile ------------------------------------------------
+
+
+def test_robust_inputs_never_raise(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A missing file, a folder and undecodable bytes are reported as config problems."""
+    undecodable = tmp_path / "bytes.yml"
+    undecodable.write_bytes(b"version: 1\n\xff\xfe\n")
+    (tmp_path / "folder.yml").mkdir()
+    assert validate(tmp_path / "missing.yml", capsys) == (
+        2,
+        "",
+        f"{tmp_path / 'missing.yml'}: no such file; create it or pass -f FILE\n"
+        "1 problem found; nothing was run\n",
+    )
+    for path in (undecodable, tmp_path / "folder.yml"):
+        code, out, err = validate(path, capsys)
+        assert (code, out) == (2, "")
+        assert err.startswith(f"{path}: cannot read it: ")
+
+
+def test_alias_bomb_is_refused(tmp_path: Path) -> None:
+    """A file whose aliases expand to millions of values is refused before it is expanded."""
+    lines = ["version: 1", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    path = tmp_path / "bomb.yml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert problems(path) == [f"{path}: the file expands to over 100000 values"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "version: 1\nservices: &loop {api: *loop}\n",
+        "version: 1\nservices: &loop [*loop]\n",
+        "version: 1\nservices: " + "[" * 1000 + "]" * 1000 + "\n",
+        "version: 1\nservices: " + "{a: " * 1000 + "x" + "}" * 1000 + "\n",
+    ],
+    ids=["recursive-mapping", "recursive-list", "deep-list", "deep-mapping"],
+)
+def test_recursive_or_deep_documents_are_config_problems(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str
+) -> None:
+    """A self-referencing or absurdly nested file exits 2 with located problems, no traceback."""
+    path = tmp_path / ".deploy-pipeline.yml"
+    path.write_text(text, encoding="utf-8")
+    code, out, err = validate(path, capsys)
+    assert (code, out) == (2, "")
+    *located, summary = err.splitlines()
+    assert SUMMARY.match(summary)
+    assert located
+    assert all(line.startswith(f"{path}:") for line in located)
+
+
+def test_line_breaks_in_names_keep_one_problem_per_line(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Names and keys holding line breaks are shown escaped, so each problem stays one line."""
+    path = write_config(
+        'version: 1\nstages: [a]\nservices:\n  api: {type: container, image: x, stage: "b\\nc"}\n'
+        '  "A\\nB": {type: container, image: x, "re\\nplicas": 1}\n'
+    )
+    code, _, err = validate(path, capsys)
+    assert code == 2
+    *located, summary = err.splitlines()
+    assert SUMMARY.match(summary)
+    assert all(line.startswith(f"{path}:") for line in located)
+    assert len(located) == int(summary.split()[0])
+
+
+# --- the CLI: validate and schema ------------------------------------------------------------
+
+
+def test_validate_prints_problems_on_stderr_and_exits_2(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`validate` on a bad file prints each problem and a count on stderr and exits 2."""
+    path = write_config("""\
+        version: 1
+        services:
+          api: {type: application, build: ./api, replicas: two}
+          web: {type: container, image: nginx, port: http}
+        """)
+    code, out, err = validate(path, capsys)
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        f"{path}:3: services.api.replicas: expected an integer, got 'two'",
+        f"{path}:4: services.web.port: expected an integer, got 'http'",
+        "2 problems found; nothing was run",
+    ]
+
+
+def test_validate_a_valid_file_exits_0_with_a_tick(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`validate` on a good file prints one ✔ line summing it up and exits 0."""
+    path = write_config(DESIGN_EXAMPLE)
+    assert validate(path, capsys) == (
+        0,
+        f"✔ {path} is valid: 5 services in 4 stages, 2 environments, 3 targets\n",
+        "",
+    )
+
+
+def test_validate_reads_the_default_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without -f, `validate` checks ./.deploy-pipeline.yml."""
+    (tmp_path / ".deploy-pipeline.yml").write_text(DESIGN_EXAMPLE, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate"]) == 0
+    assert capsys.readouterr().out.startswith("✔ .deploy-pipeline.yml is valid: ")
+
+
+def test_validate_the_shop_example(capsys: pytest.CaptureFixture[str]) -> None:
+    """The shipped shop example validates from the command line."""
+    assert validate(SHOP, capsys) == (
+        0,
+        f"✔ {SHOP} is valid: 6 services in 4 stages, 3 environments, 2 targets\n",
+        "",
+    )
+
+
+def schema_document(capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
+    """What `deploy-pipeline schema` prints, parsed as JSON."""
+    assert main(["schema"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    document = json.loads(out)
+    assert isinstance(document, dict)
+    return document
+
+
+def test_schema_is_a_json_schema_of_the_file(capsys: pytest.CaptureFixture[str]) -> None:
+    """`schema` prints a JSON Schema naming the file's sections, version and services required."""
+    document = schema_document(capsys)
+    assert document["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    properties = document["properties"]
+    assert isinstance(properties, dict)
+    assert {"version", "registry", "defaults", "stages", "targets", "services"} <= set(properties)
+    assert {"environments", "previews"} <= set(properties)
+    assert set(document["required"]) == {"version", "services"}
+    assert document["additionalProperties"] is False
+
+
+@pytest.mark.parametrize("source", ["shop", "design"])
+def test_schema_accepts_the_examples(capsys: pytest.CaptureFixture[str], source: str) -> None:
+    """An editor checking the shop example or the DESIGN example with the schema finds nothing."""
+    document = schema_document(capsys)
+    text = SHOP.read_text(encoding="utf-8") if source == "shop" else DESIGN_EXAMPLE
+    example = yaml.safe_load(text)
+    if jsonschema is None:
+        assert set(example) <= set(document["properties"])  # type: ignore[arg-type]
+        return
+    jsonschema.Draft202012Validator.check_schema(document)
+    validator = jsonschema.Draft202012Validator(document)
+    assert [error.message for error in validator.iter_errors(example)] == []
+
+
+def test_schema_flags_what_validate_refuses(capsys: pytest.CaptureFixture[str]) -> None:
+    """The schema refuses an unknown key and an unknown service type, as `validate` does."""
+    document = schema_document(capsys)
+    if jsonschema is None:
+        service = document["$defs"]["ServiceModel"]  # type: ignore[index]
+        assert service["additionalProperties"] is False
+        assert service["properties"]["type"]["enum"] == [
+            "database",
+            "job",
+            "container",
+            "application",
+        ]
+        return
+    validator = jsonschema.Draft202012Validator(document)
+    bad = {"version": 1, "services": {"api": {"type": "lambda", "replics": 2}}}
+    assert sorted(error.message for error in validator.iter_errors(bad)) == [
+        "'lambda' is not one of ['database', 'job', 'container', 'application']",
+        "Additional properties are not allowed ('replics' was unexpected)",
+    ]
+
+
+def test_wrong_shapes_everywhere_are_reported_line_by_line(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Even a document of the wrong shape everywhere is reported line by line, never a crash."""
+    path = write_config(
+        """\
+        version: 1
+        registry: [1]
+        defaults: 7
+        stages: {a: b}
+        strategy: parallel
+        targets: [laptop]
+        services: {api: 5, web: [], db: {type: [database]}}
+        environments: {dev: none}
+        previews: pr
+        """
+    )
+    code, out, err = validate(path, capsys)
+    assert (code, out) == (2, "")
+    assert "Traceback" not in err
+    *located, summary = err.splitlines()
+    assert summary == f"{len(located)} problems found; nothing was run"
+    assert all(line.startswith(f"{path}:") for line in located)

@@ -1,0 +1,299 @@
+"""Whatever a pipeline file holds, `deploy-pipeline validate` answers 0 or 2 with one located
+problem per line: random YAML data, mutations of a real pipeline, and raw text or bytes.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import re
+from collections.abc import Iterator
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from deploy_pipeline.cli import main
+
+SHOP = Path(__file__).resolve().parents[1] / "examples" / "shop" / ".deploy-pipeline.yml"
+SHOP_TEXT = SHOP.read_text(encoding="utf-8")
+SHOP_DATA: dict[str, Any] = yaml.safe_load(SHOP_TEXT)
+# A failing example makes hypothesis import libcst (to suggest a patch), which warns through
+# mypy_extensions; with warnings as errors that would hide the failure behind an INTERNALERROR.
+SUMMARY = re.compile(r"^(\d+) problems? found; nothing was run$")
+
+FAST = settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    # no `explain` phase: tracing every shrink step of a failure made it take a minute
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+)
+
+# Words the pipeline file knows, so random data often lands on real keys and values.
+WORDS = [
+    "version",
+    "services",
+    "type",
+    "image",
+    "build",
+    "context",
+    "dockerfile",
+    "args",
+    "target",
+    "stage",
+    "stages",
+    "targets",
+    "environments",
+    "skip",
+    "strategy",
+    "previews",
+    "from",
+    "name",
+    "kind",
+    "durations",
+    "fail",
+    "replicas",
+    "port",
+    "health",
+    "secrets",
+    "schedule",
+    "public",
+    "timeout",
+    "env",
+    "command",
+    "defaults",
+    "parallelism",
+    "build_ahead",
+    "retries",
+    "registry",
+    "production",
+    "database",
+    "job",
+    "container",
+    "application",
+    "docker",
+    "kubernetes",
+    "simulated",
+    "parallel",
+    "sequential",
+    "deploy",
+    "restart",
+    "stop",
+    "delete",
+    "api",
+    "web",
+    "db",
+    "1s",
+    "250ms",
+    "10m",
+    "0.DEFAULT DATABASE",
+    "3.DEFAULT APPLICATION",
+    "pr-{number}",
+    "/healthz",
+]
+WEIRD_TEXT = [
+    "",
+    " ",
+    "\n",
+    "a\nb",
+    "\t",
+    "'",
+    '"',
+    "\\",
+    "{number}",
+    "%s",
+    "{}",
+    "[]",
+    ": ",
+    "- ",
+    "#",
+    "&a",
+    "*a",
+    "!tag",
+    "<<",
+    "~",
+    "null",
+    "yes",
+    "no",
+    "0x1F",
+    "1e400",
+    "-0",
+    ".nan",
+    "2020-01-01",
+    "é",
+    "日本",
+    "🚀",
+    "\u2028",
+    "\x00",
+    "\x85",
+    "\ufeff",
+    "x" * 300,
+]
+
+KEYS = st.one_of(
+    st.sampled_from(WORDS),
+    st.text(max_size=12),
+    st.sampled_from(WEIRD_TEXT),
+    st.integers(-3, 3),
+    st.booleans(),
+    st.none(),
+)
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.sampled_from(WORDS),
+    st.sampled_from(WEIRD_TEXT),
+    st.text(max_size=20),
+)
+DATA = st.recursive(
+    SCALARS,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(KEYS, children, max_size=4)
+    ),
+    max_leaves=20,
+)
+# Characters that make YAML parsers work: indicators, quotes, indentation and line breaks.
+YAML_CHARS = "abcv01: -{}[],&*!|>'\"%@`#?\t\n\r\\~.<=_é"
+
+
+def dump(data: Any, flow: bool | None) -> str:
+    return yaml.safe_dump(data, default_flow_style=flow, sort_keys=False, allow_unicode=True)
+
+
+def places(node: Any, at: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """Every key path inside a document, outermost first."""
+    items = (
+        node.items()
+        if isinstance(node, dict)
+        else enumerate(node)
+        if isinstance(node, list)
+        else ()
+    )
+    for key, value in items:
+        yield (*at, key)
+        yield from places(value, (*at, key))
+
+
+def holder(document: Any, path: tuple[Any, ...]) -> Any:
+    for key in path[:-1]:
+        document = document[key]
+    return document
+
+
+@st.composite
+def mutated_pipelines(draw: st.DrawFn) -> Any:
+    """The shop example with one to four keys dropped, retyped, renamed or joined by junk."""
+    document = copy.deepcopy(SHOP_DATA)
+    for _ in range(draw(st.integers(1, 4))):
+        spots = list(places(document))
+        if not spots:
+            break
+        path = draw(st.sampled_from(spots))
+        parent, key = holder(document, path), path[-1]
+        change = draw(st.sampled_from(["drop", "retype", "rename", "junk"]))
+        if change == "drop":
+            del parent[key]
+        elif change == "retype":
+            parent[key] = draw(DATA)
+        elif change == "rename" and isinstance(parent, dict):
+            parent[draw(KEYS)] = parent.pop(key)
+        elif isinstance(parent, dict):
+            parent[draw(KEYS)] = draw(DATA)
+        else:
+            parent.insert(key, draw(DATA))
+    return document
+
+
+def check_validate(path: Path) -> None:
+    """`validate` exits 0 or 2, never raises, and reports one located problem per line."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(["validate", "-f", str(path)])
+    stderr = err.getvalue()
+    assert code in {0, 2}, stderr
+    assert "Traceback" not in stderr
+    if code == 0:
+        assert out.getvalue().startswith(f"✔ {path} is valid: ")
+        assert stderr == ""
+        return
+    *located, summary = stderr.splitlines()
+    count = SUMMARY.match(summary)
+    assert count, stderr
+    assert len(located) == int(count.group(1)), stderr
+    assert all(line.startswith(f"{path}:") for line in located), stderr
+    lines = [re.match(rf"{re.escape(str(path))}:(\d+):", line) for line in located]
+    numbers = [int(m.group(1)) if m else 0 for m in lines]
+    assert numbers == sorted(numbers), stderr
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("property")
+
+
+@FAST
+@given(
+    document=st.one_of(
+        DATA,
+        st.dictionaries(KEYS, DATA, max_size=6).map(lambda d: {"version": 1, **d}),
+        st.dictionaries(KEYS, DATA, max_size=3).map(
+            lambda d: {"version": 1, "services": d, "environments": {"dev": {}}}
+        ),
+    ),
+    flow=st.sampled_from([None, True, False]),
+)
+def test_random_yaml_data_is_validated_without_crashing(
+    folder: Path, document: Any, flow: bool | None
+) -> None:
+    """Any YAML-able data, at the top or under real keys, gets exit 0 or located problems."""
+    path = folder / "random.yml"
+    path.write_text(dump(document, flow), encoding="utf-8")
+    check_validate(path)
+
+
+@FAST
+@given(document=mutated_pipelines(), flow=st.sampled_from([None, False]))
+def test_mutated_pipelines_are_validated_without_crashing(
+    folder: Path, document: Any, flow: bool | None
+) -> None:
+    """A real pipeline with keys dropped, retyped, renamed or added gets exit 0 or problems."""
+    path = folder / ".deploy-pipeline.yml"
+    path.write_text(dump(document, flow), encoding="utf-8")
+    check_validate(path)
+
+
+@FAST
+@given(
+    text=st.one_of(
+        st.text(alphabet=YAML_CHARS, max_size=200),
+        st.text(max_size=100),
+        st.builds(
+            lambda at, junk: SHOP_TEXT[:at] + junk + SHOP_TEXT[at:],
+            st.integers(0, len(SHOP_TEXT)),
+            st.text(alphabet=YAML_CHARS, min_size=1, max_size=8),
+        ),
+    )
+)
+def test_raw_text_is_validated_without_crashing(folder: Path, text: str) -> None:
+    """Arbitrary text, and the shop example with junk spliced in, gets exit 0 or problems."""
+    path = folder / "raw.yml"
+    path.write_text(text, encoding="utf-8")
+    check_validate(path)
+
+
+@FAST
+@given(content=st.binary(max_size=200))
+def test_raw_bytes_are_validated_without_crashing(folder: Path, content: bytes) -> None:
+    """Arbitrary bytes, decodable or not, get exit 0 or located problems."""
+    path = folder / "bytes.yml"
+    path.write_bytes(content)
+    check_validate(path)
