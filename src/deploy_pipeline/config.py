@@ -383,8 +383,7 @@ class _Checker:
             self.names["targets"] = list(targets)
         order = m.strategy.environments if m.strategy and m.strategy.environments else "sequential"
         environments = {
-            name: self.environment(name, e, m.strategy, targets)
-            for name, e in m.environments.items()
+            name: self.environment(name, e, m.strategy) for name, e in m.environments.items()
         }
         previews = None
         if m.previews is not None:
@@ -519,7 +518,6 @@ class _Checker:
         name: str,
         e: schema.EnvironmentModel,
         strategy: schema.StrategyModel | None,
-        targets: Mapping[str, Target],
     ) -> Environment:
         loc: Loc = ("environments", name)
         if not NAME.match(name):
@@ -529,8 +527,8 @@ class _Checker:
         if e.target is not None and e.targets is not None:
             self.error((*loc, "targets"), "give `target:` or `targets:`, not both")
         names = e.targets if e.targets is not None else [e.target] if e.target else []
-        if not names:
-            known = self.names["targets"] if self.names["targets"] is not None else list(targets)
+        known = self.names["targets"]
+        if not names and known is not None:  # (a broken targets: section is reported alone)
             if len(known) == 1:
                 names = list(known)
             elif e.targets is None:
