@@ -16,7 +16,14 @@ from deploy_pipeline.backends import Backend, create_backend
 from deploy_pipeline.config import NAME, load_config
 from deploy_pipeline.errors import UsageError
 from deploy_pipeline.events import EventBus, EventSink, Redactor
-from deploy_pipeline.model import Action, Environment, EnvironmentRecord, Pipeline, RunPlan
+from deploy_pipeline.model import (
+    Action,
+    Environment,
+    EnvironmentRecord,
+    Pipeline,
+    RunPlan,
+    Target,
+)
 from deploy_pipeline.plan import check_services, environments, find_environment, plan_runs
 from deploy_pipeline.runner import Cancel, Run, RunOptions, RunResult
 from deploy_pipeline.store import LOCK_TTL, EventRecorder, Store, state_path
@@ -142,10 +149,11 @@ class Execution:
         }
         self.secrets = self.resolve_secrets(os.environ if environ is None else environ, targets)
         self.run_id: int | None = None
+        self.recorder: EventRecorder | None = None
         self.finished = False
 
     def resolve_secrets(
-        self, environ: Mapping[str, str], targets: Mapping[str, object]
+        self, environ: Mapping[str, str], targets: Mapping[str, Target]
     ) -> dict[str, dict[str, str]]:
         needed = {
             p.service.name: p.service
@@ -154,9 +162,7 @@ class Execution:
             for sp in tp.stages
             for p in sp.services
         }
-        real = not self.request.dry_run and any(
-            getattr(t, "kind", "simulated") != "simulated" for t in targets.values()
-        )
+        real = not self.request.dry_run and any(t.kind != "simulated" for t in targets.values())
         missing = [
             f"{name} (services.{svc.name}.secrets)"
             for svc in needed.values()
