@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.docker_testbed import DockerBed, require_bed
+
 
 @pytest.fixture(autouse=True)
 def own_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
@@ -40,3 +42,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f"skipped under CI=true, which counts as a failure: {reason}"
+
+
+@pytest.fixture(scope="session")
+def docker_bed() -> DockerBed:
+    """The real Docker engine and registry (skip by hand, fail under CI=true, when missing)."""
+    return require_bed()
+
+
+@pytest.fixture
+def docker_env(docker_bed: DockerBed, monkeypatch: pytest.MonkeyPatch) -> Iterator[DockerBed]:
+    """Point the SDK at the test bed, and remove whatever the test created there, by label."""
+    monkeypatch.setenv("DOCKER_HOST", docker_bed.host)
+    yield docker_bed
+    ids = docker_bed.cli("ps", "-aq", "--filter", "label=app.kubernetes.io/managed-by=deploy-pipeline")
+    if ids:
+        docker_bed.cli("rm", "-f", *ids.split())
+    for kind in ("volume", "network"):
+        names = docker_bed.cli(kind, "ls", "-q", "--filter", "label=app.kubernetes.io/managed-by=deploy-pipeline")
+        if names:
+            docker_bed.cli(kind, "rm", *names.split())

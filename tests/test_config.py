@@ -823,7 +823,7 @@ def test_targets_environments_and_stages_rules(
             "services.api.public: only containers and applications can be public",
         ),
         (
-            "{type: container, image: x, health: healthz}",
+            "{type: container, image: x, port: 80, health: healthz}",
             "services.api.health: expected an HTTP path starting with '/', got 'healthz'",
         ),
         (
@@ -1212,3 +1212,15 @@ def test_wrong_shapes_everywhere_are_reported_line_by_line(
     *located, summary = err.splitlines()
     assert summary == f"{len(located)} problems found; nothing was run"
     assert all(line.startswith(f"{path}:") for line in located)
+
+
+def test_a_health_path_needs_a_port(write_config: WriteConfig) -> None:
+    """`health:` without `port:` says to add the port it is probed on."""
+    path = write_config("""\
+        version: 1
+        services:
+          api: {type: container, image: x, health: /healthz}
+        """)
+    assert problems(path) == [
+        f"{path}:3: services.api.health: a health path is probed on the service's port: add `port:`"
+    ]

@@ -229,7 +229,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from deploy_pipeline.execution import Workspace
+    from deploy_pipeline.execution import Workspace, image_states
     from deploy_pipeline.plan import plan_json, plan_runs, plan_text
 
     ws = Workspace(args.file, write=False)
@@ -237,6 +237,9 @@ def _plan(args: argparse.Namespace) -> int:
         run_plan = plan_runs(
             ws.pipeline, ws.environments(), args.environments, args.action, args.services
         )
+        images = {}
+        if args.format == "text" and args.action == "deploy":
+            images = image_states(ws, run_plan, Path(args.file).resolve().parent)
     finally:
         ws.close()
     if args.format == "json":
@@ -250,7 +253,7 @@ def _plan(args: argparse.Namespace) -> int:
                 if order == "sequential"
                 else f"{len(run_plan.plans)} environments, in parallel"
             )
-        print("\n\n".join(plan_text(p) for p in run_plan.plans))
+        print("\n\n".join(plan_text(p, images) for p in run_plan.plans))
     return EXIT_OK
 
 

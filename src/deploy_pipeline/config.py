@@ -447,6 +447,10 @@ class _Checker:
             self.error((*loc, "replicas"), "only containers and applications have replicas")
         if s.public and s.type not in LONG_RUNNING:
             self.error((*loc, "public"), "only containers and applications can be public")
+        if s.health is not None and s.port is None:
+            self.error(
+                (*loc, "health"), "a health path is probed on the service's port: add `port:`"
+            )
         if s.health is not None and not s.health.startswith("/"):
             self.error(
                 (*loc, "health"), f"expected an HTTP path starting with '/', got {quote(s.health)}"

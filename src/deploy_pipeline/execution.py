@@ -11,10 +11,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TextIO
 
 from deploy_pipeline.backends import Backend, create_backend
+from deploy_pipeline.backends.base import ImageChecker
 from deploy_pipeline.config import NAME, load_config
-from deploy_pipeline.errors import UsageError
+from deploy_pipeline.errors import DeployPipelineError, UsageError
 from deploy_pipeline.events import EventBus, EventSink, Redactor
 from deploy_pipeline.model import (
     Action,
@@ -139,17 +141,21 @@ class Execution:
         )
         targets = {tp.target.name: tp.target for p in self.run_plan.plans for tp in p.targets}
         store = self.workspace.store
+        root = Path(request.config).resolve().parent
         self.backends: dict[str, Backend] = {
             name: create_backend(
                 t,
                 None if request.dry_run or not store else store.backend_state(name),
                 dry_run=request.dry_run,
+                root=root,
+                registry=self.pipeline.registry,
             )
             for name, t in targets.items()
         }
         self.secrets = self.resolve_secrets(os.environ if environ is None else environ, targets)
         self.run_id: int | None = None
         self.recorder: EventRecorder | None = None
+        self.logs: LogFiles | None = None
         self.finished = False
 
     def resolve_secrets(
@@ -257,6 +263,9 @@ class Execution:
             recorder = EventRecorder(self.workspace.store, self.run_id)
         bus = EventBus([*sinks, *([recorder] if recorder else [])], self.redactor)
         self.recorder = recorder
+        if self.run_id is not None and self.workspace.store is not None:
+            folder = self.workspace.store.path.parent / "logs" / f"run-{self.run_id}"
+            self.logs = LogFiles(folder, self.redactor)
         return Run(
             self.run_plan,
             self.backends,
@@ -264,6 +273,7 @@ class Execution:
             cancel=cancel,
             secrets=self.secrets,
             options=self.options,
+            logs=self.logs,
         )
 
     def finish(self, result: RunResult) -> None:
@@ -272,6 +282,8 @@ class Execution:
             return
         if self.recorder:
             self.recorder.flush()
+        if self.logs:
+            self.logs.close()
         store.finish_run(self.run_id, result.status)
         self.finished = True
         action, whole = self.request.action, not self.request.services
@@ -293,3 +305,51 @@ class Execution:
         if store:
             for name in names:
                 store.save_environment(change(self.workspace.record(name)))
+
+
+class LogFiles:
+    """Every step's log lines, masked, kept in `logs/run-N/ENV.TARGET.SERVICE.PHASE.log` beside
+    the state database: build output, job output, what a failed container printed."""
+
+    def __init__(self, folder: Path, redact: Redactor) -> None:
+        self.folder, self.redact = folder, redact
+        self.files: dict[str, TextIO] = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, environment: str, target: str, service: str, phase: str, line: str) -> None:
+        name = f"{environment}.{target}.{service}.{phase}.log"
+        with self.lock:
+            if name not in self.files:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                self.files[name] = (self.folder / name).open("a", encoding="utf-8")
+            self.files[name].write(self.redact(line) + "\n")
+
+    def close(self) -> None:
+        with self.lock:
+            for f in self.files.values():
+                f.close()
+            self.files.clear()
+
+
+def image_states(workspace: Workspace, run_plan: RunPlan, root: Path) -> dict[tuple[str, str], str]:
+    """For `plan`: per (target, service) with a build, whether the image would be reused. Targets
+    whose engine cannot be reached say so instead of failing the plan."""
+    notes: dict[tuple[str, str], str] = {}
+    for plan in run_plan.plans:
+        for tp in plan.targets:
+            built = [p.service for sp in tp.stages for p in sp.services if p.build]
+            if not built or any(t == tp.target.name for t, _ in notes):
+                continue
+            try:
+                backend = create_backend(tp.target, root=root, registry=workspace.pipeline.registry)
+            except DeployPipelineError:
+                unknown = "image unknown: the target's engine does not answer"
+                notes.update({(tp.target.name, s.name): unknown for s in built})
+                continue
+            if isinstance(backend, ImageChecker):
+                for svc in built:
+                    try:
+                        notes[(tp.target.name, svc.name)] = backend.image_status(svc)
+                    except DeployPipelineError as exc:
+                        notes[(tp.target.name, svc.name)] = f"image unknown: {exc}"
+    return notes

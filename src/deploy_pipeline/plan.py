@@ -152,7 +152,8 @@ def plan_json(plan: Plan) -> dict[str, object]:
     }
 
 
-def plan_text(plan: Plan) -> str:
+def plan_text(plan: Plan, images: Mapping[tuple[str, str], str] | None = None) -> str:
+    """The plan for a person; `images` adds, per (target, service), whether its build is reused."""
     env = plan.environment
     how = "one at a time" if plan.parallelism == 1 else f"up to {plan.parallelism} at once"
     lines = [f"{plan.action} {env.name}" + (f" (clone of {env.source})" if env.source else "")]
@@ -171,7 +172,9 @@ def plan_text(plan: Plan) -> str:
                 else:
                     what = "built image" if svc.build else ""
                 cron = f", cron {svc.schedule}" if svc.schedule else ""
-                lines.append(f"       - {svc.name:<16} {svc.type:<12} {what}{cron}")
+                note = (images or {}).get((tp.target.name, svc.name)) if p.build else None
+                image = f"  ({note})" if note else ""
+                lines.append(f"       - {svc.name:<16} {svc.type:<12} {what}{cron}{image}")
     if plan.skipped:
         lines.append(f"  skipped: {', '.join(s.name for s in plan.skipped)}")
     return "\n".join(lines)

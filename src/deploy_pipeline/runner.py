@@ -34,6 +34,9 @@ GERUND = {
 }
 
 
+LogSink = Callable[[str, str, str, str, str], None]  # environment, target, service, phase, line
+
+
 @dataclass(frozen=True)
 class RunOptions:
     backoff: float = 1.0  # first retry delay for a transient error; doubles each time
@@ -307,8 +310,13 @@ class _Pipeline:
             return
 
     def note(self, step: _Step) -> Callable[[str], None]:
+        """A step's log: its last line shows in the live view, every line goes to the run's logs."""
+        logs = self.run.logs
+
         def log(line: str) -> None:
             step.note = line
+            if logs is not None:
+                logs(self.env, self.target, step.service, step.phase, line)
 
         return log
 
@@ -495,11 +503,12 @@ class Run:
         secrets: Mapping[str, Mapping[str, str]] | None = None,
         options: RunOptions = RunOptions(),
         clock: Callable[[], float] = time.monotonic,
+        logs: LogSink | None = None,
     ) -> None:
         self.run_plan, self.backends, self.emit = run_plan, backends, emit
         self.cancel = cancel or Cancel()
         self.secrets = secrets or {}
-        self.options, self.clock = options, clock
+        self.options, self.clock, self.logs = options, clock, logs
         self.t0 = clock()
         self.groups = [
             [_Pipeline(self, plan, tp) for tp in plan.targets] for plan in run_plan.plans

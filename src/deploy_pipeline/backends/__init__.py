@@ -5,6 +5,7 @@ own module only, and only when a target of that kind is used (the CLI starts wit
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 from deploy_pipeline.backends.base import Backend, BackendState, MemoryState
 from deploy_pipeline.errors import UsageError
@@ -13,13 +14,20 @@ from deploy_pipeline.model import Target
 # kind → "module:class"; a module is imported only when a target of its kind is used.
 KINDS: dict[str, str] = {
     "simulated": "deploy_pipeline.backends.simulated:SimulatedBackend",
+    "docker": "deploy_pipeline.backends.docker:DockerBackend",
 }
 
 
 def create_backend(
-    target: Target, state: BackendState | None = None, *, dry_run: bool = False
+    target: Target,
+    state: BackendState | None = None,
+    *,
+    dry_run: bool = False,
+    root: Path | None = None,
+    registry: str | None = None,
 ) -> Backend:
-    """The backend for a target; with dry_run, a simulated one that touches nothing."""
+    """The backend for a target; with dry_run, a simulated one that touches nothing. `root` is
+    the pipeline file's folder (build contexts are relative to it)."""
     kind = "simulated" if dry_run else target.kind
     if kind not in KINDS:
         raise UsageError(
@@ -29,7 +37,11 @@ def create_backend(
     module, _, name = KINDS[kind].partition(":")
     factory = getattr(importlib.import_module(module), name)
     backend: Backend = factory(
-        target, state if state is not None else MemoryState(), rehearsal=dry_run
+        target,
+        state if state is not None else MemoryState(),
+        rehearsal=dry_run,
+        root=root or Path.cwd(),
+        registry=registry,
     )
     return backend
 

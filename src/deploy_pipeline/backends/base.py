@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from deploy_pipeline.errors import Cancelled, StepTimeout
 from deploy_pipeline.model import Phase, Service, Target
@@ -85,3 +85,10 @@ class MemoryState:
                 self.values.pop(key, None)
             else:
                 self.values[key] = value
+
+
+@runtime_checkable
+class ImageChecker(Protocol):
+    """A backend that builds images can tell, before a run, which builds would be reused."""
+
+    def image_status(self, service: Service) -> str: ...

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from pathlib import Path
 
 from deploy_pipeline.backends.base import BackendState, StepContext, StepResult
 from deploy_pipeline.errors import PermanentError
@@ -16,7 +17,15 @@ RUNNING, STOPPED, DONE = "running", "stopped", "completed"
 
 
 class SimulatedBackend:
-    def __init__(self, target: Target, state: BackendState, *, rehearsal: bool = False) -> None:
+    def __init__(
+        self,
+        target: Target,
+        state: BackendState,
+        *,
+        rehearsal: bool = False,
+        root: Path | None = None,
+        registry: str | None = None,
+    ) -> None:
         self.target = target
         self.state = state
         self.rehearsal = rehearsal

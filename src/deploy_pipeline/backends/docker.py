@@ -1,0 +1,291 @@
+"""The docker target: a laptop or a CI runner becomes a small environment.
+
+One bridge network per environment (`dp-<environment>`, services reach each other by name);
+every container, volume and network labelled with deploy-pipeline's labels, so a delete finds
+them all without the store. Long-running services are replaced start-new-first, so a redeploy
+of a healthy service never leaves it down.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets as secrets_module
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from deploy_pipeline.backends.base import BackendState, StepContext, StepResult
+from deploy_pipeline.backends.build import Builder
+from deploy_pipeline.backends.engine import Container, ContainerSpec, Engine
+from deploy_pipeline.errors import DeployPipelineError, PermanentError
+from deploy_pipeline.model import Service, Target
+
+ENV_LABEL = "io.deploy-pipeline.environment"
+SERVICE_LABEL = "io.deploy-pipeline.service"
+SPEC_LABEL = "io.deploy-pipeline.spec"
+GEN_LABEL = "io.deploy-pipeline.generation"
+STABLE = 1.5  # seconds a service with no health check must stay up to count as started
+POLL = 0.25
+DATA_PATHS = {
+    "postgres": "/var/lib/postgresql/data",
+    "mysql": "/var/lib/mysql",
+    "mariadb": "/var/lib/mysql",
+    "redis": "/data",
+    "mongo": "/data/db",
+}
+
+
+def data_path(image: str) -> str:
+    """Where a database image keeps its data, by the image's name (`/data` when unknown)."""
+    name = image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
+    return DATA_PATHS.get(name, "/data")
+
+
+class DockerBackend:
+    def __init__(
+        self,
+        target: Target,
+        state: BackendState,
+        *,
+        root: Path,
+        registry: str | None,
+        rehearsal: bool = False,
+    ) -> None:
+        if rehearsal:
+            raise AssertionError("a rehearsal runs on the simulated backend")
+        self.target, self.state = target, state
+        try:
+            self.engine = Engine()
+        except DeployPipelineError as exc:
+            raise DeployPipelineError(
+                f"target '{target.name}' needs a Docker engine and none answers ({exc}); start "
+                "one or set DOCKER_HOST, or rehearse with --dry-run"
+            ) from exc
+        self.builder = Builder(self.engine, root, registry)
+
+    # --- the step protocol ---------------------------------------------------------------------
+
+    def build(self, ctx: StepContext) -> StepResult:
+        return self.builder.build(ctx)
+
+    def deploy(self, ctx: StepContext) -> StepResult:
+        svc = ctx.service
+        if svc.type == "job" and svc.schedule is not None:
+            return StepResult(status="skipped", message="cron jobs need a Kubernetes target")
+        image = ctx.artifact or svc.image
+        if image is None:
+            raise PermanentError(f"{svc.name} has no image: its build did not produce one")
+        if ctx.artifact is None:
+            self.engine.ensure_image(image, ctx.log)
+        network = f"dp-{ctx.environment}"
+        self.engine.ensure_network(network, {ENV_LABEL: ctx.environment})
+        if svc.type == "job":
+            return self.run_job(ctx, image, network)
+        spec = self.spec_hash(ctx, image)
+        old = self.engine.containers(self.labels(ctx))
+        if (
+            len(old) == svc.replicas
+            and all(c.labels.get(SPEC_LABEL) == spec for c in old)
+            and all(c.status == "running" for c in old)
+        ):
+            return StepResult(message="unchanged, already running", url=self.url(svc, old))
+        generation = 1 + max((int(c.labels.get(GEN_LABEL, "0")) for c in old), default=0)
+        if svc.type == "database":  # one volume: never two database processes on it at once
+            for c in old:
+                self.engine.remove(c.id)
+            old = []
+        labels = {**self.labels(ctx), SPEC_LABEL: spec, GEN_LABEL: str(generation)}
+        volumes = {}
+        if svc.type == "database":
+            volume = f"dp-{ctx.environment}-{svc.name}-data"
+            self.engine.ensure_volume(volume, self.labels(ctx))
+            volumes[volume] = data_path(svc.image or "")
+        started: list[Container] = []
+        try:
+            for i in range(svc.replicas if svc.type != "database" else 1):
+                started.append(
+                    self.engine.run(
+                        ContainerSpec(
+                            name=f"dp-{ctx.environment}-{svc.name}-{generation}-{i}",
+                            image=image,
+                            labels=labels,
+                            network=network,
+                            alias=svc.name,
+                            command=svc.command,
+                            env={**dict(svc.env), **ctx.secrets},
+                            port=svc.port,
+                            volumes=volumes,
+                        )
+                    )
+                )
+            started = [self.wait_healthy(ctx, c) for c in started]
+        except BaseException:
+            for c in started:  # the old containers keep serving; the new ones go
+                self.engine.remove(c.id)
+            raise
+        each(self.engine.remove, [c.id for c in old])
+        return StepResult(message=f"{len(started)} running ({image})", url=self.url(svc, started))
+
+    def run_job(self, ctx: StepContext, image: str, network: str) -> StepResult:
+        svc = ctx.service
+        for c in self.engine.containers(self.labels(ctx)):
+            self.engine.remove(c.id)
+        job = self.engine.run(
+            ContainerSpec(
+                name=f"dp-{ctx.environment}-{svc.name}-{int(time.time())}",
+                image=image,
+                labels=self.labels(ctx),
+                network=network,
+                alias=svc.name,
+                command=svc.command,
+                env={**dict(svc.env), **ctx.secrets},
+                restart=False,
+            )
+        )
+        while True:
+            info = self.engine.inspect(job.id)
+            if info.status in {"exited", "dead"}:
+                break
+            if ctx.remaining() <= POLL:
+                raise PermanentError(
+                    f"{svc.name} did not finish within its timeout; " + self.last_lines(job.id)
+                )
+            ctx.sleep(POLL)
+        for line in self.engine.logs(job.id, tail=200).splitlines():
+            ctx.log(line)
+        if info.exit_code != 0:
+            raise PermanentError(
+                f"{svc.name} exited with code {info.exit_code}; " + self.last_lines(job.id)
+            )
+        return StepResult(message="ran to completion (exit code 0)")
+
+    def restart(self, ctx: StepContext) -> StepResult:
+        found = self.engine.containers(self.labels(ctx))
+        if not found:
+            if ctx.service.type == "job":
+                return StepResult(status="skipped", message="a job has nothing running to restart")
+            raise PermanentError(
+                f"{ctx.service.name} is not deployed in {ctx.environment} on "
+                f"target {self.target.name}: deploy it first"
+            )
+        if ctx.service.type == "job":
+            return StepResult(
+                status="skipped", message="a job is not restarted; deploy runs it again"
+            )
+        each(self.engine.restart, [c.id for c in found])
+        healthy = [self.wait_healthy(ctx, self.engine.inspect(c.id)) for c in found]
+        return StepResult(message=f"{len(healthy)} restarted", url=self.url(ctx.service, healthy))
+
+    def stop(self, ctx: StepContext) -> StepResult:
+        found = [c for c in self.engine.containers(self.labels(ctx)) if c.status == "running"]
+        each(self.engine.stop, [c.id for c in found])
+        return StepResult(message=f"{len(found)} stopped" if found else "nothing running")
+
+    def delete(self, ctx: StepContext) -> StepResult:
+        labels = self.labels(ctx)
+        found = self.engine.containers(labels)
+        each(self.engine.remove, [c.id for c in found])
+        volumes = self.engine.volumes(labels)
+        for volume in volumes:
+            self.engine.remove_volume(volume)
+        left = self.engine.containers({ENV_LABEL: ctx.environment})
+        if not left:  # the environment's last service is gone: so is its network
+            self.engine.remove_network(f"dp-{ctx.environment}")
+        what = f"{len(found)} containers" + (f", {len(volumes)} volumes" if volumes else "")
+        return StepResult(message=f"removed {what}" if found or volumes else "nothing to delete")
+
+    def image_status(self, service: Service) -> str:
+        plan = self.builder.image(service)
+        return f"{'reused' if plan.exists else 'to build'}: {plan.ref}"
+
+    def status(self, environment: str, service: Service) -> str:
+        found = self.engine.containers({ENV_LABEL: environment, SERVICE_LABEL: service.name})
+        states = sorted({c.status for c in found})
+        return ",".join(states) if states else "absent"
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def labels(self, ctx: StepContext) -> dict[str, str]:
+        return {ENV_LABEL: ctx.environment, SERVICE_LABEL: ctx.service.name}
+
+    def spec_hash(self, ctx: StepContext, image: str) -> str:
+        """What the running containers must match to be left alone. Secret values count (a
+        rotated secret redeploys) but only through a keyed hash: labels never reveal them."""
+        svc = ctx.service
+        key = self.state.get("spec-key")
+        if key is None:
+            key = secrets_module.token_hex(16)
+            self.state.put("spec-key", key)
+        data = json.dumps(
+            [
+                image,
+                self.engine.local_image(image),
+                svc.command,
+                sorted(svc.env),
+                svc.port,
+                svc.replicas,
+                svc.health,
+                sorted(ctx.secrets.items()),
+            ]
+        )
+        return hashlib.sha256(f"{key}:{data}".encode()).hexdigest()[:24]
+
+    def url(self, svc: Service, running: list[Container]) -> str | None:
+        if svc.port is None or not running or svc.port not in running[0].ports:
+            return None
+        scheme = "tcp" if svc.type == "database" else "http"
+        return f"{scheme}://127.0.0.1:{running[0].ports[svc.port]}"
+
+    def last_lines(self, container_id: str) -> str:
+        logs = self.engine.logs(container_id, tail=10)
+        return f"last log lines:\n{logs}" if logs else "it wrote no log"
+
+    def wait_healthy(self, ctx: StepContext, container: Container) -> Container:
+        """Until the health path answers 2xx, the image's HEALTHCHECK says healthy, or (with
+        neither) the container has stayed up for STABLE seconds; fail fast if it exits."""
+        svc, begun, last = ctx.service, time.monotonic(), "not checked yet"
+        while True:
+            info = self.engine.inspect(container.id)
+            if info.status in {"exited", "dead"}:
+                raise PermanentError(
+                    f"{info.name} exited with code {info.exit_code}; " + self.last_lines(info.id)
+                )
+            if svc.health and svc.port and svc.port in info.ports:
+                last = _probe(f"http://127.0.0.1:{info.ports[svc.port]}{svc.health}")
+                if last == "ok":
+                    return info
+            elif info.health is not None:
+                if info.health == "healthy":
+                    return info
+                last = f"its HEALTHCHECK says {info.health}"
+            elif info.status == "running" and time.monotonic() - begun >= STABLE:
+                return info
+            if ctx.remaining() <= POLL:
+                raise PermanentError(
+                    f"{info.name} not healthy within its timeout ({last}); "
+                    + self.last_lines(info.id)
+                )
+            ctx.sleep(POLL)
+
+
+def _probe(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return "ok" if 200 <= response.status < 300 else f"GET answered {response.status}"
+    except urllib.error.HTTPError as exc:
+        return f"GET {url.split('/', 3)[-1]} answered {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        return f"GET failed: {getattr(exc, 'reason', exc)}"
+
+
+def each(action: Callable[[str], None], ids: list[str]) -> None:
+    """Apply an engine call to a service's containers at once (plain map for one)."""
+    if len(ids) <= 1:
+        list(map(action, ids))
+        return
+    with ThreadPoolExecutor(len(ids)) as pool:
+        list(pool.map(action, ids))

@@ -1,0 +1,343 @@
+"""The Docker engine as deploy-pipeline uses it: the only module that imports the `docker` SDK.
+
+Every call goes through `mapped()`, which turns SDK and HTTP errors into TransientError (worth a
+retry: connection refused, 5xx, 409) or PermanentError (a 4xx, a missing image), with the
+engine's message truncated. The rest of the project sees plain dataclasses, never SDK objects.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import docker.errors
+import requests
+from docker.utils import build as build_utils
+
+from deploy_pipeline.errors import PermanentError, TransientError, truncate
+
+MANAGED = {"app.kubernetes.io/managed-by": "deploy-pipeline"}
+
+
+@dataclass(frozen=True)
+class Container:
+    id: str
+    name: str
+    status: str  # created, running, restarting, exited, dead, paused
+    exit_code: int
+    health: str | None  # starting, healthy, unhealthy, or None without a HEALTHCHECK
+    labels: Mapping[str, str]
+    ports: Mapping[int, int]  # container port → host port on 127.0.0.1
+    started_at: str = ""
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: str
+    image: str
+    labels: Mapping[str, str]
+    network: str
+    alias: str
+    command: Sequence[str] | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    port: int | None = None
+    volumes: Mapping[str, str] = field(default_factory=dict)  # volume name → path inside
+    restart: bool = True
+
+
+@contextmanager
+def mapped(what: str) -> Iterator[None]:
+    """Convert the SDK's errors at the boundary, keeping the original as __cause__."""
+    try:
+        yield
+    except docker.errors.ImageNotFound as exc:
+        raise PermanentError(f"{what}: {_explain(exc)}") from exc
+    except docker.errors.APIError as exc:
+        code = exc.status_code or 0
+        error = TransientError if code >= 500 or code in (409, 429) else PermanentError
+        raise error(f"{what}: {_explain(exc)}") from exc
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise TransientError(
+            f"{what}: cannot reach the Docker engine: {truncate(str(exc), 300)}"
+        ) from exc
+    except docker.errors.DockerException as exc:
+        raise PermanentError(f"{what}: {truncate(str(exc), 500)}") from exc
+
+
+def _explain(exc: docker.errors.APIError) -> str:
+    text = exc.explanation if isinstance(exc.explanation, str) else str(exc)
+    return truncate(text.strip(), 500)
+
+
+class Engine:
+    """One Docker engine (DOCKER_HOST, or the default socket); a client per thread."""
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+        with mapped("connecting to the Docker engine"):
+            self.version = self.client.version().get("Version", "?")
+
+    @property
+    def client(self) -> docker.DockerClient:
+        client: docker.DockerClient | None = getattr(self.local, "client", None)
+        if client is None:
+            client = self.local.client = docker.from_env(timeout=120)
+        return client
+
+    # --- images --------------------------------------------------------------------------------
+
+    @staticmethod
+    def context_files(context: Path, dockerfile: str) -> list[str]:
+        """The files Docker sends as the build context: everything but `.dockerignore`'s."""
+        ignore = context / ".dockerignore"
+        patterns: list[str] = []
+        if ignore.is_file():
+            lines = ignore.read_text(encoding="utf-8").splitlines()
+            patterns = [p.strip() for p in lines if p.strip() and not p.startswith("#")]
+        return sorted(build_utils.exclude_paths(str(context), patterns, dockerfile=dockerfile))
+
+    def build(
+        self,
+        context: Path,
+        dockerfile: str,
+        tag: str,
+        *,
+        args: Mapping[str, str],
+        target: str | None,
+        labels: Mapping[str, str],
+        on_line: Callable[[str], None],
+        stop: threading.Event,
+    ) -> str:
+        """Build and tag an image, streaming its log; `stop` aborts the build on the engine."""
+        # Its own connection, so that a stop closes only this build; a day is "no timeout".
+        client = docker.from_env(timeout=86_400)
+
+        def close_on_stop() -> None:
+            stop.wait()
+            client.close()
+
+        threading.Thread(target=close_on_stop, daemon=True).start()
+        image_id = ""
+        try:
+            with mapped(f"building {tag}"):
+                stream = client.api.build(
+                    path=str(context),
+                    dockerfile=dockerfile,
+                    tag=tag,
+                    buildargs=dict(args),
+                    target=target,
+                    labels=dict(labels),
+                    rm=True,
+                    forcerm=True,
+                    decode=True,
+                )
+                for chunk in stream:
+                    if "error" in chunk:
+                        raise PermanentError(str(chunk["error"]).strip())
+                    for line in str(chunk.get("stream", "")).splitlines():
+                        if line.strip():
+                            on_line(line.rstrip())
+                    aux = chunk.get("aux")
+                    if isinstance(aux, dict) and "ID" in aux:
+                        image_id = str(aux["ID"])
+        except (TransientError, PermanentError):
+            if stop.is_set():
+                raise PermanentError("the build was stopped") from None
+            raise
+        finally:
+            stop.set()  # release the watcher
+            client.close()
+        if not image_id:
+            with mapped(f"inspecting {tag}"):
+                image_id = str(self.client.images.get(tag).id)
+        return image_id
+
+    def local_image(self, ref: str) -> str | None:
+        try:
+            with mapped(f"inspecting {ref}"):
+                return str(self.client.images.get(ref).id)
+        except PermanentError as exc:
+            if isinstance(exc.__cause__, docker.errors.NotFound):
+                return None
+            raise
+
+    def images_labelled(self, key: str, value: str) -> list[str]:
+        with mapped("listing images"):
+            return [str(i.id) for i in self.client.images.list(filters={"label": f"{key}={value}"})]
+
+    def in_registry(self, ref: str) -> bool:
+        """Whether a registry already has `ref` (the engine asks it; loopback needs no TLS)."""
+        try:
+            with mapped(f"asking the registry for {ref}"):
+                self.client.images.get_registry_data(ref)
+                return True
+        except PermanentError as exc:
+            if isinstance(exc.__cause__, docker.errors.NotFound | docker.errors.APIError):
+                return False
+            raise
+
+    def tag(self, image_id: str, ref: str) -> None:
+        repository, _, tag = ref.rpartition(":")
+        with mapped(f"tagging {ref}"):
+            self.client.api.tag(image_id, repository, tag)
+
+    def push(self, ref: str, on_line: Callable[[str], None]) -> None:
+        repository, _, tag = ref.rpartition(":")
+        with mapped(f"pushing {ref}"):
+            for chunk in self.client.api.push(repository, tag, stream=True, decode=True):
+                if "error" in chunk:
+                    raise TransientError(f"pushing {ref}: {truncate(str(chunk['error']), 500)}")
+                status = chunk.get("status")
+                if status and "id" not in chunk:
+                    on_line(str(status))
+
+    def ensure_image(self, ref: str, on_line: Callable[[str], None]) -> None:
+        """Pull a prebuilt image unless the engine already has it."""
+        if self.local_image(ref) is not None:
+            return
+        on_line(f"pulling {ref}")
+        try:
+            with mapped(f"pulling {ref}"):
+                self.client.images.pull(ref)
+        except TransientError as exc:  # pulls fail for good far more often than they flake
+            raise PermanentError(
+                f"{exc}; is the image name right, and can the engine reach its registry?"
+            ) from exc
+
+    # --- networks and volumes ------------------------------------------------------------------
+
+    def ensure_network(self, name: str, labels: Mapping[str, str]) -> None:
+        with mapped(f"creating network {name}"):
+            if not self.client.networks.list(names=[name]):
+                try:
+                    self.client.networks.create(name, driver="bridge", labels={**labels, **MANAGED})
+                except docker.errors.APIError as exc:
+                    if exc.status_code != 409:  # created meanwhile by a parallel deploy
+                        raise
+
+    def networks(self, labels: Mapping[str, str]) -> list[str]:
+        with mapped("listing networks"):
+            return [
+                str(n.name) for n in self.client.networks.list(filters={"label": _filters(labels)})
+            ]
+
+    def remove_network(self, name: str) -> None:
+        with mapped(f"removing network {name}"):
+            for network in self.client.networks.list(names=[name]):
+                network.remove()
+
+    def volumes(self, labels: Mapping[str, str]) -> list[str]:
+        with mapped("listing volumes"):
+            return [
+                str(v.name) for v in self.client.volumes.list(filters={"label": _filters(labels)})
+            ]
+
+    def ensure_volume(self, name: str, labels: Mapping[str, str]) -> None:
+        with mapped(f"creating volume {name}"):
+            try:
+                self.client.volumes.get(name)
+            except docker.errors.NotFound:
+                self.client.volumes.create(name, labels={**labels, **MANAGED})
+
+    def remove_volume(self, name: str) -> None:
+        with mapped(f"removing volume {name}"), suppress(docker.errors.NotFound):
+            self.client.volumes.get(name).remove(force=True)
+
+    # --- containers ----------------------------------------------------------------------------
+
+    def containers(self, labels: Mapping[str, str]) -> list[Container]:
+        with mapped("listing containers"):
+            found = self.client.containers.list(all=True, filters={"label": _filters(labels)})
+            return sorted((_container(c.attrs) for c in found), key=lambda c: c.name)
+
+    def inspect(self, container_id: str) -> Container:
+        with mapped(f"inspecting container {container_id[:12]}"):
+            return _container(self.client.api.inspect_container(container_id))
+
+    def run(self, spec: ContainerSpec) -> Container:
+        with mapped(f"starting {spec.name}"):
+            networking = self.client.api.create_networking_config(
+                # the stubs say one EndpointConfig; the SDK takes a network → endpoint mapping
+                {spec.network: self.client.api.create_endpoint_config(aliases=[spec.alias])}  # type: ignore[arg-type]
+            )
+            host = self.client.api.create_host_config(
+                port_bindings={spec.port: ("127.0.0.1", None)} if spec.port else None,
+                binds={name: {"bind": path, "mode": "rw"} for name, path in spec.volumes.items()},
+                restart_policy={"Name": "unless-stopped"} if spec.restart else None,
+                init=True,  # a PID 1 that forwards SIGTERM: `stop` is prompt, not a 10 s kill
+            )
+            created = self.client.api.create_container(
+                spec.image,
+                command=list(spec.command) if spec.command is not None else None,
+                name=spec.name,
+                environment=dict(spec.env),
+                labels={**spec.labels, **MANAGED},
+                ports=[spec.port] if spec.port else None,
+                host_config=host,
+                networking_config=networking,
+            )
+            self.client.api.start(created["Id"])
+            return _container(self.client.api.inspect_container(created["Id"]))
+
+    def logs(self, container_id: str, tail: int = 20) -> str:
+        with mapped(f"reading the logs of {container_id[:12]}"):
+            data = self.client.api.logs(container_id, tail=tail, stdout=True, stderr=True)
+            return bytes(data).decode("utf-8", "replace").rstrip()
+
+    def follow_logs(self, container_id: str) -> Iterator[str]:
+        with mapped(f"reading the logs of {container_id[:12]}"):
+            for chunk in self.client.api.logs(container_id, stream=True, follow=True):
+                yield bytes(chunk).decode("utf-8", "replace").rstrip("\n")
+
+    def wait(self, container_id: str, timeout: float) -> int:
+        with mapped(f"waiting for {container_id[:12]}"):
+            result = self.client.api.wait(container_id, timeout=max(int(timeout), 1))
+            return int(result.get("StatusCode", -1))
+
+    def start(self, container_id: str) -> None:
+        with mapped(f"starting {container_id[:12]}"):
+            self.client.api.start(container_id)
+
+    def restart(self, container_id: str) -> None:
+        with mapped(f"restarting {container_id[:12]}"):
+            self.client.api.restart(container_id, timeout=10)
+
+    def stop(self, container_id: str) -> None:
+        with mapped(f"stopping {container_id[:12]}"):
+            self.client.api.stop(container_id, timeout=10)
+
+    def remove(self, container_id: str) -> None:
+        with mapped(f"removing {container_id[:12]}"), suppress(docker.errors.NotFound):
+            self.client.api.remove_container(container_id, force=True, v=False)
+
+
+def _filters(labels: Mapping[str, str]) -> list[str]:
+    return [f"{k}={v}" for k, v in {**MANAGED, **labels}.items()]
+
+
+def _container(attrs: Mapping[str, object]) -> Container:
+    state = attrs.get("State") or {}
+    assert isinstance(state, dict)
+    config = attrs.get("Config") or {}
+    assert isinstance(config, dict)
+    settings = attrs.get("NetworkSettings") or {}
+    assert isinstance(settings, dict)
+    ports: dict[int, int] = {}
+    for key, bindings in (settings.get("Ports") or {}).items():
+        if bindings:
+            ports[int(str(key).split("/")[0])] = int(bindings[0]["HostPort"])
+    health = state.get("Health")
+    return Container(
+        id=str(attrs.get("Id")),
+        name=str(attrs.get("Name", "")).lstrip("/"),
+        status=str(state.get("Status", "unknown")),
+        exit_code=int(state.get("ExitCode", 0) or 0),
+        health=str(health.get("Status")) if isinstance(health, dict) else None,
+        labels=dict(config.get("Labels") or {}),
+        ports=ports,
+        started_at=str(state.get("StartedAt", "")),
+    )
