@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy_pipeline.backends.base import StepContext, StepResult
-from deploy_pipeline.backends.engine import MANAGED, Engine
-from deploy_pipeline.errors import PermanentError, StepError, UsageError
+from deploy_pipeline.backends.engine import MANAGED, BuildStopped, Engine
+from deploy_pipeline.errors import Cancelled, PermanentError, StepError, StepTimeout, UsageError
 from deploy_pipeline.model import BuildSpec, Service
 
 CONTENT_LABEL = "io.deploy-pipeline.content"
@@ -176,6 +176,10 @@ class Builder:
                 on_line=line,
                 stop=stop,
             )
+        except BuildStopped:
+            if ctx.cancel.is_set() and ctx.remaining() > 0:
+                raise Cancelled(ctx.reason()) from None
+            raise StepTimeout("timed out") from None
         except StepError as exc:
             last = "\n".join(tail)
             raise PermanentError(

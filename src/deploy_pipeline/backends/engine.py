@@ -7,6 +7,7 @@ engine's message truncated. The rest of the project sees plain dataclasses, neve
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -16,11 +17,16 @@ from pathlib import Path
 import docker
 import docker.errors
 import requests
+import urllib3
 from docker.utils import build as build_utils
 
-from deploy_pipeline.errors import PermanentError, TransientError, truncate
+from deploy_pipeline.errors import PermanentError, StepError, TransientError, truncate
 
 MANAGED = {"app.kubernetes.io/managed-by": "deploy-pipeline"}
+
+
+class BuildStopped(PermanentError):
+    """The build was cut short on purpose (timeout or cancel); the caller says which."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,12 @@ def mapped(what: str) -> Iterator[None]:
         code = exc.status_code or 0
         error = TransientError if code >= 500 or code in (409, 429) else PermanentError
         raise error(f"{what}: {_explain(exc)}") from exc
-    except (requests.ConnectionError, requests.Timeout) as exc:
+    except (
+        requests.ConnectionError,
+        requests.Timeout,
+        requests.exceptions.ChunkedEncodingError,
+        urllib3.exceptions.ProtocolError,
+    ) as exc:
         raise TransientError(
             f"{what}: cannot reach the Docker engine: {truncate(str(exc), 300)}"
         ) from exc
@@ -113,14 +124,23 @@ class Engine:
         stop: threading.Event,
     ) -> str:
         """Build and tag an image, streaming its log; `stop` aborts the build on the engine."""
-        # Its own connection, so that a stop closes only this build; a day is "no timeout".
+        # Its own connection, so that a stop cuts only this build; a day is "no timeout".
         client = docker.from_env(timeout=86_400)
+        replies: list[requests.Response] = []
+        client.api.hooks["response"].append(lambda reply, *args, **kwargs: replies.append(reply))
 
-        def close_on_stop() -> None:
+        def cut_on_stop() -> None:
+            """Shut the build's socket: that wakes the blocked read here, and the engine
+            abandons a build whose client has gone (closing the session would not)."""
             stop.wait()
-            client.close()
+            for reply in replies:
+                connection = getattr(reply.raw, "connection", None)
+                sock = getattr(connection, "sock", None)
+                if sock is not None:
+                    with suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
 
-        threading.Thread(target=close_on_stop, daemon=True).start()
+        threading.Thread(target=cut_on_stop, daemon=True).start()
         image_id = ""
         try:
             with mapped(f"building {tag}"):
@@ -144,9 +164,9 @@ class Engine:
                     aux = chunk.get("aux")
                     if isinstance(aux, dict) and "ID" in aux:
                         image_id = str(aux["ID"])
-        except (TransientError, PermanentError):
+        except StepError:
             if stop.is_set():
-                raise PermanentError("the build was stopped") from None
+                raise BuildStopped("the build was stopped") from None
             raise
         finally:
             stop.set()  # release the watcher

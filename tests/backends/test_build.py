@@ -1,0 +1,95 @@
+"""Content-addressed image tags, and builds stopped at their timeout on a real engine."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from deploy_pipeline.backends.build import content_tag
+from deploy_pipeline.backends.engine import Engine
+from deploy_pipeline.cli import main
+from deploy_pipeline.model import BuildSpec
+from tests.docker_testbed import DockerBed, busybox_context
+
+
+def tag(context: Path, spec: BuildSpec | None = None) -> str:
+    spec = spec or BuildSpec(".")
+    return content_tag(context, spec, Engine.context_files(context, spec.dockerfile))
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> Path:
+    folder = tmp_path / "app"
+    (folder / "src").mkdir(parents=True)
+    (folder / "Dockerfile").write_text("FROM scratch\nCOPY src /src\n")
+    (folder / "src" / "main.txt").write_text("v1\n")
+    (folder / "notes.md").write_text("draft\n")
+    (folder / ".dockerignore").write_text("# docs are not shipped\n*.md\n")
+    return folder
+
+
+def test_the_same_content_gives_the_same_tag(context: Path, tmp_path: Path) -> None:
+    """The tag depends on content only: a copy of the context elsewhere has the same tag."""
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for f in context.rglob("*"):
+        if f.is_file():
+            (copy / f.relative_to(context)).parent.mkdir(parents=True, exist_ok=True)
+            (copy / f.relative_to(context)).write_bytes(f.read_bytes())
+    assert tag(context) == tag(copy)
+    assert tag(context).startswith("sha-") and len(tag(context)) == 24
+
+
+def test_a_changed_file_changes_the_tag(context: Path) -> None:
+    """Editing a file that is sent to the build gives a new tag."""
+    before = tag(context)
+    (context / "src" / "main.txt").write_text("v2\n")
+    assert tag(context) != before
+
+
+def test_files_in_dockerignore_do_not_count(context: Path) -> None:
+    """Editing a file `.dockerignore` leaves out keeps the tag."""
+    before = tag(context)
+    (context / "notes.md").write_text("rewritten\n")
+    assert tag(context) == before
+
+
+def test_args_target_and_dockerfile_count(context: Path) -> None:
+    """Build args, the target stage and the Dockerfile's content each change the tag."""
+    base = tag(context)
+    assert tag(context, BuildSpec(".", args=(("VERSION", "2"),))) != base
+    assert tag(context, BuildSpec(".", target="test")) != base
+    (context / "Dockerfile").write_text("FROM scratch\nCOPY src /srv\n")
+    assert tag(context) != base
+
+
+def test_a_build_past_its_timeout_is_stopped_on_the_engine(
+    docker_env: DockerBed,
+    write_config: Callable[[str], Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A build still running at its timeout fails as timed out at once, and the engine drops
+    it: no image is tagged later."""
+    busybox_context(tmp_path / "slow", "true", extra='RUN ["/bin/busybox", "sleep", "30"]')
+    path = write_config(
+        "version: 1\ntargets: {l: {kind: docker}}\nservices:\n"
+        "  slow: {type: application, build: ./slow, timeout: 2s}\n"
+        "environments: {e: {}}\n"
+    )
+    assert main(["deploy", "-f", str(path), "-e", "e", "--events", "jsonl"]) == 1
+    events = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    build = [e for e in events if e["phase"] == "build"]
+    assert build[-1]["status"] == "failed"
+    assert str(build[-1]["message"]).startswith("timed out after 2")
+    assert float(str(events[-1]["ts"])) < 10  # the run did not wait for the 30 s build
+    # the engine abandons the build: its `sleep 30` container goes long before 30 s are up
+    deadline = time.monotonic() + 10
+    while "sleep 30" in docker_env.cli("ps", "-a", "--no-trunc", "--format", "{{.Command}}"):
+        assert time.monotonic() < deadline, "the engine kept building after the timeout"
+        time.sleep(0.2)
+    assert docker_env.cli("images", "-q", "deploy-pipeline/slow") == ""
