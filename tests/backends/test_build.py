@@ -93,3 +93,61 @@ def test_a_build_past_its_timeout_is_stopped_on_the_engine(
         assert time.monotonic() < deadline, "the engine kept building after the timeout"
         time.sleep(0.2)
     assert docker_env.cli("images", "-q", "deploy-pipeline/slow") == ""
+
+
+def test_a_failed_build_shows_the_last_lines_of_its_log(
+    docker_env: DockerBed,
+    write_config: Callable[[str], Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A RUN step that fails puts the engine's reason and the build's last output in the error."""
+    busybox_context(
+        tmp_path / "app",
+        "true",
+        extra='RUN ["/bin/busybox", "sh", "-c", "echo compiling the shop; exit 7"]',
+    )
+    path = write_config(
+        "version: 1\ntargets: {l: {kind: docker}}\nservices:\n"
+        "  app: {type: application, build: ./app}\nenvironments: {e: {}}\n"
+    )
+    assert main(["deploy", "-f", str(path), "-e", "e"]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "e/l app build failed: The command '/bin/busybox sh -c echo compiling the shop; "
+        "exit 7' returned a non-zero code: 7"
+    ) in out
+    assert "last lines of the build log:" in out
+    assert "compiling the shop" in out
+
+
+def test_a_second_environment_from_the_same_commit_reuses_every_image(
+    docker_env: DockerBed,
+    write_config: Callable[[str], Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A clone of staging deployed from the same files builds nothing: every build is reused."""
+    busybox_context(tmp_path / "app", "sleep 3600")
+    busybox_context(tmp_path / "job", "echo done")
+    path = str(
+        write_config(
+            f"version: 1\nregistry: {docker_env.registry}/share\n"
+            "targets: {l: {kind: docker}}\nservices:\n"
+            "  app: {type: application, build: ./app}\n  job: {type: job, build: ./job}\n"
+            "environments: {staging: {}}\n"
+        )
+    )
+    assert main(["deploy", "-f", path, "-e", "staging"]) == 0
+    assert main(["env", "clone", "staging", "preview", "-f", path]) == 0
+    capsys.readouterr()
+    assert main(["deploy", "-f", path, "-e", "preview", "--events", "jsonl"]) == 0
+    events = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    ends = {
+        e["service"]: e["status"]
+        for e in events
+        if e["phase"] == "build" and e["status"] != "started"
+    }
+    assert ends == {"app": "reused", "job": "reused"}
+    names = docker_env.cli("ps", "--format", "{{.Names}}").split()
+    assert "dp-preview-app-1-0" in names and "dp-staging-app-1-0" in names
