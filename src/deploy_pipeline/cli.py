@@ -372,7 +372,7 @@ def _run(args: argparse.Namespace) -> int:
             execution.finish(result)
     finally:
         signal.signal(signal.SIGINT, previous)
-        execution.workspace.close()
+        execution.close()
     print_summary(console, result, args.command)
     if result.status == "succeeded":
         return EXIT_OK

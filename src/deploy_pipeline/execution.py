@@ -276,6 +276,12 @@ class Execution:
             logs=self.logs,
         )
 
+    def close(self) -> None:
+        """Release the backends' connections and the state database."""
+        for backend in self.backends.values():
+            backend.close()
+        self.workspace.close()
+
     def finish(self, result: RunResult) -> None:
         store = self.workspace.store
         if self.run_id is None or store is None:
@@ -346,10 +352,13 @@ def image_states(workspace: Workspace, run_plan: RunPlan, root: Path) -> dict[tu
                 unknown = "image unknown: the target's engine does not answer"
                 notes.update({(tp.target.name, s.name): unknown for s in built})
                 continue
-            if isinstance(backend, ImageChecker):
-                for svc in built:
-                    try:
-                        notes[(tp.target.name, svc.name)] = backend.image_status(svc)
-                    except DeployPipelineError as exc:
-                        notes[(tp.target.name, svc.name)] = f"image unknown: {exc}"
+            try:
+                if isinstance(backend, ImageChecker):
+                    for svc in built:
+                        try:
+                            notes[(tp.target.name, svc.name)] = backend.image_status(svc)
+                        except DeployPipelineError as exc:
+                            notes[(tp.target.name, svc.name)] = f"image unknown: {exc}"
+            finally:
+                backend.close()
     return notes

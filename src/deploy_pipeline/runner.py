@@ -24,6 +24,7 @@ from deploy_pipeline.events import EventSink
 from deploy_pipeline.model import Event, Phase, Plan, RunPlan, StagePlan, Status, TargetPlan
 
 PENDING, RUNNING = "pending", "running"
+GRACE = 1.0  # seconds a step past its deadline has to stop and report its own reason
 DONE_OK = frozenset({"succeeded", "reused", "skipped"})
 GERUND = {
     "build": "building",
@@ -93,6 +94,7 @@ class _Step:
         "build",
         "cancel",
         "deadline",
+        "expired",
         "finished",
         "main",
         "message",
@@ -119,6 +121,7 @@ class _Step:
         self.started: float | None = None
         self.finished: float | None = None
         self.deadline = 0.0
+        self.expired: float | None = None  # when it passed its deadline and was told to stop
         self.url: str | None = None
         self.artifact: str | None = None
         self.cancel: threading.Event | None = None
@@ -325,7 +328,7 @@ class _Pipeline:
 
     def receive(self) -> None:
         now = self.run.clock()
-        nearest = min((s.deadline for s in self.flying if s.state == RUNNING), default=None)
+        nearest = min((self.wake_at(s) for s in self.flying if s.state == RUNNING), default=None)
         try:
             item = self.inbox.get(
                 timeout=None if nearest is None else max(nearest - now, 0) + 0.001
@@ -351,18 +354,22 @@ class _Pipeline:
                 return
             step.finished = self.run.clock()
         took = step.finished - (step.started or step.finished)
+        if result is not None and step.expired is not None:  # done, but past its deadline
+            result, error = None, StepTimeout("timed out")
         if result is not None:
             step.state, step.message, step.url = result.status, result.message, result.url
             step.artifact = result.artifact or step.artifact
             self.emit(step, result.status, result.message, took)
             self.succeeded(step)
             return
-        if isinstance(error, Cancelled):
+        timed_out = step.expired is not None and not self.run.cancel.is_set()
+        if isinstance(error, Cancelled) and not timed_out:
             step.state, step.message = "cancelled", str(error) or self.run.cancel.reason
             self.emit(step, "cancelled", step.message, took)
             return
-        if isinstance(error, StepTimeout):
-            message = f"timed out after {_seconds(took)}"
+        if isinstance(error, StepTimeout | Cancelled):
+            limit = (step.expired or step.finished) - (step.started or step.finished)
+            message = f"timed out after {_seconds(limit)}"
         elif isinstance(error, StepError):
             message = str(error)
         else:
@@ -372,14 +379,23 @@ class _Pipeline:
         self.fail(step, message)
 
     def expire(self) -> None:
+        """At its deadline a step is told to stop and given GRACE seconds to say why (a backend's
+        reason beats a bare "timed out"); after that it is failed as timed out."""
         now = self.run.clock()
         for step in list(self.flying):
-            if step.state == RUNNING and now >= step.deadline and step.cancel:
+            if step.state != RUNNING or step.cancel is None:
+                continue
+            if step.expired is None and now >= step.deadline:
+                step.expired = now
                 step.cancel.set()
+            elif step.expired is not None and now >= step.expired + GRACE:
                 step.state, step.finished = "failed", now
-                step.message = f"timed out after {_seconds(now - (step.started or now))}"
+                step.message = f"timed out after {_seconds(step.expired - (step.started or now))}"
                 self.emit(step, "failed", step.message, now - (step.started or now))
                 self.fail(step, step.message)
+
+    def wake_at(self, step: _Step) -> float:
+        return step.deadline if step.expired is None else step.expired + GRACE
 
     def fail(self, step: _Step, message: str) -> None:
         if not self.failure:

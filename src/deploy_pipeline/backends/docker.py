@@ -202,6 +202,9 @@ class DockerBackend:
         plan = self.builder.image(service)
         return f"{'reused' if plan.exists else 'to build'}: {plan.ref}"
 
+    def close(self) -> None:
+        self.engine.close()
+
     def status(self, environment: str, service: Service) -> str:
         found = self.engine.containers({ENV_LABEL: environment, SERVICE_LABEL: service.name})
         states = sorted({c.status for c in found})
@@ -246,25 +249,29 @@ class DockerBackend:
 
     def wait_healthy(self, ctx: StepContext, container: Container) -> Container:
         """Until the health path answers 2xx, the image's HEALTHCHECK says healthy, or (with
-        neither) the container has stayed up for STABLE seconds; fail fast if it exits."""
-        svc, begun, last = ctx.service, time.monotonic(), "not checked yet"
+        neither) the container has stayed up for STABLE seconds since its last start. A container
+        that exits, or that its restart policy keeps restarting, fails at once."""
+        svc, last, seen = ctx.service, "not checked yet", None
         while True:
             info = self.engine.inspect(container.id)
-            if info.status in {"exited", "dead"}:
+            if info.status in {"exited", "dead", "restarting"} or info.restarts > 0:
                 raise PermanentError(
                     f"{info.name} exited with code {info.exit_code}; " + self.last_lines(info.id)
                 )
+            if info.started_at != seen:  # (re)started: stability counts from here
+                seen, since = info.started_at, time.monotonic()
             if svc.health and svc.port and svc.port in info.ports:
-                last = _probe(f"http://127.0.0.1:{info.ports[svc.port]}{svc.health}")
+                wait = min(2.0, max(ctx.remaining() - POLL, 0.1))
+                last = _probe(f"http://127.0.0.1:{info.ports[svc.port]}{svc.health}", wait)
                 if last == "ok":
                     return info
             elif info.health is not None:
                 if info.health == "healthy":
                     return info
                 last = f"its HEALTHCHECK says {info.health}"
-            elif info.status == "running" and time.monotonic() - begun >= STABLE:
+            elif info.status == "running" and time.monotonic() - since >= STABLE:
                 return info
-            if ctx.remaining() <= POLL:
+            if ctx.remaining() <= 2 * POLL:  # report the reason before the runner's deadline
                 raise PermanentError(
                     f"{info.name} not healthy within its timeout ({last}); "
                     + self.last_lines(info.id)
@@ -272,9 +279,9 @@ class DockerBackend:
             ctx.sleep(POLL)
 
 
-def _probe(url: str) -> str:
+def _probe(url: str, wait: float) -> str:
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with urllib.request.urlopen(url, timeout=wait) as response:
             return "ok" if 200 <= response.status < 300 else f"GET answered {response.status}"
     except urllib.error.HTTPError as exc:
         return f"GET {url.split('/', 3)[-1]} answered {exc.code}"

@@ -7,6 +7,7 @@ engine's message truncated. The rest of the project sees plain dataclasses, neve
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -14,12 +15,12 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import docker
 import docker.errors
 import requests
 import urllib3
 from docker.utils import build as build_utils
 
+import docker
 from deploy_pipeline.errors import PermanentError, StepError, TransientError, truncate
 
 MANAGED = {"app.kubernetes.io/managed-by": "deploy-pipeline"}
@@ -39,6 +40,7 @@ class Container:
     labels: Mapping[str, str]
     ports: Mapping[int, int]  # container port → host port on 127.0.0.1
     started_at: str = ""
+    restarts: int = 0
 
 
 @dataclass(frozen=True)
@@ -89,15 +91,38 @@ class Engine:
 
     def __init__(self) -> None:
         self.local = threading.local()
-        with mapped("connecting to the Docker engine"):
-            self.version = self.client.version().get("Version", "?")
+        self.network_lock = threading.Lock()
+        self.clients: list[docker.DockerClient] = []
+        self.clients_lock = threading.Lock()
+        host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        if host.startswith("unix://") and not Path(host.removeprefix("unix://")).exists():
+            # (the SDK would leak the socket of a failed connect: don't let it try)
+            raise TransientError(f"no Docker engine socket at {host}")
+        # A fixed API version: an auto-detecting client asks the engine in its constructor and,
+        # when none answers, leaks its socket before we could close it.
+        probe = docker.from_env(version="1.24", timeout=10)
+        try:
+            with mapped("connecting to the Docker engine"):
+                probe.ping()
+        finally:
+            probe.close()
 
     @property
     def client(self) -> docker.DockerClient:
         client: docker.DockerClient | None = getattr(self.local, "client", None)
         if client is None:
             client = self.local.client = docker.from_env(timeout=120)
+            with self.clients_lock:
+                self.clients.append(client)
         return client
+
+    def close(self) -> None:
+        """Close every thread's connection to the engine."""
+        with self.clients_lock:
+            for client in self.clients:
+                client.close()
+            self.clients.clear()
+        self.local = threading.local()
 
     # --- images --------------------------------------------------------------------------------
 
@@ -170,6 +195,8 @@ class Engine:
             raise
         finally:
             stop.set()  # release the watcher
+            for reply in replies:  # a streamed reply holds its connection outside the pool
+                reply.close()
             client.close()
         if not image_id:
             with mapped(f"inspecting {tag}"):
@@ -231,13 +258,12 @@ class Engine:
     # --- networks and volumes ------------------------------------------------------------------
 
     def ensure_network(self, name: str, labels: Mapping[str, str]) -> None:
-        with mapped(f"creating network {name}"):
-            if not self.client.networks.list(names=[name]):
-                try:
-                    self.client.networks.create(name, driver="bridge", labels={**labels, **MANAGED})
-                except docker.errors.APIError as exc:
-                    if exc.status_code != 409:  # created meanwhile by a parallel deploy
-                        raise
+        # Services of a stage deploy at once; engines happily make two networks of one name.
+        with self.network_lock, mapped(f"creating network {name}"):
+            if not [n for n in self.client.networks.list(names=[name]) if n.name == name]:
+                self.client.networks.create(
+                    name, driver="bridge", labels={**labels, **MANAGED}, check_duplicate=True
+                )
 
     def networks(self, labels: Mapping[str, str]) -> list[str]:
         with mapped("listing networks"):
@@ -360,4 +386,5 @@ def _container(attrs: Mapping[str, object]) -> Container:
         labels=dict(config.get("Labels") or {}),
         ports=ports,
         started_at=str(state.get("StartedAt", "")),
+        restarts=int(str(attrs.get("RestartCount", 0) or 0)),
     )

@@ -94,3 +94,6 @@ class SimulatedBackend:
 
     def status(self, environment: str, service: Service) -> str:
         return self.state.get(f"{environment}/{service.name}") or "absent"
+
+    def close(self) -> None:
+        """Nothing to release: the simulated target holds no connection."""
