@@ -3,6 +3,7 @@ cancellation and waiting reasons (DESIGN.md §2), proven with barriers and count
 
 from __future__ import annotations
 
+import re
 import threading
 
 from deploy_pipeline.backends.base import StepContext, StepResult
@@ -306,3 +307,31 @@ def test_an_unexpected_backend_exception_fails_the_step_with_its_type() -> None:
     h = harness(many(1), hooks={"s0.deploy": bug})
     result = h.execute()
     assert result.failures == ["test/i1 s0 deploy failed: unexpected error: KeyError: 'replicas'"]
+
+
+def test_a_reason_given_just_after_the_deadline_is_kept() -> None:
+    """A backend told to stop at its deadline that then says why it failed is reported with its
+    own reason, not a bare timeout."""
+
+    def unhealthy(ctx: StepContext) -> None:
+        ctx.cancel.wait(WAIT)
+        raise PermanentError("not healthy within its timeout (GET /healthz answered 503)")
+
+    text = many(1).replace("image: x}", "image: x, timeout: 50ms}")
+    h = harness(text, hooks={"s0.deploy": unhealthy})
+    result = h.execute()
+    assert result.failures == [
+        "test/i1 s0 deploy failed: not healthy within its timeout (GET /healthz answered 503)"
+    ]
+
+
+def test_a_step_that_succeeds_after_its_deadline_still_timed_out() -> None:
+    """Finishing after being told to stop is a timeout: the deadline is the deadline."""
+
+    def late(ctx: StepContext) -> None:
+        ctx.cancel.wait(WAIT)
+
+    text = many(1).replace("image: x}", "image: x, timeout: 50ms}")
+    h = harness(text, hooks={"s0.deploy": late})
+    failure = h.execute().failures[0]
+    assert re.fullmatch(r"test/i1 s0 deploy failed: timed out after 5\dms", failure), failure

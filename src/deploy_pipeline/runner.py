@@ -632,6 +632,8 @@ def _in_order(
 
 
 def _seconds(value: float) -> str:
+    if value < 1:
+        return f"{value * 1000:.0f}ms"
     if value < 60:
         return f"{value:.0f}s" if value >= 10 else f"{value:.1f}s"
     minutes, seconds = divmod(int(value), 60)
