@@ -5,9 +5,10 @@ applications built from busybox contexts, an edge container; four stages) and me
 local engine and registry: deploy-pipeline's first deploy (builds, pushes, deploys stage by stage,
 waits for health) and its second deploy of unchanged code, through the real CLI; then
 `docker-compose up -d --build` and a second `up -d` of the same services from the same contexts,
-with `depends_on` for the stage order, each also followed by a wait until every service answers.
-Rounds are independent (fresh contexts, registry repository, images and state). See
-bench/README.md for what is measured and the figures.
+with `depends_on` for the stage order, and `docker-compose build --parallel` + `up -d`; each compose
+run is also timed until every service answers. Rounds are independent (fresh contexts, registry
+repository, images and state; every build starts from a cold cache). See bench/README.md for what
+is measured and the figures.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ BUSYBOX = Path("/bin/busybox")
 STAGES = ("data", "migrations", "backend", "frontend")
 ROUND_LABEL = "io.deploy-pipeline.bench-round"  # on every image a round builds, intermediates too
 BASE_LABEL = "io.deploy-pipeline.bench-base"
+MANAGED_LABEL = "app.kubernetes.io/managed-by=deploy-pipeline"  # on every container it starts
+ENV_LABEL = "io.deploy-pipeline.environment"
 HEALTH = "/healthz"
 WAIT_POLL = 0.05  # seconds between checks of the compose + wait figure
 WAIT_LIMIT = 120.0
@@ -47,7 +50,6 @@ COMPOSE_MAX = 1.0  # deploy-pipeline ≤ 1.0 × docker-compose
 COMPOSE_ENV = {"COMPOSE_DOCKER_CLI_BUILD": "0", "DOCKER_BUILDKIT": "0"}  # the engine's builder
 BB = "/bin/busybox"
 PARALLELISM = 7  # deploy-pipeline's defaults.parallelism (its own default); --parallelism
-SERIALIZE = False  # --serialize-networks (see SERIALIZED)
 
 
 # --- the workload -----------------------------------------------------------------------------
@@ -237,13 +239,18 @@ class Bed:
         self.sdk = docker_sdk()
         self.client = self.sdk.from_env(timeout=300)
         self.engine = str(self.client.version().get("Version", "?"))
+        self.watch = Watch(self.sdk)
 
     def build_base(self, folder: Path, tag: str) -> None:
         write_base(folder, tag)
         self.client.images.build(path=str(folder), tag=tag, rm=True, forcerm=True)
 
     def purge_images(self, label: str) -> int:
-        """Remove every image carrying `label` (tags, then the untagged intermediates)."""
+        """Remove every image carrying `label` (tags, then the untagged intermediates), and any
+        container made from one (a build step's container, left when a build is interrupted)."""
+        for c in self.client.api.containers(all=True, filters={"label": label}):
+            with suppress(self.sdk.errors.NotFound):
+                self.client.api.remove_container(c["Id"], force=True)
         removed = 0
         for _ in range(5):
             found = self.client.images.list(all=True, filters={"label": label})
@@ -262,26 +269,22 @@ class Bed:
     def round_images(self, nonce: str) -> int:
         return len(self.client.images.list(all=True, filters={"label": f"{ROUND_LABEL}={nonce}"}))
 
-    def delete_from_registry(self, repo: str) -> None:
+    def delete_from_registry(self, repo: str) -> int:
         """Delete the tags of deploy-pipeline's repositories (blobs stay until a registry GC)."""
         host, _, prefix = repo.partition("/")
-        with suppress(OSError, ValueError):
-            for name in _get_json(f"http://{host}/v2/_catalog?n=10000").get("repositories", []):
-                if not name.startswith(prefix + "/"):
-                    continue
+        accept = {"Accept": "application/vnd.docker.distribution.manifest.v2+json"}
+        deleted = 0
+        for name in (f"{prefix}/{svc.name}" for svc in SHOP if svc.built):
+            with suppress(OSError):  # (an HTTPError too: no such repository)
                 for tag in _get_json(f"http://{host}/v2/{name}/tags/list").get("tags") or []:
-                    accept = "application/vnd.docker.distribution.manifest.v2+json"
-                    head = urllib.request.Request(
-                        f"http://{host}/v2/{name}/manifests/{tag}",
-                        method="HEAD",
-                        headers={"Accept": accept},
-                    )
+                    url = f"http://{host}/v2/{name}/manifests/"
+                    head = urllib.request.Request(url + tag, method="HEAD", headers=accept)
                     with urllib.request.urlopen(head, timeout=10) as response:
                         digest = response.headers["Docker-Content-Digest"]
-                    delete = urllib.request.Request(
-                        f"http://{host}/v2/{name}/manifests/{digest}", method="DELETE"
-                    )
+                    delete = urllib.request.Request(url + digest, method="DELETE")
                     urllib.request.urlopen(delete, timeout=10).close()
+                    deleted += 1
+        return deleted
 
     def compose_state(self, project: str) -> dict[str, dict[str, Any]]:
         """Each compose container's state, by service: status, exit code, start time, ports."""
@@ -298,7 +301,7 @@ class Bed:
         return out
 
     def remove_leftovers(self, rnd: Round) -> None:
-        label = f"io.deploy-pipeline.environment={rnd.environment}"
+        label = f"{ENV_LABEL}={rnd.environment}"
         for c in self.client.containers.list(all=True, sparse=True, filters={"label": label}):
             with suppress(self.sdk.errors.NotFound):
                 c.remove(force=True)
@@ -307,15 +310,9 @@ class Bed:
         for n in self.client.networks.list(filters={"label": label}):
             n.remove()
 
-    def others(self, rnd: Round) -> int:
-        """Containers on the engine that are not this round's: another user of the engine."""
-        mine = (f"dp-{rnd.environment}-", f"{rnd.project}_")
-        names = [c["Names"][0].lstrip("/") for c in self.client.api.containers(all=True)]
-        return sum(not n.startswith(mine) for n in names)
-
     def leftovers(self, rnd: Round) -> list[str]:
         labels = [
-            f"io.deploy-pipeline.environment={rnd.environment}",
+            f"{ENV_LABEL}={rnd.environment}",
             f"com.docker.compose.project={rnd.project}",
         ]
         found = []
@@ -329,6 +326,31 @@ class Bed:
         return found
 
 
+class Watch:
+    """Counts the engine's container events that belong to someone else's deploy-pipeline
+    environment (a test suite on the same engine, say): a round that sees any is disturbed (the
+    test bed's clean-up removes every deploy-pipeline container, ours included)."""
+
+    def __init__(self, sdk: Any) -> None:
+        self.mine: set[str] = set()
+        self.foreign = 0
+        self.stream = sdk.from_env(timeout=None).events(
+            decode=True, filters={"type": "container", "label": MANAGED_LABEL}
+        )
+        threading.Thread(target=self.read, daemon=True).start()
+
+    def read(self) -> None:
+        with suppress(Exception):  # the stream ends when closed
+            for event in self.stream:
+                env = event.get("Actor", {}).get("Attributes", {}).get(ENV_LABEL)
+                if env is not None and env not in self.mine:  # (build steps have none)
+                    self.foreign += 1
+
+    def close(self) -> None:
+        with suppress(Exception):
+            self.stream.close()
+
+
 def _get_json(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(url, timeout=10) as response:
         data: dict[str, Any] = json.loads(response.read())
@@ -338,7 +360,8 @@ def _get_json(url: str) -> dict[str, Any]:
 def answers(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{HEALTH}", timeout=1) as response:
-            return 200 <= response.status < 300
+            status: int = response.status
+            return 200 <= status < 300
     except (urllib.error.URLError, OSError):
         return False
 
@@ -357,27 +380,11 @@ class DeployRun:
     error: str = ""
 
 
-# With --serialize-networks the CLI runs with Engine.ensure_network under a process-wide lock:
-# parallel first deploys of one environment otherwise can create its network twice (the engine
-# accepts duplicate names), and every later use of the name fails as ambiguous.
-SERIALIZED = """
-import sys, threading
-from deploy_pipeline.backends import engine
-lock, original = threading.Lock(), engine.Engine.ensure_network
-def ensure_network(self, name, labels):
-    with lock:
-        original(self, name, labels)
-engine.Engine.ensure_network = ensure_network
-from deploy_pipeline.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
 def deploy_pipeline(rnd: Round, action: str) -> DeployRun:
     """`deploy-pipeline ACTION -f … -e … --events jsonl` in a process of its own, timed."""
     env = {**os.environ, "DEPLOY_PIPELINE_STATE": str(rnd.folder / "state.db")}
-    launch = ["-c", SERIALIZED] if SERIALIZE else ["-m", "deploy_pipeline"]
-    argv = [sys.executable, *launch, action, "-f", str(rnd.config), "-e", rnd.environment]
+    argv = [sys.executable, "-m", "deploy_pipeline", action, "-f", str(rnd.config)]
+    argv += ["-e", rnd.environment]
     argv += ["--events", "jsonl"]
     t0 = time.perf_counter()
     out = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=rnd.folder, check=False)
@@ -391,6 +398,7 @@ def deploy_pipeline(rnd: Round, action: str) -> DeployRun:
         failed = [e for e in events if e["status"] == "failed" and e["phase"] != "run"]
         error = failed[0]["message"] if failed else out.stderr.strip()[-1500:]
         print(f"round {rnd.index}: deploy-pipeline {action} failed ({out.returncode}): {error}")
+        error = f"round {rnd.index}, {action}: {error}"
     return DeployRun(
         error=error,
         wall=wall,
@@ -475,7 +483,7 @@ class RoundResult:
     compose_second: ComposeRun  # up -d, nothing changed
     compose_parallel: ComposeRun  # build --parallel, then up -d
     cold: dict[str, int]  # images of the round on the engine before each tool built (0: cold)
-    others: list[int]  # containers of anyone else on the engine, before and after the round
+    foreign: int  # container events of someone else's deploy-pipeline runs during the round
 
     def ratios(self) -> dict[str, float]:
         return {
@@ -528,21 +536,22 @@ def measure_round(bed: Bed, root: Path, index: int, base: str) -> RoundResult:
     order = [("deploy-pipeline", dp), ("compose", dc), ("compose --parallel", dc_parallel)]
     if index % 2 == 0:
         order.reverse()
-    others = [bed.others(rnd)]
+    bed.watch.mine.add(rnd.environment)
+    seen = bed.watch.foreign
     try:
         for _, measure in order:
             measure()
     except BaseException:
         cleanup(bed, rnd)
         raise
-    others.append(bed.others(rnd))
-    if any(others):
-        print(f"round {index}: other containers on the engine (before, after): {others}")
+    foreign = bed.watch.foreign - seen
+    if foreign:
+        print(f"round {index}: DISTURBED: {foreign} events of other deploy-pipeline containers")
     left = bed.leftovers(rnd)
     if left:
         print(f"round {index}: left behind after clean-up: {left}")
     names = [name for name, _ in order]
-    return RoundResult(index=index, order=names, cold=cold, others=others, **got)
+    return RoundResult(index=index, order=names, cold=cold, foreign=foreign, **got)
 
 
 def cleanup(bed: Bed, rnd: Round) -> None:
@@ -657,18 +666,6 @@ class Recorder:
         }
 
 
-def lock_networks(engine_class: Any) -> Any:
-    """--serialize-networks, in process: what SERIALIZED does in the CLI's. Returns the original."""
-    lock, original = threading.Lock(), engine_class.ensure_network
-
-    def ensure_network(self: Any, name: str, labels: Any) -> None:
-        with lock:
-            original(self, name, labels)
-
-    engine_class.ensure_network = ensure_network
-    return original
-
-
 def profile(bed: Bed, root: Path, base: str) -> dict[str, Any]:
     """A first and a second deploy of one more shop through `deploy_pipeline.execution` (what the
     CLI runs), with every engine call timed and filed under the step that made it."""
@@ -678,6 +675,8 @@ def profile(bed: Bed, root: Path, base: str) -> dict[str, Any]:
     from deploy_pipeline.runner import Cancel
 
     rnd = make_round(root, 0, bed.registry, base)
+    bed.watch.mine.add(rnd.environment)
+    seen = bed.watch.foreign
     classes = {"engine": engine.Engine, "build": build.Builder, "docker": docker.DockerBackend}
     out: dict[str, Any] = {}
     os.environ["DEPLOY_PIPELINE_STATE"] = str(rnd.folder / "state.db")
@@ -689,8 +688,6 @@ def profile(bed: Bed, root: Path, base: str) -> dict[str, Any]:
                     rec.wrap(classes[key], name)
             for name in STEP_CALLS:
                 rec.wrap(docker.DockerBackend, name)
-            if SERIALIZE:
-                rec.undo.append((engine.Engine, "ensure_network", lock_networks(engine.Engine)))
             sink = Collect()
             t0 = time.perf_counter()
             try:
@@ -718,11 +715,15 @@ def profile(bed: Bed, root: Path, base: str) -> dict[str, Any]:
     finally:
         os.environ.pop("DEPLOY_PIPELINE_STATE", None)
         cleanup(bed, rnd)
+    out["foreign_events"] = bed.watch.foreign - seen
     return out
 
 
 def show_profile(report: dict[str, Any]) -> None:
-    for which, r in report.items():
+    if report["foreign_events"]:
+        print(f"DISTURBED: {report['foreign_events']} events of other deploy-pipeline containers")
+    for which in ("first", "second"):
+        r = report[which]
         print(f"profile, {which} deploy in process: {r['wall_s']:.2f} s, {r['status']}")
         for message in r["failures"][:1]:
             print(f"  failure: {message}")
@@ -776,6 +777,7 @@ def summary(rounds: Sequence[RoundResult]) -> dict[str, Any]:
     out["first_builds"] = [r.first.built for r in rounds]
     out["second_builds"] = [r.second.built for r in rounds]
     out["cold"] = all(not any(r.cold.values()) for r in rounds)
+    out["disturbed_rounds"] = [r.index for r in rounds if r.foreign]
     out["ok"] = all(r.ok for r in rounds)
     return out
 
@@ -877,6 +879,11 @@ def table(rounds: Sequence[RoundResult], s: dict[str, Any]) -> None:
         f"{s['first_over_compose_parallel_ready']:.2f}); second deploy ÷ compose + ready "
         f"{s['second_over_compose_ready']:.2f}"
     )
+    if s["disturbed_rounds"]:
+        print(
+            f"warning: rounds {s['disturbed_rounds']} were disturbed by another user of the engine"
+            " (its deploy-pipeline containers came and went): run again on a quiet engine"
+        )
     if not s["cold"]:
         print(
             "warning: a first build did not start from a cold cache: "
@@ -892,25 +899,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--profile", action="store_true", help="also time every engine call of one more deploy"
     )
     parser.add_argument(
-        "--serialize-networks",
-        action="store_true",
-        help="run deploy-pipeline with its network creation under a lock (works around a race)",
-    )
-    parser.add_argument(
         "--parallelism", type=int, default=7, help="deploy-pipeline's defaults.parallelism (7)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the generated folders")
     args = parser.parse_args(argv)
-    global SERIALIZE, PARALLELISM
-    SERIALIZE, PARALLELISM = args.serialize_networks, args.parallelism
+    global PARALLELISM
+    PARALLELISM = args.parallelism
     bed = Bed()
     startup = startup_costs()
     load = [os.getloadavg()[0]]
     print(
         f"engine {bed.engine}, registry {bed.registry}, {os.cpu_count()} CPUs, "
         f"Python {sys.version.split()[0]}, load {load[0]:.2f}; {len(SHOP)} services in "
-        f"{len(STAGES)} stages, parallelism {PARALLELISM}"
-        f"{', network creation serialized' if SERIALIZE else ''}; "
+        f"{len(STAGES)} stages, parallelism {PARALLELISM}; "
         + ", ".join(f"{k}: {v:.2f} s" for k, v in startup.items())
     )
     rounds: list[RoundResult] = []
@@ -932,6 +933,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 prof = profile(bed, root, base)
         finally:
             bed.purge_images(f"{BASE_LABEL}={base}")
+            bed.watch.close()
     load.append(os.getloadavg()[0])
     s = summary(rounds)
     print()
@@ -956,7 +958,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "load_1min": load,
             "startup_s": startup,
-            "serialize_networks": SERIALIZE,
             "parallelism": PARALLELISM,
             "services": [asdict(svc) for svc in SHOP],
             "rounds": [round_json(r) for r in rounds],
@@ -983,7 +984,7 @@ def round_json(r: RoundResult) -> dict[str, Any]:
         "compose_second": asdict(r.compose_second),
         "compose_parallel": asdict(r.compose_parallel),
         "cold": r.cold,
-        "other_containers": r.others,
+        "foreign_events": r.foreign,
         "ratios": r.ratios(),
     }
 

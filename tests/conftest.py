@@ -52,14 +52,19 @@ def docker_bed() -> DockerBed:
 
 @pytest.fixture
 def docker_env(docker_bed: DockerBed, monkeypatch: pytest.MonkeyPatch) -> Iterator[DockerBed]:
-    """Point the SDK at the test bed, and remove whatever the test created there, by label."""
+    """Point the SDK at the test bed; afterwards remove the containers, volumes and networks
+    the test created (by label), and nothing that was there before it: others may share it."""
     monkeypatch.setenv("DOCKER_HOST", docker_bed.host)
+    before = {kind: set(_managed(docker_bed, kind)) for kind in ("container", "volume", "network")}
     yield docker_bed
-    managed = "label=app.kubernetes.io/managed-by=deploy-pipeline"
-    ids = docker_bed.cli("ps", "-aq", "--filter", managed)
-    if ids:
-        docker_bed.cli("rm", "-f", *ids.split(), check=False)
-    for kind in ("volume", "network"):  # best effort: one still in use is left for the next test
-        names = docker_bed.cli(kind, "ls", "-q", "--filter", managed)
-        if names:
-            docker_bed.cli(kind, "rm", *names.split(), check=False)
+    for kind in ("container", "volume", "network"):  # best effort: in use means not ours to take
+        new = [i for i in _managed(docker_bed, kind) if i not in before[kind]]
+        if new:
+            command = ["rm", "-f"] if kind == "container" else [kind, "rm"]
+            docker_bed.cli(*command, *new, check=False)
+
+
+def _managed(bed: DockerBed, kind: str) -> list[str]:
+    label = "label=app.kubernetes.io/managed-by=deploy-pipeline"
+    listing = ["ps", "-aq"] if kind == "container" else [kind, "ls", "-q"]
+    return bed.cli(*listing, "--filter", label).split()

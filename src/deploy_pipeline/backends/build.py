@@ -99,8 +99,8 @@ class Builder:
             )
         return context, spec
 
-    def image(self, service: Service) -> ImagePlan:
-        """The image a build of this service would make, and whether it already exists."""
+    def image(self, service: Service, *, look: bool = True) -> ImagePlan:
+        """The image a build of this service would make, and (with `look`) whether it exists."""
         context, spec = self.context(service)
         content = content_tag(context, spec, self.engine.context_files(context, spec.dockerfile))
         repository = (
@@ -109,7 +109,7 @@ class Builder:
             else f"deploy-pipeline/{service.name}"
         )
         ref = f"{repository}:{content}"
-        exists = (
+        exists = look and (
             self.engine.in_registry(ref)
             if self.registry
             else self.engine.local_image(ref) is not None
@@ -117,9 +117,9 @@ class Builder:
         return ImagePlan(ref, content, exists)
 
     def build(self, ctx: StepContext) -> StepResult:
-        plan = self.image(ctx.service)
+        content = self.image(ctx.service, look=False).content
         with self.guard:
-            lock = self.locks[plan.content]
+            lock = self.locks[content]
         with lock:  # services built from the same context build once, the others reuse it
             plan = self.image(ctx.service)
             if plan.exists:

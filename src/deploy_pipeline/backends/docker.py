@@ -146,15 +146,12 @@ class DockerBackend:
                 restart=False,
             )
         )
-        while True:
-            info = self.engine.inspect(job.id)
-            if info.status in {"exited", "dead"}:
-                break
-            if ctx.remaining() <= POLL:
+        while self.engine.wait(job.id, timeout=1) is None:  # back at once when it exits
+            if ctx.cancel.is_set() or ctx.remaining() <= 1:
                 raise PermanentError(
                     f"{svc.name} did not finish within its timeout; " + self.last_lines(job.id)
                 )
-            ctx.sleep(POLL)
+        info = self.engine.inspect(job.id)
         for line in self.engine.logs(job.id, tail=200).splitlines():
             ctx.log(line)
         if info.exit_code != 0:

@@ -7,20 +7,22 @@ engine's message truncated. The rest of the project sees plain dataclasses, neve
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import docker
 import docker.errors
 import requests
 import urllib3
 from docker.utils import build as build_utils
 
-import docker
 from deploy_pipeline.errors import PermanentError, StepError, TransientError, truncate
 
 MANAGED = {"app.kubernetes.io/managed-by": "deploy-pipeline"}
@@ -167,7 +169,17 @@ class Engine:
 
         threading.Thread(target=cut_on_stop, daemon=True).start()
         image_id = ""
+        scratch = tempfile.TemporaryDirectory(prefix="deploy-pipeline-")
         try:
+            if target is None:
+                # The classic builder makes one step per `labels=` entry (a second each on vfs):
+                # one LABEL line appended to a copy of the Dockerfile sets them all at once. The
+                # SDK sends a Dockerfile kept outside the context along with the context.
+                text = (context / dockerfile).read_text(encoding="utf-8")
+                pairs = " ".join(f"{json.dumps(k)}={json.dumps(v)}" for k, v in labels.items())
+                dockerfile = str(Path(scratch.name) / "Dockerfile")
+                Path(dockerfile).write_text(f"{text.rstrip()}\nLABEL {pairs}\n", encoding="utf-8")
+                labels = {}
             with mapped(f"building {tag}"):
                 stream = client.api.build(
                     path=str(context),
@@ -198,6 +210,7 @@ class Engine:
             for reply in replies:  # a streamed reply holds its connection outside the pool
                 reply.close()
             client.close()
+            scratch.cleanup()
         if not image_id:
             with mapped(f"inspecting {tag}"):
                 image_id = str(self.client.images.get(tag).id)
@@ -274,7 +287,8 @@ class Engine:
     def remove_network(self, name: str) -> None:
         with mapped(f"removing network {name}"):
             for network in self.client.networks.list(names=[name]):
-                network.remove()
+                if network.name == name:  # the engine matches names by substring
+                    network.remove()
 
     def volumes(self, labels: Mapping[str, str]) -> list[str]:
         with mapped("listing volumes"):
@@ -297,8 +311,13 @@ class Engine:
 
     def containers(self, labels: Mapping[str, str]) -> list[Container]:
         with mapped("listing containers"):
-            found = self.client.containers.list(all=True, filters={"label": _filters(labels)})
-            return sorted((_container(c.attrs) for c in found), key=lambda c: c.name)
+            found = []
+            for summary in self.client.api.containers(
+                all=True, filters={"label": _filters(labels)}
+            ):
+                with suppress(docker.errors.NotFound):  # removed meanwhile by a parallel step
+                    found.append(_container(self.client.api.inspect_container(summary["Id"])))
+            return sorted(found, key=lambda c: c.name)
 
     def inspect(self, container_id: str) -> Container:
         with mapped(f"inspecting container {container_id[:12]}"):
@@ -339,10 +358,16 @@ class Engine:
             for chunk in self.client.api.logs(container_id, stream=True, follow=True):
                 yield bytes(chunk).decode("utf-8", "replace").rstrip("\n")
 
-    def wait(self, container_id: str, timeout: float) -> int:
-        with mapped(f"waiting for {container_id[:12]}"):
-            result = self.client.api.wait(container_id, timeout=max(int(timeout), 1))
-            return int(result.get("StatusCode", -1))
+    def wait(self, container_id: str, timeout: float) -> int | None:
+        """The exit code once the container exits, or None if it still runs after `timeout`."""
+        try:
+            with mapped(f"waiting for {container_id[:12]}"):
+                result = self.client.api.wait(container_id, timeout=max(int(timeout), 1))
+                return int(result.get("StatusCode", -1))
+        except TransientError as exc:
+            if isinstance(exc.__cause__, requests.ConnectionError | requests.Timeout):
+                return None  # the read timed out: still running
+            raise
 
     def start(self, container_id: str) -> None:
         with mapped(f"starting {container_id[:12]}"):
