@@ -131,32 +131,45 @@ class DockerBackend:
         return StepResult(message=f"{len(started)} running ({image})", url=self.url(svc, started))
 
     def run_job(self, ctx: StepContext, image: str, network: str) -> StepResult:
-        svc = ctx.service
+        """Run the job to completion. Its last run's container is started again when nothing
+        changed (as compose does), or replaced by a new one."""
+        svc, spec = ctx.service, self.spec_hash(ctx, image)
+        job = None
         for c in self.engine.containers(self.labels(ctx)):
-            self.engine.remove(c.id)
-        job = self.engine.run(
-            ContainerSpec(
-                name=f"dp-{ctx.environment}-{svc.name}-{int(time.time())}",
-                image=image,
-                labels=self.labels(ctx),
-                network=network,
-                alias=svc.name,
-                command=svc.command,
-                env={**dict(svc.env), **ctx.secrets},
-                restart=False,
+            if job is None and c.labels.get(SPEC_LABEL) == spec and c.status == "exited":
+                job = c
+            else:
+                self.engine.remove(c.id)
+        begun = time.time()
+        if job is not None:
+            self.engine.start(job.id)
+        else:
+            job = self.engine.run(
+                ContainerSpec(
+                    name=f"dp-{ctx.environment}-{svc.name}-{int(begun)}",
+                    image=image,
+                    labels={**self.labels(ctx), SPEC_LABEL: spec},
+                    network=network,
+                    alias=svc.name,
+                    command=svc.command,
+                    env={**dict(svc.env), **ctx.secrets},
+                    restart=False,
+                )
             )
-        )
         while self.engine.wait(job.id, timeout=1) is None:  # back at once when it exits
             if ctx.cancel.is_set() or ctx.remaining() <= 1:
                 raise PermanentError(
                     f"{svc.name} did not finish within its timeout; " + self.last_lines(job.id)
                 )
         info = self.engine.inspect(job.id)
-        for line in self.engine.logs(job.id, tail=200).splitlines():
+        output = self.engine.logs(job.id, tail=200, since=begun - 0.5)
+        for line in output.splitlines():
             ctx.log(line)
         if info.exit_code != 0:
+            last = "\n".join(output.splitlines()[-10:])
             raise PermanentError(
-                f"{svc.name} exited with code {info.exit_code}; " + self.last_lines(job.id)
+                f"{svc.name} exited with code {info.exit_code}; "
+                + (f"last log lines:\n{last}" if last else "it wrote no log")
             )
         return StepResult(message="ran to completion (exit code 0)")
 

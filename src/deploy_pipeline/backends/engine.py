@@ -348,15 +348,17 @@ class Engine:
             self.client.api.start(created["Id"])
             return _container(self.client.api.inspect_container(created["Id"]))
 
-    def logs(self, container_id: str, tail: int = 20) -> str:
+    def logs(self, container_id: str, tail: int = 20, since: float | None = None) -> str:
+        """The last `tail` lines the container wrote (since a UNIX time, when given)."""
         with mapped(f"reading the logs of {container_id[:12]}"):
-            data = self.client.api.logs(container_id, tail=tail, stdout=True, stderr=True)
+            data = self.client.api.logs(
+                container_id,
+                tail=tail,
+                stdout=True,
+                stderr=True,
+                since=since,
+            )
             return bytes(data).decode("utf-8", "replace").rstrip()
-
-    def follow_logs(self, container_id: str) -> Iterator[str]:
-        with mapped(f"reading the logs of {container_id[:12]}"):
-            for chunk in self.client.api.logs(container_id, stream=True, follow=True):
-                yield bytes(chunk).decode("utf-8", "replace").rstrip("\n")
 
     def wait(self, container_id: str, timeout: float) -> int | None:
         """The exit code once the container exits, or None if it still runs after `timeout`."""
