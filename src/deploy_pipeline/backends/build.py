@@ -110,7 +110,7 @@ class Builder:
         )
         ref = f"{repository}:{content}"
         exists = look and (
-            self.engine.in_registry(ref)
+            (self.engine.pushed(ref) or self.engine.in_registry(ref))
             if self.registry
             else self.engine.local_image(ref) is not None
         )

@@ -225,6 +225,19 @@ class Engine:
                 return None
             raise
 
+    def pushed(self, ref: str) -> bool:
+        """Whether this engine pushed (or pulled) `ref` to (from) its registry: the local image
+        then carries a digest of that repository, and the registry need not be asked."""
+        repository = ref.rpartition(":")[0]
+        try:
+            with mapped(f"inspecting {ref}"):
+                digests = self.client.images.get(ref).attrs.get("RepoDigests") or []
+        except PermanentError as exc:
+            if isinstance(exc.__cause__, docker.errors.NotFound):
+                return False
+            raise
+        return any(str(d).startswith(f"{repository}@") for d in digests)
+
     def images_labelled(self, key: str, value: str) -> list[str]:
         with mapped("listing images"):
             return [str(i.id) for i in self.client.images.list(filters={"label": f"{key}={value}"})]
