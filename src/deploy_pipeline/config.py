@@ -501,6 +501,15 @@ class _Checker:
                     self.error(
                         (*loc, key), f"only simulated targets take `{key}:`, this one is {t.kind}"
                     )
+        if t.domain is not None and t.kind != "kubernetes":
+            self.error(
+                (*loc, "domain"), f"only kubernetes targets take a `domain:`, this one is {t.kind}"
+            )
+        if t.domain is not None and "{service}" not in t.domain:
+            self.error(
+                (*loc, "domain"),
+                f"must contain {{service}} (and usually {{environment}}), got {quote(t.domain)}",
+            )
         if t.context is not None and t.kind != "kubernetes":
             self.error(
                 (*loc, "context"),
@@ -513,6 +522,7 @@ class _Checker:
             name=name,
             kind=t.kind,
             context=t.context,
+            domain=t.domain,
             durations={k: {str(ph): d for ph, d in v.items()} for k, v in t.durations.items()},
             fail=dict(t.fail),
         )

@@ -274,6 +274,7 @@ class Execution:
             secrets=self.secrets,
             options=self.options,
             logs=self.logs,
+            label=f"run{self.run_id}" if self.run_id is not None else "",
         )
 
     def close(self) -> None:

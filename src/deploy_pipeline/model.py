@@ -68,6 +68,7 @@ class Target:
     name: str
     kind: TargetKind
     context: str | None = None
+    domain: str | None = None  # kubernetes: the host pattern of public services' Ingress
     # simulated only: seconds per service and phase, and the phase each named service fails in
     durations: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     fail: Mapping[str, str] = field(default_factory=dict)

@@ -158,6 +158,12 @@ class _Pipeline:
                 order += 1
             self.stages.append(mains)
         self.services = {p.service.name: p.service for sp in tp.stages for p in sp.services}
+        env = plan.environment
+        self.record = {
+            "source": env.source,
+            "skipped": sorted(env.skipped),
+            "pull_request": env.pull_request,
+        }
         self.builds_left = [sum(1 for m in mains if m.build) for mains in self.stages]
         self.mains_left = [len(mains) for mains in self.stages]
         self.heap: list[tuple[int, int, _Step]] = []
@@ -289,6 +295,8 @@ class _Pipeline:
             self.run.secrets.get(step.service, {}),
             self.note(step),
             started=step.started or 0.0,
+            run=self.run.label,
+            record=self.record,
         )
         action = getattr(self.backend, step.phase)
         attempt, opts = 0, self.run.options
@@ -520,11 +528,13 @@ class Run:
         options: RunOptions = RunOptions(),
         clock: Callable[[], float] = time.monotonic,
         logs: LogSink | None = None,
+        label: str = "",
     ) -> None:
         self.run_plan, self.backends, self.emit = run_plan, backends, emit
         self.cancel = cancel or Cancel()
         self.secrets = secrets or {}
         self.options, self.clock, self.logs = options, clock, logs
+        self.label = label or time.strftime("%Y%m%d%H%M%S", time.gmtime())
         self.t0 = clock()
         self.groups = [
             [_Pipeline(self, plan, tp) for tp in plan.targets] for plan in run_plan.plans

@@ -108,6 +108,9 @@ class ServiceModel(Strict):
 class TargetModel(Strict):
     kind: Literal["docker", "kubernetes", "simulated"]
     context: str | None = None
+    domain: str | None = (
+        None  # kubernetes: public services' host, e.g. {service}.{environment}.example.com
+    )
     durations: dict[str, dict[Phase, Duration]] = {}
     fail: dict[str, Phase] = {}
 

@@ -15,6 +15,7 @@ from deploy_pipeline.model import Target
 KINDS: dict[str, str] = {
     "simulated": "deploy_pipeline.backends.simulated:SimulatedBackend",
     "docker": "deploy_pipeline.backends.docker:DockerBackend",
+    "kubernetes": "deploy_pipeline.backends.kubernetes:KubernetesBackend",
 }
 
 

@@ -30,6 +30,8 @@ class StepContext:
     secrets: Mapping[str, str] = field(default_factory=dict)
     log: Callable[[str], None] = lambda line: None
     started: float = 0.0  # time.monotonic() when the runner started the step (its `started` event)
+    run: str = ""  # the run's label (its number in the store), e.g. to name a lifecycle Job
+    record: Mapping[str, object] = field(default_factory=dict)  # source, skipped, pull_request
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -93,3 +95,18 @@ class ImageChecker(Protocol):
     """A backend that builds images can tell, before a run, which builds would be reused."""
 
     def image_status(self, service: Service) -> str: ...
+
+
+DATA_PATHS = {
+    "postgres": "/var/lib/postgresql/data",
+    "mysql": "/var/lib/mysql",
+    "mariadb": "/var/lib/mysql",
+    "redis": "/data",
+    "mongo": "/data/db",
+}
+
+
+def data_path(image: str) -> str:
+    """Where a database image keeps its data, by the image's name (`/data` when unknown)."""
+    name = image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
+    return DATA_PATHS.get(name, "/data")

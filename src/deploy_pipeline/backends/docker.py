@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from deploy_pipeline.backends.base import BackendState, StepContext, StepResult
+from deploy_pipeline.backends.base import BackendState, StepContext, StepResult, data_path
 from deploy_pipeline.backends.build import Builder
 from deploy_pipeline.backends.engine import Container, ContainerSpec, Engine
 from deploy_pipeline.errors import DeployPipelineError, PermanentError
@@ -30,19 +30,6 @@ SPEC_LABEL = "io.deploy-pipeline.spec"
 GEN_LABEL = "io.deploy-pipeline.generation"
 STABLE = 1.5  # seconds a service with no health check must stay up to count as started
 POLL = 0.25
-DATA_PATHS = {
-    "postgres": "/var/lib/postgresql/data",
-    "mysql": "/var/lib/mysql",
-    "mariadb": "/var/lib/mysql",
-    "redis": "/data",
-    "mongo": "/data/db",
-}
-
-
-def data_path(image: str) -> str:
-    """Where a database image keeps its data, by the image's name (`/data` when unknown)."""
-    name = image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
-    return DATA_PATHS.get(name, "/data")
 
 
 class DockerBackend:

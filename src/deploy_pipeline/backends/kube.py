@@ -1,0 +1,173 @@
+"""A Kubernetes cluster as deploy-pipeline uses it: the only module that imports `kubernetes`.
+
+Objects are applied server-side with field manager `deploy-pipeline`. API errors are converted in
+`mapped()`: connection failures, 5xx, 429 and update conflicts are TransientError (retried with
+backoff); other 4xx are PermanentError with the API's own message, truncated (the client's
+exceptions print whole bodies and headers).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import DynamicApiError
+
+from deploy_pipeline.errors import PermanentError, TransientError, truncate
+
+MANAGER = "deploy-pipeline"
+Obj = dict[str, Any]
+
+
+class ApplyConflict(PermanentError):
+    """Server-side apply found fields owned by other managers; `managers` names them."""
+
+    def __init__(self, message: str, managers: set[str]) -> None:
+        super().__init__(message)
+        self.managers = managers
+
+
+def _status(exc: BaseException) -> int:
+    return int(getattr(exc, "status", 0) or 0)
+
+
+def _message(exc: BaseException) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if isinstance(body, str):
+        try:
+            return truncate(str(json.loads(body).get("message", body)), 500)
+        except (ValueError, AttributeError):
+            return truncate(body, 500)
+    return truncate(str(getattr(exc, "reason", exc)), 500)
+
+
+@contextmanager
+def mapped(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (k8s.ApiException, DynamicApiError) as exc:
+        code, message = _status(exc), _message(exc)
+        if code == 409 and "Apply failed with" in message:
+            managers = set(_conflicting_managers(exc))
+            raise ApplyConflict(f"{what}: {message}", managers) from exc
+        if code >= 500 or code in (409, 429) or code == 0:
+            raise TransientError(f"{what}: {code or ''} {message}".strip()) from exc
+        raise PermanentError(f"{what}: {message}") from exc
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or exc  # MaxRetryError wraps the real one
+        text = str(reason).rsplit("): ", 1)[-1]  # drop urllib3's "HTTPSConnection(host=…)"
+        raise TransientError(
+            f"{what}: cannot reach the Kubernetes API: {truncate(text, 200)}"
+        ) from exc
+
+
+def _conflicting_managers(exc: BaseException) -> Iterator[str]:
+    body = getattr(exc, "body", None)
+    try:
+        causes = json.loads(body or "{}").get("details", {}).get("causes", [])
+    except (ValueError, TypeError):
+        return
+    for cause in causes:
+        text = str(cause.get("message", ""))
+        if 'conflict with "' in text:
+            yield text.split('conflict with "', 1)[1].split('"', 1)[0]
+
+
+class Cluster:
+    """One kubeconfig context (KUBECONFIG honoured); a client per thread."""
+
+    def __init__(self, context: str | None) -> None:
+        self.context = context
+        self.local = threading.local()
+        self.lock = threading.Lock()
+        with mapped(f"loading kubeconfig context {context or '(current)'}"):
+            try:
+                self.api_client = k8s_config.new_client_from_config(context=context)
+            except k8s_config.ConfigException as exc:
+                raise PermanentError(str(exc)) from exc
+        with mapped("asking the API server what it serves"):
+            self.dynamic = DynamicClient(self.api_client)
+
+    def close(self) -> None:
+        self.api_client.close()
+
+    def resource(self, api_version: str, kind: str) -> Any:
+        with self.lock:  # the discovery cache is not thread-safe on first use
+            return self.dynamic.resources.get(api_version=api_version, kind=kind)
+
+    def apply(self, body: Obj, *, force: bool = False, manager: str = MANAGER) -> Obj:
+        meta = body["metadata"]
+        what = f"applying {body['kind']}/{meta['name']}"
+        with mapped(what):
+            result = self.resource(body["apiVersion"], body["kind"]).server_side_apply(
+                body=body,
+                name=meta["name"],
+                namespace=meta.get("namespace"),
+                field_manager=manager,
+                force_conflicts=force,
+            )
+            return dict(result.to_dict())
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> Obj | None:
+        try:
+            with mapped(f"reading {kind}/{name}"):
+                return dict(
+                    self.resource(api_version, kind).get(name=name, namespace=namespace).to_dict()
+                )
+        except PermanentError as exc:
+            if _status(exc.__cause__ or exc) == 404:
+                return None
+            raise
+
+    def objects(
+        self, api_version: str, kind: str, namespace: str | None, selector: Mapping[str, str]
+    ) -> list[Obj]:
+        query = ",".join(f"{k}={v}" for k, v in selector.items())
+        with mapped(f"listing {kind}"):
+            found = self.resource(api_version, kind).get(namespace=namespace, label_selector=query)
+            return [dict(item.to_dict()) for item in found.items]
+
+    def patch(self, api_version: str, kind: str, name: str, namespace: str, patch: Obj) -> None:
+        with mapped(f"patching {kind}/{name}"):
+            self.resource(api_version, kind).patch(
+                body=patch,
+                name=name,
+                namespace=namespace,
+                content_type="application/merge-patch+json",
+                field_manager=MANAGER,
+            )
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> bool:
+        """Delete one object (its dependents in the background); False if it was not there."""
+        try:
+            with mapped(f"deleting {kind}/{name}"):
+                self.resource(api_version, kind).delete(
+                    name=name, namespace=namespace, body={"propagationPolicy": "Background"}
+                )
+                return True
+        except PermanentError as exc:
+            if _status(exc.__cause__ or exc) == 404:
+                return False
+            raise
+
+    def warnings(self, namespace: str, names: set[str]) -> list[str]:
+        """Recent Warning events about the named objects (and their pods), without repeats."""
+        with mapped("reading events"):
+            found = self.resource("v1", "Event").get(
+                namespace=namespace, field_selector="type=Warning"
+            )
+        seen: dict[str, None] = {}
+        for event in found.items:
+            involved = str(event.involvedObject.name or "")
+            if any(involved == n or involved.startswith(f"{n}-") for n in names):
+                seen.setdefault(f"{event.reason}: {event.message}".strip(), None)
+        return list(seen)[-5:]

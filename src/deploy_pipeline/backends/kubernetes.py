@@ -1,0 +1,266 @@
+"""The kubernetes target: one namespace per environment, the workloads a Kubernetes engineer would
+write (see `manifests`), applied server-side and waited for like `kubectl rollout status`.
+
+Images are built on the local Docker engine and pushed to the pipeline's `registry:`, where the
+cluster pulls them from; the same content tags as the docker target, so nothing is built twice.
+"""
+
+from __future__ import annotations
+
+import datetime
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from deploy_pipeline.backends import manifests
+from deploy_pipeline.backends.base import BackendState, StepContext, StepResult
+from deploy_pipeline.backends.build import Builder
+from deploy_pipeline.backends.kube import MANAGER, ApplyConflict, Cluster
+from deploy_pipeline.errors import DeployPipelineError, PermanentError
+from deploy_pipeline.model import Service, Target
+
+POLL = 0.25
+WORKLOADS = [
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "StatefulSet"),
+    ("batch/v1", "Job"),
+    ("batch/v1", "CronJob"),
+]
+EVERYTHING = [
+    *WORKLOADS,
+    ("v1", "Service"),
+    ("networking.k8s.io/v1", "Ingress"),
+    ("v1", "PersistentVolumeClaim"),
+]
+
+
+class KubernetesBackend:
+    def __init__(
+        self,
+        target: Target,
+        state: BackendState,
+        *,
+        root: Path,
+        registry: str | None,
+        rehearsal: bool = False,
+    ) -> None:
+        if rehearsal:
+            raise AssertionError("a rehearsal runs on the simulated backend")
+        self.target, self.state, self.root, self.registry = target, state, root, registry
+        try:
+            self.cluster = Cluster(target.context)
+        except DeployPipelineError as exc:
+            context = f"context {target.context}" if target.context else "the current context"
+            raise DeployPipelineError(
+                f"target '{target.name}' cannot reach its cluster ({context} of KUBECONFIG): "
+                f"{exc}; check the kubeconfig, or rehearse with --dry-run"
+            ) from exc
+        self.builder: Builder | None = None
+        self.lock = threading.Lock()
+        self.namespaces: set[str] = set()
+
+    def close(self) -> None:
+        self.cluster.close()
+        if self.builder is not None:
+            self.builder.engine.close()
+
+    # --- the step protocol ---------------------------------------------------------------------
+
+    def build(self, ctx: StepContext) -> StepResult:
+        if not self.registry:
+            raise PermanentError(
+                "a kubernetes target pulls its images from a registry: set "
+                "`registry:` in the pipeline file"
+            )
+        with self.lock:
+            if self.builder is None:
+                from deploy_pipeline.backends.engine import Engine
+
+                self.builder = Builder(Engine(), self.root, self.registry)
+        return self.builder.build(ctx)
+
+    def deploy(self, ctx: StepContext) -> StepResult:
+        svc, env = ctx.service, ctx.environment
+        image = ctx.artifact or svc.image
+        if image is None:
+            raise PermanentError(f"{svc.name} has no image: its build did not produce one")
+        self.ensure_namespace(ctx)
+        if ctx.secrets:  # each service owns its own keys of the environment's Secret
+            self.apply(manifests.secret(env, ctx.secrets), manager=f"{MANAGER}-{svc.name}")
+        host = manifests.host_for(self.target.domain, env, svc.name)
+        objects = manifests.service_objects(env, svc, image, run=ctx.run or _stamp(), host=host)
+        for obj in objects:
+            self.apply(obj)
+        main = next(o for o in objects if (o["apiVersion"], o["kind"]) in WORKLOADS)
+        kind, name = main["kind"], main["metadata"]["name"]
+        if kind == "CronJob":
+            return StepResult(message=f"CronJob {name} scheduled ({svc.schedule})")
+        if kind == "Job":
+            self.wait_job(ctx, name)
+            return StepResult(message=f"Job {name} completed")
+        self.wait_rollout(ctx, main["apiVersion"], kind, name)
+        url = f"http://{host}" if host and svc.public else None
+        return StepResult(message=f"{kind} {name} available ({image})", url=url)
+
+    def restart(self, ctx: StepContext) -> StepResult:
+        svc, env = ctx.service, ctx.environment
+        if svc.type == "job":
+            return StepResult(
+                status="skipped", message="a job is not restarted; deploy runs it again"
+            )
+        api, kind = (
+            ("apps/v1", "StatefulSet") if svc.type == "database" else ("apps/v1", "Deployment")
+        )
+        if self.cluster.get(api, kind, svc.name, env) is None:
+            raise PermanentError(
+                f"{svc.name} is not deployed in {env} on target {self.target.name}: deploy it first"
+            )
+        stamp = datetime.datetime.now(datetime.UTC).isoformat()
+        patch = {
+            "spec": {
+                "template": {
+                    "metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": stamp}}
+                }
+            }
+        }
+        self.cluster.patch(api, kind, svc.name, env, patch)
+        self.wait_rollout(ctx, api, kind, svc.name)
+        return StepResult(message=f"{kind} {svc.name} restarted")
+
+    def stop(self, ctx: StepContext) -> StepResult:
+        svc, env = ctx.service, ctx.environment
+        done = []
+        for api, kind in WORKLOADS:
+            for obj in self.cluster.objects(api, kind, env, {manifests.SERVICE_LABEL: svc.name}):
+                name = obj["metadata"]["name"]
+                if kind in ("Deployment", "StatefulSet"):
+                    self.cluster.patch(api, kind, name, env, {"spec": {"replicas": 0}})
+                    done.append(f"{kind} {name} scaled to 0")
+                elif kind == "CronJob":
+                    self.cluster.patch(api, kind, name, env, {"spec": {"suspend": True}})
+                    done.append(f"CronJob {name} suspended")
+        return StepResult(message="; ".join(done) if done else "nothing running")
+
+    def delete(self, ctx: StepContext) -> StepResult:
+        svc, env = ctx.service, ctx.environment
+        removed = 0
+        for api, kind in EVERYTHING:
+            for obj in self.cluster.objects(api, kind, env, {manifests.SERVICE_LABEL: svc.name}):
+                removed += self.cluster.delete(api, kind, obj["metadata"]["name"], env)
+        left = sum(
+            len(self.cluster.objects(api, kind, env, {manifests.ENV_LABEL: env}))
+            for api, kind in WORKLOADS
+        )
+        if not left and self.cluster.get("v1", "Namespace", env, None) is not None:
+            self.cluster.delete("v1", "Namespace", env, None)
+            while self.cluster.get("v1", "Namespace", env, None) is not None:
+                if ctx.remaining() <= POLL * 2:
+                    raise PermanentError(f"namespace {env} is still terminating at the timeout")
+                ctx.sleep(POLL)
+            with self.lock:
+                self.namespaces.discard(env)
+            return StepResult(message=f"removed {removed} objects and namespace {env}")
+        return StepResult(message=f"removed {removed} objects" if removed else "nothing to delete")
+
+    def status(self, environment: str, service: Service) -> str:
+        for api, kind in WORKLOADS:
+            if self.cluster.objects(
+                api, kind, environment, {manifests.SERVICE_LABEL: service.name}
+            ):
+                return kind
+        return "absent"
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def apply(self, obj: dict[str, Any], *, manager: str = MANAGER) -> None:
+        """Apply server-side. Fields our own stop or restart patched are taken back; fields
+        another tool owns are a clear error, not silently overwritten."""
+        try:
+            self.cluster.apply(obj, manager=manager)
+        except ApplyConflict as exc:
+            if exc.managers and all(m.startswith(MANAGER) for m in exc.managers):
+                self.cluster.apply(obj, manager=manager, force=True)
+                return
+            owners = ", ".join(sorted(exc.managers)) or "another field manager"
+            raise PermanentError(
+                f"{exc} (owned by {owners}); change them back, or let "
+                "deploy-pipeline take them over"
+            ) from exc
+
+    def ensure_namespace(self, ctx: StepContext) -> None:
+        with self.lock:
+            if ctx.environment in self.namespaces:
+                return
+        self.apply(manifests.namespace(ctx.environment, ctx.record))
+        with self.lock:
+            self.namespaces.add(ctx.environment)
+
+    def wait_rollout(self, ctx: StepContext, api: str, kind: str, name: str) -> None:
+        """Done when the new generation is observed and every replica is updated and available."""
+        env = ctx.environment
+        while True:
+            obj = self.cluster.get(api, kind, name, env) or {}
+            spec, status = obj.get("spec", {}), obj.get("status", {})
+            want = int(spec.get("replicas", 1))
+            generation = obj.get("metadata", {}).get("generation", 0)
+            ready_key = "availableReplicas" if kind == "Deployment" else "readyReplicas"
+            if (
+                status.get("observedGeneration", 0) >= generation
+                and status.get("updatedReplicas", 0) >= want
+                and status.get(ready_key, 0) >= want
+                and status.get("replicas", 0) == want
+            ):
+                return
+            if ctx.remaining() <= POLL * 4:
+                got = status.get(ready_key, 0)
+                raise PermanentError(
+                    f"{kind} {name}: {got}/{want} ready at the timeout; "
+                    + self.reasons(env, ctx.service)
+                )
+            ctx.sleep(POLL)
+
+    def wait_job(self, ctx: StepContext, name: str) -> None:
+        env = ctx.environment
+        while True:
+            status = (self.cluster.get("batch/v1", "Job", name, env) or {}).get("status", {})
+            if status.get("succeeded", 0) >= 1:
+                return
+            if status.get("failed", 0) >= 1:
+                raise PermanentError(f"Job {name} failed; " + self.reasons(env, ctx.service))
+            if ctx.remaining() <= POLL * 4:
+                raise PermanentError(
+                    f"Job {name} not complete at the timeout; " + self.reasons(env, ctx.service)
+                )
+            ctx.sleep(POLL)
+
+    def reasons(self, env: str, svc: Service) -> str:
+        """What a human needs: why the pods are not ready, and the Warning events, de-duplicated."""
+        found: dict[str, None] = {}
+        for pod in self.cluster.objects("v1", "Pod", env, {manifests.SERVICE_LABEL: svc.name}):
+            status, name = pod.get("status", {}), pod["metadata"]["name"]
+            for cond in status.get("conditions") or []:
+                if cond.get("status") == "False" and cond.get("reason"):
+                    found.setdefault(
+                        f"{cond['type']} {cond['reason']}: {cond.get('message', '')}".strip(": "),
+                        None,
+                    )
+            for cs in status.get("containerStatuses") or []:
+                state: Mapping[str, Any] = cs.get("state") or {}
+                for phase in ("waiting", "terminated"):
+                    if phase in state and state[phase].get("reason"):
+                        detail = state[phase]
+                        code = f" (exit code {detail['exitCode']})" if "exitCode" in detail else ""
+                        found.setdefault(
+                            f"{detail['reason']}{code}: {detail.get('message', '')}".strip(": "),
+                            None,
+                        )
+            del name
+        for warning in self.cluster.warnings(env, {svc.name}):
+            found.setdefault(warning, None)
+        return "; ".join(found) if found else "no pod says why"
+
+
+def _stamp() -> str:
+    return time.strftime("%Y%m%d%H%M%S", time.gmtime())

@@ -1,0 +1,257 @@
+"""The Kubernetes objects for a service, as plain dicts: what a Kubernetes engineer would write by
+hand. Pure functions, no SDK: the kubernetes backend applies what these return.
+
+- container / application: Deployment (+ Service with a port, + Ingress when public)
+- database: StatefulSet with a PersistentVolumeClaim template + headless Service
+- job: a Job per run (kept for its logs, removed by TTL), or a CronJob with `schedule:`
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from deploy_pipeline.backends.base import data_path
+from deploy_pipeline.model import Service
+
+Manifest = dict[str, Any]
+MANAGER = "deploy-pipeline"
+PREFIX = "deploy-pipeline.io"
+ENV_LABEL = f"{PREFIX}/environment"
+SERVICE_LABEL = f"{PREFIX}/service"
+RECORD = f"{PREFIX}/environment-record"
+SECRET = "deploy-pipeline-secrets"  # one Secret per environment (namespace), values at deploy time
+JOB_TTL = 24 * 3600  # a finished lifecycle job is kept a day for its logs
+
+
+def labels(environment: str, service: str) -> dict[str, str]:
+    """The recommended labels, plus deploy-pipeline's own so a sweep finds everything."""
+    return {
+        "app.kubernetes.io/name": service,
+        "app.kubernetes.io/instance": f"{environment}-{service}",
+        "app.kubernetes.io/managed-by": MANAGER,
+        "app.kubernetes.io/part-of": environment,
+        ENV_LABEL: environment,
+        SERVICE_LABEL: service,
+    }
+
+
+def namespace(environment: str, record: Mapping[str, object]) -> Manifest:
+    """The environment's namespace, annotated with its record (source, skipped, preview PR) so
+    a receiver or a fresh Action run can read the environment back from the cluster."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": environment,
+            "labels": {"app.kubernetes.io/managed-by": MANAGER, ENV_LABEL: environment},
+            "annotations": {RECORD: json.dumps(dict(record), sort_keys=True)},
+        },
+    }
+
+
+def secret(environment: str, values: Mapping[str, str]) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": SECRET,
+            "namespace": environment,
+            "labels": {"app.kubernetes.io/managed-by": MANAGER, ENV_LABEL: environment},
+        },
+        "type": "Opaque",
+        "stringData": dict(values),
+    }
+
+
+def _container(svc: Service, image: str) -> dict[str, Any]:
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in svc.env]
+    env += [
+        {"name": name, "valueFrom": {"secretKeyRef": {"name": SECRET, "key": name}}}
+        for name in svc.secrets
+    ]
+    container: dict[str, Any] = {"name": svc.name, "image": image}
+    if svc.command is not None:
+        container["command"] = list(svc.command)
+    if env:
+        container["env"] = env
+    if svc.port:
+        container["ports"] = [{"name": "main", "containerPort": svc.port}]
+    if svc.health and svc.port:
+        container["readinessProbe"] = {
+            "httpGet": {"path": svc.health, "port": svc.port},
+            "periodSeconds": 2,
+            "failureThreshold": 3,
+        }
+    return container
+
+
+def _meta(environment: str, svc: Service, name: str, annotations: Mapping[str, str]) -> Manifest:
+    return {
+        "name": name,
+        "namespace": environment,
+        "labels": labels(environment, svc.name),
+        "annotations": dict(annotations),
+    }
+
+
+def _template(environment: str, svc: Service, image: str, restart: str | None) -> Manifest:
+    spec: dict[str, Any] = {"containers": [_container(svc, image)]}
+    if restart:
+        spec["restartPolicy"] = restart
+    return {"metadata": {"labels": labels(environment, svc.name)}, "spec": spec}
+
+
+def _selector(environment: str, svc: Service) -> dict[str, Any]:
+    return {"matchLabels": {"app.kubernetes.io/instance": f"{environment}-{svc.name}"}}
+
+
+def service_objects(
+    environment: str,
+    svc: Service,
+    image: str,
+    *,
+    run: str,
+    host: str | None = None,
+) -> list[Manifest]:
+    """Everything one service is made of, in the order to apply it."""
+    notes = {f"{PREFIX}/run": run, f"{PREFIX}/image": image}
+    if svc.type == "database":
+        return [_headless(environment, svc), _statefulset(environment, svc, image, notes)]
+    if svc.type == "job":
+        if svc.schedule:
+            return [_cronjob(environment, svc, image, notes)]
+        return [_job(environment, svc, image, run, notes)]
+    objects: list[Manifest] = [_deployment(environment, svc, image, notes)]
+    if svc.port:
+        objects.append(_service(environment, svc))
+        if svc.public and host:
+            objects.append(_ingress(environment, svc, host))
+    return objects
+
+
+def _deployment(environment: str, svc: Service, image: str, notes: Mapping[str, str]) -> Manifest:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(environment, svc, svc.name, notes),
+        "spec": {
+            "replicas": svc.replicas,
+            "selector": _selector(environment, svc),
+            "template": _template(environment, svc, image, None),
+        },
+    }
+
+
+def _service(environment: str, svc: Service, *, headless: bool = False) -> Manifest:
+    spec: dict[str, Any] = {
+        "selector": {"app.kubernetes.io/instance": f"{environment}-{svc.name}"},
+        "ports": [{"name": "main", "port": svc.port or 80, "targetPort": svc.port or 80}],
+    }
+    if headless:
+        spec["clusterIP"] = "None"
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(environment, svc, svc.name, {}),
+        "spec": spec,
+    }
+
+
+def _headless(environment: str, svc: Service) -> Manifest:
+    return _service(environment, svc, headless=True)
+
+
+def _ingress(environment: str, svc: Service, host: str) -> Manifest:
+    backend = {"service": {"name": svc.name, "port": {"number": svc.port}}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": _meta(environment, svc, svc.name, {}),
+        "spec": {
+            "rules": [
+                {
+                    "host": host,
+                    "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]},
+                }
+            ]
+        },
+    }
+
+
+def _statefulset(environment: str, svc: Service, image: str, notes: Mapping[str, str]) -> Manifest:
+    template = _template(environment, svc, image, None)
+    template["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "data", "mountPath": data_path(svc.image or image)}
+    ]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": _meta(environment, svc, svc.name, notes),
+        "spec": {
+            "serviceName": svc.name,
+            "replicas": 1,
+            "selector": _selector(environment, svc),
+            "template": template,
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "data", "labels": labels(environment, svc.name)},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "1Gi"}},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def job_name(svc: Service, run: str) -> str:
+    """A lifecycle Job is named after its run, so each run's logs stay apart."""
+    return f"{svc.name}-{run}"[:63].rstrip("-")
+
+
+def _job_spec(environment: str, svc: Service, image: str) -> dict[str, Any]:
+    return {
+        "backoffLimit": 0,  # a failing job fails the deploy: no retrying a failing container
+        "ttlSecondsAfterFinished": JOB_TTL,
+        "template": _template(environment, svc, image, "Never"),
+    }
+
+
+def _job(
+    environment: str, svc: Service, image: str, run: str, notes: Mapping[str, str]
+) -> Manifest:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _meta(environment, svc, job_name(svc, run), notes),
+        "spec": _job_spec(environment, svc, image),
+    }
+
+
+def _cronjob(environment: str, svc: Service, image: str, notes: Mapping[str, str]) -> Manifest:
+    spec = _job_spec(environment, svc, image)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": _meta(environment, svc, svc.name, notes),
+        "spec": {
+            "schedule": svc.schedule,
+            "suspend": False,
+            "concurrencyPolicy": "Forbid",
+            "jobTemplate": {"metadata": {"labels": labels(environment, svc.name)}, "spec": spec},
+        },
+    }
+
+
+def host_for(pattern: str | None, environment: str, service: str) -> str | None:
+    """An Ingress host from the target's domain pattern: `{service}.{environment}.example.com`."""
+    if not pattern:
+        return None
+    return pattern.format(service=service, environment=environment)
+
+
+def kinds(objects: Sequence[Manifest]) -> list[str]:
+    return [f"{o['kind']}/{o['metadata']['name']}" for o in objects]
