@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.docker_testbed import DockerBed, require_bed
+from tests.kube_testbed import require_kubeconfig
 
 
 @pytest.fixture(autouse=True)
@@ -68,3 +69,16 @@ def _managed(bed: DockerBed, kind: str) -> list[str]:
     label = "label=app.kubernetes.io/managed-by=deploy-pipeline"
     listing = ["ps", "-aq"] if kind == "container" else [kind, "ls", "-q"]
     return bed.cli(*listing, "--filter", label).split()
+
+
+@pytest.fixture(scope="session")
+def kubeconfig() -> Path:
+    """The real Kubernetes API (skip by hand, fail under CI=true, when missing)."""
+    return require_kubeconfig()
+
+
+@pytest.fixture
+def kube_env(kubeconfig: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the client (and deploy-pipeline) at the test cluster."""
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    return kubeconfig

@@ -1,0 +1,174 @@
+"""The kubernetes target on a real control plane (kube-apiserver, controller-manager, scheduler,
+etcd, and kwok for the nodes): rollouts, jobs, stage order, stop/restart/delete, the environment
+record and secrets (DESIGN.md §1–§3)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+
+from deploy_pipeline.cli import main
+
+pytestmark = pytest.mark.engine
+
+PIPELINE = """
+version: 1
+stages: [data, jobs, apps]
+targets:
+  eu: {{kind: kubernetes, domain: "{{service}}.{{environment}}.example.test"}}
+services:
+  db: {{type: database, image: postgres:16, port: 5432, stage: data}}
+  migrate: {{type: job, image: migrate:1, command: [migrate], stage: jobs}}
+  report: {{type: job, image: report:1, schedule: "0 3 * * *", stage: jobs}}
+  api: {{type: container, image: api:1, port: 8000, health: /healthz, replicas: 2,
+        secrets: [API_TOKEN], stage: apps}}
+  web: {{type: container, image: nginx:1.27, port: 80, public: true, stage: apps}}
+environments:
+  {env}: {{target: eu, skip: [report]}}
+"""
+
+
+@pytest.fixture
+def env(kube_env: Path) -> Iterator[str]:
+    """An environment (namespace) of this test's own, removed afterwards."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    yield name
+    api = config.new_client_from_config(config_file=str(kube_env))
+    try:
+        client.CoreV1Api(api).delete_namespace(name)
+    except client.ApiException as exc:
+        if exc.status != 404:
+            raise
+    finally:
+        api.close()
+
+
+@pytest.fixture
+def k8s(kube_env: Path) -> Iterator[dict[str, Any]]:
+    api = config.new_client_from_config(config_file=str(kube_env))
+    yield {
+        "core": client.CoreV1Api(api),
+        "apps": client.AppsV1Api(api),
+        "batch": client.BatchV1Api(api),
+    }
+    api.close()
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[dict[str, Any]]]:
+    code = main([*args, "--events", "jsonl"])
+    return code, [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_an_environment_rolls_out_stage_by_stage(
+    env: str,
+    k8s: dict[str, Any],
+    write_config: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Deployments become Available, the Job completes, the CronJob appears (when deployed on
+    its own), and no deploy of a stage starts before the one before is done."""
+    monkeypatch.setenv("API_TOKEN", "token-for-the-test-0042")
+    path = str(write_config(PIPELINE.format(env=env)))
+    code, events = run(capsys, "deploy", "-f", path, "-e", env)
+    assert code == 0, events[-1]
+    ends = {e["service"]: e for e in events if e["status"] == "succeeded"}
+    starts = {e["service"]: e for e in events if e["status"] == "started"}
+    assert ends["db"]["ts"] <= starts["migrate"]["ts"]
+    assert ends["migrate"]["ts"] <= min(starts["api"]["ts"], starts["web"]["ts"])
+    assert ends["web"]["url"] == f"http://web.{env}.example.test"
+    api = k8s["apps"].read_namespaced_deployment("api", env)
+    assert api.status.available_replicas == 2
+    assert k8s["apps"].read_namespaced_stateful_set("db", env).status.ready_replicas == 1
+    jobs = k8s["batch"].list_namespaced_job(env).items
+    assert [j.status.succeeded for j in jobs] == [1]
+    assert not k8s["batch"].list_namespaced_cron_job(env).items  # report is skipped
+    code, _ = run(capsys, "deploy", "-f", path, "-e", env, "--service", "report")
+    assert code == 0
+    assert [c.spec.schedule for c in k8s["batch"].list_namespaced_cron_job(env).items] == [
+        "0 3 * * *"
+    ]
+
+
+def test_the_namespace_records_the_environment_and_secrets_stay_in_the_secret(
+    env: str,
+    k8s: dict[str, Any],
+    write_config: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The environment's record (skipped services) is read back from the namespace with no
+    store; the secret's value is in the Secret only, not in any annotation or event."""
+    monkeypatch.setenv("API_TOKEN", "token-for-the-test-0042")
+    path = str(write_config(PIPELINE.format(env=env)))
+    code, events = run(capsys, "deploy", "-f", path, "-e", env)
+    assert code == 0
+    ns = k8s["core"].read_namespace(env)
+    record = json.loads(ns.metadata.annotations["deploy-pipeline.io/environment-record"])
+    assert record["skipped"] == ["report"]
+    secret = k8s["core"].read_namespaced_secret("deploy-pipeline-secrets", env)
+    assert sorted(secret.data) == ["API_TOKEN"]
+    deployment = k8s["apps"].read_namespaced_deployment("api", env)
+    assert "token-for-the-test-0042" not in json.dumps(deployment.to_dict(), default=str)
+    assert "token-for-the-test-0042" not in json.dumps(events)
+
+
+def test_stop_scales_to_zero_restart_rolls_and_delete_removes_the_namespace(
+    env: str,
+    k8s: dict[str, Any],
+    write_config: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """stop scales to 0 (and a later deploy scales back), restart stamps restartedAt and rolls
+    out, delete removes the namespace, skipped services included."""
+    monkeypatch.setenv("API_TOKEN", "t")
+    path = str(write_config(PIPELINE.format(env=env)))
+    assert run(capsys, "deploy", "-f", path, "-e", env)[0] == 0
+    assert run(capsys, "deploy", "-f", path, "-e", env, "--service", "report")[0] == 0
+    assert run(capsys, "stop", "-f", path, "-e", env)[0] == 0
+    assert k8s["apps"].read_namespaced_deployment("api", env).spec.replicas == 0
+    assert k8s["apps"].read_namespaced_stateful_set("db", env).spec.replicas == 0
+    assert run(capsys, "deploy", "-f", path, "-e", env)[0] == 0  # takes replicas back
+    assert k8s["apps"].read_namespaced_deployment("api", env).status.available_replicas == 2
+    assert run(capsys, "restart", "-f", path, "-e", env)[0] == 0
+    template = k8s["apps"].read_namespaced_deployment("api", env).spec.template.metadata
+    assert "kubectl.kubernetes.io/restartedAt" in template.annotations
+    code, events = run(capsys, "delete", "-f", path, "-e", env)
+    assert code == 0, events[-1]
+    assert "report" in {e["service"] for e in events if e["status"] == "succeeded"}
+    names = [n.metadata.name for n in k8s["core"].list_namespace().items]
+    assert env not in names
+
+
+def test_restart_of_a_service_never_deployed_says_to_deploy_it(
+    env: str,
+    write_config: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A restart before any deploy fails with what to do."""
+    path = str(write_config(PIPELINE.format(env=env)))
+    code, events = run(capsys, "restart", "-f", path, "-e", env, "--service", "web")
+    assert code == 1
+    assert f"web is not deployed in {env} on target eu: deploy it first" in events[-1]["message"]
+
+
+def test_a_wrong_context_is_a_clear_error(
+    kube_env: Path,
+    write_config: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A target naming a context the kubeconfig lacks says so before anything runs."""
+    path = write_config(
+        "version: 1\ntargets: {eu: {kind: kubernetes, context: nowhere}}\n"
+        "services: {web: {type: container, image: nginx}}\nenvironments: {e: {}}\n"
+    )
+    assert main(["deploy", "-f", str(path), "-e", "e"]) == 1
+    err = capsys.readouterr().err
+    assert "target 'eu' cannot reach its cluster (context nowhere of KUBECONFIG)" in err

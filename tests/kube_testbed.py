@@ -1,0 +1,35 @@
+"""The Kubernetes test bed as pytest sees it: a kubeconfig for a real control plane with kwok
+nodes (`scripts/kube-testenv start`), or a cluster of the user's own with
+DP_TEST_KUBECONFIG=path (kind, k3d…). Missing: skip by hand, fail under CI=true."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def find_kubeconfig() -> Path | str:
+    own = os.environ.get("DP_TEST_KUBECONFIG")
+    if own:
+        return Path(own)
+    env_file = (
+        Path(os.environ.get("DP_KUBE_DIR", Path(os.environ.get("TMPDIR", "/tmp")) / "dp-kube"))
+        / "env"
+    )
+    if env_file.is_file():
+        for line in env_file.read_text().splitlines():
+            key, _, value = line.removeprefix("export ").partition("=")
+            if key == "KUBECONFIG" and Path(value).is_file():
+                return Path(value)
+    return "no Kubernetes test bed: run `scripts/kube-testenv build && scripts/kube-testenv start`"
+
+
+def require_kubeconfig() -> Path:
+    found = find_kubeconfig()
+    if isinstance(found, str):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true needs the real control plane: {found}")
+        pytest.skip(found)
+    return found
