@@ -1224,3 +1224,19 @@ def test_a_health_path_needs_a_port(write_config: WriteConfig) -> None:
     assert problems(path) == [
         f"{path}:3: services.api.health: a health path is probed on the service's port: add `port:`"
     ]
+
+
+def test_resources_take_kubernetes_quantities(write_config: WriteConfig) -> None:
+    """`resources:` reads cpu and memory requests; a bad quantity says what one looks like."""
+    path = write_config("""\
+        version: 1
+        services:
+          api: {type: container, image: x, resources: {cpu: 250m, memory: 512Mi}}
+          web: {type: container, image: y, resources: {cpu: lots}}
+        """)
+    assert problems(path) == [
+        f"{path}:4: services.web.resources.cpu: expected a Kubernetes quantity like 250m, 2 or "
+        "512Mi, got 'lots'"
+    ]
+    path.write_text(path.read_text().replace("cpu: lots", "cpu: 2"))
+    assert load_config(path).services["web"].resources == (("cpu", "2"),)

@@ -232,6 +232,8 @@ def _problem(err: Mapping[str, Any], known: list[str]) -> str:
         )
     if kind in {"dict_type", "model_type", "model_attributes_type"}:
         return f"expected a mapping of keys to values, got {_describe(got)}"
+    if kind == "string_pattern_mismatch":
+        return f"expected a Kubernetes quantity like 250m, 2 or 512Mi, got {_describe(got)}"
     if kind == "literal_error":
         return f"expected {ctx.get('expected')}, got {_describe(got)}"
     if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}:
@@ -487,6 +489,9 @@ class _Checker:
             schedule=s.schedule,
             public=s.public,
             timeout=s.timeout,
+            resources=tuple(
+                (k, v) for k, v in (s.resources.model_dump() if s.resources else {}).items() if v
+            ),
         )
 
     def target(self, name: str, t: schema.TargetModel) -> Target:

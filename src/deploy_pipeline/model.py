@@ -57,6 +57,7 @@ class Service:
     schedule: str | None = None
     public: bool = False
     timeout: float | None = None
+    resources: tuple[tuple[str, str], ...] = ()  # (cpu|memory, quantity): Kubernetes requests
 
     @property
     def needs_build(self) -> bool:

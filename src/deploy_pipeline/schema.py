@@ -86,6 +86,16 @@ class BuildModel(Strict):
     target: str | None = None
 
 
+Quantity = Annotated[str | None, BeforeValidator(_scalar_text)]
+
+
+class ResourcesModel(Strict):
+    """What one replica asks the scheduler for (Kubernetes requests): {cpu: 250m, memory: 256Mi}."""
+
+    cpu: Quantity = Field(default=None, pattern=r"^\d+(\.\d+)?m?$")
+    memory: Quantity = Field(default=None, pattern=r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")
+
+
 class ServiceModel(Strict):
     type: Literal["database", "job", "container", "application"]
     image: str | None = None
@@ -103,6 +113,7 @@ class ServiceModel(Strict):
     schedule: str | None = None
     public: bool = False
     timeout: Duration | None = None
+    resources: ResourcesModel | None = None
 
 
 class TargetModel(Strict):

@@ -151,3 +151,33 @@ def test_a_second_environment_from_the_same_commit_reuses_every_image(
     assert ends == {"app": "reused", "job": "reused"}
     names = docker_env.cli("ps", "--format", "{{.Names}}").split()
     assert "dp-preview-app-1-0" in names and "dp-staging-app-1-0" in names
+
+
+def test_an_image_reused_from_the_registry_is_pulled_when_the_engine_lost_it(
+    docker_env: DockerBed,
+    write_config: Callable[[str], Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The registry has the image, this engine no longer does: the build is reused and the
+    deploy pulls the image back instead of failing with "No such image"."""
+    busybox_context(tmp_path / "job", "echo done")
+    (tmp_path / "job" / "nonce").write_text(str(time.time_ns()))
+    path = str(
+        write_config(
+            f"version: 1\nregistry: {docker_env.registry}/pull\ntargets: {{l: {{kind: docker}}}}\n"
+            "services:\n  job: {type: job, build: ./job}\nenvironments: {e: {}}\n"
+        )
+    )
+    assert main(["deploy", "-f", path, "-e", "e", "--events", "jsonl"]) == 0
+    events = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    ref = str(
+        next(e["message"] for e in events if e["phase"] == "build" and e["status"] == "succeeded")
+    )
+    ref = ref.removeprefix("built ")
+    docker_env.cli("rm", "-f", *docker_env.cli("ps", "-aq", "--filter", f"ancestor={ref}").split())
+    docker_env.cli("rmi", ref)
+    assert main(["deploy", "-f", path, "-e", "e", "--events", "jsonl"]) == 0
+    events = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    ends = [(e["phase"], e["status"]) for e in events if e["status"] not in ("started",)]
+    assert ("build", "reused") in ends and ("deploy", "succeeded") in ends

@@ -61,8 +61,13 @@ def k8s(kube_env: Path) -> Iterator[dict[str, Any]]:
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[dict[str, Any]]]:
+    """Run the CLI with JSON lines; a failure shows what the user would have read on stderr."""
     code = main([*args, "--events", "jsonl"])
-    return code, [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    out, err = capsys.readouterr()
+    events = [json.loads(line) for line in out.splitlines()]
+    if code not in (0, 1) or (code == 1 and not events):
+        pytest.fail(f"deploy-pipeline {' '.join(args)} exited {code}:\n{err}")
+    return code, events
 
 
 def test_an_environment_rolls_out_stage_by_stage(
@@ -172,3 +177,27 @@ def test_a_wrong_context_is_a_clear_error(
     assert main(["deploy", "-f", str(path), "-e", "e"]) == 1
     err = capsys.readouterr().err
     assert "target 'eu' cannot reach its cluster (context nowhere of KUBECONFIG)" in err
+
+
+def test_a_pod_that_cannot_be_scheduled_fails_the_stage_with_the_reason(
+    env: str,
+    write_config: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Asking for more CPU than any node has leaves the pod Pending: the deploy fails at its
+    timeout saying why, and the next stage never starts."""
+    path = write_config(
+        "version: 1\nstages: [big, after]\ntargets: {eu: {kind: kubernetes}}\nservices:\n"
+        "  huge: {type: container, image: huge:1, resources: {cpu: '1000'}, timeout: 4s,"
+        " stage: big}\n"
+        "  later: {type: container, image: later:1, stage: after}\n"
+        f"environments: {{{env}: {{}}}}\n"
+    )
+    code, events = run(capsys, "deploy", "-f", str(path), "-e", env)
+    assert code == 1
+    failed = next(e for e in events if e["status"] == "failed")
+    assert failed["service"] == "huge"
+    assert "Deployment huge: 0/1 ready at the timeout" in failed["message"]
+    assert "Unschedulable" in failed["message"] and "Insufficient cpu" in failed["message"]
+    later = [e["status"] for e in events if e["service"] == "later"]
+    assert later == ["cancelled"]

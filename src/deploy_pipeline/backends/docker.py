@@ -66,8 +66,8 @@ class DockerBackend:
         image = ctx.artifact or svc.image
         if image is None:
             raise PermanentError(f"{svc.name} has no image: its build did not produce one")
-        if ctx.artifact is None:
-            self.engine.ensure_image(image, ctx.log)
+        # prebuilt, or reused from the registry but no longer on this engine: pull it
+        self.engine.ensure_image(image, ctx.log)
         network = f"dp-{ctx.environment}"
         self.engine.ensure_network(network, {ENV_LABEL: ctx.environment})
         if svc.type == "job":

@@ -9,9 +9,11 @@ exceptions print whole bodies and headers).
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import urllib3
@@ -91,7 +93,11 @@ class Cluster:
         self.lock = threading.Lock()
         with mapped(f"loading kubeconfig context {context or '(current)'}"):
             try:
-                self.api_client = k8s_config.new_client_from_config(context=context)
+                # KUBECONFIG read now: the client reads it once, when it is first imported
+                files = os.environ.get("KUBECONFIG") or str(Path("~/.kube/config").expanduser())
+                self.api_client = k8s_config.new_client_from_config(
+                    config_file=files, context=context
+                )
             except k8s_config.ConfigException as exc:
                 raise PermanentError(str(exc)) from exc
         with mapped("asking the API server what it serves"):

@@ -78,6 +78,8 @@ def _container(svc: Service, image: str) -> dict[str, Any]:
         container["env"] = env
     if svc.port:
         container["ports"] = [{"name": "main", "containerPort": svc.port}]
+    if svc.resources:
+        container["resources"] = {"requests": dict(svc.resources)}
     if svc.health and svc.port:
         container["readinessProbe"] = {
             "httpGet": {"path": svc.health, "port": svc.port},
