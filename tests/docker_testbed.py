@@ -11,6 +11,7 @@ import subprocess
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -66,12 +67,18 @@ def find_bed() -> DockerBed | str:
     return DockerBed(host, registry)
 
 
+def unavailable(reason: str) -> NoReturn:
+    """A test bed is missing: skip when run by hand, fail under CI=true (CI must never pass by
+    skipping the real thing)."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true needs the real test bed: {reason}")
+    pytest.skip(reason)
+
+
 def require_bed() -> DockerBed:
     bed = find_bed()
     if isinstance(bed, str):
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true needs the real engine: {bed}")
-        pytest.skip(bed)
+        unavailable(bed)
     return bed
 
 
