@@ -126,6 +126,11 @@ def _parser() -> argparse.ArgumentParser:
             help="print one JSON object per event on stdout (the summary goes to stderr)",
         )
         cmd.add_argument(
+            "--force-conflicts",
+            action="store_true",
+            help="kubernetes: take over fields another tool owns (server-side apply --force)",
+        )
+        cmd.add_argument(
             "--supersede",
             action="store_true",
             help="if another run holds the environment, ask it to stop and take over",
@@ -327,6 +332,7 @@ def _run(args: argparse.Namespace) -> int:
         args.targets,
         args.dry_run,
         args.supersede,
+        args.force_conflicts,
     )
     execution = Execution(request)
     jsonl = args.events == "jsonl"

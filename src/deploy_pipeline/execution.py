@@ -53,6 +53,7 @@ class Request:
     targets: Sequence[str] = ()
     dry_run: bool = False
     supersede: bool = False
+    force_conflicts: bool = False
 
 
 class Workspace:
@@ -149,6 +150,7 @@ class Execution:
                 dry_run=request.dry_run,
                 root=root,
                 registry=self.pipeline.registry,
+                force_conflicts=request.force_conflicts,
             )
             for name, t in targets.items()
         }

@@ -201,3 +201,33 @@ def test_a_pod_that_cannot_be_scheduled_fails_the_stage_with_the_reason(
     assert "Unschedulable" in failed["message"] and "Insufficient cpu" in failed["message"]
     later = [e["status"] for e in events if e["service"] == "later"]
     assert later == ["cancelled"]
+
+
+def test_fields_another_tool_owns_are_a_clear_error_until_forced(
+    env: str,
+    k8s: dict[str, Any],
+    write_config: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """After someone scales a Deployment by hand, a deploy names the owner and refuses;
+    `--force-conflicts` takes the field back."""
+    path = str(
+        write_config(
+            "version: 1\ntargets: {eu: {kind: kubernetes}}\nservices:\n"
+            "  web: {type: container, image: web:1, replicas: 2}\n"
+            f"environments: {{{env}: {{}}}}\n"
+        )
+    )
+    assert run(capsys, "deploy", "-f", path, "-e", env)[0] == 0
+    k8s["apps"].patch_namespaced_deployment(
+        "web", env, {"spec": {"replicas": 5}}, field_manager="kubectl-edit"
+    )
+    path_text = Path(path).read_text().replace("replicas: 2", "replicas: 3")
+    Path(path).write_text(path_text)
+    code, events = run(capsys, "deploy", "-f", path, "-e", env)
+    assert code == 1
+    message = next(e["message"] for e in events if e["status"] == "failed")
+    assert "owned by kubectl-edit" in message
+    assert "--force-conflicts to take them over" in message
+    assert run(capsys, "deploy", "-f", path, "-e", env, "--force-conflicts")[0] == 0
+    assert k8s["apps"].read_namespaced_deployment("web", env).spec.replicas == 3

@@ -26,6 +26,7 @@ def create_backend(
     dry_run: bool = False,
     root: Path | None = None,
     registry: str | None = None,
+    force_conflicts: bool = False,
 ) -> Backend:
     """The backend for a target; with dry_run, a simulated one that touches nothing. `root` is
     the pipeline file's folder (build contexts are relative to it)."""
@@ -43,6 +44,7 @@ def create_backend(
         rehearsal=dry_run,
         root=root or Path.cwd(),
         registry=registry,
+        force_conflicts=force_conflicts,
     )
     return backend
 

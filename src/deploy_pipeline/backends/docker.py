@@ -41,6 +41,7 @@ class DockerBackend:
         root: Path,
         registry: str | None,
         rehearsal: bool = False,
+        force_conflicts: bool = False,
     ) -> None:
         if rehearsal:
             raise AssertionError("a rehearsal runs on the simulated backend")

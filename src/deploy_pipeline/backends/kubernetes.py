@@ -45,10 +45,12 @@ class KubernetesBackend:
         root: Path,
         registry: str | None,
         rehearsal: bool = False,
+        force_conflicts: bool = False,
     ) -> None:
         if rehearsal:
             raise AssertionError("a rehearsal runs on the simulated backend")
         self.target, self.state, self.root, self.registry = target, state, root, registry
+        self.force = force_conflicts
         try:
             self.cluster = Cluster(target.context)
         except DeployPipelineError as exc:
@@ -178,15 +180,15 @@ class KubernetesBackend:
         """Apply server-side. Fields our own stop or restart patched are taken back; fields
         another tool owns are a clear error, not silently overwritten."""
         try:
-            self.cluster.apply(obj, manager=manager)
+            self.cluster.apply(obj, manager=manager, force=self.force)
         except ApplyConflict as exc:
             if exc.managers and all(m.startswith(MANAGER) for m in exc.managers):
                 self.cluster.apply(obj, manager=manager, force=True)
                 return
             owners = ", ".join(sorted(exc.managers)) or "another field manager"
             raise PermanentError(
-                f"{exc} (owned by {owners}); change them back, or let "
-                "deploy-pipeline take them over"
+                f"{exc} (owned by {owners}); change them back, or deploy with "
+                "--force-conflicts to take them over"
             ) from exc
 
     def ensure_namespace(self, ctx: StepContext) -> None:

@@ -23,6 +23,7 @@ class SimulatedBackend:
         state: BackendState,
         *,
         rehearsal: bool = False,
+        force_conflicts: bool = False,
         root: Path | None = None,
         registry: str | None = None,
     ) -> None:
