@@ -31,3 +31,12 @@ def require_kubeconfig() -> Path:
     if isinstance(found, str):
         unavailable(found)
     return found
+
+
+def control_plane_pid(component: str) -> int:
+    """The PID of a component `scripts/kube-testenv start` started (for fault tests)."""
+    state = Path(os.environ.get("DP_KUBE_DIR", Path(os.environ.get("TMPDIR", "/tmp")) / "dp-kube"))
+    pid_file = state / f"{component}.pid"
+    if os.environ.get("DP_TEST_KUBECONFIG") or not pid_file.is_file():
+        unavailable(f"needs the local control plane's {component} (scripts/kube-testenv start)")
+    return int(pid_file.read_text().strip())

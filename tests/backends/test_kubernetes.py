@@ -5,6 +5,11 @@ record and secrets (DESIGN.md §1–§3)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +19,7 @@ import pytest
 from kubernetes import client, config
 
 from deploy_pipeline.cli import main
+from tests.kube_testbed import control_plane_pid
 
 pytestmark = pytest.mark.engine
 
@@ -231,3 +237,58 @@ def test_fields_another_tool_owns_are_a_clear_error_until_forced(
     assert "--force-conflicts to take them over" in message
     assert run(capsys, "deploy", "-f", path, "-e", env, "--force-conflicts")[0] == 0
     assert k8s["apps"].read_namespaced_deployment("web", env).spec.replicas == 3
+
+
+def test_an_api_server_paused_for_ten_seconds_mid_deploy_is_ridden_out(
+    env: str,
+    k8s: dict[str, Any],
+    write_config: Callable[[str], Path],
+) -> None:
+    """With the API server frozen for 10 s while a deploy runs, the deploy finishes once it is
+    back (requests answer late, transient errors are retried), and a delete leaves nothing."""
+    apiserver = control_plane_pid("kube-apiserver")
+    services = "".join(
+        f"  s{i}: {{type: container, image: s:{i}, stage: {'ab'[i % 2]}}}\n" for i in range(6)
+    )
+    path = str(
+        write_config(
+            "version: 1\nstages: [a, b]\ntargets: {eu: {kind: kubernetes}}\n"
+            f"services:\n{services}environments: {{{env}: {{}}}}\n"
+        )
+    )
+    deploy = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "deploy_pipeline",
+            "deploy",
+            "-f",
+            path,
+            "-e",
+            env,
+            "--events",
+            "jsonl",
+        ],
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert deploy.stdout is not None
+    for line in deploy.stdout:  # the first deploy has started: freeze the API server
+        if '"started"' in line:
+            break
+    os.kill(apiserver, signal.SIGSTOP)
+    try:
+        time.sleep(10)  # the outage itself, not a wait for something to happen
+    finally:
+        os.kill(apiserver, signal.SIGCONT)
+    rest, err = deploy.communicate(timeout=120)
+    events = [json.loads(x) for x in rest.splitlines()]
+    assert deploy.returncode == 0, err + json.dumps(events[-1:])
+    assert events[-1]["status"] == "succeeded"
+    available = [
+        d.status.available_replicas for d in k8s["apps"].list_namespaced_deployment(env).items
+    ]
+    assert available == [1] * 6
+    assert main(["delete", "-f", path, "-e", env]) == 0
+    assert env not in [n.metadata.name for n in k8s["core"].list_namespace().items]

@@ -25,6 +25,9 @@ from kubernetes.dynamic.exceptions import DynamicApiError
 from deploy_pipeline.errors import PermanentError, TransientError, truncate
 
 MANAGER = "deploy-pipeline"
+# (connect, read) seconds per request: an API server that hangs delays a step, never stalls it
+# for good (a paused one that comes back within the read timeout just answers late).
+TIMEOUT = (5, 30)
 Obj = dict[str, Any]
 
 
@@ -120,6 +123,7 @@ class Cluster:
                 namespace=meta.get("namespace"),
                 field_manager=manager,
                 force_conflicts=force,
+                _request_timeout=TIMEOUT,
             )
             return dict(result.to_dict())
 
@@ -127,7 +131,9 @@ class Cluster:
         try:
             with mapped(f"reading {kind}/{name}"):
                 return dict(
-                    self.resource(api_version, kind).get(name=name, namespace=namespace).to_dict()
+                    self.resource(api_version, kind)
+                    .get(name=name, namespace=namespace, _request_timeout=TIMEOUT)
+                    .to_dict()
                 )
         except PermanentError as exc:
             if _status(exc.__cause__ or exc) == 404:
@@ -139,7 +145,9 @@ class Cluster:
     ) -> list[Obj]:
         query = ",".join(f"{k}={v}" for k, v in selector.items())
         with mapped(f"listing {kind}"):
-            found = self.resource(api_version, kind).get(namespace=namespace, label_selector=query)
+            found = self.resource(api_version, kind).get(
+                namespace=namespace, label_selector=query, _request_timeout=TIMEOUT
+            )
             return [dict(item.to_dict()) for item in found.items]
 
     def patch(self, api_version: str, kind: str, name: str, namespace: str, patch: Obj) -> None:
@@ -150,6 +158,7 @@ class Cluster:
                 namespace=namespace,
                 content_type="application/merge-patch+json",
                 field_manager=MANAGER,
+                _request_timeout=TIMEOUT,
             )
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> bool:
@@ -157,7 +166,10 @@ class Cluster:
         try:
             with mapped(f"deleting {kind}/{name}"):
                 self.resource(api_version, kind).delete(
-                    name=name, namespace=namespace, body={"propagationPolicy": "Background"}
+                    name=name,
+                    namespace=namespace,
+                    body={"propagationPolicy": "Background"},
+                    _request_timeout=TIMEOUT,
                 )
                 return True
         except PermanentError as exc:
@@ -169,7 +181,7 @@ class Cluster:
         """Recent Warning events about the named objects (and their pods), without repeats."""
         with mapped("reading events"):
             found = self.resource("v1", "Event").get(
-                namespace=namespace, field_selector="type=Warning"
+                namespace=namespace, field_selector="type=Warning", _request_timeout=TIMEOUT
             )
         seen: dict[str, None] = {}
         for event in found.items:
