@@ -4,6 +4,7 @@ record and secrets (DESIGN.md §1–§3)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -292,3 +293,38 @@ def test_an_api_server_paused_for_ten_seconds_mid_deploy_is_ridden_out(
     assert available == [1] * 6
     assert main(["delete", "-f", path, "-e", env]) == 0
     assert env not in [n.metadata.name for n in k8s["core"].list_namespace().items]
+
+
+def test_deleting_a_clone_removes_a_skipped_service_deployed_on_its_own(
+    env: str,
+    k8s: dict[str, Any],
+    write_config: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A clone inherits the skip set (report is left out), report is then deployed on its own,
+    and deleting the clone removes it too, with the clone's namespace and its record."""
+    monkeypatch.setenv("API_TOKEN", "t")
+    path = str(write_config(PIPELINE.format(env=env)))
+    clone = f"{env}-pr1"
+    assert main(["env", "clone", env, clone, "-f", path]) == 0
+    capsys.readouterr()
+    try:
+        code, events = run(capsys, "deploy", "-f", path, "-e", clone)
+        assert code == 0
+        assert [e["service"] for e in events if e["status"] == "skipped"] == ["report"]
+        assert run(capsys, "deploy", "-f", path, "-e", clone, "--service", "report")[0] == 0
+        assert k8s["batch"].list_namespaced_cron_job(clone).items
+        record = json.loads(
+            k8s["core"]
+            .read_namespace(clone)
+            .metadata.annotations["deploy-pipeline.io/environment-record"]
+        )
+        assert record == {"pull_request": None, "skipped": ["report"], "source": env}
+        assert run(capsys, "delete", "-f", path, "-e", clone)[0] == 0
+        assert clone not in [n.metadata.name for n in k8s["core"].list_namespace().items]
+        main(["env", "list", "-f", path])
+        assert clone not in capsys.readouterr().out
+    finally:
+        with contextlib.suppress(client.ApiException):
+            k8s["core"].delete_namespace(clone)
