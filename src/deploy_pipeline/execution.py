@@ -170,18 +170,24 @@ class Execution:
             for sp in tp.stages
             for p in sp.services
         }
-        real = not self.request.dry_run and any(t.kind != "simulated" for t in targets.values())
-        missing = [
-            f"{name} (services.{svc.name}.secrets)"
-            for svc in needed.values()
-            for name in svc.secrets
-            if name not in environ
-        ]
+        # Only a deploy hands secrets to what it starts; a real target cannot do without them.
+        real = (
+            self.request.action == "deploy"
+            and not self.request.dry_run
+            and any(t.kind != "simulated" for t in targets.values())
+        )
+        missing: dict[str, list[str]] = {}
+        for svc in needed.values():
+            for name in svc.secrets:
+                if name not in environ:
+                    missing.setdefault(name, []).append(svc.name)
         if missing and real:
+            listed = "; ".join(
+                f"{name} (for {', '.join(users)})" for name, users in missing.items()
+            )
             raise UsageError(
-                "secrets not set in the environment: "
-                + ", ".join(missing)
-                + "; export them before deploying, or rehearse with --dry-run"
+                f"secrets not set in the environment: {listed}; export them before deploying, "
+                "or rehearse with --dry-run"
             )
         return {
             svc.name: {n: environ[n] for n in svc.secrets if n in environ}

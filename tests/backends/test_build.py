@@ -75,7 +75,10 @@ def test_a_build_past_its_timeout_is_stopped_on_the_engine(
 ) -> None:
     """A build still running at its timeout fails as timed out at once, and the engine drops
     it: no image is tagged later."""
-    busybox_context(tmp_path / "slow", "true", extra='RUN ["/bin/busybox", "sleep", "30"]')
+    marker = f"slow-build-{time.time_ns()}"  # this build's own: no other container has it
+    busybox_context(
+        tmp_path / "slow", "true", extra=f'RUN ["/bin/busybox", "sh", "-c", "sleep 30 # {marker}"]'
+    )
     path = write_config(
         "version: 1\ntargets: {l: {kind: docker}}\nservices:\n"
         "  slow: {type: application, build: ./slow, timeout: 2s}\n"
@@ -87,9 +90,9 @@ def test_a_build_past_its_timeout_is_stopped_on_the_engine(
     assert build[-1]["status"] == "failed"
     assert str(build[-1]["message"]).startswith("timed out after 2")
     assert float(str(events[-1]["ts"])) < 10  # the run did not wait for the 30 s build
-    # the engine abandons the build: its `sleep 30` container goes long before 30 s are up
+    # the engine abandons the build: its container goes long before its 30 s are up
     deadline = time.monotonic() + 10
-    while "sleep 30" in docker_env.cli("ps", "-a", "--no-trunc", "--format", "{{.Command}}"):
+    while marker in docker_env.cli("ps", "-a", "--no-trunc", "--format", "{{.Command}}"):
         assert time.monotonic() < deadline, "the engine kept building after the timeout"
         time.sleep(0.2)
     assert docker_env.cli("images", "-q", "deploy-pipeline/slow") == ""
@@ -181,3 +184,28 @@ def test_an_image_reused_from_the_registry_is_pulled_when_the_engine_lost_it(
     events = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     ends = [(e["phase"], e["status"]) for e in events if e["status"] not in ("started",)]
     assert ("build", "reused") in ends and ("deploy", "succeeded") in ends
+
+
+def test_a_deploy_needs_its_secrets_but_a_delete_does_not(
+    docker_env: DockerBed,
+    write_config: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a secret unset, a deploy stops before touching anything and names it, once, with
+    the services that need it; stop and delete need no secret and go ahead."""
+    monkeypatch.delenv("SHOP_TOKEN", raising=False)
+    path = str(
+        write_config(
+            "version: 1\ntargets: {l: {kind: docker}}\nservices:\n"
+            "  a: {type: container, image: x:1, secrets: [SHOP_TOKEN]}\n"
+            "  b: {type: container, image: y:1, secrets: [SHOP_TOKEN]}\nenvironments: {e: {}}\n"
+        )
+    )
+    assert main(["deploy", "-f", path, "-e", "e"]) == 2
+    assert capsys.readouterr().err == (
+        "error: secrets not set in the environment: SHOP_TOKEN (for a, b); export them before "
+        "deploying, or rehearse with --dry-run\n"
+    )
+    assert main(["stop", "-f", path, "-e", "e"]) == 0
+    assert main(["delete", "-f", path, "-e", "e"]) == 0
