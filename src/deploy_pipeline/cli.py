@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from deploy_pipeline.errors import ConfigErrors, DeployPipelineError, UsageError
 
@@ -283,7 +283,7 @@ def _env(args: argparse.Namespace) -> int:
 
 def _env_list(ws: Workspace, fmt: str) -> int:
     records, envs = ws.records, ws.environments()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": name,
             "source": env.source,
@@ -301,14 +301,14 @@ def _env_list(ws: Workspace, fmt: str) -> int:
     header = ["NAME", "SOURCE", "TARGETS", "SKIPPED", "STATUS", "LAST RUN"]
     table = [header] + [
         [
-            name,
-            env.source or "(file)",
-            ",".join(env.targets),
-            ",".join(sorted(env.skipped)) or "-",
-            records[name].status if name in records else "not deployed",
-            str(records[name].last_run or "-") if name in records else "-",
+            str(r["name"]),
+            str(r["source"] or "(file)"),
+            ",".join(r["targets"]),
+            ",".join(r["skipped"]) or "-",
+            str(r["status"]),
+            str(r["last_run"] or "-"),
         ]
-        for name, env in envs.items()
+        for r in rows
     ]
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
     for row in table:

@@ -21,6 +21,7 @@ import docker
 import docker.errors
 import requests
 import urllib3
+from docker.models.images import Image
 from docker.utils import build as build_utils
 
 from deploy_pipeline.errors import PermanentError, StepError, TransientError, truncate
@@ -216,26 +217,25 @@ class Engine:
                 image_id = str(self.client.images.get(tag).id)
         return image_id
 
-    def local_image(self, ref: str) -> str | None:
+    def _image(self, ref: str) -> Image | None:
         try:
             with mapped(f"inspecting {ref}"):
-                return str(self.client.images.get(ref).id)
+                return self.client.images.get(ref)
         except PermanentError as exc:
             if isinstance(exc.__cause__, docker.errors.NotFound):
                 return None
             raise
 
+    def local_image(self, ref: str) -> str | None:
+        image = self._image(ref)
+        return str(image.id) if image is not None else None
+
     def pushed(self, ref: str) -> bool:
         """Whether this engine pushed (or pulled) `ref` to (from) its registry: the local image
         then carries a digest of that repository, and the registry need not be asked."""
+        image = self._image(ref)
+        digests = (image.attrs.get("RepoDigests") or []) if image is not None else []
         repository = ref.rpartition(":")[0]
-        try:
-            with mapped(f"inspecting {ref}"):
-                digests = self.client.images.get(ref).attrs.get("RepoDigests") or []
-        except PermanentError as exc:
-            if isinstance(exc.__cause__, docker.errors.NotFound):
-                return False
-            raise
         return any(str(d).startswith(f"{repository}@") for d in digests)
 
     def images_labelled(self, key: str, value: str) -> list[str]:
@@ -290,12 +290,6 @@ class Engine:
                 self.client.networks.create(
                     name, driver="bridge", labels={**labels, **MANAGED}, check_duplicate=True
                 )
-
-    def networks(self, labels: Mapping[str, str]) -> list[str]:
-        with mapped("listing networks"):
-            return [
-                str(n.name) for n in self.client.networks.list(filters={"label": _filters(labels)})
-            ]
 
     def remove_network(self, name: str) -> None:
         with mapped(f"removing network {name}"):

@@ -241,7 +241,7 @@ class KubernetesBackend:
         """What a human needs: why the pods are not ready, and the Warning events, de-duplicated."""
         found: dict[str, None] = {}
         for pod in self.cluster.objects("v1", "Pod", env, {manifests.SERVICE_LABEL: svc.name}):
-            status, name = pod.get("status", {}), pod["metadata"]["name"]
+            status = pod.get("status", {})
             for cond in status.get("conditions") or []:
                 if cond.get("status") == "False" and cond.get("reason"):
                     found.setdefault(
@@ -258,7 +258,6 @@ class KubernetesBackend:
                             f"{detail['reason']}{code}: {detail.get('message', '')}".strip(": "),
                             None,
                         )
-            del name
         for warning in self.cluster.warnings(env, {svc.name}):
             found.setdefault(warning, None)
         return "; ".join(found) if found else "no pod says why"

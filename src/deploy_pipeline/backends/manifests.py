@@ -9,7 +9,7 @@ hand. Pure functions, no SDK: the kubernetes backend applies what these return.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from deploy_pipeline.backends.base import data_path
@@ -253,7 +253,3 @@ def host_for(pattern: str | None, environment: str, service: str) -> str | None:
     if not pattern:
         return None
     return pattern.format(service=service, environment=environment)
-
-
-def kinds(objects: Sequence[Manifest]) -> list[str]:
-    return [f"{o['kind']}/{o['metadata']['name']}" for o in objects]
