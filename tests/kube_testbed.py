@@ -1,6 +1,8 @@
 """The Kubernetes test bed as pytest sees it: a kubeconfig for a real control plane with kwok
 nodes (`scripts/kube-testenv start`), or a cluster of the user's own with
-DP_TEST_KUBECONFIG=path (kind, k3d…). Missing: skip by hand, fail under CI=true."""
+DP_TEST_KUBECONFIG=path (kind, k3d…). Tests across two clusters use a second control plane
+(`DP_KUBE_DIR=$TMPDIR/dp-kube-2 scripts/kube-testenv start`, or DP_TEST_KUBECONFIG_2).
+Missing: skip by hand, fail under CI=true."""
 
 from __future__ import annotations
 
@@ -9,25 +11,35 @@ from pathlib import Path
 
 from tests.docker_testbed import unavailable
 
+TMP = Path(os.environ.get("TMPDIR", "/tmp"))
 
-def find_kubeconfig() -> Path | str:
-    own = os.environ.get("DP_TEST_KUBECONFIG")
+
+def state_dir(second: bool = False) -> Path:
+    if second:
+        return Path(os.environ.get("DP_KUBE_DIR_2", TMP / "dp-kube-2"))
+    return Path(os.environ.get("DP_KUBE_DIR", TMP / "dp-kube"))
+
+
+def find_kubeconfig(second: bool = False) -> Path | str:
+    own = os.environ.get("DP_TEST_KUBECONFIG_2" if second else "DP_TEST_KUBECONFIG")
     if own:
         return Path(own)
-    env_file = (
-        Path(os.environ.get("DP_KUBE_DIR", Path(os.environ.get("TMPDIR", "/tmp")) / "dp-kube"))
-        / "env"
-    )
+    folder = state_dir(second)
+    env_file = folder / "env"
     if env_file.is_file():
         for line in env_file.read_text().splitlines():
             key, _, value = line.removeprefix("export ").partition("=")
             if key == "KUBECONFIG" and Path(value).is_file():
                 return Path(value)
-    return "no Kubernetes test bed: run `scripts/kube-testenv build && scripts/kube-testenv start`"
+    prefix = f"DP_KUBE_DIR={folder} " if second else ""
+    return (
+        f"no {'second ' if second else ''}Kubernetes test bed: run "
+        f"`scripts/kube-testenv build && {prefix}scripts/kube-testenv start`"
+    )
 
 
-def require_kubeconfig() -> Path:
-    found = find_kubeconfig()
+def require_kubeconfig(second: bool = False) -> Path:
+    found = find_kubeconfig(second)
     if isinstance(found, str):
         unavailable(found)
     return found
@@ -35,8 +47,7 @@ def require_kubeconfig() -> Path:
 
 def control_plane_pid(component: str) -> int:
     """The PID of a component `scripts/kube-testenv start` started (for fault tests)."""
-    state = Path(os.environ.get("DP_KUBE_DIR", Path(os.environ.get("TMPDIR", "/tmp")) / "dp-kube"))
-    pid_file = state / f"{component}.pid"
+    pid_file = state_dir() / f"{component}.pid"
     if os.environ.get("DP_TEST_KUBECONFIG") or not pid_file.is_file():
         unavailable(f"needs the local control plane's {component} (scripts/kube-testenv start)")
     return int(pid_file.read_text().strip())

@@ -21,6 +21,7 @@ from deploy_pipeline.errors import ConfigErrors, DeployPipelineError, UsageError
 
 if TYPE_CHECKING:
     from deploy_pipeline.execution import Workspace
+    from deploy_pipeline.model import EnvironmentRecord
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 ACTIONS = ("deploy", "restart", "stop", "delete")
@@ -138,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
 
     env = sub.add_parser(
         "env",
-        help="list, clone and change the skip sets of environments",
+        help="list, clone, recover and change the skip sets of environments",
         description="Environments come from the file; clones and skip changes "
         "are kept in .deploy-pipeline/state.db (or $DEPLOY_PIPELINE_STATE).",
     )
@@ -152,6 +153,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     clone.add_argument("source")
     clone.add_argument("new")
+    recover = env_sub.add_parser(
+        "recover",
+        parents=[file],
+        help="read environments back from the Kubernetes targets into the state database",
+        description="Every namespace deploy-pipeline makes carries its environment's record "
+        "(source, skipped services, preview PR). After the state database is lost, or on "
+        "another machine, this restores the clones and previews it does not know and the skip "
+        "changes of the file's environments. deploy, restart, stop and delete do it by "
+        "themselves for an environment they do not know.",
+    )
+    recover.add_argument(
+        "environments", nargs="*", metavar="ENVIRONMENT", help="only these (default: all found)"
+    )
     for verb, text in (
         ("skip", "leave services out of environment-level runs"),
         ("unskip", "put skipped services back"),
@@ -274,11 +288,26 @@ def _env(args: argparse.Namespace) -> int:
             skipped = ", ".join(sorted(rec.skipped)) or "nothing"
             print(f"✔ cloned {args.source} → {args.new} (skipped: {skipped})")
             return EXIT_OK
+        if args.env_command == "recover":
+            recovered = ws.recover(args.environments or None)
+            for rec in recovered:
+                print(f"✔ {_recovered(rec, ws)}")
+            if not recovered:
+                print("nothing to read back: the state database knows every environment deployed")
+            return EXIT_OK
         env = ws.set_skipped(args.environment, args.services, args.env_command == "skip")
         print(f"✔ {env.name} skips: {', '.join(sorted(env.skipped)) or 'nothing'}")
         return EXIT_OK
     finally:
         ws.close()
+
+
+def _recovered(rec: EnvironmentRecord, ws: Workspace) -> str:
+    skipped = ", ".join(sorted(ws.environments()[rec.name].skipped)) or "nothing"
+    if rec.origin == "file":
+        return f"{rec.name} skips {skipped}"
+    what = f"preview of PR #{rec.pull_request}" if rec.pull_request else "clone"
+    return f"{rec.name}, {what} of {rec.source}, skips {skipped}"
 
 
 def _env_list(ws: Workspace, fmt: str) -> int:
@@ -357,6 +386,10 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if args.dry_run and not jsonl:
             console.print("[dim]rehearsal (--dry-run): simulated targets, nothing is touched[/]")
+        for rec in execution.recovered:
+            console.print(
+                f"[dim]read back from the targets: {_recovered(rec, execution.workspace)}[/]"
+            )
 
         def waiting(message: str) -> None:
             view.waiting(message)

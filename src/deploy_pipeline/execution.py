@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TextIO
+from typing import Literal, TextIO, cast
 
-from deploy_pipeline.backends import Backend, create_backend
-from deploy_pipeline.backends.base import ImageChecker
+from deploy_pipeline.backends import KINDS, Backend, backend_class, create_backend
+from deploy_pipeline.backends.base import ImageChecker, RecordReader
 from deploy_pipeline.config import NAME, load_config
 from deploy_pipeline.errors import DeployPipelineError, UsageError
 from deploy_pipeline.events import EventBus, EventSink, Redactor
@@ -60,6 +60,7 @@ class Workspace:
     """A pipeline file with its state database: what `env` commands and runs work on."""
 
     def __init__(self, config: Path, *, write: bool = True) -> None:
+        self.config = Path(config)
         self.pipeline: Pipeline = load_config(config)
         path = state_path(config)
         self.store: Store | None = Store(path) if write or path.exists() else None
@@ -78,6 +79,77 @@ class Workspace:
         if name in self.pipeline.environments:
             return EnvironmentRecord(name=name, origin="file")
         raise UsageError(f"no environment named '{name}'")
+
+    def recover(self, wanted: Collection[str] | None = None) -> list[EnvironmentRecord]:
+        """Read environment records back from the targets that keep them (Kubernetes namespaces)
+        into the state database: clones and previews it does not know, and the skip changes of
+        the file's environments. The state database wins where it has a record already."""
+        store, known = self.writable(), self.records
+        found: dict[str, Mapping[str, object]] = {}
+        root = self.config.resolve().parent
+        for target in self.pipeline.targets.values():
+            if target.kind not in KINDS or not issubclass(backend_class(target.kind), RecordReader):
+                continue
+            backend = create_backend(target, None, root=root, registry=self.pipeline.registry)
+            try:
+                for name, record in cast(RecordReader, backend).environment_records().items():
+                    found.setdefault(name, record)
+            finally:
+                backend.close()
+        recovered: list[EnvironmentRecord] = []
+        pending = {n: r for n, r in found.items() if wanted is None or n in wanted}
+        while pending:  # a clone's source may itself be a recovered clone
+            progress = False
+            for name, raw in sorted(pending.items()):
+                rec = self._record_from(name, raw, known)
+                if rec is None:
+                    continue
+                del pending[name]
+                progress = True
+                if name not in known and rec is not False:
+                    store.save_environment(rec)
+                    known[name] = rec
+                    recovered.append(rec)
+            if not progress:
+                break
+        return recovered
+
+    def _record_from(
+        self, name: str, raw: Mapping[str, object], known: Mapping[str, EnvironmentRecord]
+    ) -> EnvironmentRecord | Literal[False] | None:
+        """The record as the store would keep it; False when there is nothing to restore, None
+        while its source is not known yet."""
+        if name in known:
+            return False
+        services = self.pipeline.services
+        skipped = raw.get("skipped")
+        names = frozenset(
+            str(s) for s in (skipped if isinstance(skipped, list) else []) if s in services
+        )
+        if name in self.pipeline.environments:
+            base = self.pipeline.environments[name].skipped
+            if names == base:
+                return False
+            return EnvironmentRecord(
+                name=name,
+                origin="file",
+                skip_added=names - base,
+                skip_removed=base - names,
+                status="deployed",
+            )
+        source, pr = raw.get("source"), raw.get("pull_request")
+        if not isinstance(source, str):
+            return False
+        if source not in self.pipeline.environments and source not in known:
+            return None
+        return EnvironmentRecord(
+            name=name,
+            origin="preview" if isinstance(pr, int) else "clone",
+            source=source,
+            skipped=names,
+            pull_request=pr if isinstance(pr, int) else None,
+            status="deployed",
+        )
 
     def writable(self) -> Store:
         if self.store is None:
@@ -132,6 +204,11 @@ class Execution:
         self.workspace = Workspace(request.config, write=not request.dry_run)
         self.pipeline = self.workspace.pipeline
         envs = self.workspace.environments()
+        self.recovered: list[EnvironmentRecord] = []
+        unknown = [n for n in request.environments if n not in envs]
+        if unknown and not request.dry_run:  # made elsewhere, or the state database was lost
+            self.recovered = self.workspace.recover(unknown)
+            envs = self.workspace.environments()
         self.run_plan: RunPlan = plan_runs(
             self.pipeline,
             envs,

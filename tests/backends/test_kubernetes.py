@@ -328,3 +328,56 @@ def test_deleting_a_clone_removes_a_skipped_service_deployed_on_its_own(
     finally:
         with contextlib.suppress(client.ApiException):
             k8s["core"].delete_namespace(clone)
+
+
+def test_environments_are_read_back_from_the_cluster_when_the_store_is_gone(
+    env: str,
+    k8s: dict[str, Any],
+    own_state: Path,
+    write_config: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the state database deleted, `env recover` restores a clone's source and skip set and
+    the file environment's skip change from the namespaces, and a delete of a clone nobody here
+    knows reads its record by itself and removes it."""
+    monkeypatch.setenv("API_TOKEN", "t")
+    path = str(write_config(PIPELINE.format(env=env)))
+    clones = [f"{env}-a", f"{env}-b"]
+    try:
+        assert main(["env", "skip", env, "web", "-f", path]) == 0
+        for clone in clones:
+            assert main(["env", "clone", env, clone, "-f", path]) == 0
+        assert main(["env", "unskip", clones[0], "report", "-f", path]) == 0
+        capsys.readouterr()
+        for name in [env, *clones]:
+            assert run(capsys, "deploy", "-f", path, "-e", name, "--service", "api")[0] == 0
+        for leftover in own_state.parent.glob("state.db*"):
+            leftover.unlink()
+        capsys.readouterr()
+        main(["env", "list", "-f", path, "--format", "json"])
+        assert [e["name"] for e in json.loads(capsys.readouterr().out)["environments"]] == [env]
+
+        assert main(["env", "recover", clones[0], env, "-f", path]) == 0
+        assert capsys.readouterr().out.splitlines() == [
+            f"✔ {env} skips report, web",
+            f"✔ {clones[0]}, clone of {env}, skips web",
+        ]
+        main(["env", "list", "-f", path, "--format", "json"])
+        listed = {e["name"]: e for e in json.loads(capsys.readouterr().out)["environments"]}
+        assert sorted(listed) == [env, clones[0]]
+        assert listed[clones[0]]["source"] == env
+        assert listed[clones[0]]["skipped"] == ["web"]
+        assert listed[env]["skipped"] == ["report", "web"]
+
+        code = main(["delete", "-f", path, "-e", clones[1]])
+        assert code == 0
+        out = capsys.readouterr().out
+        assert f"read back from the targets: {clones[1]}, clone of {env}, skips report, web" in out
+        assert clones[1] not in [n.metadata.name for n in k8s["core"].list_namespace().items]
+        assert main(["env", "recover", "-f", path]) == 0
+        assert "nothing to read back" in capsys.readouterr().out
+    finally:
+        for clone in clones:
+            with contextlib.suppress(client.ApiException):
+                k8s["core"].delete_namespace(clone)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Any
 
 from deploy_pipeline.backends.base import Backend, BackendState, MemoryState
 from deploy_pipeline.errors import UsageError
@@ -36,9 +37,7 @@ def create_backend(
             f"target '{target.name}' is {target.kind}, which this version cannot deploy to yet; "
             "rehearse it with --dry-run, or deploy to a simulated target"
         )
-    module, _, name = KINDS[kind].partition(":")
-    factory = getattr(importlib.import_module(module), name)
-    backend: Backend = factory(
+    backend: Backend = backend_class(kind)(
         target,
         state if state is not None else MemoryState(),
         rehearsal=dry_run,
@@ -49,4 +48,11 @@ def create_backend(
     return backend
 
 
-__all__ = ["KINDS", "Backend", "BackendState", "MemoryState", "create_backend"]
+def backend_class(kind: str) -> type[Any]:
+    """The class serving a kind of target (its module imported now)."""
+    module, _, name = KINDS[kind].partition(":")
+    cls: type[Any] = getattr(importlib.import_module(module), name)
+    return cls
+
+
+__all__ = ["KINDS", "Backend", "BackendState", "MemoryState", "backend_class", "create_backend"]

@@ -97,6 +97,14 @@ class ImageChecker(Protocol):
     def image_status(self, service: Service) -> str: ...
 
 
+@runtime_checkable
+class RecordReader(Protocol):
+    """A target that keeps each environment's record (source, skipped, preview PR) beside what it
+    deployed, so the environments can be read back when the state database is gone."""
+
+    def environment_records(self) -> dict[str, Mapping[str, object]]: ...
+
+
 DATA_PATHS = {
     "postgres": "/var/lib/postgresql/data",
     "mysql": "/var/lib/mysql",

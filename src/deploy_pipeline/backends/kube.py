@@ -11,14 +11,15 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
 import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
+from kubernetes import watch as k8s_watch
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError
 
@@ -139,6 +140,45 @@ class Cluster:
             if _status(exc.__cause__ or exc) == 404:
                 return None
             raise
+
+    def watch(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str,
+        done: Callable[[Obj | None], bool],
+        seconds: int,
+    ) -> Obj | None:
+        """The object as soon as `done` holds for it, else as it is after `seconds`: read once,
+        then followed by a watch (as `kubectl rollout status` does): no change waits for a poll."""
+        resource, selector = self.resource(api_version, kind), f"metadata.name={name}"
+        with mapped(f"watching {kind}/{name}"):
+            found = resource.get(
+                namespace=namespace, field_selector=selector, _request_timeout=TIMEOUT
+            )
+            obj: Obj | None = dict(found.items[0].to_dict()) if found.items else None
+            if done(obj):
+                return obj
+            events = k8s_watch.Watch().stream(
+                resource.get,
+                namespace=namespace,
+                field_selector=selector,
+                resource_version=found.metadata.resourceVersion,
+                serialize=False,
+                timeout_seconds=seconds,
+                _request_timeout=(TIMEOUT[0], seconds + TIMEOUT[0]),
+            )
+            try:
+                with closing(events):
+                    for event in events:
+                        obj = None if event["type"] == "DELETED" else dict(event["object"])
+                        if done(obj):
+                            return obj
+            except k8s.ApiException as exc:
+                if exc.status != 410:  # 410 Gone: the version expired; the caller reads again
+                    raise
+        return obj
 
     def objects(
         self, api_version: str, kind: str, namespace: str | None, selector: Mapping[str, str]

@@ -8,9 +8,10 @@ cluster pulls them from; the same content tags as the docker target, so nothing 
 from __future__ import annotations
 
 import datetime
+import json
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from deploy_pipeline.errors import DeployPipelineError, PermanentError
 from deploy_pipeline.model import Service, Target
 
 POLL = 0.25
+WATCH = 1  # seconds a watch lasts before the step looks at its deadline and cancel again
 WORKLOADS = [
     ("apps/v1", "Deployment"),
     ("apps/v1", "StatefulSet"),
@@ -191,6 +193,23 @@ class KubernetesBackend:
                 "--force-conflicts to take them over"
             ) from exc
 
+    def environment_records(self) -> dict[str, Mapping[str, object]]:
+        """The records on the namespaces deploy-pipeline made here (not those being deleted)."""
+        found: dict[str, Mapping[str, object]] = {}
+        selector = {"app.kubernetes.io/managed-by": MANAGER}
+        for ns in self.cluster.objects("v1", "Namespace", None, selector):
+            meta = ns.get("metadata") or {}
+            text = (meta.get("annotations") or {}).get(manifests.RECORD)
+            if not text or (ns.get("status") or {}).get("phase") == "Terminating":
+                continue
+            try:
+                record = json.loads(text)
+            except ValueError:
+                continue  # edited by hand into something else: not ours to guess at
+            if isinstance(record, dict):
+                found[str(meta["name"])] = record
+        return found
+
     def ensure_namespace(self, ctx: StepContext) -> None:
         with self.lock:
             if ctx.environment in self.namespaces:
@@ -201,41 +220,58 @@ class KubernetesBackend:
 
     def wait_rollout(self, ctx: StepContext, api: str, kind: str, name: str) -> None:
         """Done when the new generation is observed and every replica is updated and available."""
-        env = ctx.environment
-        while True:
-            obj = self.cluster.get(api, kind, name, env) or {}
-            spec, status = obj.get("spec", {}), obj.get("status", {})
+        ready_key = "availableReplicas" if kind == "Deployment" else "readyReplicas"
+
+        def done(obj: Mapping[str, Any] | None) -> bool:
+            spec, status = (obj or {}).get("spec", {}), (obj or {}).get("status") or {}
             want = int(spec.get("replicas", 1))
-            generation = obj.get("metadata", {}).get("generation", 0)
-            ready_key = "availableReplicas" if kind == "Deployment" else "readyReplicas"
-            if (
-                status.get("observedGeneration", 0) >= generation
+            generation = (obj or {}).get("metadata", {}).get("generation", 0)
+            return (
+                obj is not None
+                and status.get("observedGeneration", 0) >= generation
                 and status.get("updatedReplicas", 0) >= want
                 and status.get(ready_key, 0) >= want
                 and status.get("replicas", 0) == want
-            ):
-                return
-            if ctx.remaining() <= POLL * 4:
-                got = status.get(ready_key, 0)
-                raise PermanentError(
-                    f"{kind} {name}: {got}/{want} ready at the timeout; "
-                    + self.reasons(env, ctx.service)
-                )
-            ctx.sleep(POLL)
+            )
+
+        obj = self.follow(ctx, api, kind, name, done)
+        if not done(obj):
+            status = (obj or {}).get("status") or {}
+            want = int((obj or {}).get("spec", {}).get("replicas", 1))
+            raise PermanentError(
+                f"{kind} {name}: {status.get(ready_key, 0)}/{want} ready at the timeout; "
+                + self.reasons(ctx.environment, ctx.service)
+            )
 
     def wait_job(self, ctx: StepContext, name: str) -> None:
-        env = ctx.environment
+        def finished(obj: Mapping[str, Any] | None) -> bool:
+            status = (obj or {}).get("status") or {}
+            return bool(status.get("succeeded", 0) or status.get("failed", 0))
+
+        status = (self.follow(ctx, "batch/v1", "Job", name, finished) or {}).get("status") or {}
+        if status.get("succeeded", 0) >= 1:
+            return
+        what = "failed" if status.get("failed", 0) else "not complete at the timeout"
+        raise PermanentError(f"Job {name} {what}; " + self.reasons(ctx.environment, ctx.service))
+
+    def follow(
+        self,
+        ctx: StepContext,
+        api: str,
+        kind: str,
+        name: str,
+        done: Callable[[Mapping[str, Any] | None], bool],
+    ) -> Mapping[str, Any] | None:
+        """Watch an object until `done` holds for it, or until a second before the step's
+        timeout, so the reasons are still gathered in time; cancellation is seen within WATCH."""
         while True:
-            status = (self.cluster.get("batch/v1", "Job", name, env) or {}).get("status", {})
-            if status.get("succeeded", 0) >= 1:
-                return
-            if status.get("failed", 0) >= 1:
-                raise PermanentError(f"Job {name} failed; " + self.reasons(env, ctx.service))
-            if ctx.remaining() <= POLL * 4:
-                raise PermanentError(
-                    f"Job {name} not complete at the timeout; " + self.reasons(env, ctx.service)
-                )
-            ctx.sleep(POLL)
+            if ctx.remaining() > WATCH + 1.5:
+                obj = self.cluster.watch(api, kind, name, ctx.environment, done, WATCH)
+            else:
+                obj = self.cluster.get(api, kind, name, ctx.environment)
+            if done(obj) or ctx.remaining() <= POLL * 4:
+                return obj
+            ctx.sleep(0 if ctx.remaining() > WATCH + 1.5 else POLL)
 
     def reasons(self, env: str, svc: Service) -> str:
         """What a human needs: why the pods are not ready, and the Warning events, de-duplicated."""
