@@ -274,8 +274,9 @@ def test_skipped_services_are_reported_and_never_run() -> None:
     assert "web.deploy@i1" not in h.journal.started()
 
 
-def test_secret_values_never_reach_an_event() -> None:
-    """A backend error that quotes a secret value is reported with the value masked."""
+def test_secret_values_never_reach_an_event_or_the_summary() -> None:
+    """A backend error that quotes a secret value is reported with the value masked, in the
+    events, the steps a summary shows and the run's failures alike."""
 
     def leak(ctx: StepContext) -> None:
         raise PermanentError(f"auth failed for postgres://app:{ctx.secrets['DB_PASSWORD']}@db")
@@ -287,6 +288,9 @@ def test_secret_values_never_reach_an_event() -> None:
     assert "hunter22-secret" not in messages
     assert "postgres://app:***@db" in messages
     assert result.status == "failed"
+    shown = " ".join([*(s.message for s in result.steps), *result.failures])
+    assert "hunter22-secret" not in shown
+    assert "postgres://app:***@db" in shown
 
 
 def test_stop_and_delete_run_the_stages_last_to_first() -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal, TextIO, cast
+from typing import Literal, Protocol, TextIO, cast
 
 from deploy_pipeline.backends import KINDS, Backend, backend_class, create_backend
 from deploy_pipeline.backends.base import ImageChecker, RecordReader
@@ -22,6 +22,7 @@ from deploy_pipeline.model import (
     Action,
     Environment,
     EnvironmentRecord,
+    Event,
     Pipeline,
     RunPlan,
     Target,
@@ -42,6 +43,15 @@ STATUS_DURING: Mapping[Action, str] = {
     "stop": "stopping",
     "delete": "deleting",
 }
+
+
+class RunObserver(Protocol):
+    """Follows a run from outside (GitHub's statuses, deployments and comment): told when it
+    starts, given every event, and given the result once it is recorded."""
+
+    def start(self) -> None: ...
+    def __call__(self, event: Event) -> None: ...
+    def finish(self, result: RunResult) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -151,6 +161,31 @@ class Workspace:
             status="deployed",
         )
 
+    def preview(self, number: int, *, recover: bool = True) -> EnvironmentRecord:
+        """The pull request's preview: a clone of `previews.from` made on its first push (the
+        skip set inherited), then kept; read back from the targets if the store lost it."""
+        previews = self.pipeline.previews
+        if previews is None:
+            raise UsageError(
+                f"{self.config.name} has no `previews:`; add `previews: {{from: staging}}` "
+                "(the environment pull requests are cloned from) to give them previews"
+            )
+        name = preview_name(previews.name, number)
+        if name not in self.records and recover:
+            self.recover([name])
+        if name in (records := self.records):
+            return records[name]
+        base = find_environment(self.environments(), previews.source)
+        rec = EnvironmentRecord(
+            name=name,
+            origin="preview",
+            source=previews.source,
+            skipped=base.skipped,
+            pull_request=number,
+        )
+        self.writable().save_environment(rec)
+        return rec
+
     def writable(self) -> Store:
         if self.store is None:
             raise UsageError("no state database here yet")
@@ -188,6 +223,16 @@ class Workspace:
     def close(self) -> None:
         if self.store:
             self.store.close()
+
+
+def preview_name(pattern: str, number: int) -> str:
+    name = pattern.replace("{number}", str(number))
+    if not NAME.match(name):
+        raise UsageError(
+            f"previews.name '{pattern}' gives '{name}' for pull request #{number}: environment "
+            "names are lowercase letters, digits and '-' (at most 63)"
+        )
+    return name
 
 
 class Execution:
@@ -361,6 +406,28 @@ class Execution:
             logs=self.logs,
             label=f"run{self.run_id}" if self.run_id is not None else "",
         )
+
+    def perform(
+        self,
+        sinks: Sequence[EventSink],
+        cancel: Cancel,
+        *,
+        observers: Sequence[RunObserver] = (),
+        on_wait: Callable[[str], None] = lambda m: None,
+    ) -> RunResult | None:
+        """Lock, run and record, telling the observers (GitHub) as it goes; None when cancelled
+        while waiting for a lock. The CLI does the same with its live view in between."""
+        with self.locked(cancel, on_wait=on_wait):
+            if cancel.is_set():
+                return None
+            run = self.run([*sinks, *observers], cancel)
+            for observer in observers:
+                observer.start()
+            result = run.execute()
+            self.finish(result)
+        for observer in observers:
+            observer.finish(result)
+        return result
 
     def close(self) -> None:
         """Release the backends' connections and the state database."""

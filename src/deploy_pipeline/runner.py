@@ -20,7 +20,7 @@ from functools import partial
 
 from deploy_pipeline.backends.base import Backend, StepContext, StepResult
 from deploy_pipeline.errors import Cancelled, StepError, StepTimeout, TransientError
-from deploy_pipeline.events import EventSink
+from deploy_pipeline.events import EventSink, Redactor
 from deploy_pipeline.model import Event, Phase, Plan, RunPlan, StagePlan, Status, TargetPlan
 
 PENDING, RUNNING = "pending", "running"
@@ -58,6 +58,7 @@ class StepView:
     message: str
     waiting: str | None
     url: str | None
+    artifact: str | None = None  # the image a build made or reused, for the deploy after it
 
 
 @dataclass
@@ -407,7 +408,9 @@ class _Pipeline:
 
     def fail(self, step: _Step, message: str) -> None:
         if not self.failure:
-            self.failure = f"{self.env}/{self.target} {step.service} {step.phase} failed: {message}"
+            self.failure = self.run.redact(
+                f"{self.env}/{self.target} {step.service} {step.phase} failed: {message}"
+            )
 
     def succeeded(self, step: _Step) -> None:
         if step.phase == "build":
@@ -448,7 +451,9 @@ class _Pipeline:
                         end = step.finished if step.finished is not None else now
                         elapsed = end - step.started if step.started is not None else None
                         waiting = self.waiting(step, now) if step.state == PENDING else None
-                        message = step.note if step.state == RUNNING else step.message
+                        message = self.run.redact(
+                            step.note if step.state == RUNNING else step.message
+                        )
                         out.append(
                             StepView(
                                 self.env,
@@ -461,6 +466,7 @@ class _Pipeline:
                                 message,
                                 waiting,
                                 step.url,
+                                step.artifact,
                             )
                         )
             out.extend(
@@ -533,6 +539,8 @@ class Run:
         self.run_plan, self.backends, self.emit = run_plan, backends, emit
         self.cancel = cancel or Cancel()
         self.secrets = secrets or {}
+        # messages reach the summary and GitHub through views and failures, not only as events
+        self.redact = Redactor(v for values in self.secrets.values() for v in values.values())
         self.options, self.clock, self.logs = options, clock, logs
         self.label = label or time.strftime("%Y%m%d%H%M%S", time.gmtime())
         self.t0 = clock()

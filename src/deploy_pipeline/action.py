@@ -1,0 +1,369 @@
+"""The GitHub Action: `INPUT_*` in, the same Execution as the CLI, and back out as GitHub reads
+it — workflow commands in the log (masks first, a group per stage, errors on the file's line),
+`$GITHUB_OUTPUT`, the job summary, and statuses, deployments and the PR comment via `github`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from deploy_pipeline.errors import ConfigError, ConfigErrors, DeployPipelineError, UsageError
+from deploy_pipeline.events import Redactor
+from deploy_pipeline.execution import Execution, Request, Workspace
+from deploy_pipeline.model import Action, Event
+from deploy_pipeline.previews import pull_request
+from deploy_pipeline.report import environment_url, job_summary, service_rows
+from deploy_pipeline.runner import Cancel, RunResult
+
+ACTIONS = ("deploy", "restart", "stop", "delete", "preview")
+TRUE, FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off", ""}
+# kubeconfig keys whose values are credentials (masked before anything is printed)
+SECRET_KEYS = {
+    "token",
+    "password",
+    "client-key-data",
+    "client-certificate-data",
+    "id-token",
+    "refresh-token",
+    "access-token",
+}
+
+
+class Inputs:
+    """The step's `with:` values as a docker action receives them: INPUT_<NAME>, upper-cased,
+    hyphens kept (INPUT_DRY-RUN)."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+
+    def get(self, name: str, default: str = "") -> str:
+        return self.environ.get(f"INPUT_{name.upper().replace(' ', '_')}", default).strip()
+
+    def flag(self, name: str) -> bool:
+        value = self.get(name).lower()
+        if value not in TRUE | FALSE:
+            raise UsageError(f"input {name}: expected true or false, got '{value}'")
+        return value in TRUE
+
+    def names(self, name: str) -> list[str]:
+        """A list input: comma-, space- or newline-separated."""
+        return [n for n in self.get(name).replace(",", " ").split() if n]
+
+
+@dataclass
+class Commands:
+    """GitHub's workflow commands, written to the step's log."""
+
+    out: TextIO
+
+    def emit(self, line: str) -> None:
+        self.out.write(line + "\n")
+        self.out.flush()
+
+    def mask(self, values: Iterable[str]) -> None:
+        for value in values:
+            for line in value.splitlines():
+                if len(line.strip()) >= 4:
+                    self.emit(f"::add-mask::{line.strip()}")
+
+    def error(self, message: str, **where: object) -> None:
+        props = ",".join(f"{k}={_prop(v)}" for k, v in where.items() if v is not None)
+        self.emit(f"::error{' ' + props if props else ''}::{_data(message)}")
+
+    def warning(self, message: str) -> None:
+        self.emit(f"::warning::{_data(message)}")
+
+
+def _data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _prop(value: object) -> str:
+    return _data(str(value)).replace(":", "%3A").replace(",", "%2C")
+
+
+class StageGroups:
+    """Plain lines of the run's events, folded into a `::group::` per stage."""
+
+    def __init__(self, commands: Commands) -> None:
+        self.commands = commands
+        self.current: tuple[str | None, str | None, str | None] | None = None
+        self.open = False
+
+    def __call__(self, event: Event) -> None:
+        key = (event.environment, event.target, event.stage)
+        if event.stage is None:
+            self.close()  # the run's own last line stands outside the stages
+        # skipped services are told at the start, outside any stage's group
+        if event.stage is not None and key != self.current and event.status != "skipped":
+            self.close()
+            self.commands.emit(f"::group::{event.environment} → {event.target}: {event.stage}")
+            self.current, self.open = key, True
+        where = f"{event.service} {event.phase}" if event.service else event.phase
+        note = f": {event.message}" if event.message else ""
+        url = f" {event.url}" if event.url else ""
+        self.commands.emit(f"[{event.ts:7.1f}s] {where} {event.status}{note}{url}")
+
+    def close(self) -> None:
+        if self.open:
+            self.commands.emit("::endgroup::")
+            self.open = False
+
+
+def _secret_values(kubeconfig: str) -> list[str]:
+    try:
+        doc = yaml.safe_load(kubeconfig)
+    except yaml.YAMLError:
+        return [kubeconfig]  # not YAML: mask all of it
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in SECRET_KEYS and isinstance(value, str):
+                    found.append(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(doc)
+    return found
+
+
+def _write_private(folder: Path, name: str, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = folder / name
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path
+
+
+def _set_output(environ: Mapping[str, str], outputs: Mapping[str, str]) -> None:
+    path = environ.get("GITHUB_OUTPUT")
+    if not path:
+        return
+    with Path(path).open("a", encoding="utf-8") as f:
+        for key, value in outputs.items():
+            if "\n" in value:
+                marker = f"ghadelimiter_{uuid.uuid4()}"
+                f.write(f"{key}<<{marker}\n{value}\n{marker}\n")
+            else:
+                f.write(f"{key}={value}\n")
+
+
+def _summary(environ: Mapping[str, str], text: str) -> None:
+    path = environ.get("GITHUB_STEP_SUMMARY")
+    if path:
+        with Path(path).open("a", encoding="utf-8") as f:
+            f.write(text)
+
+
+def run_action(environ: Mapping[str, str], out: TextIO = sys.stdout) -> int:
+    """The whole step: 0 when the action succeeded, 1 when it failed or the inputs are wrong."""
+    cmd = Commands(out)
+    inputs = Inputs(environ)
+    env = dict(environ)
+    token = inputs.get("github-token")
+    registry_password = inputs.get("registry-password")
+    kubeconfig = inputs.get("kubeconfig")
+    # masks go out before anything else is printed
+    cmd.mask([v for v in (token, registry_password) if v])
+    if kubeconfig:
+        cmd.mask(_secret_values(kubeconfig))
+    try:
+        action = inputs.get("action", "deploy") or "deploy"
+        if action not in ACTIONS:
+            raise UsageError(f"input action: expected one of {', '.join(ACTIONS)}, got '{action}'")
+        config = Path(inputs.get("config") or ".deploy-pipeline.yml")
+        workspace_dir = Path(environ.get("GITHUB_WORKSPACE", "."))
+        if not config.is_absolute():
+            config = workspace_dir / config
+        if not config.is_file():
+            shown = inputs.get("config") or ".deploy-pipeline.yml"
+            raise UsageError(
+                f"input config: {shown} not found in the workspace; check the repository out "
+                "first (actions/checkout), or set `config:` to the pipeline file's path"
+            )
+        private = Path(environ.get("RUNNER_TEMP") or tempfile.gettempdir()) / "deploy-pipeline"
+        if kubeconfig:
+            env["KUBECONFIG"] = str(_write_private(private, "kubeconfig", kubeconfig + "\n"))
+        registry_user = inputs.get("registry-username")
+        if registry_password:
+            env["DOCKER_CONFIG"] = str(
+                _docker_config(private, config, registry_user, registry_password)
+            )
+        return _run(cmd, inputs, env, action, config, token)
+    except ConfigErrors as exc:
+        for error in exc.errors:
+            _annotate(cmd, error, environ)
+        count = len(exc.errors)
+        cmd.error(
+            f"{count} problem{'s' if count > 1 else ''} in the pipeline file, annotated on "
+            "its lines; fix them and push again"
+        )
+        return 1
+    except ConfigError as exc:
+        _annotate(cmd, exc, environ)
+        return 1
+    except DeployPipelineError as exc:
+        cmd.error(str(exc))
+        return 1
+
+
+def _annotate(cmd: Commands, error: ConfigError, environ: Mapping[str, str]) -> None:
+    file = error.file
+    root = environ.get("GITHUB_WORKSPACE")
+    if root and Path(file).is_absolute() and Path(file).is_relative_to(root):
+        file = str(Path(file).relative_to(root))
+    message = f"{error.path}: {error.problem}" if error.path else error.problem
+    cmd.error(message, file=file, line=error.line, col=error.column, title="deploy-pipeline")
+
+
+def _docker_config(folder: Path, config: Path, user: str, password: str) -> Path:
+    """A DOCKER_CONFIG folder logging the docker SDK into the pipeline's registry."""
+    from deploy_pipeline.config import load_config
+
+    registry = load_config(config).registry
+    if not registry:
+        raise UsageError(
+            "registry credentials were given, but the pipeline file has no `registry:`"
+        )
+    if not user:
+        raise UsageError("input registry-password needs registry-username too")
+    host = registry.split("/", 1)[0]
+    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+    _write_private(folder / "docker", "config.json", json.dumps({"auths": {host: {"auth": auth}}}))
+    return folder / "docker"
+
+
+def _run(
+    cmd: Commands, inputs: Inputs, env: dict[str, str], action: str, config: Path, token: str
+) -> int:
+    environments = inputs.names("environment")
+    sha = env.get("GITHUB_SHA", "")
+    dry_run = inputs.flag("dry-run")
+    run_action_: Action
+    if action == "preview":
+        event_path = env.get("GITHUB_EVENT_PATH")
+        if not event_path or not Path(event_path).is_file():
+            raise UsageError(
+                "action preview reads the pull_request event, and GITHUB_EVENT_PATH is not set: "
+                "run it in a workflow `on: pull_request`"
+            )
+        pr = pull_request(json.loads(Path(event_path).read_text(encoding="utf-8")))
+        if pr.preview_action is None:
+            cmd.emit(f"pull request #{pr.number} was {pr.action}: its preview is left as it is")
+            _set_output(env, {"status": "skipped", "environment-url": "", "services": "{}"})
+            return 0
+        run_action_, sha = pr.preview_action, pr.head_sha
+        ws = Workspace(config, write=not dry_run)
+        try:
+            environments = [ws.preview(pr.number, recover=not dry_run).name]
+        finally:
+            ws.close()
+    else:
+        if not environments:
+            raise UsageError(
+                "input environment is required: the environment to act on (e.g. `staging`)"
+            )
+        run_action_ = action  # type: ignore[assignment]
+    request = Request(
+        config,
+        environments,
+        run_action_,
+        inputs.names("services"),
+        inputs.names("targets"),
+        dry_run,
+        supersede=action == "preview",
+    )
+    execution = Execution(request, environ=env)
+    cmd.mask(v for values in execution.secrets.values() for v in values.values())
+    groups = StageGroups(cmd)
+    observers = []
+    from deploy_pipeline.github import GitHubReporter, GitHubSettings
+
+    settings = GitHubSettings.from_actions(env, token, sha)
+    if settings is None:
+        cmd.emit("GitHub reporting is off: no github-token, GITHUB_REPOSITORY or commit")
+    else:
+        observers.append(
+            GitHubReporter(
+                settings,
+                execution.run_plan,
+                run_action_,
+                log=cmd.warning,
+                redact=execution.redactor,
+            )
+        )
+    try:
+        result = execution.perform(
+            [groups], Cancel(), observers=observers, on_wait=lambda m: cmd.emit(f"waiting: {m}")
+        )
+    finally:
+        groups.close()
+        execution.close()
+        for observer in observers:
+            observer.close()
+    if result is None:
+        cmd.error("cancelled while waiting for the environment's lock")
+        return 1
+    _finish(cmd, env, execution, result, run_action_, sha)
+    return 0 if result.status == "succeeded" else 1
+
+
+def _finish(
+    cmd: Commands,
+    env: Mapping[str, str],
+    execution: Execution,
+    result: RunResult,
+    action: Action,
+    sha: str,
+) -> None:
+    redact: Redactor = execution.redactor
+    rows = service_rows(result, execution.run_plan)
+    public = [s.name for s in execution.pipeline.services.values() if s.public]
+    services = {
+        f"{r.environment}/{r.service}" if len(execution.run_plan.plans) > 1 else r.service: {
+            "image": r.image,
+            "url": r.url,
+            "result": r.status,
+            "target": r.target,
+            "stage": r.stage,
+        }
+        for r in rows
+    }
+    _set_output(
+        env,
+        {
+            "status": result.status,
+            "environment-url": environment_url(rows, public) or "",
+            "services": json.dumps(services, sort_keys=True),
+        },
+    )
+    _summary(env, redact(job_summary(result, execution.run_plan, action=action, sha=sha or None)))
+    for failure in result.failures:
+        cmd.error(failure)
+    took = f"{result.duration:.1f}s"
+    cmd.emit(f"{action} {result.status} in {took}")
+
+
+def main() -> int:
+    return run_action(os.environ)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

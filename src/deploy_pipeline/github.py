@@ -1,0 +1,302 @@
+"""GitHub as its users see a run: a commit status per environment, a GitHub Deployment with its
+statuses, and one PR comment per preview, edited in place. The only module importing PyGithub.
+
+A subscriber to the runner's events: calls go out from a thread of its own, so a slow or failing
+GitHub never slows or fails a deploy (it is logged, and the log says which permission is missing).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from github import Auth, Github, GithubException, GithubRetry
+
+from deploy_pipeline.errors import truncate
+from deploy_pipeline.events import Redactor
+from deploy_pipeline.model import Action, Event, Plan, RunPlan
+from deploy_pipeline.report import (
+    Progress,
+    clip,
+    comment_marker,
+    environment_url,
+    preview_comment,
+    service_rows,
+)
+from deploy_pipeline.runner import RunResult
+
+API_VERSION = "2022-11-28"
+PERMISSION_HINT = {
+    "statuses": "statuses: write",
+    "deployments": "deployments: write",
+    "pull_requests": "pull-requests: write",
+    "issues": "pull-requests: write",
+}
+
+
+@dataclass(frozen=True)
+class GitHubSettings:
+    repository: str  # owner/name
+    token: str
+    sha: str  # the commit deployed: statuses and deployments are about it
+    api_url: str = "https://api.github.com"
+    run_url: str | None = None  # the Actions run, or the receiver's run page
+    retries: int = 6
+    backoff: float = 0.5  # seconds, doubled per retry
+    write_pause: float = 0.5  # between writes, as GitHub asks of integrations
+    secondary_rate_wait: float = 60.0
+
+    @classmethod
+    def from_actions(
+        cls, environ: Mapping[str, str], token: str, sha: str | None = None
+    ) -> GitHubSettings | None:
+        """The settings a workflow step has (GITHUB_REPOSITORY, GITHUB_SHA, the run's URL)."""
+        repository = environ.get("GITHUB_REPOSITORY", "")
+        sha = sha or environ.get("GITHUB_SHA", "")
+        if not (repository and sha and token):
+            return None
+        server = environ.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
+        run_id = environ.get("GITHUB_RUN_ID")
+        pause = environ.get("DEPLOY_PIPELINE_GITHUB_WRITE_PAUSE", "")
+        return cls(
+            repository=repository,
+            token=token,
+            sha=sha,
+            api_url=environ.get("GITHUB_API_URL", "https://api.github.com").rstrip("/"),
+            run_url=f"{server}/{repository}/actions/runs/{run_id}" if run_id else None,
+            write_pause=float(pause) if pause else cls.write_pause,
+            backoff=float(pause) if pause else cls.backoff,
+        )
+
+
+def describe(error: BaseException, what: str) -> str:
+    """What went wrong with GitHub, in the words a user can act on."""
+    if isinstance(error, GithubException):
+        data = error.data if isinstance(error.data, dict) else {}
+        message = truncate(str(data.get("message") or error.data or ""), 300)
+        headers = {k.lower(): v for k, v in (error.headers or {}).items()}
+        if error.status == 403 and "x-accepted-github-permissions" in headers:
+            wanted = headers["x-accepted-github-permissions"]
+            names = [p.split("=", 1)[0] for p in wanted.split(",") if p]
+            hint = " or ".join(PERMISSION_HINT.get(n, f"{n}: write") for n in names)
+            return (
+                f"GitHub refused to {what}: the token lacks the {wanted} permission; "
+                f"give the workflow `permissions: {hint}` (or the app that permission)"
+            )
+        if error.status == 401:
+            return f"GitHub refused to {what}: the token is not accepted ({message})"
+        if error.status == 404:
+            return (
+                f"GitHub could not {what}: not found ({message}); check the repository name "
+                "and that the token can see it"
+            )
+        return f"GitHub could not {what}: {error.status} {message}".rstrip()
+    if isinstance(error, requests.RequestException):
+        return f"GitHub could not {what}: cannot reach {truncate(str(error), 200)}"
+    return f"GitHub could not {what}: {type(error).__name__}: {truncate(str(error), 200)}"
+
+
+class GitHubReporter:
+    """Follows one run: `start()`, then events (as a sink), then `finish(result)` and `close()`."""
+
+    def __init__(
+        self,
+        settings: GitHubSettings,
+        run_plan: RunPlan,
+        action: Action,
+        *,
+        log: Callable[[str], None],
+        redact: Redactor | None = None,
+    ) -> None:
+        self.settings, self.run_plan, self.action = settings, run_plan, action
+        self.log, self.redact = log, redact or Redactor()
+        retry = GithubRetry(
+            total=settings.retries,
+            backoff_factor=settings.backoff,
+            status_forcelist=[*range(500, 600), 429],
+            secondary_rate_wait=settings.secondary_rate_wait,
+            max_rate_limit_wait=settings.secondary_rate_wait,
+        )
+        self.gh = Github(
+            base_url=settings.api_url,
+            auth=Auth.Token(settings.token),
+            retry=retry,
+            timeout=15,
+            seconds_between_requests=0,
+            seconds_between_writes=settings.write_pause,
+            lazy=True,
+            api_version=API_VERSION,
+        )
+        self.repo = self.gh.get_repo(settings.repository)
+        self.plans: dict[str, Plan] = {p.environment.name: p for p in run_plan.plans}
+        self.progress = Progress(run_plan)
+        self.deployments: dict[str, Any] = {}
+        self.latest: dict[str, str] = {}
+        self.sent: dict[str, str] = {}
+        self.problems: list[str] = []
+        self.lock = threading.Lock()
+        self.tasks: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self.worker = threading.Thread(target=self._work, name="github", daemon=True)
+        self.worker.start()
+
+    # --- what the run calls ----------------------------------------------------------------
+
+    def start(self) -> None:
+        for name, plan in self.plans.items():
+            description = self.progress.description(name, self.action)
+            self._do(f"set the commit status of {name}", self._status, name, "pending", description)
+            if self.action in ("deploy", "restart"):
+                self._do(f"create a deployment of {name}", self._create_deployment, plan)
+
+    def __call__(self, event: Event) -> None:
+        with self.lock:
+            changed = self.progress(event)
+            name = event.environment
+            if not changed or name is None or name not in self.plans:
+                return
+            self.latest[name] = self.progress.description(name, self.action)
+        self._do(f"set the commit status of {name}", self._push_description, name)
+
+    def finish(self, result: RunResult) -> None:
+        rows = service_rows(result, self.run_plan)
+        for name, plan in self.plans.items():
+            status = result.environments.get(name, result.status)
+            mine = [r for r in rows if r.environment == name]
+            state = {"succeeded": "success", "failed": "failure"}.get(status, "error")
+            failed = next((r for r in mine if r.status == "failed"), None)
+            if status == "succeeded":
+                text = f"{self.action} succeeded in {result.duration:.0f}s"
+            elif failed is not None:
+                text = f"{failed.service} {failed.phase} failed: {failed.message}"
+            else:
+                text = f"{self.action} {status}"
+            self._do(
+                f"set the commit status of {name}",
+                self._status,
+                name,
+                state,
+                self.redact(text),
+            )
+            public = [s for tp in plan.targets for sp in tp.stages for s in sp.services]
+            url = environment_url(mine, (p.service.name for p in public if p.service.public))
+            if self.action in ("deploy", "restart"):
+                deployment_state = "success" if status == "succeeded" else "failure"
+                self._do(
+                    f"set the deployment status of {name}",
+                    self._deployment_status,
+                    name,
+                    deployment_state,
+                    url if status == "succeeded" else None,
+                    self.redact(clip(text)),
+                )
+            if self.action == "delete" and status == "succeeded":
+                self._do(f"mark the deployments of {name} inactive", self._deactivate, name)
+            pr = plan.environment.pull_request
+            if pr is not None:
+                body = self.redact(
+                    preview_comment(
+                        name,
+                        result,
+                        self.run_plan,
+                        action=self.action,
+                        sha=self.settings.sha,
+                        run_url=self.settings.run_url,
+                    )
+                )
+                self._do(f"comment on pull request #{pr}", self._comment, pr, name, body)
+
+    def close(self, timeout: float = 120.0) -> list[str]:
+        """Wait for what is queued (at most `timeout` s); the problems met, already logged."""
+        self.tasks.put(None)
+        self.worker.join(timeout)
+        if self.worker.is_alive():
+            self._problem(f"GitHub: gave up waiting after {timeout:.0f}s; some updates are lost")
+        self.gh.close()
+        return list(self.problems)
+
+    # --- the calls, on the worker thread ---------------------------------------------------
+
+    def _do(self, what: str, fn: Callable[..., None], *args: Any) -> None:
+        def task() -> None:
+            try:
+                fn(*args)
+            except (GithubException, requests.RequestException) as exc:
+                self._problem(describe(exc, what))
+
+        self.tasks.put(task)
+
+    def _work(self) -> None:
+        while (task := self.tasks.get()) is not None:
+            task()
+
+    def _problem(self, message: str) -> None:
+        message = self.redact(message)
+        with self.lock:
+            self.problems.append(message)
+        self.log(message)
+
+    def _status(self, name: str, state: str, description: str) -> None:
+        context = f"deploy-pipeline/{name}"
+        commit = self.repo.get_commit(self.settings.sha)
+        kwargs: dict[str, Any] = {"description": clip(description), "context": context}
+        if self.settings.run_url:
+            kwargs["target_url"] = self.settings.run_url
+        commit.create_status(state, **kwargs)
+        with self.lock:
+            self.sent[name] = description
+
+    def _push_description(self, name: str) -> None:
+        with self.lock:
+            text = self.latest.pop(name, None)
+            if text is None or self.sent.get(name) == text:
+                return  # a later event's update already went out
+        self._status(name, "pending", text)
+
+    def _create_deployment(self, plan: Plan) -> None:
+        env = plan.environment
+        deployment = self.repo.create_deployment(
+            ref=self.settings.sha,
+            environment=env.name,
+            description=clip(f"deploy-pipeline {self.action} of {env.name}"),
+            auto_merge=False,
+            required_contexts=[],
+            transient_environment=env.pull_request is not None,
+            production_environment=env.production,
+            payload={"tool": "deploy-pipeline", "action": self.action},
+        )
+        self.deployments[env.name] = deployment
+        self._post_deployment_status(deployment.url, "in_progress", None, "deploying")
+
+    def _deployment_status(self, name: str, state: str, url: str | None, description: str) -> None:
+        deployment = self.deployments.get(name)
+        if deployment is None:
+            return  # its creation failed, and said so
+        self._post_deployment_status(deployment.url, state, url, description)
+
+    def _post_deployment_status(
+        self, deployment_url: str, state: str, url: str | None, description: str
+    ) -> None:
+        body: dict[str, Any] = {"state": state, "description": clip(description)}
+        if self.settings.run_url:
+            body["log_url"] = self.settings.run_url
+        if url:
+            body["environment_url"] = url
+        # PyGithub's create_status has no log_url: the request is sent as GitHub documents it
+        self.gh.requester.requestJsonAndCheck("POST", f"{deployment_url}/statuses", input=body)
+
+    def _deactivate(self, name: str) -> None:
+        for deployment in self.repo.get_deployments(environment=name):
+            self._post_deployment_status(deployment.url, "inactive", None, "deleted")
+
+    def _comment(self, number: int, name: str, body: str) -> None:
+        issue = self.repo.get_issue(number)
+        marker = comment_marker(name)
+        for comment in issue.get_comments():
+            if marker in (comment.body or ""):
+                comment.edit(body)
+                return
+        issue.create_comment(body)

@@ -1,0 +1,320 @@
+"""A run as GitHub shows it, in pure functions: the commit status's one-line description while it
+runs, the preview's PR comment (a table of services) and the Action's job summary (the table and
+a Mermaid picture of the stages). No I/O: `github` and `action` send and write what these return.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from deploy_pipeline.model import Event, Plan, RunPlan
+from deploy_pipeline.runner import RunResult, StepView
+
+DESCRIPTION_LIMIT = 140  # GitHub truncates a commit status's description beyond this
+ICONS = {
+    "succeeded": "✅",
+    "reused": "✅",
+    "failed": "❌",
+    "cancelled": "⊘",
+    "skipped": "⏭️",
+    "pending": "⏳",
+    "running": "🔄",
+}
+DONE = {"succeeded", "reused", "skipped", "failed", "cancelled"}
+
+
+def comment_marker(environment: str) -> str:
+    """The hidden line that finds a preview's comment again, to edit it in place."""
+    return f"<!-- deploy-pipeline:preview:{environment} -->"
+
+
+@dataclass(frozen=True)
+class ServiceRow:
+    environment: str
+    target: str
+    stage: str
+    service: str
+    status: str  # the main step's final state: succeeded, failed, cancelled, skipped…
+    phase: str
+    url: str | None
+    image: str | None
+    origin: str  # built, reused, prebuilt, or "" when there is no image
+    duration: float | None
+    message: str
+
+
+def service_rows(result: RunResult, run_plan: RunPlan) -> list[ServiceRow]:
+    """One row per environment × target × service, in stage order, skipped ones included."""
+    images = {
+        p.service.name: p.service.image
+        for plan in run_plan.plans
+        for tp in plan.targets
+        for sp in tp.stages
+        for p in sp.services
+    }
+    images.update({s.name: s.image for plan in run_plan.plans for s in plan.skipped})
+    grouped: dict[tuple[str, str, str], list[StepView]] = {}
+    for view in result.steps:
+        grouped.setdefault((view.environment, view.target, view.service), []).append(view)
+    rows = []
+    for (env, target, service), views in grouped.items():
+        build = next((v for v in views if v.phase == "build"), None)
+        main = next((v for v in views if v.phase != "build"), views[0])
+        if build is not None:
+            image = build.artifact or main.artifact
+            origin = "reused" if build.state == "reused" else "built"
+            if build.state not in ("succeeded", "reused"):
+                origin = f"build {build.state}"
+        else:
+            image, origin = main.artifact or images.get(service), "prebuilt"
+        elapsed = sum(v.elapsed or 0.0 for v in views if v.elapsed is not None)
+        if main.state == "skipped" and build is None:
+            image, origin = None, ""
+        rows.append(
+            ServiceRow(
+                env,
+                target,
+                main.stage,
+                service,
+                main.state,
+                main.phase,
+                main.url,
+                image,
+                origin if image else "",
+                elapsed if any(v.elapsed is not None for v in views) else None,
+                main.message if main.state != "failed" or build is None else _failure(build, main),
+            )
+        )
+    return rows
+
+
+def _failure(build: StepView, main: StepView) -> str:
+    return build.message if build.state == "failed" else main.message
+
+
+def environment_url(rows: Iterable[ServiceRow], public: Iterable[str] = ()) -> str | None:
+    """The URL a GitHub Deployment links to: a public service's, else the first there is."""
+    rows = list(rows)
+    wanted = set(public)
+    for row in rows:
+        if row.url and row.service in wanted:
+            return row.url
+    return next((row.url for row in rows if row.url), None)
+
+
+# --- the commit status while the run goes on ------------------------------------------------
+
+
+@dataclass
+class _EnvProgress:
+    stages: list[str]
+    totals: dict[str, int]
+    done: dict[str, set[str]] = field(default_factory=dict)
+    failed: str | None = None
+    current: str | None = None
+
+
+class Progress:
+    """Follows a run's events and says, per environment, where it is in a status's 140 characters:
+    `stage 2/4 backend: 3/5 services`."""
+
+    def __init__(self, run_plan: RunPlan) -> None:
+        self.envs: dict[str, _EnvProgress] = {}
+        for plan in run_plan.plans:
+            stages: list[str] = []
+            totals: dict[str, int] = {}
+            for tp in plan.targets:
+                for sp in tp.stages:
+                    if sp.name not in totals:
+                        stages.append(sp.name)
+                        totals[sp.name] = 0
+                    totals[sp.name] += len(sp.services)
+                for svc in plan.skipped:  # counted where they stand: "3/3 services" at the end
+                    if svc.stage in totals:
+                        totals[svc.stage] += 1
+            self.envs[plan.environment.name] = _EnvProgress(stages, totals)
+
+    def __call__(self, event: Event) -> bool:
+        """Take an event in; True when an environment's description changed."""
+        env = self.envs.get(event.environment or "")
+        if env is None or event.stage is None or event.service is None:
+            return False
+        before = (env.current, env.failed, sum(len(v) for v in env.done.values()))
+        if event.phase != "build" or event.status == "failed":
+            env.current = event.stage
+        if event.status == "failed" and env.failed is None:
+            env.failed = f"{event.service} {event.phase} failed"
+        if event.phase != "build" and event.status in DONE:
+            env.done.setdefault(event.stage, set()).add(f"{event.target}/{event.service}")
+        return before != (env.current, env.failed, sum(len(v) for v in env.done.values()))
+
+    def description(self, environment: str, action: str = "deploy") -> str:
+        env = self.envs[environment]
+        if env.current is None:
+            text = f"{action}: waiting to start ({len(env.stages)} stages)"
+        else:
+            k = env.stages.index(env.current) + 1 if env.current in env.stages else 0
+            done, total = len(env.done.get(env.current, ())), env.totals.get(env.current, 0)
+            text = f"{action}: stage {k}/{len(env.stages)} {env.current}: {done}/{total} services"
+            if env.failed:
+                text += f"; {env.failed}"
+        return clip(text)
+
+
+def clip(text: str, limit: int = DESCRIPTION_LIMIT) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- Markdown ------------------------------------------------------------------------------
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.replace("|", "\\|").split())
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:.1f}s" if value < 60 else f"{int(value // 60)}m{int(value % 60):02d}s"
+
+
+def table(rows: Sequence[ServiceRow]) -> str:
+    """The services table of the comment and the summary."""
+    several = len({(r.environment, r.target) for r in rows}) > 1
+    head = ["service", "stage", "status", "URL", "image", "took"]
+    if several:
+        head.insert(0, "where")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        status = f"{ICONS.get(r.status, '')} {r.status}".strip()
+        if r.status == "failed" and r.message:
+            status += f": {_cell(clip(r.message, 200))}"
+        image = f"`{_cell(r.image)}` ({r.origin})" if r.image else ""
+        url = f"[{_cell(r.url)}]({r.url})" if r.url else ""
+        cells = [f"**{r.service}**", r.stage, status, url, image, _seconds(r.duration)]
+        if several:
+            cells.insert(0, f"{r.environment} → {r.target}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _headline(result: RunResult, action: str, what: str) -> str:
+    icon = {"succeeded": "✅", "failed": "❌"}.get(result.status, "⊘")
+    verb = {"deploy": "deployed", "restart": "restarted", "stop": "stopped", "delete": "deleted"}
+    done = verb.get(action, action) if result.status == "succeeded" else f"{action} {result.status}"
+    return f"### {icon} {what} {done} in {_seconds(result.duration)}"
+
+
+def preview_comment(
+    environment: str,
+    result: RunResult,
+    run_plan: RunPlan,
+    *,
+    action: str,
+    sha: str,
+    run_url: str | None = None,
+) -> str:
+    """The one PR comment of a preview, edited in place on every push."""
+    rows = [r for r in service_rows(result, run_plan) if r.environment == environment]
+    plan = next(p for p in run_plan.plans if p.environment.name == environment)
+    lines = [
+        comment_marker(environment),
+        _headline(result, action, f"Preview `{environment}`"),
+        "",
+        f"Commit `{sha[:7]}`" + (f" · [run]({run_url})" if run_url else ""),
+        "",
+    ]
+    if action == "delete" and result.status == "succeeded":
+        lines.append("The preview and everything in it, skipped services included, is gone.")
+    else:
+        lines.append(table(rows))
+    lines.extend(_failures(result))
+    lines.extend(_skipped_note(plan))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _failures(result: RunResult) -> list[str]:
+    if not result.failures:
+        return []
+    return ["", "**Failed:**", *(f"- {_cell(clip(f, 500))}" for f in result.failures)]
+
+
+def _skipped_note(plan: Plan) -> list[str]:
+    names = sorted(s.name for s in plan.skipped)
+    if not names:
+        return []
+    listed = ", ".join(f"`{n}`" for n in names)
+    env = plan.environment.name
+    return [
+        "",
+        f"Skipped in `{env}`: {listed}. To add one: `deploy-pipeline env unskip {env} {names[0]}`.",
+    ]
+
+
+def _node(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", text)
+
+
+def mermaid(plan: Plan, rows: Sequence[ServiceRow]) -> str:
+    """The stages left to right with their services inside; skipped ones greyed out."""
+    state = {(r.target, r.service): r.status for r in rows}
+    out, greyed = ["```mermaid", "flowchart LR"], []
+    for tp in plan.targets:
+        t = _node(tp.target.name)
+        if len(plan.targets) > 1:
+            out.append(f'  subgraph {t}["{tp.target.name}"]')
+            out.append("  direction LR")
+        stages = [(sp.name, [p.service.name for p in sp.services]) for sp in tp.stages]
+        # skipped services are drawn in their stage, even one with nothing else to run
+        for svc in plan.skipped:
+            for name, members in stages:
+                if name == svc.stage:
+                    members.append(svc.name)
+                    break
+            else:
+                stages.append((svc.stage, [svc.name]))
+        skipped = {s.name for s in plan.skipped}
+        previous = None
+        for name, members in stages:
+            sid = f"{t}_{_node(name)}"
+            out.append(f'  subgraph {sid}["{name}"]')
+            for member in members:
+                status = "skipped" if member in skipped else state.get((tp.target.name, member), "")
+                label = f"{member} {ICONS.get(status, '')}".strip()
+                out.append(f'    {sid}_{_node(member)}["{label}"]')
+                if member in skipped:
+                    greyed.append(f"{sid}_{_node(member)}")
+            out.append("  end")
+            if previous:
+                out.append(f"  {previous} --> {sid}")
+            previous = sid
+        if len(plan.targets) > 1:
+            out.append("  end")
+    out.append("  classDef skipped fill:#f2f2f2,stroke:#bbb,color:#999,stroke-dasharray:3 3")
+    if greyed:
+        out.append(f"  class {','.join(greyed)} skipped")
+    out.append("```")
+    return "\n".join(out)
+
+
+def job_summary(
+    result: RunResult, run_plan: RunPlan, *, action: str, sha: str | None = None
+) -> str:
+    """The Action's `$GITHUB_STEP_SUMMARY`: per environment the result, stages and table."""
+    rows = service_rows(result, run_plan)
+    parts = []
+    for plan in run_plan.plans:
+        env = plan.environment.name
+        mine = [r for r in rows if r.environment == env]
+        status = result.environments.get(env, result.status)
+        icon = {"succeeded": "✅", "failed": "❌"}.get(status, "⊘")
+        head = f"## {icon} deploy-pipeline {action} `{env}`: {status}"
+        if sha:
+            head += f" at `{sha[:7]}`"
+        parts.extend([head, "", mermaid(plan, mine), "", table(mine), *_skipped_note(plan), ""])
+    parts.extend(_failures(result))
+    parts.append(f"\n_{action} {result.status} in {_seconds(result.duration)}_")
+    return "\n".join(parts).strip() + "\n"

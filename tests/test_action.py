@@ -1,0 +1,266 @@
+"""The Action's entry point in-process, reporting to the GitHub stand-in: what a pull request and
+a commit show afterwards (statuses, deployments, the one comment), the step's outputs, summary and
+workflow commands, and what happens when GitHub refuses or fails."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deploy_pipeline.action import run_action
+from tests.github_standin import REPO, TOKEN, GitHubStandin
+
+FIXTURES = Path(__file__).parent / "fixtures" / "github-webhooks" / "pull_request"
+CANARY = "canary-secret-4f1c9d"  # a service's secret: must appear in no log line but its mask
+
+PIPELINE = """
+version: 1
+stages: [data, apps]
+targets:
+  rehearse: {kind: simulated}
+services:
+  db: {type: database, image: postgres:16, port: 5432, stage: data}
+  api: {type: container, image: api:1, port: 8000, stage: apps, secrets: [API_TOKEN]}
+  web: {type: container, image: nginx:1.27, port: 80, public: true, stage: apps}
+  search: {type: container, image: search:1, stage: apps}
+environments:
+  staging: {target: rehearse, skip: [search]}
+previews: {from: staging}
+"""
+
+
+@pytest.fixture
+def standin() -> Iterator[GitHubStandin]:
+    with GitHubStandin() as server:
+        yield server
+
+
+class Step:
+    """One run of the Action's step, as GitHub's runner would make it: INPUT_* and GITHUB_*."""
+
+    def __init__(self, standin: GitHubStandin, workspace: Path) -> None:
+        self.standin, self.workspace = standin, workspace
+        self.sha = standin.repo().refs["main"]
+        self.log = ""
+        self.outputs: dict[str, str] = {}
+        self.summary = ""
+
+    def __call__(self, **inputs: str) -> int:
+        output, summary = self.workspace / "output.txt", self.workspace / "summary.md"
+        output.write_text("")
+        summary.write_text("")
+        environ = {
+            "GITHUB_REPOSITORY": REPO,
+            "GITHUB_SHA": self.sha,
+            "GITHUB_API_URL": self.standin.base_url,
+            "GITHUB_SERVER_URL": "https://github.example",
+            "GITHUB_RUN_ID": "4242",
+            "GITHUB_WORKSPACE": str(self.workspace),
+            "GITHUB_OUTPUT": str(output),
+            "GITHUB_STEP_SUMMARY": str(summary),
+            "RUNNER_TEMP": str(self.workspace / "tmp"),
+            "DEPLOY_PIPELINE_GITHUB_WRITE_PAUSE": "0.01",
+            "API_TOKEN": CANARY,
+            "INPUT_GITHUB-TOKEN": TOKEN,
+            **{f"INPUT_{k.upper().replace('_', '-')}": v for k, v in inputs.items()},
+        }
+        if "event" in inputs:
+            environ["GITHUB_EVENT_PATH"] = inputs["event"]
+        out = io.StringIO()
+        code = run_action(environ, out)
+        self.log = out.getvalue()
+        self.outputs = parse_outputs(output.read_text())
+        self.summary = summary.read_text()
+        return code
+
+
+def parse_outputs(text: str) -> dict[str, str]:
+    found, lines = {}, iter(text.splitlines())
+    for line in lines:
+        if "<<" in line:
+            key, marker = line.split("<<", 1)
+            value = []
+            for inner in lines:
+                if inner == marker:
+                    break
+                value.append(inner)
+            found[key] = "\n".join(value)
+        elif "=" in line:
+            key, value = line.split("=", 1)
+            found[key] = value
+    return found
+
+
+@pytest.fixture
+def step(standin: GitHubStandin, tmp_path: Path, write_config: Callable[[str], Path]) -> Step:
+    write_config(PIPELINE)
+    return Step(standin, tmp_path)
+
+
+def pr_event(tmp_path: Path, action: str, number: int, sha: str) -> str:
+    """A recorded pull_request payload, made ours: this repository, this PR, this head commit."""
+    payload: dict[str, Any] = json.loads((FIXTURES / "opened.payload.json").read_text())
+    payload = copy.deepcopy(payload)
+    payload["action"], payload["number"] = action, number
+    payload["pull_request"]["number"] = number
+    payload["pull_request"]["head"]["sha"] = sha
+    payload["repository"]["full_name"] = REPO
+    path = tmp_path / f"event-{action}.json"
+    path.write_text(json.dumps(payload))
+    return str(path)
+
+
+def contexts(standin: GitHubStandin, sha: str, context: str) -> list[dict[str, Any]]:
+    return [s for s in standin.statuses(sha) if s["context"] == context]
+
+
+def test_a_pull_request_gets_statuses_a_deployment_and_one_comment_edited_in_place(
+    step: Step, standin: GitHubStandin, tmp_path: Path
+) -> None:
+    """opened deploys the preview (pending → success, in_progress → success with the public
+    URL, a comment), synchronize edits that same comment, closed deletes the preview and marks
+    its deployments inactive; every request matched GitHub's description."""
+    number = standin.add_pull("feature", head_sha=step.sha)
+    name = f"pr-{number}"
+
+    assert step(action="preview", event=pr_event(tmp_path, "opened", number, step.sha)) == 0
+    statuses = contexts(standin, step.sha, f"deploy-pipeline/{name}")
+    assert statuses[0]["state"] == "pending"
+    assert statuses[-1]["state"] == "success"
+    assert all(len(s["description"] or "") <= 140 for s in statuses)
+    assert any("stage 2/2 apps" in (s["description"] or "") for s in statuses)
+    assert statuses[-1]["target_url"] == f"https://github.example/{REPO}/actions/runs/4242"
+    (deployment,) = standin.deployments()
+    assert (deployment["environment"], deployment["ref"]) == (name, step.sha)
+    assert deployment["transient_environment"] is True
+    assert deployment["production_environment"] is False
+    states = standin.deployment_statuses(deployment["id"])
+    assert [s["state"] for s in states] == ["in_progress", "success"]
+    assert states[-1]["environment_url"] == f"http://web.{name}.rehearse.simulated"
+    assert states[-1]["log_url"] == f"https://github.example/{REPO}/actions/runs/4242"
+    (comment,) = standin.comments(number)
+    assert comment["body"].startswith(f"<!-- deploy-pipeline:preview:{name} -->")
+    assert "| **web** | apps | ✅ succeeded |" in comment["body"]
+    assert f"Skipped in `{name}`: `search`" in comment["body"]
+    assert step.outputs["status"] == "succeeded"
+    assert step.outputs["environment-url"] == f"http://web.{name}.rehearse.simulated"
+
+    assert step(action="preview", event=pr_event(tmp_path, "synchronize", number, step.sha)) == 0
+    (edited,) = standin.comments(number)
+    assert edited["id"] == comment["id"]
+    assert len(standin.deployments()) == 2
+
+    assert step(action="preview", event=pr_event(tmp_path, "closed", number, step.sha)) == 0
+    for d in standin.deployments():
+        assert standin.deployment_statuses(d["id"])[-1]["state"] == "inactive"
+    (gone,) = standin.comments(number)
+    assert gone["id"] == comment["id"]
+    assert "is gone" in gone["body"]
+    assert standin.violations == []
+
+
+def test_the_log_masks_secrets_first_and_groups_each_stage(step: Step) -> None:
+    """Every secret value is masked before any other line; each stage is a group; the service's
+    secret appears in no line but its mask, nor in the outputs or the summary."""
+    assert step(environment="staging") == 0
+    lines = step.log.splitlines()
+    masks = [i for i, line in enumerate(lines) if line.startswith("::add-mask::")]
+    first_other = next(i for i, line in enumerate(lines) if not line.startswith("::add-mask::"))
+    assert max(masks) < first_other
+    assert f"::add-mask::{CANARY}" in lines and f"::add-mask::{TOKEN}" in lines
+    rest = "\n".join(lines[first_other:])
+    assert CANARY not in rest and TOKEN not in rest
+    assert CANARY not in step.summary and CANARY not in json.dumps(step.outputs)
+    assert "::group::staging → rehearse: data" in lines
+    assert "::group::staging → rehearse: apps" in lines
+    assert lines.count("::endgroup::") == 2
+
+
+def test_outputs_and_the_job_summary_describe_the_run(step: Step) -> None:
+    """outputs carry the status, the public URL and every service; the summary has a Mermaid
+    picture of the stages with the skipped service greyed, and the table."""
+    assert step(environment="staging") == 0
+    services = json.loads(step.outputs["services"])
+    assert services["web"] == {
+        "image": "nginx:1.27",
+        "url": "http://web.staging.rehearse.simulated",
+        "result": "succeeded",
+        "target": "rehearse",
+        "stage": "apps",
+    }
+    assert services["search"]["result"] == "skipped"
+    assert "```mermaid\nflowchart LR" in step.summary
+    assert "  class rehearse_apps_search skipped" in step.summary
+    assert "rehearse_data --> rehearse_apps" in step.summary
+    assert "| **api** | apps | ✅ succeeded |" in step.summary
+
+
+def test_a_missing_permission_is_named_and_the_deploy_still_succeeds(
+    step: Step, standin: GitHubStandin
+) -> None:
+    """A token without statuses: write gets GitHub's 403; the step says which permission to add,
+    and the deploy, which succeeded, still does."""
+    standin.add_token(TOKEN, permissions={"deployments": "write", "pull_requests": "write"})
+    assert step(environment="staging") == 0
+    assert (
+        "::warning::GitHub refused to set the commit status of staging: the token lacks the "
+        "statuses=write permission; give the workflow `permissions: statuses: write`"
+    ) in step.log
+    assert step.outputs["status"] == "succeeded"
+    (deployment,) = standin.deployments()
+    assert standin.deployment_statuses(deployment["id"])[-1]["state"] == "success"
+
+
+def test_github_server_errors_are_retried(step: Step, standin: GitHubStandin) -> None:
+    """Two 502s on creating the deployment are retried: one deployment, its statuses, no
+    warning."""
+    fault = standin.fail("POST", f"/repos/{REPO}/deployments", 502, times=2)
+    assert step(environment="staging") == 0
+    assert fault.hits == 2
+    (deployment,) = standin.deployments()
+    assert [s["state"] for s in standin.deployment_statuses(deployment["id"])] == [
+        "in_progress",
+        "success",
+    ]
+    assert "::warning::" not in step.log
+
+
+def test_a_failed_deploy_fails_the_step_the_status_and_the_deployment(
+    step: Step, standin: GitHubStandin, write_config: Callable[[str], Path]
+) -> None:
+    """A service that fails: exit 1, an ::error:: naming it, the commit status `failure` saying
+    which service, and the deployment `failure`."""
+    write_config(PIPELINE.replace("{kind: simulated}", "{kind: simulated, fail: {api: deploy}}"))
+    assert step(environment="staging") == 1
+    assert "::error::staging/rehearse api deploy failed: simulated failure" in step.log
+    final = contexts(standin, step.sha, "deploy-pipeline/staging")[-1]
+    assert final["state"] == "failure"
+    assert final["description"].startswith("api deploy failed: simulated failure")
+    (deployment,) = standin.deployments()
+    assert standin.deployment_statuses(deployment["id"])[-1]["state"] == "failure"
+    assert step.outputs["status"] == "failed"
+
+
+def test_a_missing_required_input_is_a_clear_error(step: Step) -> None:
+    """No environment (and not a preview): `::error::` saying what to set, exit 1."""
+    assert step() == 1
+    assert "::error::input environment is required" in step.log
+
+
+def test_a_bad_pipeline_file_is_annotated_on_its_line(
+    step: Step, write_config: Callable[[str], Path]
+) -> None:
+    """A config error becomes an annotation on the file's line, so it shows in the PR's diff."""
+    write_config(PIPELINE.replace("port: 8000", "port: eighty"))
+    assert step(environment="staging") == 1
+    assert (
+        "::error file=.deploy-pipeline.yml,line=8,title=deploy-pipeline::services.api.port: "
+        "expected an integer, got 'eighty'"
+    ) in step.log.splitlines()
+    assert "::error::1 problem in the pipeline file, annotated on its lines" in step.log
