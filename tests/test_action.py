@@ -264,3 +264,48 @@ def test_a_bad_pipeline_file_is_annotated_on_its_line(
         "expected an integer, got 'eighty'"
     ) in step.log.splitlines()
     assert "::error::1 problem in the pipeline file, annotated on its lines" in step.log
+
+
+def test_the_actions_token_permissions_are_enough(step: Step, standin: GitHubStandin) -> None:
+    """A token with only what the README's workflow grants (statuses, deployments and
+    pull-requests write) reports a preview completely, with no warning."""
+    standin.add_token(
+        TOKEN,
+        permissions={"statuses": "write", "deployments": "write", "pull_requests": "write"},
+    )
+    number = standin.add_pull("feature", head_sha=step.sha)
+    event = pr_event(step.workspace, "opened", number, step.sha)
+    assert step(action="preview", event=event) == 0
+    assert "::warning::" not in step.log
+    assert len(standin.comments(number)) == 1
+    assert standin.violations == []
+
+
+def test_a_secondary_rate_limit_is_waited_out(step: Step, standin: GitHubStandin) -> None:
+    """GitHub's secondary rate limit (403 with Retry-After) on a commit status is waited for and
+    retried: the status is set, and nothing is reported as lost."""
+    fault = standin.rate_limit("POST", f"/repos/{REPO}/statuses/*", secondary=True, retry_after=1)
+    assert step(environment="staging") == 0
+    assert fault.hits == 1
+    assert contexts(standin, step.sha, "deploy-pipeline/staging")[-1]["state"] == "success"
+    assert "::warning::" not in step.log
+
+
+def test_a_kubeconfig_input_is_written_privately_and_its_credentials_masked(
+    step: Step, tmp_path: Path
+) -> None:
+    """The kubeconfig input lands in a 0600 file under RUNNER_TEMP, and its token and key are
+    masked before anything else is printed."""
+    kubeconfig = (
+        "apiVersion: v1\nkind: Config\nusers:\n- name: ci\n  user:\n"
+        "    token: kube-token-0f9e8d7c\n    client-key-data: a2V5LWRhdGEtc2VjcmV0\n"
+    )
+    assert step(environment="staging", kubeconfig=kubeconfig) == 0
+    written = tmp_path / "tmp" / "deploy-pipeline" / "kubeconfig"
+    assert written.stat().st_mode & 0o777 == 0o600
+    lines = step.log.splitlines()
+    assert lines[:2] == [
+        f"::add-mask::{TOKEN}",
+        "::add-mask::kube-token-0f9e8d7c",
+    ]
+    assert "::add-mask::a2V5LWRhdGEtc2VjcmV0" in lines[:4]

@@ -198,6 +198,8 @@ def run_action(environ: Mapping[str, str], out: TextIO = sys.stdout) -> int:
                 f"input config: {shown} not found in the workspace; check the repository out "
                 "first (actions/checkout), or set `config:` to the pipeline file's path"
             )
+        if api := inputs.get("github-api-url"):
+            env["GITHUB_API_URL"] = api
         private = Path(environ.get("RUNNER_TEMP") or tempfile.gettempdir()) / "deploy-pipeline"
         if kubeconfig:
             env["KUBECONFIG"] = str(_write_private(private, "kubeconfig", kubeconfig + "\n"))
@@ -298,7 +300,16 @@ def _run(
 
     settings = GitHubSettings.from_actions(env, token, sha)
     if settings is None:
-        cmd.emit("GitHub reporting is off: no github-token, GITHUB_REPOSITORY or commit")
+        missing = [
+            name
+            for name, value in (
+                ("the github-token input", token),
+                ("GITHUB_REPOSITORY", env.get("GITHUB_REPOSITORY")),
+                ("the commit (GITHUB_SHA)", sha),
+            )
+            if not value
+        ]
+        cmd.emit(f"GitHub reporting is off: no {' and no '.join(missing)}")
     else:
         observers.append(
             GitHubReporter(

@@ -1,0 +1,200 @@
+"""The Action run the way GitHub runs it: nektos/act builds the repo's Dockerfile and runs
+`uses: ./` in a workflow, with INPUT_* from `with:`, outputs and the job summary read back from
+act, GitHub's REST API played by the stand-in on loopback, and the deployments really done."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.action_testbed import ActRun, act, copy_action, require_act
+from tests.docker_testbed import HTTPD, DockerBed, busybox_context
+from tests.github_standin import REPO, TOKEN, GitHubStandin
+
+pytestmark = pytest.mark.engine
+
+FIXTURES = Path(__file__).parent / "fixtures" / "github-webhooks" / "pull_request"
+CANARY = "canary-not-a-secret-to-act-7d2e"  # given as a plain variable: only our mask hides it
+
+PIPELINE = """
+version: 1
+stages: [backend, frontend]
+targets:
+  laptop: {kind: docker}
+  rehearse: {kind: simulated}
+services:
+  api: {type: application, build: ./web, port: 8080, health: /healthz, stage: backend,
+        secrets: [API_TOKEN]}
+  web: {type: application, build: ./web, port: 8080, health: /healthz, public: true,
+        stage: frontend}
+  search: {type: application, build: ./web, port: 8080, stage: frontend}
+environments:
+  staging: {target: laptop, skip: [search]}
+  rehearsal: {target: rehearse}
+previews: {from: staging}
+"""
+
+WORKFLOW = """
+name: deploy
+on: [push, pull_request]
+jobs:
+  deploy:
+    runs-on: ubuntu-latest
+    permissions: {statuses: write, deployments: write, pull-requests: write}
+    steps:
+      - uses: actions/checkout@v4
+      - id: dp
+        uses: ./
+        with:
+          action: ${{ github.event_name == 'pull_request' && 'preview' || 'deploy' }}
+          environment: ${{ github.event_name == 'push' && 'rehearsal' || '' }}
+          github-api-url: ${{ vars.API_URL }}
+        env:
+          API_TOKEN: ${{ vars.CANARY }}
+      - run: echo "after the action, status=${{ steps.dp.outputs.status }}"
+"""
+
+
+@pytest.fixture
+def repo(tmp_path: Path, docker_env: DockerBed) -> Iterator[Path]:
+    """A repository using the Action from its own root, with a pipeline of busybox services."""
+    require_act(docker_env)
+    root = tmp_path / "repo"
+    copy_action(root)
+    (root / ".github" / "workflows").mkdir(parents=True)
+    (root / ".github" / "workflows" / "deploy.yml").write_text(WORKFLOW)
+    (root / ".deploy-pipeline.yml").write_text(PIPELINE)
+    busybox_context(root / "web", HTTPD, extra="EXPOSE 8080")
+    (root / ".gitignore").write_text(".deploy-pipeline/\n")
+
+    def git(*args: str) -> None:
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+            cwd=root,
+            check=True,
+            capture_output=True,
+        )
+
+    git("init", "-q", "-b", "main")
+    git("add", "-A")
+    git("commit", "-qm", "the shop")
+    git("remote", "add", "origin", f"https://github.com/{REPO}.git")
+    yield root
+
+
+def head(repo: Path) -> str:
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def run(bed: DockerBed, repo: Path, standin: GitHubStandin, event: str, *args: str) -> ActRun:
+    result = act(
+        bed,
+        repo,
+        event,
+        "-s",
+        f"GITHUB_TOKEN={TOKEN}",
+        "--var",
+        f"API_URL={standin.base_url}",
+        "--var",
+        f"CANARY={CANARY}",
+        *args,
+    )
+    if not result.lines:
+        pytest.fail(f"act printed nothing it could read (exit {result.code}):\n{result.stderr}")
+    return result
+
+
+def pr_event(tmp_path: Path, action: str, number: int, sha: str) -> str:
+    payload: dict[str, Any] = copy.deepcopy(
+        json.loads((FIXTURES / "opened.payload.json").read_text())
+    )
+    payload["action"], payload["number"] = action, number
+    payload["pull_request"]["number"] = number
+    payload["pull_request"]["head"]["sha"] = sha
+    payload["repository"]["full_name"] = REPO
+    path = tmp_path / f"{action}.json"
+    path.write_text(json.dumps(payload))
+    return str(path)
+
+
+@pytest.fixture
+def standin() -> Iterator[GitHubStandin]:
+    with GitHubStandin() as server:
+        yield server
+
+
+def test_a_push_deploys_on_the_simulated_target_with_outputs_and_a_summary(
+    repo: Path, standin: GitHubStandin, docker_env: DockerBed
+) -> None:
+    """On push, the step deploys `rehearsal`: the job succeeds, the outputs and the job summary
+    come back through act, the commit status and deployment end in success, the plain variable
+    passed as a service's secret is masked in the whole log, and the image is at most 150 MB."""
+    result = run(docker_env, repo, standin, "push")
+    assert result.succeeded, result.log[-3000:]
+    outputs = result.outputs("dp")
+    assert outputs["status"] == "succeeded"
+    services = json.loads(outputs["services"])
+    assert services["web"]["url"] == "http://web.rehearsal.rehearse.simulated"
+    assert "after the action, status=succeeded" in result.log
+    assert "flowchart LR" in result.summary
+    assert "| **api** | backend | ✅ succeeded |" in result.summary
+    shown = [line for line in result.lines if line.get("command") != "add-mask"]
+    assert CANARY not in json.dumps(shown)  # the mask's own command is the only place it is
+    sha = head(repo)
+    final = [s for s in standin.statuses(sha) if s["context"] == "deploy-pipeline/rehearsal"]
+    assert final[-1]["state"] == "success"
+    (deployment,) = standin.deployments()
+    assert [s["state"] for s in standin.deployment_statuses(deployment["id"])] == [
+        "in_progress",
+        "success",
+    ]
+    assert standin.violations == []
+    size = int(docker_env.cli("image", "inspect", "-f", "{{.Size}}", "act-dockeraction:latest"))
+    assert size <= 150_000_000, f"the Action's image is {size / 1e6:.0f} MB, over 150 MB"
+
+
+def test_a_pull_request_preview_is_deployed_on_docker_then_deleted(
+    repo: Path, standin: GitHubStandin, docker_env: DockerBed, tmp_path: Path
+) -> None:
+    """opened: the preview (staging's clone, search skipped) runs on the Docker engine and its
+    public URL answers; the PR has one comment and a deployment with that URL. closed: the
+    containers are gone and the deployment is inactive."""
+    sha = head(repo)
+    number = standin.add_pull("feature", head_sha=sha)
+    name = f"pr-{number}"
+    result = run(
+        docker_env, repo, standin, "pull_request", "-e", pr_event(tmp_path, "opened", number, sha)
+    )
+    assert result.succeeded, result.log[-3000:]
+    url = result.outputs("dp")["environment-url"]
+    with urllib.request.urlopen(f"{url}/healthz", timeout=5) as answer:
+        assert answer.read().strip() == b"ok"
+    (comment,) = standin.comments(number)
+    assert f"Skipped in `{name}`: `search`" in comment["body"]
+    (deployment,) = standin.deployments()
+    assert deployment["environment"] == name and deployment["transient_environment"] is True
+    assert standin.deployment_statuses(deployment["id"])[-1]["environment_url"] == url
+    running = docker_env.cli(
+        "ps", "-q", "--filter", f"label=io.deploy-pipeline.environment={name}"
+    ).split()
+    assert len(running) == 2  # api and web; search stays skipped
+
+    result = run(
+        docker_env, repo, standin, "pull_request", "-e", pr_event(tmp_path, "closed", number, sha)
+    )
+    assert result.succeeded, result.log[-3000:]
+    assert not docker_env.cli(
+        "ps", "-aq", "--filter", f"label=io.deploy-pipeline.environment={name}"
+    )
+    assert standin.deployment_statuses(deployment["id"])[-1]["state"] == "inactive"
+    assert len(standin.comments(number)) == 1
+    assert standin.violations == []
