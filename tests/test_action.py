@@ -7,6 +7,10 @@ from __future__ import annotations
 import copy
 import io
 import json
+import os
+import signal
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -309,3 +313,34 @@ def test_a_kubeconfig_input_is_written_privately_and_its_credentials_masked(
         "::add-mask::kube-token-0f9e8d7c",
     ]
     assert "::add-mask::a2V5LWRhdGEtc2VjcmV0" in lines[:4]
+
+
+def test_cancelling_the_workflow_stops_the_run_and_says_so(
+    step: Step, standin: GitHubStandin, write_config: Callable[[str], Path]
+) -> None:
+    """SIGTERM (GitHub cancelling the run) while the apps stage deploys: the run stops at its
+    next safe point, the step fails, the commit status is `error` and the deployment `failure`."""
+    write_config(
+        PIPELINE.replace("{kind: simulated}", "{kind: simulated, durations: {web: {deploy: 30s}}}")
+    )
+
+    def cancel_when_web_deploys() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if any(
+                "stage 2/2 apps" in (s["description"] or "") for s in standin.statuses(step.sha)
+            ):
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=cancel_when_web_deploys)
+    killer.start()
+    code = step(environment="staging")
+    killer.join()
+    assert code == 1
+    assert "run cancelled" in step.log
+    assert contexts(standin, step.sha, "deploy-pipeline/staging")[-1]["state"] == "error"
+    (deployment,) = standin.deployments()
+    assert standin.deployment_statuses(deployment["id"])[-1]["state"] == "failure"
+    assert step.outputs["status"] == "cancelled"

@@ -8,12 +8,14 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import sys
 import tempfile
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any, TextIO
 
 import yaml
@@ -320,11 +322,19 @@ def _run(
                 redact=execution.redactor,
             )
         )
+    cancel = Cancel()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        cancel.set("the workflow run was cancelled")  # GitHub's cancel: SIGINT, then SIGTERM
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         result = execution.perform(
-            [groups], Cancel(), observers=observers, on_wait=lambda m: cmd.emit(f"waiting: {m}")
+            [groups], cancel, observers=observers, on_wait=lambda m: cmd.emit(f"waiting: {m}")
         )
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         groups.close()
         execution.close()
         for observer in observers:

@@ -236,6 +236,8 @@ class GitHubReporter:
     def _problem(self, message: str) -> None:
         message = self.redact(message)
         with self.lock:
+            if message in self.problems:
+                return  # said once is enough (a missing permission fails every update alike)
             self.problems.append(message)
         self.log(message)
 
