@@ -137,6 +137,21 @@ def _parser() -> argparse.ArgumentParser:
             help="if another run holds the environment, ask it to stop and take over",
         )
 
+    serve = sub.add_parser(
+        "serve",
+        parents=[file],
+        formatter_class=fmt,
+        help="run the webhook receiver: a preview environment for every pull request",
+        description="Serve GitHub webhooks: POST /webhooks/github. pull_request opened, "
+        "reopened and synchronize deploy the PR's preview (a clone of previews.from) at its "
+        "head commit; closed deletes it. Deliveries are verified, stored and answered at once; "
+        "workers run them. Environment: DEPLOY_PIPELINE_WEBHOOK_SECRET (required, the webhook's "
+        "secret), GITHUB_TOKEN (reporting to GitHub; without it, reporting is off), "
+        "GITHUB_API_URL, DEPLOY_PIPELINE_API_TOKEN (bearer token for /api), "
+        "DEPLOY_PIPELINE_PUBLIC_URL (where runs are linked from GitHub), DEPLOY_PIPELINE_WORKERS.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on (8080)")
     env = sub.add_parser(
         "env",
         help="list, clone, recover and change the skip sets of environments",
@@ -244,7 +259,24 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _plan(args)
     if args.command == "env":
         return _env(args)
+    if args.command == "serve":
+        return _serve(args)
     return _run(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    import uvicorn
+
+    from deploy_pipeline.receiver import create_app, from_environ
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    receiver = from_environ(args.file, os.environ)
+    if receiver.github is None:
+        print("reporting to GitHub is off: set GITHUB_TOKEN to turn it on", file=sys.stderr)
+    uvicorn.run(create_app(receiver), host=args.host, port=args.port, log_level="info")
+    return EXIT_OK
 
 
 def _plan(args: argparse.Namespace) -> int:

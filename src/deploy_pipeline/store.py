@@ -69,6 +69,26 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (target, key)
     );
     """,
+    # 2: the receiver's webhook deliveries, a durable queue (see queue.py)
+    """
+    CREATE TABLE deliveries (
+        id TEXT PRIMARY KEY,
+        event TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        body TEXT NOT NULL,
+        action TEXT NOT NULL,
+        environment TEXT,
+        pull_request INTEGER,
+        sha TEXT,
+        reason TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL,
+        worker TEXT,
+        run_id INTEGER,
+        result TEXT,
+        finished_at REAL
+    );
+    CREATE INDEX deliveries_by_state ON deliveries(state, received_at);
+    """,
 ]
 
 
@@ -234,7 +254,7 @@ class Store:
             row = db.execute(
                 "SELECT run_id, holder, expires_at FROM locks WHERE environment = ?", (environment,)
             ).fetchone()
-            if row and row[0] != run_id and row[2] > now and not _dead_here(str(row[1])):
+            if row and row[0] != run_id and row[2] > now and not dead_here(str(row[1])):
                 return int(row[0])
             db.execute(
                 "INSERT OR REPLACE INTO locks VALUES (?,?,?,?,NULL)",
@@ -335,7 +355,7 @@ def _record(row: tuple[object, ...]) -> EnvironmentRecord:
     )
 
 
-def _dead_here(holder: str) -> bool:
+def dead_here(holder: str) -> bool:
     """A lock held by a process of this machine that no longer exists is free at once."""
     host, _, pid = holder.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():

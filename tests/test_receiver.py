@@ -1,0 +1,200 @@
+"""The webhook receiver in-process (Starlette's TestClient, its workers running): DESIGN.md §6's
+answers for signed recorded deliveries, and a pull request's preview through its lifecycle on
+the simulated target, with the GitHub stand-in showing what GitHub would."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from deploy_pipeline.receiver import GitHubAccess, Receiver, create_app
+from tests.github_standin import REPO, TOKEN, GitHubStandin
+
+FIXTURES = Path(__file__).parent / "fixtures" / "github-webhooks"
+SECRET = "It's a Secret to Everybody"
+
+PIPELINE = """
+version: 1
+stages: [data, apps]
+targets:
+  rehearse: {kind: simulated}
+services:
+  db: {type: database, image: postgres:16, port: 5432, stage: data}
+  web: {type: container, image: nginx:1.27, port: 80, public: true, stage: apps}
+  search: {type: container, image: search:1, stage: apps}
+environments:
+  staging: {target: rehearse, skip: [search]}
+previews: {from: staging}
+"""
+
+
+def payload(event: str, action: str | None = None, **changes: Any) -> dict[str, Any]:
+    """A recorded delivery's payload, edited: another action, PR number or head commit."""
+    name = {"pull_request": f"pull_request/{action or 'opened'}.payload.json"}.get(
+        event, f"{event}/payload.json"
+    )
+    path = FIXTURES / name
+    if not path.exists():  # e.g. reopened: the opened payload with another action
+        path = FIXTURES / "pull_request" / "opened.payload.json"
+    data: dict[str, Any] = copy.deepcopy(json.loads(path.read_text()))
+    if event == "pull_request":
+        data["action"] = action
+        data["repository"]["full_name"] = REPO
+        if "number" in changes:
+            data["number"] = data["pull_request"]["number"] = changes["number"]
+        if "sha" in changes:
+            data["pull_request"]["head"]["sha"] = changes["sha"]
+    return data
+
+
+def signed(
+    body: bytes, event: str, delivery: str | None = None, secret: str = SECRET
+) -> dict[str, str]:
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+        "X-Hub-Signature-256": f"sha256={digest}",
+        "Content-Type": "application/json",
+        "User-Agent": "GitHub-Hookshot/test",
+    }
+
+
+@pytest.fixture
+def standin() -> Iterator[GitHubStandin]:
+    with GitHubStandin() as server:
+        yield server
+
+
+@pytest.fixture
+def client(write_config: Callable[[str], Path], standin: GitHubStandin) -> Iterator[TestClient]:
+    config = write_config(PIPELINE)
+    receiver = Receiver(
+        config,
+        secret=SECRET,
+        github=GitHubAccess(TOKEN, standin.base_url, write_pause=0.01),
+        workers=2,
+    )
+    with TestClient(create_app(receiver)) as test_client:
+        yield test_client
+
+
+def deliver(
+    client: TestClient, event: str, data: dict[str, Any], delivery: str | None = None
+) -> Any:
+    body = json.dumps(data).encode()
+    return client.post("/webhooks/github", content=body, headers=signed(body, event, delivery))
+
+
+def settled(client: TestClient, delivery: str, timeout: float = 30) -> dict[str, Any]:
+    """The delivery once a worker has finished with it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found: dict[str, Any] = client.get(f"/api/deliveries/{delivery}").json()
+        if found.get("state") not in ("queued", "running"):
+            return found
+        time.sleep(0.02)
+    pytest.fail(f"delivery {delivery} still {found.get('state')} after {timeout}s")
+
+
+def test_a_wrong_or_missing_signature_is_401_before_anything_is_parsed(client: TestClient) -> None:
+    """A body signed with another secret, or not signed, is refused with 401; so is one that is
+    not even JSON (the signature comes first)."""
+    body = json.dumps(payload("ping")).encode()
+    wrong = client.post("/webhooks/github", content=body, headers=signed(body, "ping", secret="x"))
+    assert wrong.status_code == 401
+    headers = signed(body, "ping")
+    del headers["X-Hub-Signature-256"]
+    assert client.post("/webhooks/github", content=body, headers=headers).status_code == 401
+    junk = b"not json"
+    assert (
+        client.post(
+            "/webhooks/github", content=junk, headers=signed(junk, "ping", secret="x")
+        ).status_code
+        == 401
+    )
+
+
+def test_a_signed_body_that_is_not_json_is_400(client: TestClient) -> None:
+    """Correctly signed garbage is a 400, not a crash."""
+    junk = b"{not json"
+    assert (
+        client.post("/webhooks/github", content=junk, headers=signed(junk, "push")).status_code
+        == 400
+    )
+
+
+def test_a_body_over_25_mib_is_413(client: TestClient) -> None:
+    """A body over 25 MiB is refused with 413 (its Content-Length says so before it is read)."""
+    big = b"x" * (25 * 1024 * 1024 + 1)
+    assert (
+        client.post("/webhooks/github", content=big, headers=signed(big, "push")).status_code == 413
+    )
+
+
+def test_ping_and_other_events_are_200_and_ignored(client: TestClient) -> None:
+    """ping answers 200; a push (not a preview's business) is 200 and ignored."""
+    assert deliver(client, "ping", payload("ping")).status_code == 200
+    answer = deliver(client, "push", payload("push"))
+    assert answer.status_code == 200
+    assert "ignored" in answer.json()
+
+
+def test_a_preview_lives_from_open_to_close_and_github_shows_it(
+    client: TestClient, standin: GitHubStandin
+) -> None:
+    """opened deploys pr-N (search still skipped), a repeated delivery is not run twice, a push
+    redeploys at the new commit, closed deletes it: the stand-in has the statuses, deployments
+    (the old ones inactive) and one comment, and /api/environments no longer lists it."""
+    sha1, sha2 = "1" * 40, "2" * 40
+    number = standin.add_pull("feature", head_sha=sha1)
+    name = f"pr-{number}"
+
+    opened = deliver(
+        client, "pull_request", payload("pull_request", "opened", number=number, sha=sha1)
+    )
+    assert opened.status_code == 202
+    delivery = opened.json()["queued"]
+    again = deliver(
+        client, "pull_request", payload("pull_request", "opened", number=number, sha=sha1), delivery
+    )
+    assert again.status_code == 202 and again.json()["duplicate"] is True
+    assert settled(client, delivery)["result"] == "succeeded"
+    envs = {e["name"]: e for e in client.get("/api/environments").json()["environments"]}
+    assert envs[name]["skipped"] == ["search"] and envs[name]["pull_request"] == number
+    assert envs[name]["status"] == "deployed"
+
+    pushed = deliver(
+        client, "pull_request", payload("pull_request", "synchronize", number=number, sha=sha2)
+    )
+    assert settled(client, pushed.json()["queued"])["result"] == "succeeded"
+    assert [
+        s["state"] for s in standin.statuses(sha2) if s["context"] == f"deploy-pipeline/{name}"
+    ][-1] == "success"
+
+    closed = deliver(
+        client, "pull_request", payload("pull_request", "closed", number=number, sha=sha2)
+    )
+    assert settled(client, closed.json()["queued"])["result"] == "succeeded"
+    assert name not in [e["name"] for e in client.get("/api/environments").json()["environments"]]
+    deployments = standin.deployments()
+    assert len(deployments) == 2  # one per deploy; the duplicate delivery made none
+    for d in deployments:
+        assert standin.deployment_statuses(d["id"])[-1]["state"] == "inactive"
+    (comment,) = standin.comments(number)
+    assert "is gone" in comment["body"]
+    assert standin.violations == []
+    metrics = client.get("/metrics").text
+    assert (
+        'deploy_pipeline_deliveries_total{event="pull_request",outcome="duplicate"} 1.0' in metrics
+    )
