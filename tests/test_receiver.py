@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from deploy_pipeline.errors import UsageError
 from deploy_pipeline.receiver import GitHubAccess, Receiver, create_app
 from tests.github_standin import REPO, TOKEN, GitHubStandin
 
@@ -198,3 +199,80 @@ def test_a_preview_lives_from_open_to_close_and_github_shows_it(
     assert (
         'deploy_pipeline_deliveries_total{event="pull_request",outcome="duplicate"} 1.0' in metrics
     )
+
+
+def test_a_newer_push_supersedes_the_run_in_flight(
+    write_config: Callable[[str], Path], standin: GitHubStandin
+) -> None:
+    """While pr-N's first deploy is in its long apps stage, a push arrives: that run stops at its
+    next safe point, GitHub shows it `error` "cancelled: superseded by 2222222", and the push's
+    run deploys."""
+    config = write_config(
+        PIPELINE.replace("{kind: simulated}", "{kind: simulated, durations: {web: {deploy: 60s}}}")
+    )
+    receiver = Receiver(
+        config, secret=SECRET, github=GitHubAccess(TOKEN, standin.base_url, write_pause=0.01)
+    )
+    sha1, sha2 = "1" * 40, "2" * 40
+    number = standin.add_pull("feature", head_sha=sha1)
+    context = f"deploy-pipeline/pr-{number}"
+    with TestClient(create_app(receiver)) as client:
+        first = deliver(
+            client, "pull_request", payload("pull_request", "opened", number=number, sha=sha1)
+        )
+        deadline = time.monotonic() + 20
+        while not any("stage 2/2 apps" in (s["description"] or "") for s in standin.statuses(sha1)):
+            assert time.monotonic() < deadline, "the first run never reached its apps stage"
+            time.sleep(0.02)
+        # the second run must not wait out web's 60 s: it supersedes, so let it deploy fast
+        write_config(PIPELINE)
+        second = deliver(
+            client, "pull_request", payload("pull_request", "synchronize", number=number, sha=sha2)
+        )
+        assert settled(client, first.json()["queued"])["result"] == "cancelled"
+        assert settled(client, second.json()["queued"])["result"] == "succeeded"
+    final = [s for s in standin.statuses(sha1) if s["context"] == context][-1]
+    assert (final["state"], final["description"]) == (
+        "error",
+        "deploy cancelled: superseded by 2222222",
+    )
+    assert [s for s in standin.statuses(sha2) if s["context"] == context][-1]["state"] == "success"
+
+
+def test_a_fork_pull_request_gets_no_preview_by_default(client: TestClient) -> None:
+    """A pull request whose head is in another repository is acknowledged with 200 and the
+    reason, and nothing is queued (previews.forks is false)."""
+    data = payload("pull_request", "opened", number=41, sha="4" * 40)
+    data["pull_request"]["head"]["repo"]["full_name"] = "stranger/app-fork"
+    answer = deliver(client, "pull_request", data)
+    assert answer.status_code == 200
+    assert "fork" in answer.json()["ignored"]
+    assert client.get("/readyz").json()["queued"] == 0
+
+
+def test_synchronize_before_opened_and_closed_of_an_unknown_pr_both_work(
+    client: TestClient, standin: GitHubStandin
+) -> None:
+    """A push to a PR the receiver never saw opened makes its preview; a close for a PR it never
+    saw deletes nothing and still succeeds."""
+    number = standin.add_pull("late", head_sha="5" * 40)
+    pushed = deliver(
+        client, "pull_request", payload("pull_request", "synchronize", number=number, sha="5" * 40)
+    )
+    assert settled(client, pushed.json()["queued"])["result"] == "succeeded"
+    assert f"pr-{number}" in [
+        e["name"] for e in client.get("/api/environments").json()["environments"]
+    ]
+    unknown = standin.add_pull("never-opened", head_sha="6" * 40)
+    closed = deliver(
+        client, "pull_request", payload("pull_request", "closed", number=unknown, sha="6" * 40)
+    )
+    assert settled(client, closed.json()["queued"])["result"] == "succeeded"
+
+
+def test_the_receiver_refuses_to_start_without_a_webhook_secret(
+    write_config: Callable[[str], Path],
+) -> None:
+    """No secret, no receiver: the error says which variable to set."""
+    with pytest.raises(UsageError, match="DEPLOY_PIPELINE_WEBHOOK_SECRET"):
+        Receiver(write_config(PIPELINE), secret="")

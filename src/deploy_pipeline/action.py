@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 
@@ -24,9 +24,12 @@ from deploy_pipeline.errors import ConfigError, ConfigErrors, DeployPipelineErro
 from deploy_pipeline.events import Redactor
 from deploy_pipeline.execution import Execution, Request, Workspace
 from deploy_pipeline.model import Action, Event
-from deploy_pipeline.previews import pull_request
 from deploy_pipeline.report import environment_url, job_summary, service_rows
 from deploy_pipeline.runner import Cancel, RunResult
+from deploy_pipeline.webhooks import Delivery, PreviewPolicy, decide
+
+if TYPE_CHECKING:
+    from deploy_pipeline.github import GitHubReporter
 
 ACTIONS = ("deploy", "restart", "stop", "delete", "preview")
 TRUE, FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off", ""}
@@ -262,28 +265,15 @@ def _run(
     dry_run = inputs.flag("dry-run")
     run_action_: Action
     if action == "preview":
-        event_path = env.get("GITHUB_EVENT_PATH")
-        if not event_path or not Path(event_path).is_file():
-            raise UsageError(
-                "action preview reads the pull_request event, and GITHUB_EVENT_PATH is not set: "
-                "run it in a workflow `on: pull_request`"
-            )
-        pr = pull_request(json.loads(Path(event_path).read_text(encoding="utf-8")))
-        if pr.preview_action is None:
-            cmd.emit(f"pull request #{pr.number} was {pr.action}: its preview is left as it is")
-            _set_output(env, {"status": "skipped", "environment-url": "", "services": "{}"})
+        preview = _preview(cmd, env, config, dry_run)
+        if preview is None:
             return 0
-        run_action_, sha = pr.preview_action, pr.head_sha
-        ws = Workspace(config, write=not dry_run)
-        try:
-            environments = [ws.preview(pr.number, recover=not dry_run).name]
-        finally:
-            ws.close()
+        run_action_, environments, sha = preview[0], [preview[1]], preview[2] or sha
+    elif not environments:
+        raise UsageError(
+            "input environment is required: the environment to act on (e.g. `staging`)"
+        )
     else:
-        if not environments:
-            raise UsageError(
-                "input environment is required: the environment to act on (e.g. `staging`)"
-            )
         run_action_ = action  # type: ignore[assignment]
     request = Request(
         config,
@@ -297,31 +287,7 @@ def _run(
     execution = Execution(request, environ=env)
     cmd.mask(v for values in execution.secrets.values() for v in values.values())
     groups = StageGroups(cmd)
-    observers = []
-    from deploy_pipeline.github import GitHubReporter, GitHubSettings
-
-    settings = GitHubSettings.from_actions(env, token, sha)
-    if settings is None:
-        missing = [
-            name
-            for name, value in (
-                ("the github-token input", token),
-                ("GITHUB_REPOSITORY", env.get("GITHUB_REPOSITORY")),
-                ("the commit (GITHUB_SHA)", sha),
-            )
-            if not value
-        ]
-        cmd.emit(f"GitHub reporting is off: no {' and no '.join(missing)}")
-    else:
-        observers.append(
-            GitHubReporter(
-                settings,
-                execution.run_plan,
-                run_action_,
-                log=cmd.warning,
-                redact=execution.redactor,
-            )
-        )
+    observers = _reporters(cmd, env, token, sha, execution, run_action_)
     cancel = Cancel()
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -344,6 +310,61 @@ def _run(
         return 1
     _finish(cmd, env, execution, result, run_action_, sha)
     return 0 if result.status == "succeeded" else 1
+
+
+def _preview(
+    cmd: Commands, env: dict[str, str], config: Path, dry_run: bool
+) -> tuple[Action, str, str | None] | None:
+    """What the pull_request event asks of its preview (action, environment, head commit), by
+    the receiver's rules exactly (labels, drafts, forks as `previews:` says); None: nothing."""
+    event_path = env.get("GITHUB_EVENT_PATH")
+    if not event_path or not Path(event_path).is_file():
+        raise UsageError(
+            "action preview reads the pull_request event, and GITHUB_EVENT_PATH is not set: "
+            "run it in a workflow `on: pull_request`"
+        )
+    payload = json.loads(Path(event_path).read_text(encoding="utf-8"))
+    ws = Workspace(config, write=not dry_run)
+    try:
+        policy = PreviewPolicy.of(ws.pipeline.previews)
+        decision = decide(Delivery("action", "pull_request", payload), policy)
+        if decision.action == "ignore" or decision.pull_request is None:
+            cmd.emit(f"{decision.reason}: the preview is left as it is")
+            _set_output(env, {"status": "skipped", "environment-url": "", "services": "{}"})
+            return None
+        name = ws.preview(decision.pull_request.number, recover=not dry_run).name
+    finally:
+        ws.close()
+    return decision.action, name, decision.sha
+
+
+def _reporters(
+    cmd: Commands,
+    env: Mapping[str, str],
+    token: str,
+    sha: str,
+    execution: Execution,
+    action: Action,
+) -> list[GitHubReporter]:
+    from deploy_pipeline.github import GitHubReporter, GitHubSettings
+
+    settings = GitHubSettings.from_actions(env, token, sha)
+    if settings is None:
+        missing = [
+            name
+            for name, value in (
+                ("the github-token input", token),
+                ("GITHUB_REPOSITORY", env.get("GITHUB_REPOSITORY")),
+                ("the commit (GITHUB_SHA)", sha),
+            )
+            if not value
+        ]
+        cmd.emit(f"GitHub reporting is off: no {' and no '.join(missing)}")
+        return []
+    reporter = GitHubReporter(
+        settings, execution.run_plan, action, log=cmd.warning, redact=execution.redactor
+    )
+    return [reporter]
 
 
 def _finish(

@@ -265,17 +265,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import logging
+    from deploy_pipeline.receiver import serve
 
-    import uvicorn
-
-    from deploy_pipeline.receiver import create_app, from_environ
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    receiver = from_environ(args.file, os.environ)
-    if receiver.github is None:
-        print("reporting to GitHub is off: set GITHUB_TOKEN to turn it on", file=sys.stderr)
-    uvicorn.run(create_app(receiver), host=args.host, port=args.port, log_level="info")
+    serve(args.file, os.environ, host=args.host, port=args.port)
     return EXIT_OK
 
 

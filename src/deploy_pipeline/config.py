@@ -396,7 +396,13 @@ class _Checker:
                     "must contain {number} so each pull request gets "
                     f"its own environment, got {quote(m.previews.name)}",
                 )
-            previews = Previews(source=m.previews.from_, name=m.previews.name)
+            previews = Previews(
+                source=m.previews.from_,
+                name=m.previews.name,
+                label=m.previews.label,
+                drafts=m.previews.drafts,
+                forks=m.previews.forks,
+            )
         self.raise_if_any()
         d = m.defaults
         return Pipeline(

@@ -168,10 +168,14 @@ class GitHubReporter:
             mine = [r for r in rows if r.environment == name]
             state = {"succeeded": "success", "failed": "failure"}.get(status, "error")
             failed = next((r for r in mine if r.status == "failed"), None)
+            stopped = next((r for r in mine if r.status == "cancelled" and r.message), None)
             if status == "succeeded":
                 text = f"{self.action} succeeded in {result.duration:.0f}s"
             elif failed is not None:
                 text = f"{failed.service} {failed.phase} failed: {failed.message}"
+            elif stopped is not None:  # e.g. "superseded by 1a2b3c4", "the workflow run was…"
+                why = stopped.message.removeprefix("not started: ")
+                text = f"{self.action} cancelled: {why}"
             else:
                 text = f"{self.action} {status}"
             self._do(

@@ -104,6 +104,9 @@ class Defaults:
 class Previews:
     source: str
     name: str = "pr-{number}"
+    label: str | None = None
+    drafts: bool = False
+    forks: bool = False
 
 
 @dataclass(frozen=True)

@@ -107,10 +107,7 @@ class Receiver:
         self.config, self.secret, self.github = config, secret, github
         self.api_token, self.public_url = api_token, public_url
         pipeline = load_config(config)  # a bad file stops the start, with its errors
-        previews = pipeline.previews
-        self.policy = PreviewPolicy(
-            enabled=previews is not None, name=previews.name if previews else "pr-{number}"
-        )
+        self.policy = PreviewPolicy.of(pipeline.previews)
         self.store = Store(state_path(config))
         self.queue = Queue(self.store)
         self.metrics = Metrics()
@@ -147,6 +144,7 @@ class Receiver:
     # --- the workers -------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.store.abandon_dead_runs()
         again = self.queue.requeue_abandoned()
         if again:
             log.info("queued again %d deliveries a stopped receiver left running", again)
@@ -414,3 +412,14 @@ def from_environ(config: Path, environ: Mapping[str, str]) -> Receiver:
         api_token=environ.get("DEPLOY_PIPELINE_API_TOKEN") or None,
         public_url=environ.get("DEPLOY_PIPELINE_PUBLIC_URL") or None,
     )
+
+
+def serve(config: Path, environ: Mapping[str, str], *, host: str, port: int) -> None:
+    """Run the receiver under uvicorn until it is stopped (Ctrl-C, SIGTERM)."""
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    receiver = from_environ(config, environ)
+    if receiver.github is None:
+        log.warning("reporting to GitHub is off: set GITHUB_TOKEN to turn it on")
+    uvicorn.run(create_app(receiver), host=host, port=port, log_level="info")

@@ -151,6 +151,9 @@ class PreviewsModel(Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     from_: str = Field(alias="from")
     name: str = "pr-{number}"
+    label: str | None = None  # previews only for pull requests carrying this label
+    drafts: bool = False  # draft pull requests get previews too
+    forks: bool = False  # pull requests from forks get previews (and the secrets) too
 
 
 class PipelineModel(Strict):

@@ -215,6 +215,14 @@ class Store:
             (status, self.clock(), run_id),
         )
 
+    def abandon_dead_runs(self) -> int:
+        """Runs a process of this machine left `running` when it died are `abandoned`."""
+        rows = self.query("SELECT id, holder FROM runs WHERE status = 'running'")
+        dead = [int(str(r[0])) for r in rows if dead_here(str(r[1]))]
+        for run_id in dead:
+            self.finish_run(run_id, "abandoned")
+        return len(dead)
+
     def run(self, run_id: int) -> dict[str, object] | None:
         rows = self.query(
             "SELECT id, environments, action, services, status, started_at, "

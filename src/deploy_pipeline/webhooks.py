@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from deploy_pipeline.errors import DeployPipelineError, UsageError, truncate
+from deploy_pipeline.model import Previews
 from deploy_pipeline.previews import PullRequest, pull_request
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
@@ -99,6 +100,12 @@ class PreviewPolicy:
     label: str | None = None  # set: only pull requests carrying this label get a preview
     drafts: bool = False  # draft pull requests get previews
     forks: bool = False  # pull requests from forks get previews (they run a stranger's code)
+
+    @classmethod
+    def of(cls, previews: Previews | None) -> PreviewPolicy:
+        if previews is None:
+            return cls(enabled=False)
+        return cls(True, previews.name, previews.label, previews.drafts, previews.forks)
 
 
 @dataclass(frozen=True)

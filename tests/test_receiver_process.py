@@ -1,0 +1,153 @@
+"""`deploy-pipeline serve` as a real process on loopback: killed with SIGKILL while deliveries
+are running and queued, it finishes each of them, once, after a restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.test_receiver import SECRET, payload, signed
+
+PIPELINE = """
+version: 1
+targets:
+  rehearse: {kind: simulated, durations: {web: {deploy: 3s}}}
+services:
+  web: {type: container, image: nginx:1.27, port: 80, public: true}
+environments:
+  staging: {target: rehearse}
+previews: {from: staging}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """One `deploy-pipeline serve` process, stopped by its PID."""
+
+    def __init__(self, config: Path, state: Path) -> None:
+        self.config, self.state, self.port = config, state, free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Server:
+        env = {
+            **os.environ,
+            "DEPLOY_PIPELINE_WEBHOOK_SECRET": SECRET,
+            "DEPLOY_PIPELINE_STATE": str(self.state),
+            "DEPLOY_PIPELINE_WORKERS": "1",
+        }
+        env.pop("GITHUB_TOKEN", None)
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "deploy_pipeline",
+                "serve",
+                "-f",
+                str(self.config),
+                "--port",
+                str(self.port),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                self.get("/healthz")
+            except OSError:
+                assert self.process.poll() is None, "the receiver exited while starting"
+                time.sleep(0.05)
+            else:
+                return self
+        pytest.fail("the receiver did not answer /healthz within 30 s")
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.url(path), timeout=5) as answer:
+            return json.loads(answer.read())
+
+    def deliver(self, number: int, sha: str) -> str:
+        body = json.dumps(payload("pull_request", "opened", number=number, sha=sha)).encode()
+        request = urllib.request.Request(
+            self.url("/webhooks/github"), data=body, headers=signed(body, "pull_request")
+        )
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            assert answer.status == 202
+            return str(json.loads(answer.read())["queued"])
+
+    def state_of(self, delivery: str) -> str:
+        return str(self.get(f"/api/deliveries/{delivery}")["state"])
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+@pytest.fixture
+def server(write_config: Callable[[str], Path], own_state: Path) -> Iterator[Server]:
+    s = Server(write_config(PIPELINE), own_state)
+    yield s
+    s.stop()
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout} s")
+        time.sleep(0.05)
+
+
+def test_sigkill_with_work_running_and_queued_loses_nothing_and_runs_each_once(
+    server: Server, own_state: Path
+) -> None:
+    """One worker runs PR 1's preview while PRs 2 and 3 wait; SIGKILL; after a restart the run
+    in flight is marked abandoned and run again from the start, and the queued ones run: every
+    delivery ends succeeded, each with exactly one finished run."""
+    server.start()
+    deliveries = [server.deliver(n, str(n) * 40) for n in (1, 2, 3)]
+    wait_for(lambda: server.state_of(deliveries[0]) == "running", "PR 1's run starting")
+    assert [server.state_of(d) for d in deliveries[1:]] == ["queued", "queued"]
+    server.kill()
+
+    server.start()
+    wait_for(
+        lambda: all(server.state_of(d) == "done" for d in deliveries), "every delivery done", 60
+    )
+    results = [server.get(f"/api/deliveries/{d}") for d in deliveries]
+    assert [r["result"] for r in results] == ["succeeded"] * 3
+    runs = [server.get(f"/api/runs/{r['run_id']}") for r in results]
+    assert [r["status"] for r in runs] == ["succeeded"] * 3
+    assert server.get("/api/runs/1")["status"] == "abandoned"  # PR 1's run the kill cut short
+    assert sorted(r["id"] for r in runs) == [2, 3, 4]  # one finished run per delivery
+    names = [e["name"] for e in server.get("/api/environments")["environments"]]
+    assert {"pr-1", "pr-2", "pr-3"} <= set(names)
