@@ -4,19 +4,18 @@ act, GitHub's REST API played by the stand-in on loopback, and the deployments r
 
 from __future__ import annotations
 
-import copy
 import json
 import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.action_testbed import ActRun, act, copy_action, require_act
 from tests.docker_testbed import HTTPD, DockerBed, busybox_context
 from tests.github_standin import REPO, TOKEN, GitHubStandin
+from tests.test_action import pr_event
 
 pytestmark = pytest.mark.engine
 
@@ -111,19 +110,6 @@ def run(bed: DockerBed, repo: Path, standin: GitHubStandin, event: str, *args: s
     if not result.lines:
         pytest.fail(f"act printed nothing it could read (exit {result.code}):\n{result.stderr}")
     return result
-
-
-def pr_event(tmp_path: Path, action: str, number: int, sha: str) -> str:
-    payload: dict[str, Any] = copy.deepcopy(
-        json.loads((FIXTURES / "opened.payload.json").read_text())
-    )
-    payload["action"], payload["number"] = action, number
-    payload["pull_request"]["number"] = number
-    payload["pull_request"]["head"]["sha"] = sha
-    payload["repository"]["full_name"] = REPO
-    path = tmp_path / f"{action}.json"
-    path.write_text(json.dumps(payload))
-    return str(path)
 
 
 @pytest.fixture

@@ -335,19 +335,7 @@ def _recovered(rec: EnvironmentRecord, ws: Workspace) -> str:
 
 
 def _env_list(ws: Workspace, fmt: str) -> int:
-    records, envs = ws.records, ws.environments()
-    rows: list[dict[str, Any]] = [
-        {
-            "name": name,
-            "source": env.source,
-            "targets": list(env.targets),
-            "skipped": sorted(env.skipped),
-            "pull_request": env.pull_request,
-            "status": records[name].status if name in records else "not deployed",
-            "last_run": records[name].last_run if name in records else None,
-        }
-        for name, env in envs.items()
-    ]
+    rows: list[dict[str, Any]] = ws.listing()
     if fmt == "json":
         print(json.dumps({"environments": rows}, indent=2))
         return EXIT_OK

@@ -82,6 +82,22 @@ class Workspace:
     def environments(self) -> dict[str, Environment]:
         return environments(self.pipeline, self.records)
 
+    def listing(self) -> list[dict[str, object]]:
+        """Every environment as `env list --format json` and the receiver's API show it."""
+        records = self.records
+        return [
+            {
+                "name": name,
+                "source": env.source,
+                "targets": list(env.targets),
+                "skipped": sorted(env.skipped),
+                "pull_request": env.pull_request,
+                "status": records[name].status if name in records else "not deployed",
+                "last_run": records[name].last_run if name in records else None,
+            }
+            for name, env in self.environments().items()
+        ]
+
     def record(self, name: str) -> EnvironmentRecord:
         """The store's record of an environment, made from the file's on first use."""
         if name in (records := self.records):

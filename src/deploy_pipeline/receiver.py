@@ -245,22 +245,10 @@ class Receiver:
 
     # --- what the API shows ------------------------------------------------------------------
 
-    def environments(self) -> list[dict[str, Any]]:
+    def environments(self) -> list[dict[str, object]]:
         workspace = Workspace(self.config, write=False)
         try:
-            records = workspace.records
-            return [
-                {
-                    "name": name,
-                    "source": env.source,
-                    "targets": list(env.targets),
-                    "skipped": sorted(env.skipped),
-                    "pull_request": env.pull_request,
-                    "status": records[name].status if name in records else "not deployed",
-                    "last_run": records[name].last_run if name in records else None,
-                }
-                for name, env in workspace.environments().items()
-            ]
+            return workspace.listing()
         finally:
             workspace.close()
 
