@@ -42,6 +42,8 @@ class Server:
 
     def __init__(self, config: Path, state: Path) -> None:
         self.config, self.state, self.port = config, state, free_port()
+        self.log = state.parent / "serve.log"
+        state.parent.mkdir(parents=True, exist_ok=True)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Server:
@@ -52,21 +54,14 @@ class Server:
             "DEPLOY_PIPELINE_WORKERS": "1",
         }
         env.pop("GITHUB_TOKEN", None)
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "deploy_pipeline",
-                "serve",
-                "-f",
-                str(self.config),
-                "--port",
-                str(self.port),
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        command = [sys.executable, "-m", "deploy_pipeline", "serve", "-f", str(self.config)]
+        with self.log.open("ab") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [*command, "--port", str(self.port)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -151,3 +146,23 @@ def test_sigkill_with_work_running_and_queued_loses_nothing_and_runs_each_once(
     assert sorted(r["id"] for r in runs) == [2, 3, 4]  # one finished run per delivery
     names = [e["name"] for e in server.get("/api/environments")["environments"]]
     assert {"pr-1", "pr-2", "pr-3"} <= set(names)
+
+
+def test_the_log_is_json_lines_naming_the_delivery_pr_environment_and_run(
+    server: Server,
+) -> None:
+    """Every line the receiver logs is a JSON object; a finished run's line carries its
+    delivery id, PR number, environment and run id."""
+    server.start()
+    delivery = server.deliver(7, "7" * 40)
+    wait_for(lambda: server.state_of(delivery) == "done", "the delivery done")
+    server.stop()
+    lines = [json.loads(line) for line in server.log.read_text().splitlines() if line.strip()]
+    done = [line for line in lines if line.get("delivery") == delivery]
+    assert done, lines[-5:]
+    assert {k: done[-1][k] for k in ("pr", "environment", "run")} == {
+        "pr": 7,
+        "environment": "pr-7",
+        "run": 1,
+    }
+    assert done[-1]["message"] == "deploy of pr-7: succeeded"

@@ -9,6 +9,7 @@ of one preview never overlap, and a newer push stops the run in flight at its ne
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import threading
 import time
@@ -184,7 +185,11 @@ class Receiver:
             self.running[job.environment] = cancel
         started = time.monotonic()
         action: Action = "delete" if job.action == "delete" else "deploy"
-        extra = {"delivery": job.delivery, "pr": job.pull_request, "environment": job.environment}
+        extra: dict[str, object] = {
+            "delivery": job.delivery,
+            "pr": job.pull_request,
+            "environment": job.environment,
+        }
         execution: Execution | None = None
         observers: list[GitHubReporter] = []
         try:
@@ -203,6 +208,7 @@ class Receiver:
                 reporter.close()
             observers = []
             self.queue.attach_run(job.delivery, execution.run_id)
+            extra["run"] = execution.run_id
             outcome = result.status if result else "cancelled"
             self.queue.finish(job.delivery, "done", outcome)
             self.metrics.runs.labels(action, outcome).inc()
@@ -402,12 +408,36 @@ def from_environ(config: Path, environ: Mapping[str, str]) -> Receiver:
     )
 
 
+class JsonLogs(logging.Formatter):
+    """One JSON object per log line, carrying the delivery, PR, environment and run it is about."""
+
+    FIELDS = ("delivery", "pr", "environment", "run")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in self.FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                line[name] = value
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
 def serve(config: Path, environ: Mapping[str, str], *, host: str, port: int) -> None:
-    """Run the receiver under uvicorn until it is stopped (Ctrl-C, SIGTERM)."""
+    """Run the receiver under uvicorn until it is stopped (Ctrl-C, SIGTERM); logs are JSON
+    lines on stderr, uvicorn's included."""
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLogs())
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     receiver = from_environ(config, environ)
     if receiver.github is None:
         log.warning("reporting to GitHub is off: set GITHUB_TOKEN to turn it on")
-    uvicorn.run(create_app(receiver), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(receiver), host=host, port=port, log_config=None, log_level="info")
