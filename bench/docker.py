@@ -22,19 +22,20 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from common import timed, workdir
 
 BUSYBOX = Path("/bin/busybox")
 STAGES = ("data", "migrations", "backend", "frontend")
@@ -386,9 +387,7 @@ def deploy_pipeline(rnd: Round, action: str) -> DeployRun:
     argv = [sys.executable, "-m", "deploy_pipeline", action, "-f", str(rnd.config)]
     argv += ["-e", rnd.environment]
     argv += ["--events", "jsonl"]
-    t0 = time.perf_counter()
-    out = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=rnd.folder, check=False)
-    wall = time.perf_counter() - t0
+    wall, out = timed(argv, env, rnd.folder)
     events = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     builds = Counter(e["status"] for e in events if e["phase"] == "build")
     run = next((e for e in events if e["phase"] == "run"), None)
@@ -423,9 +422,7 @@ class ComposeRun:
 def compose(rnd: Round, *args: str) -> tuple[float, subprocess.CompletedProcess[str]]:
     argv = ["docker-compose", "-p", rnd.project, "-f", str(rnd.compose_file), *args]
     env = {**os.environ, **COMPOSE_ENV}
-    t0 = time.perf_counter()
-    out = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=rnd.folder, check=False)
-    return time.perf_counter() - t0, out
+    return timed(argv, env, rnd.folder)
 
 
 def compose_up(bed: Bed, rnd: Round, *steps: tuple[str, ...]) -> ComposeRun:
@@ -916,7 +913,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     rounds: list[RoundResult] = []
     prof: dict[str, Any] = {}
-    with workdir(args.keep) as root:
+    with workdir("dp-bench-docker-", args.keep) as root:
         base = f"dp-bench-base:{secrets.token_hex(4)}"
         bed.build_base(root / "base", base)
         try:
@@ -987,18 +984,6 @@ def round_json(r: RoundResult) -> dict[str, Any]:
         "foreign_events": r.foreign,
         "ratios": r.ratios(),
     }
-
-
-@contextmanager
-def workdir(keep: bool) -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="dp-bench-docker-"))
-    try:
-        yield root
-    finally:
-        if keep:
-            print(f"kept {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

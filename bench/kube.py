@@ -22,20 +22,18 @@ import json
 import os
 import re
 import secrets
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from common import timed, workdir
 from deploy_pipeline.backends import manifests
 from deploy_pipeline.config import load_config
 
@@ -182,17 +180,7 @@ def run_dp(w: Workload) -> Measure:
     env = {**os.environ, "DEPLOY_PIPELINE_STATE": str(w.folder / "state.db")}
     argv = [sys.executable, "-m", "deploy_pipeline", "deploy", "-f", str(w.config)]
     argv += ["-e", w.namespace, "--events", "jsonl"]
-    t0 = time.perf_counter()
-    out = subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=w.folder,
-        timeout=TIMEOUT + 60,
-        check=False,
-    )
-    wall = time.perf_counter() - t0
+    wall, out = timed(argv, env, w.folder, TIMEOUT + 60)
     events = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     error = "" if out.returncode == 0 else (out.stderr.strip() or out.stdout.strip())[-800:]
     return Measure(
@@ -235,17 +223,7 @@ def run_shell(mode: str, w: Workload) -> Measure:
             f"deployment --all -n {w.namespace} --timeout={TIMEOUT}s",
         ]  # fmt: skip
     env = {**os.environ, "KUBECTL": str(KUBECTL)}
-    t0 = time.perf_counter()
-    out = subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=w.folder,
-        timeout=TIMEOUT + 60,
-        check=False,
-    )
-    wall = time.perf_counter() - t0
+    wall, out = timed(argv, env, w.folder, TIMEOUT + 60)
     error = "" if out.returncode == 0 else out.stderr.strip()[-800:]
     return Measure(mode, w.namespace, wall, out.returncode == 0, error)
 
@@ -355,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{len(nodes)} nodes; kubectl: {kubectl('version', '--client').splitlines()[0]}")
     nonce = secrets.token_hex(3)
     rounds: list[dict[str, Measure]] = []
-    with workdir(args.keep) as root:
+    with workdir("dp-bench-kube-", args.keep) as root:
         for i in range(args.rounds):
             order = MODES[i % 3 :] + MODES[: i % 3]
             print(f"round {i + 1}: {', '.join(order)}", flush=True)
@@ -380,18 +358,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         args.json.write_text(json.dumps(data, indent=2))
     return 0 if passed else 1
-
-
-@contextmanager
-def workdir(keep: bool) -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="dp-bench-kube-"))
-    try:
-        yield root
-    finally:
-        if keep:
-            print(f"kept {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import yaml
 
 from deploy_pipeline.errors import ConfigError, ConfigErrors, DeployPipelineError, UsageError
-from deploy_pipeline.events import Redactor
+from deploy_pipeline.events import Redactor, format_event
 from deploy_pipeline.execution import Execution, Request, Workspace
 from deploy_pipeline.model import Action, Event
 from deploy_pipeline.report import environment_url, job_summary, service_rows
@@ -115,10 +115,7 @@ class StageGroups:
             self.close()
             self.commands.emit(f"::group::{event.environment} → {event.target}: {event.stage}")
             self.current, self.open = key, True
-        where = f"{event.service} {event.phase}" if event.service else event.phase
-        note = f": {event.message}" if event.message else ""
-        url = f" {event.url}" if event.url else ""
-        self.commands.emit(f"[{event.ts:7.1f}s] {where} {event.status}{note}{url}")
+        self.commands.emit(format_event(event))
 
     def close(self) -> None:
         if self.open:

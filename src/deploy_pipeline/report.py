@@ -84,14 +84,10 @@ def service_rows(result: RunResult, run_plan: RunPlan) -> list[ServiceRow]:
                 image,
                 origin if image else "",
                 elapsed if any(v.elapsed is not None for v in views) else None,
-                main.message if main.state != "failed" or build is None else _failure(build, main),
+                build.message if build and main.state == build.state == "failed" else main.message,
             )
         )
     return rows
-
-
-def _failure(build: StepView, main: StepView) -> str:
-    return build.message if build.state == "failed" else main.message
 
 
 def environment_url(rows: Iterable[ServiceRow], public: Iterable[str] = ()) -> str | None:
@@ -201,8 +197,13 @@ def table(rows: Sequence[ServiceRow]) -> str:
     return "\n".join(lines)
 
 
+def _icon(status: str) -> str:
+    """A run's or an environment's outcome (services have ICONS)."""
+    return {"succeeded": "✅", "failed": "❌"}.get(status, "⊘")
+
+
 def _headline(result: RunResult, action: str, what: str) -> str:
-    icon = {"succeeded": "✅", "failed": "❌"}.get(result.status, "⊘")
+    icon = _icon(result.status)
     verb = {"deploy": "deployed", "restart": "restarted", "stop": "stopped", "delete": "deleted"}
     done = verb.get(action, action) if result.status == "succeeded" else f"{action} {result.status}"
     return f"### {icon} {what} {done} in {_seconds(result.duration)}"
@@ -310,8 +311,7 @@ def job_summary(
         env = plan.environment.name
         mine = [r for r in rows if r.environment == env]
         status = result.environments.get(env, result.status)
-        icon = {"succeeded": "✅", "failed": "❌"}.get(status, "⊘")
-        head = f"## {icon} deploy-pipeline {action} `{env}`: {status}"
+        head = f"## {_icon(status)} deploy-pipeline {action} `{env}`: {status}"
         if sha:
             head += f" at `{sha[:7]}`"
         parts.extend([head, "", mermaid(plan, mine), "", table(mine), *_skipped_note(plan), ""])
