@@ -64,7 +64,7 @@ DEFAULT_STAGES = (
     "2.DEFAULT CONTAINER",
     "3.DEFAULT APPLICATION",
 )
-DURATION_HINT = "expected a duration like 250ms, 2s, 10m or 1h, got"
+DURATION_HINT = "expected a duration like 250ms, 2s, 10m, 1h or 3d, got"
 SUMMARY = re.compile(r"^\d+ problems? found; nothing was run$")
 
 
@@ -432,7 +432,7 @@ def test_unknown_key_far_from_any_lists_the_known_keys(write_config: WriteConfig
         ),
         (
             "previews: {from: dev, colour: blue}",
-            "previews.colour: unknown key 'colour' (known keys: from, name, label, drafts, forks)",
+            "previews.colour: unknown key 'colour' (known keys: from, name, label, drafts, forks, ttl, max)",
         ),
     ],
 )

@@ -236,6 +236,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def entry() -> None:
     sys.exit(main())
 
@@ -250,9 +254,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         from deploy_pipeline.config import load_config
 
         p = load_config(args.file)
+        counts = ", ".join(
+            _count(n, word)
+            for n, word in [(len(p.environments), "environment"), (len(p.targets), "target")]
+        )
         print(
-            f"✔ {args.file} is valid: {len(p.services)} services in {len(p.stages)} stages, "
-            f"{len(p.environments)} environments, {len(p.targets)} targets"
+            f"✔ {args.file} is valid: {_count(len(p.services), 'service')} in "
+            f"{_count(len(p.stages), 'stage')}, {counts}"
         )
         return EXIT_OK
     if args.command == "plan":

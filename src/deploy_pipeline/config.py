@@ -402,6 +402,8 @@ class _Checker:
                 label=m.previews.label,
                 drafts=m.previews.drafts,
                 forks=m.previews.forks,
+                ttl=m.previews.ttl,
+                max=m.previews.max,
             )
         self.raise_if_any()
         d = m.defaults

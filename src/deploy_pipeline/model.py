@@ -107,6 +107,8 @@ class Previews:
     label: str | None = None
     drafts: bool = False
     forks: bool = False
+    ttl: float | None = None  # seconds after the last push
+    max: int | None = None  # previews at most; the longest untouched is evicted
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_duration(value: object) -> float:
@@ -27,7 +27,7 @@ def parse_duration(value: object) -> float:
         if text and "".join(n + u for n, u in parts) == text:
             return sum(float(n) * _UNITS[u] for n, u in parts)
     got = "nothing (null)" if value is None else repr(value)
-    raise ValueError(f"expected a duration like 250ms, 2s, 10m or 1h, got {got}")
+    raise ValueError(f"expected a duration like 250ms, 2s, 10m, 1h or 3d, got {got}")
 
 
 def _scalar_text(value: object) -> object:
@@ -59,10 +59,10 @@ Duration = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h))+$"},
+                {"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d))+$"},
                 {"type": "number", "minimum": 0},
             ],
-            "description": "250ms, 2s, 10m, 1h, or seconds",
+            "description": "250ms, 2s, 10m, 1h, 3d, or seconds",
         }
     ),
 ]
@@ -154,6 +154,8 @@ class PreviewsModel(Strict):
     label: str | None = None  # previews only for pull requests carrying this label
     drafts: bool = False  # draft pull requests get previews too
     forks: bool = False  # pull requests from forks get previews (and the secrets) too
+    ttl: Duration | None = None  # a preview is deleted this long after its last push
+    max: int | None = Field(default=None, ge=1)  # at most this many; the oldest is evicted
 
 
 class PipelineModel(Strict):
