@@ -9,12 +9,13 @@ COPY src /src/src
 COPY docker/slim.py /slim.py
 # What the Action never imports stays out: kubernetes>=36's asyncio copy of the client (70 MB),
 # rich (the CLI's live view), the receiver's server (starlette, uvicorn, prometheus-client),
-# cryptography (GitHub App keys), tzdata (Debian has it) and pip.
+# cryptography (GitHub App keys), the PostgreSQL client (psycopg: the Action keeps its state in
+# SQLite), tzdata (Debian has it) and pip.
 # The kubernetes and GitHub clients are kept without their docstrings (docker/slim.py).
 RUN python -m venv /opt/deploy-pipeline \
  && /opt/deploy-pipeline/bin/pip install --no-compile "kubernetes>=30,<36" /src \
  && /opt/deploy-pipeline/bin/pip uninstall -y rich pygments markdown-it-py mdurl cryptography \
-      starlette anyio sniffio uvicorn click h11 prometheus-client tzdata pip \
+      starlette anyio sniffio uvicorn click h11 prometheus-client psycopg psycopg-binary tzdata pip \
  && cd /opt/deploy-pipeline/lib/python3.11/site-packages \
  && rm -rf setuptools* pkg_resources _distutils_hack distutils-precedence.pth cryptography \
  && find . -depth \( -name tests -o -name __pycache__ \) -type d -exec rm -rf {} + \

@@ -19,6 +19,7 @@ def own_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     state = tmp_path / "state" / "state.db"
     monkeypatch.setenv("DEPLOY_PIPELINE_STATE", str(state))
     monkeypatch.setenv("DEPLOY_PIPELINE_PLAIN", "1")
+    monkeypatch.delenv("DEPLOY_PIPELINE_DATABASE_URL", raising=False)  # not a shared database
     yield state
 
 

@@ -432,7 +432,8 @@ def test_unknown_key_far_from_any_lists_the_known_keys(write_config: WriteConfig
         ),
         (
             "previews: {from: dev, colour: blue}",
-            "previews.colour: unknown key 'colour' (known keys: from, name, label, drafts, forks, ttl, max)",
+            "previews.colour: unknown key 'colour' "
+            "(known keys: from, name, label, drafts, forks, ttl, max)",
         ),
     ],
 )
@@ -547,6 +548,30 @@ def test_previews_from_naming_no_environment_lists_them(write_config: WriteConfi
     assert problems(path) == [
         f"{path}:5: previews.from: no environment named 'stagin'; did you mean 'staging'? "
         "The environments are: staging, production"
+    ]
+
+
+def test_preview_housekeeping_reads_ttl_in_days_and_a_positive_max(
+    write_config: WriteConfig,
+) -> None:
+    """`previews.ttl` takes a duration in days and `previews.max` a count of at least one."""
+    good = write_config("""\
+        version: 1
+        services: {api: {type: container, image: x}}
+        environments: {staging: {}}
+        previews: {from: staging, ttl: 3d, max: 5}
+        """)
+    previews = load_config(good).previews
+    assert previews is not None and (previews.ttl, previews.max) == (3 * 86400.0, 5)
+    bad = write_config("""\
+        version: 1
+        services: {api: {type: container, image: x}}
+        environments: {staging: {}}
+        previews: {from: staging, ttl: soon, max: 0}
+        """)
+    assert problems(bad) == [
+        f"{bad}:4: previews.ttl: expected a duration like 250ms, 2s, 10m, 1h or 3d, got 'soon'",
+        f"{bad}:4: previews.max: expected a number ≥ 1, got 0",
     ]
 
 

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from deploy_pipeline.errors import UsageError
-from deploy_pipeline.receiver import GitHubAccess, Receiver, create_app
+from deploy_pipeline.github import GitHubClient
+from deploy_pipeline.receiver import Receiver, create_app
 from tests.github_standin import REPO, TOKEN, GitHubStandin
 
 FIXTURES = Path(__file__).parent / "fixtures" / "github-webhooks"
@@ -94,7 +95,7 @@ def client(write_config: Callable[[str], Path], standin: GitHubStandin) -> Itera
     receiver = Receiver(
         config,
         secret=SECRET,
-        github=GitHubAccess(TOKEN, standin.base_url, write_pause=0.01),
+        github=GitHubClient(token=TOKEN, api_url=standin.base_url, write_pause=0.01),
         workers=2,
     )
     with TestClient(create_app(receiver)) as test_client:
@@ -222,7 +223,9 @@ def test_a_newer_push_supersedes_the_run_in_flight(
         PIPELINE.replace("{kind: simulated}", "{kind: simulated, durations: {web: {deploy: 60s}}}")
     )
     receiver = Receiver(
-        config, secret=SECRET, github=GitHubAccess(TOKEN, standin.base_url, write_pause=0.01)
+        config,
+        secret=SECRET,
+        github=GitHubClient(token=TOKEN, api_url=standin.base_url, write_pause=0.01),
     )
     sha1, sha2 = "1" * 40, "2" * 40
     number = standin.add_pull("feature", head_sha=sha1)

@@ -143,12 +143,25 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
         help="run the webhook receiver: a preview environment for every pull request",
         description="Serve GitHub webhooks: POST /webhooks/github. pull_request opened, "
-        "reopened and synchronize deploy the PR's preview (a clone of previews.from) at its "
-        "head commit; closed deletes it. Deliveries are verified, stored and answered at once; "
-        "workers run them. Environment: DEPLOY_PIPELINE_WEBHOOK_SECRET (required, the webhook's "
-        "secret), GITHUB_TOKEN (reporting to GitHub; without it, reporting is off), "
-        "GITHUB_API_URL, DEPLOY_PIPELINE_API_TOKEN (bearer token for /api), "
-        "DEPLOY_PIPELINE_PUBLIC_URL (where runs are linked from GitHub), DEPLOY_PIPELINE_WORKERS.",
+        "reopened, synchronize and ready_for_review deploy the PR's preview (a clone of "
+        "previews.from) at its head commit; closed deletes it. Deliveries are verified, stored "
+        "and answered at once; workers run them. Also a status page (GET /) and a JSON API "
+        "(GET /api/openapi.json describes it).",
+        epilog="""environment:
+  DEPLOY_PIPELINE_WEBHOOK_SECRET   required: the webhook's secret on GitHub
+  GITHUB_TOKEN                     report to GitHub with a token, or as a GitHub App:
+  GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY (or GITHUB_APP_PRIVATE_KEY_FILE),
+  GITHUB_APP_INSTALLATION_ID       (looked up per repository when unset)
+  GITHUB_API_URL                   GitHub Enterprise's API (https://api.github.com)
+  DEPLOY_PIPELINE_SOURCE           file (default: -f FILE and its folder) or pull-request
+                                   (each PR head's .deploy-pipeline.yml and build contexts)
+  DEPLOY_PIPELINE_API_TOKEN        bearer token for /api (writes are off without one)
+  DEPLOY_PIPELINE_DATABASE_URL     postgresql://… to share the work between receivers
+  DEPLOY_PIPELINE_PUBLIC_URL       where GitHub links to runs and the status page
+  DEPLOY_PIPELINE_WORKERS          runs at once (2); DEPLOY_PIPELINE_SWEEP_SECONDS (300)
+
+example:
+  DEPLOY_PIPELINE_WEBHOOK_SECRET=… GITHUB_TOKEN=… deploy-pipeline serve --host 0.0.0.0""",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (8080)")

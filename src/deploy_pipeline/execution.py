@@ -29,7 +29,7 @@ from deploy_pipeline.model import (
 )
 from deploy_pipeline.plan import check_services, environments, find_environment, plan_runs
 from deploy_pipeline.runner import Cancel, Run, RunOptions, RunResult
-from deploy_pipeline.store import LOCK_TTL, EventRecorder, Store, state_path
+from deploy_pipeline.store import LOCK_TTL, EventRecorder, Store, open_store, store_exists
 
 STATUS_AFTER: Mapping[tuple[Action, str], str] = {
     ("deploy", "succeeded"): "deployed",
@@ -64,16 +64,17 @@ class Request:
     dry_run: bool = False
     supersede: bool = False
     force_conflicts: bool = False
+    state: Path | None = None  # the state database, when not the one beside `config`
 
 
 class Workspace:
     """A pipeline file with its state database: what `env` commands and runs work on."""
 
-    def __init__(self, config: Path, *, write: bool = True) -> None:
+    def __init__(self, config: Path, *, write: bool = True, state: Path | None = None) -> None:
         self.config = Path(config)
         self.pipeline: Pipeline = load_config(config)
-        path = state_path(config)
-        self.store: Store | None = Store(path) if write or path.exists() else None
+        exists = (state is not None and state.exists()) or store_exists(config)
+        self.store: Store | None = open_store(config, state=state) if write or exists else None
 
     @property
     def records(self) -> dict[str, EnvironmentRecord]:
@@ -262,7 +263,7 @@ class Execution:
         options: RunOptions | None = None,
     ) -> None:
         self.request, self.options = request, options or RunOptions()
-        self.workspace = Workspace(request.config, write=not request.dry_run)
+        self.workspace = Workspace(request.config, write=not request.dry_run, state=request.state)
         self.pipeline = self.workspace.pipeline
         envs = self.workspace.environments()
         self.recovered: list[EnvironmentRecord] = []
@@ -367,9 +368,10 @@ class Execution:
                     )
                     if cancel.event.wait(poll):
                         break
+                if holder is None:  # taken, even when the cancel came at that very moment
+                    held.append(name)
                 if cancel.is_set():
                     break
-                held.append(name)
             beat = threading.Thread(
                 target=self.heartbeat, args=(store, held, run_id, cancel, stop, ttl), daemon=True
             )
@@ -447,6 +449,8 @@ class Execution:
 
     def close(self) -> None:
         """Release the backends' connections and the state database."""
+        if self.recorder:  # what an interrupted run recorded is kept, and its timer stopped
+            self.recorder.flush()
         for backend in self.backends.values():
             backend.close()
         self.workspace.close()

@@ -1,35 +1,46 @@
-"""The receiver's durable queue of webhook deliveries, kept in the state database: a delivery is
-written before it is acknowledged, a repeated one is recognised by its id, and each runs once.
+"""The receiver's durable queue of deliveries, kept in the state database: a delivery is written
+before it is acknowledged, a repeated one is recognised by its id, and each runs once — also when
+several receivers share one PostgreSQL (claims skip rows and environments another one holds).
 
-Runs of one preview never overlap, and only the newest delivery for it matters: claiming takes
-the newest queued one and marks the older ones superseded. A delivery left `running` by a
-receiver that died is queued again on the next start (deploys are idempotent).
+Runs of one environment never overlap, and only the newest delivery for it matters: claiming takes
+the newest queued one and marks the older ones superseded, and a worker asks `newer_than` while it
+runs. A running delivery holds a lease its receiver renews; one left by a receiver that died is
+queued again (deploys are idempotent): at once when it was a process of this machine, else once
+its lease has run out.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from deploy_pipeline.store import Store, dead_here, holder_id
+
+ACTIONS = ("deploy", "restart", "stop", "delete", "ignore")
+LEASE = 30.0  # seconds a running delivery stays its receiver's without a renewal
+LEASE_ENV = "DEPLOY_PIPELINE_LEASE"  # another number of seconds (tests shorten it)
+CANDIDATES = 20  # environments looked at per claim (others may be held by other receivers)
 
 
 @dataclass(frozen=True)
 class Job:
     delivery: str
     event: str
-    action: str  # deploy | delete
+    action: str  # deploy | restart | stop | delete
     environment: str
     pull_request: int | None
     sha: str | None
     payload: Mapping[str, Any]
+    services: tuple[str, ...] = ()  # none: the whole environment
 
 
 class Queue:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, lease: float | None = None) -> None:
         self.store = store
+        self.lease = lease or float(os.environ.get(LEASE_ENV) or LEASE)
 
     def add(
         self,
@@ -42,13 +53,17 @@ class Queue:
         pull_request: int | None,
         sha: str | None,
         reason: str,
+        services: Sequence[str] = (),
     ) -> bool:
         """Keep a delivery (queued, or `ignored` with its reason); False if it was seen before."""
+        if action not in ACTIONS:
+            raise ValueError(f"a job's action is one of {', '.join(ACTIONS)}, not {action!r}")
         state = "ignored" if action == "ignore" else "queued"
         with self.store.transaction() as db:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO deliveries (id, event, received_at, body, action, "
-                "environment, pull_request, sha, reason, state) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            result = db.execute(
+                "INSERT INTO deliveries (id, event, received_at, body, action, environment, "
+                "pull_request, sha, reason, state, services) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT (id) DO NOTHING",
                 (
                     delivery,
                     event,
@@ -60,79 +75,139 @@ class Queue:
                     sha,
                     reason,
                     state,
+                    json.dumps(list(services)),
                 ),
             )
-            return cursor.rowcount == 1
+            return result.rowcount == 1
 
     def claim(self) -> Job | None:
         """The newest queued delivery of the oldest-waiting environment that has nothing running;
-        older queued deliveries of that environment are marked superseded."""
+        older queued deliveries of that environment are marked superseded. Deliveries whose lease
+        ran out (their receiver died) are queued again first."""
+        now = self.store.clock()
         with self.store.transaction() as db:
-            rows = db.execute(
-                "SELECT environment FROM deliveries WHERE state = 'queued' "
-                "AND environment NOT IN (SELECT environment FROM deliveries "
-                "WHERE state = 'running') GROUP BY environment ORDER BY MIN(received_at) LIMIT 1"
-            ).fetchall()
-            if not rows:
-                return None
-            environment = str(rows[0][0])
-            queued = db.execute(
-                "SELECT id, event, action, pull_request, sha, body FROM deliveries "
-                "WHERE state = 'queued' AND environment = ? ORDER BY received_at, rowid",
-                (environment,),
-            ).fetchall()
-            newest = queued[-1]
-            for older in queued[:-1]:
-                db.execute(
-                    "UPDATE deliveries SET state = 'superseded', result = ?, finished_at = ? "
-                    "WHERE id = ?",
-                    (f"superseded by delivery {newest[0]}", self.store.clock(), older[0]),
-                )
             db.execute(
-                "UPDATE deliveries SET state = 'running', worker = ? WHERE id = ?",
-                (holder_id(), newest[0]),
+                "UPDATE deliveries SET state = 'queued', worker = NULL, lease_until = NULL "
+                "WHERE state = 'running' AND lease_until < ?",
+                (now,),
             )
-        return Job(
-            delivery=str(newest[0]),
-            event=str(newest[1]),
-            action=str(newest[2]),
-            environment=environment,
-            pull_request=int(str(newest[3])) if newest[3] is not None else None,
-            sha=str(newest[4]) if newest[4] is not None else None,
-            payload=json.loads(str(newest[5])),
+            waiting = db.execute(
+                "SELECT environment FROM deliveries WHERE state = 'queued' "
+                "AND environment IS NOT NULL AND environment NOT IN (SELECT environment "
+                "FROM deliveries WHERE state = 'running' AND environment IS NOT NULL) "
+                "GROUP BY environment ORDER BY MIN(received_at) LIMIT ?",
+                (CANDIDATES,),
+            ).fetchall()
+            for (environment,) in waiting:
+                # PostgreSQL: another receiver claiming this environment has not committed yet;
+                # once it has, the check below (a new statement, so a new snapshot) sees it
+                if not db.try_serialize(f"queue:{environment}"):
+                    continue
+                running = db.execute(
+                    "SELECT id FROM deliveries WHERE environment = ? AND state = 'running'",
+                    (environment,),
+                ).fetchone()
+                if running is not None:
+                    continue
+                queued = db.execute(
+                    "SELECT id, event, action, pull_request, sha, body, services FROM deliveries "
+                    "WHERE state = 'queued' AND environment = ? ORDER BY received_at, rowid"
+                    + db.skip_locked,
+                    (environment,),
+                ).fetchall()
+                if not queued:
+                    continue
+                newest = queued[-1]
+                for older in queued[:-1]:
+                    db.execute(
+                        "UPDATE deliveries SET state = 'superseded', result = ?, finished_at = ? "
+                        "WHERE id = ?",
+                        (f"superseded by delivery {newest[0]}", now, older[0]),
+                    )
+                db.execute(
+                    "UPDATE deliveries SET state = 'running', worker = ?, lease_until = ? "
+                    "WHERE id = ?",
+                    (holder_id(), now + self.lease, newest[0]),
+                )
+                return Job(
+                    delivery=str(newest[0]),
+                    event=str(newest[1]),
+                    action=str(newest[2]),
+                    environment=str(environment),
+                    pull_request=int(newest[3]) if newest[3] is not None else None,
+                    sha=str(newest[4]) if newest[4] is not None else None,
+                    payload=json.loads(str(newest[5])),
+                    services=tuple(json.loads(str(newest[6]))),
+                )
+        return None
+
+    def renew(self, delivery: str) -> bool:
+        """Extend a running delivery's lease; False when it is no longer this receiver's (its
+        lease ran out and it was queued again, or it was finished)."""
+        with self.store.transaction() as db:
+            changed = db.execute(
+                "UPDATE deliveries SET lease_until = ? WHERE id = ? AND state = 'running' "
+                "AND worker = ?",
+                (self.store.clock() + self.lease, delivery, holder_id()),
+            )
+            return changed.rowcount == 1
+
+    def newer_than(self, job: Job) -> str | None:
+        """The commit (or, with none, the delivery id) of a delivery for the job's environment
+        queued after it, in any receiver: the job is superseded. None while it is the newest."""
+        rows = self.store.query(
+            "SELECT id, sha FROM deliveries WHERE environment = ? AND state = 'queued' "
+            "AND (received_at, rowid) > (SELECT received_at, rowid FROM deliveries WHERE id = ?) "
+            "ORDER BY received_at DESC, rowid DESC LIMIT 1",
+            (job.environment, job.delivery),
         )
+        return str(rows[0][1] or rows[0][0]) if rows else None
 
     def attach_run(self, delivery: str, run_id: int | None) -> None:
         self.store.query("UPDATE deliveries SET run_id = ? WHERE id = ?", (run_id, delivery))
 
     def finish(self, delivery: str, state: str, result: str) -> None:
+        """Record how a delivery ended, unless another receiver has it running by now."""
         self.store.query(
-            "UPDATE deliveries SET state = ?, result = ?, finished_at = ? WHERE id = ?",
-            (state, result, self.store.clock(), delivery),
+            "UPDATE deliveries SET state = ?, result = ?, finished_at = ?, lease_until = NULL "
+            "WHERE id = ? AND NOT (state = 'running' AND worker IS NOT NULL AND worker != ?)",
+            (state, result, self.store.clock(), delivery, holder_id()),
         )
 
     def requeue_abandoned(self) -> int:
-        """Deliveries a dead receiver of this machine left running go back to the queue."""
-        rows = self.store.query("SELECT id, worker FROM deliveries WHERE state = 'running'")
-        dead = [str(r[0]) for r in rows if r[1] is None or dead_here(str(r[1]))]
+        """Running deliveries whose receiver is a dead process of this machine, or whose lease
+        ran out (a receiver elsewhere stopped renewing it), go back to the queue."""
+        now = self.store.clock()
+        rows = self.store.query(
+            "SELECT id, worker, lease_until FROM deliveries WHERE state = 'running'"
+        )
+        dead = [
+            str(r[0])
+            for r in rows
+            if r[1] is None or dead_here(str(r[1])) or (r[2] is not None and r[2] < now)
+        ]
         for delivery in dead:
             self.store.query(
-                "UPDATE deliveries SET state = 'queued', worker = NULL WHERE id = ?", (delivery,)
+                "UPDATE deliveries SET state = 'queued', worker = NULL, lease_until = NULL "
+                "WHERE id = ? AND state = 'running'",
+                (delivery,),
             )
         return len(dead)
 
     def depth(self) -> int:
         rows = self.store.query("SELECT COUNT(*) FROM deliveries WHERE state = 'queued'")
-        return int(str(rows[0][0]))
+        return int(rows[0][0])
 
     def delivery(self, delivery: str) -> dict[str, object] | None:
         rows = self.store.query(
             "SELECT id, event, action, environment, pull_request, sha, reason, state, run_id, "
-            "result FROM deliveries WHERE id = ?",
+            "result, services, worker FROM deliveries WHERE id = ?",
             (delivery,),
         )
         if not rows:
             return None
         keys = ["id", "event", "action", "environment", "pull_request", "sha", "reason"]
-        keys += ["state", "run_id", "result"]
-        return dict(zip(keys, rows[0], strict=True))
+        keys += ["state", "run_id", "result", "services", "worker"]
+        found = dict(zip(keys, rows[0], strict=True))
+        found["services"] = json.loads(str(found["services"]))
+        return found

@@ -237,6 +237,14 @@ def preview_comment(
     return "\n".join(lines).rstrip() + "\n"
 
 
+def removal_comment(environment: str, why: str) -> str:
+    """The preview's comment once housekeeping has removed it (expired, evicted, PR closed)."""
+    return (
+        f"{comment_marker(environment)}\n### 🗑️ Preview `{environment}` removed\n\n{why}\n\n"
+        "Push a new commit to the pull request to deploy it again.\n"
+    )
+
+
 def _failures(result: RunResult) -> list[str]:
     if not result.failures:
         return []

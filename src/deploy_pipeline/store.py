@@ -1,9 +1,10 @@
 """The state database: environments beyond the file (clones, skip changes), runs with their
 events, the one-run-per-environment lock, and the simulated target's memory.
 
-SQLite (stdlib, WAL) in `.deploy-pipeline/state.db` next to the config, or `DEPLOY_PIPELINE_STATE`.
-The schema is versioned with `PRAGMA user_version`; older files are migrated forward on open and
-a file from a newer version is refused rather than misread.
+SQLite (stdlib, WAL) in `.deploy-pipeline/state.db` next to the config, or `DEPLOY_PIPELINE_STATE`;
+PostgreSQL when `DEPLOY_PIPELINE_DATABASE_URL` names one, so several receivers share the state and
+the queue (database.py holds what differs). The schema is versioned; older databases are migrated
+forward on open and one from a newer version is refused rather than misread.
 """
 
 from __future__ import annotations
@@ -11,93 +12,46 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from deploy_pipeline.errors import StoreError
+from deploy_pipeline.database import (
+    DATABASE_URL_ENV,
+    Database,
+    Migration,
+    PostgreSQL,
+    Row,
+    SQLite,
+    Transaction,
+)
+from deploy_pipeline.migrations import MIGRATIONS
 from deploy_pipeline.model import EnvironmentRecord, Event
 
 STATE_ENV = "DEPLOY_PIPELINE_STATE"
 LOCK_TTL = 30.0  # a crashed run's lock is free again after this long without a heartbeat
 
-# Migration N takes a database from version N-1 to N. Append; never edit a released one.
-MIGRATIONS: list[str] = [
-    """
-    CREATE TABLE environments (
-        name TEXT PRIMARY KEY,
-        origin TEXT NOT NULL,
-        source TEXT,
-        skipped TEXT NOT NULL DEFAULT '[]',
-        skip_added TEXT NOT NULL DEFAULT '[]',
-        skip_removed TEXT NOT NULL DEFAULT '[]',
-        pull_request INTEGER,
-        status TEXT NOT NULL DEFAULT 'not deployed',
-        last_run INTEGER,
-        updated_at REAL NOT NULL
-    );
-    CREATE TABLE runs (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        environments TEXT NOT NULL,
-        action TEXT NOT NULL,
-        services TEXT NOT NULL DEFAULT '[]',
-        status TEXT NOT NULL DEFAULT 'running',
-        started_at REAL NOT NULL,
-        finished_at REAL,
-        holder TEXT NOT NULL
-    );
-    CREATE TABLE events (
-        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-        seq INTEGER NOT NULL,
-        body TEXT NOT NULL,
-        PRIMARY KEY (run_id, seq)
-    );
-    CREATE TABLE locks (
-        environment TEXT PRIMARY KEY,
-        run_id INTEGER NOT NULL,
-        holder TEXT NOT NULL,
-        expires_at REAL NOT NULL,
-        superseded_by INTEGER
-    );
-    CREATE TABLE backend_state (
-        target TEXT NOT NULL,
-        key TEXT NOT NULL,
-        value TEXT NOT NULL,
-        PRIMARY KEY (target, key)
-    );
-    """,
-    # 2: the receiver's webhook deliveries, a durable queue (see queue.py)
-    """
-    CREATE TABLE deliveries (
-        id TEXT PRIMARY KEY,
-        event TEXT NOT NULL,
-        received_at REAL NOT NULL,
-        body TEXT NOT NULL,
-        action TEXT NOT NULL,
-        environment TEXT,
-        pull_request INTEGER,
-        sha TEXT,
-        reason TEXT NOT NULL DEFAULT '',
-        state TEXT NOT NULL,
-        worker TEXT,
-        run_id INTEGER,
-        result TEXT,
-        finished_at REAL
-    );
-    CREATE INDEX deliveries_by_state ON deliveries(state, received_at);
-    """,
-]
 
-
-def state_path(config_path: str | Path) -> Path:
-    override = os.environ.get(STATE_ENV)
+def state_path(config_path: str | Path, environ: Mapping[str, str] = os.environ) -> Path:
+    override = environ.get(STATE_ENV)
     if override:
         path = Path(override)
         return path / "state.db" if path.is_dir() else path
     return Path(config_path).resolve().parent / ".deploy-pipeline" / "state.db"
+
+
+def open_store(
+    config: str | Path, *, state: Path | None = None, environ: Mapping[str, str] = os.environ
+) -> Store:
+    """The PostgreSQL store when DEPLOY_PIPELINE_DATABASE_URL is set, else the SQLite file."""
+    return Store(state or state_path(config, environ), url=environ.get(DATABASE_URL_ENV) or None)
+
+
+def store_exists(config: str | Path, environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether there is a store to read (opening a SQLite store would create its file)."""
+    return bool(environ.get(DATABASE_URL_ENV)) or state_path(config, environ).exists()
 
 
 def holder_id() -> str:
@@ -105,62 +59,35 @@ def holder_id() -> str:
 
 
 class Store:
+    """The state, in the SQLite file at `path` or, given `url`, in that PostgreSQL database
+    (then `path` is only where run logs are kept beside: no file is made)."""
+
     def __init__(
         self,
         path: Path,
         *,
-        migrations: Sequence[str] = MIGRATIONS,
+        url: str | None = None,
+        migrations: Sequence[Migration] = MIGRATIONS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path, self.clock = path, clock
-        self.lock = threading.RLock()
+        self.database: Database = PostgreSQL(url) if url else SQLite(path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(
-                path, timeout=30, isolation_level=None, check_same_thread=False
-            )
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            self.migrate(migrations)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the state database {path}: {exc}") from exc
-
-    def migrate(self, migrations: Sequence[str]) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(migrations):
-            raise StoreError(
-                f"{self.path} was written by a newer deploy-pipeline (schema {version}; this one "
-                f"reads up to {len(migrations)}): upgrade deploy-pipeline"
-            )
-        for number in range(version + 1, len(migrations) + 1):
-            with self.transaction():
-                for statement in migrations[number - 1].split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
-                self.db.execute(f"PRAGMA user_version = {number}")
+            self.database.migrate(migrations)
+        except BaseException:
+            self.database.close()
+            raise
 
     def close(self) -> None:
-        with self.lock:
-            self.db.close()
+        self.database.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self.lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.db
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
+    def transaction(self) -> Iterator[Transaction]:
+        with self.database.transaction() as tx:
+            yield tx
 
-    def query(self, sql: str, args: Sequence[object] = ()) -> list[tuple[object, ...]]:
-        with self.lock:
-            try:
-                return self.db.execute(sql, args).fetchall()
-            except sqlite3.Error as exc:
-                raise StoreError(f"state database {self.path}: {exc}") from exc
+    def query(self, sql: str, args: Sequence[object] = ()) -> list[Row]:
+        return self.database.query(sql, args)
 
     # --- environments --------------------------------------------------------------------------
 
@@ -174,7 +101,14 @@ class Store:
     def save_environment(self, rec: EnvironmentRecord) -> None:
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO environments VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO environments (name, origin, source, skipped, skip_added, "
+                "skip_removed, pull_request, status, last_run, updated_at) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (name) DO UPDATE SET "
+                "origin = excluded.origin, source = excluded.source, "
+                "skipped = excluded.skipped, skip_added = excluded.skip_added, "
+                "skip_removed = excluded.skip_removed, pull_request = excluded.pull_request, "
+                "status = excluded.status, last_run = excluded.last_run, "
+                "updated_at = excluded.updated_at",
                 (
                     rec.name,
                     rec.origin,
@@ -196,9 +130,9 @@ class Store:
 
     def create_run(self, environments: Sequence[str], action: str, services: Sequence[str]) -> int:
         with self.transaction() as db:
-            cur = db.execute(
+            row = db.execute(
                 "INSERT INTO runs (environments, action, services, started_at, holder) "
-                "VALUES (?,?,?,?,?)",
+                "VALUES (?,?,?,?,?) RETURNING id",
                 (
                     json.dumps(list(environments)),
                     action,
@@ -206,8 +140,9 @@ class Store:
                     self.clock(),
                     holder_id(),
                 ),
-            )
-            return int(cur.lastrowid or 0)
+            ).fetchone()
+            assert row is not None
+            return int(row[0])
 
     def finish_run(self, run_id: int, status: str) -> None:
         self.query(
@@ -245,7 +180,7 @@ class Store:
     def add_events(self, run_id: int, events: Sequence[Event], first_seq: int) -> None:
         with self.transaction() as db:
             db.executemany(
-                "INSERT INTO events VALUES (?,?,?)",
+                "INSERT INTO events (run_id, seq, body) VALUES (?,?,?)",
                 [(run_id, first_seq + i, json.dumps(e.to_json())) for i, e in enumerate(events)],
             )
 
@@ -259,13 +194,17 @@ class Store:
         """Take the environment's lock for run_id; return the run holding it if that is not free."""
         now = self.clock()
         with self.transaction() as db:
+            db.serialize(f"lock:{environment}")  # PostgreSQL: two takers, one at a time
             row = db.execute(
                 "SELECT run_id, holder, expires_at FROM locks WHERE environment = ?", (environment,)
             ).fetchone()
             if row and row[0] != run_id and row[2] > now and not dead_here(str(row[1])):
                 return int(row[0])
             db.execute(
-                "INSERT OR REPLACE INTO locks VALUES (?,?,?,?,NULL)",
+                "INSERT INTO locks (environment, run_id, holder, expires_at, superseded_by) "
+                "VALUES (?,?,?,?,NULL) ON CONFLICT (environment) DO UPDATE SET "
+                "run_id = excluded.run_id, holder = excluded.holder, "
+                "expires_at = excluded.expires_at, superseded_by = NULL",
                 (environment, run_id, holder_id(), now + ttl),
             )
             return None
@@ -317,25 +256,43 @@ class TargetState:
             )
         else:
             self.store.query(
-                "INSERT OR REPLACE INTO backend_state VALUES (?,?,?)", (self.target, key, value)
+                "INSERT INTO backend_state (target, key, value) VALUES (?,?,?) "
+                "ON CONFLICT (target, key) DO UPDATE SET value = excluded.value",
+                (self.target, key, value),
             )
 
 
 class EventRecorder:
-    """An event sink that keeps a run's events in the store, written in batches."""
+    """An event sink that keeps a run's events in the store, written in batches: an event is
+    there at most `every` seconds after it happened, so those who watch the run (the status
+    page, its event stream) see a step start while it runs, not when the next event comes."""
 
     def __init__(self, store: Store, run_id: int, batch: int = 200, every: float = 0.5) -> None:
         self.store, self.run_id, self.batch, self.every = store, run_id, batch, every
         self.pending: list[Event] = []
         self.seq = 0
         self.last = time.monotonic()
+        self.lock = threading.Lock()
+        self.timer: threading.Timer | None = None
 
     def __call__(self, event: Event) -> None:
-        self.pending.append(event)
-        if len(self.pending) >= self.batch or time.monotonic() - self.last >= self.every:
-            self.flush()
+        with self.lock:
+            self.pending.append(event)
+            if len(self.pending) >= self.batch or time.monotonic() - self.last >= self.every:
+                self._flush()
+            elif self.timer is None:  # a quiet spell: write what waits once `every` is up
+                self.timer = threading.Timer(self.every, self.flush)
+                self.timer.daemon = True
+                self.timer.start()
 
     def flush(self) -> None:
+        with self.lock:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.pending:
             self.store.add_events(self.run_id, self.pending, self.seq)
             self.seq += len(self.pending)

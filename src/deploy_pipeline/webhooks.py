@@ -9,7 +9,7 @@ import hmac
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from deploy_pipeline.errors import DeployPipelineError, UsageError, truncate
@@ -62,6 +62,18 @@ class Delivery:
     id: str  # X-GitHub-Delivery: a redelivery keeps it, so it tells repeats apart
     event: str  # X-GitHub-Event: pull_request, ping, push…
     payload: Mapping[str, Any]
+    # the body as received: the queue can store it rather than serialise the payload again,
+    # which costs about what parsing it did (~0.1 ms for a 28 KB pull_request event)
+    body: bytes = field(default=b"", repr=False, compare=False)
+
+    @property
+    def text(self) -> str | None:
+        """The body as JSON text that parses to `payload`; None without a body, or one that is
+        not UTF-8 (GitHub sends UTF-8; json.loads also reads UTF-16 and UTF-32)."""
+        try:
+            return self.body.decode("utf-8-sig") if self.body else None
+        except UnicodeDecodeError:
+            return None
 
     @classmethod
     def from_http(cls, headers: Mapping[str, str], body: bytes, secret: str) -> Delivery:
@@ -88,7 +100,7 @@ class Delivery:
             if not value:
                 raise PayloadError(f"no {header} header: GitHub sends one with every delivery")
             found[header] = value
-        return cls(id=found["X-GitHub-Delivery"], event=found["X-GitHub-Event"], payload=payload)
+        return cls(found["X-GitHub-Delivery"], found["X-GitHub-Event"], payload, body)
 
 
 @dataclass(frozen=True)

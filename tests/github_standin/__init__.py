@@ -1,8 +1,10 @@
 """A stand-in for GitHub's REST API: a real HTTP server on loopback that routes, checks and answers
 requests by GitHub's own OpenAPI description (`fixtures/github-rest/`), keeps what it was sent and
-behaves like GitHub for the operations the project calls. Tests can make it fail on purpose.
+behaves like GitHub for the operations the project calls, GitHub Apps and git over HTTP included.
+Tests can make it fail on purpose.
 """
 
+from tests.github_standin.apps import APP_PERMISSIONS
 from tests.github_standin.description import (
     DESCRIPTION,
     DOCS,
@@ -15,9 +17,12 @@ from tests.github_standin.server import BOT, REPO, TOKEN, GitHubStandin
 from tests.github_standin.state import (
     PERMISSIONS,
     Answer,
+    App,
+    AppCall,
     Call,
     Fault,
     Handler,
+    Installation,
     Pull,
     Recorded,
     Repo,
@@ -26,6 +31,7 @@ from tests.github_standin.state import (
 )
 
 __all__ = [
+    "APP_PERMISSIONS",
     "BOT",
     "DESCRIPTION",
     "DOCS",
@@ -34,11 +40,14 @@ __all__ = [
     "REPO",
     "TOKEN",
     "Answer",
+    "App",
+    "AppCall",
     "Call",
     "Description",
     "Fault",
     "GitHubStandin",
     "Handler",
+    "Installation",
     "Operation",
     "Pull",
     "Recorded",

@@ -9,12 +9,15 @@ import re
 import threading
 import time
 import urllib.parse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tests.github_standin.description import DOCS, Description, Operation
 from tests.github_standin.state import (
     PERMISSIONS,
     Answer,
+    App,
+    AppCall,
+    AppHandler,
     Call,
     Fault,
     Handler,
@@ -36,6 +39,11 @@ class Answering:
     _faults: list[Fault]
     _lock: threading.Lock
     _handlers: dict[str, Handler]
+    _app_handlers: dict[str, AppHandler]
+
+    if TYPE_CHECKING:
+
+        def _authenticate_app(self, authorization: str) -> App: ...  # Apps'
 
     def handle(
         self, method: str, target: str, headers: dict[str, str], raw: bytes
@@ -118,16 +126,37 @@ class Answering:
         op: Operation,
         params: dict[str, str],
     ) -> tuple[int, Any, dict[str, str]]:
+        app_handler = self._app_handlers.get(op.operation_id)
+        if app_handler is not None:  # authenticated as the app itself, by its JWT
+            app = self._authenticate_app(headers.get("authorization", ""))
+            coerced = self._checked(method, path, query, body, malformed, op, params)
+            return app_handler(AppCall(op, path, params, coerced, body, app))
         handler = self._handlers.get(op.operation_id)
-        if handler is None and "owner" not in params:  # the App endpoints, authenticated by JWT
+        if handler is None and "owner" not in params:
             raise self._unimplemented(method, path, op)
         token = self._authenticate(headers.get("authorization", ""))
         repo = self.repos.get(f"{params['owner']}/{params['repo']}".lower())
-        if repo is None:
+        if repo is None or not token.sees(repo.full_name):
             raise Answer(404, "Not Found")
         accepted = PERMISSIONS.get(op.operation_id)
         if accepted and not token.allows(accepted):
             raise _forbidden_answer(accepted)
+        coerced = self._checked(method, path, query, body, malformed, op, params)
+        if handler is None:
+            raise self._unimplemented(method, path, op)
+        return handler(Call(op, path, params, coerced, body, token, repo))
+
+    def _checked(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        body: Any,
+        malformed: bool,
+        op: Operation,
+        params: dict[str, str],
+    ) -> dict[str, Any]:
+        """The query as its documented types, once path, query and body pass the description."""
         for parameter in op.parameters:
             value = params.get(parameter["name"], "0")
             if parameter["schema"].get("type") == "integer" and not value.isdigit():
@@ -142,9 +171,7 @@ class Answering:
         if problems:
             self._violate("request", method, path, f"{op.operation_id}: {' '.join(problems)}")
             raise Answer(422, "Invalid request.\n\n" + "\n".join(problems))
-        if handler is None:
-            raise self._unimplemented(method, path, op)
-        return handler(Call(op, path, params, coerced, body, token, repo))
+        return coerced
 
     def _unimplemented(self, method: str, path: str, op: Operation) -> Answer:
         self._violate("unimplemented", method, path, f"the stand-in lacks {op.operation_id}")
@@ -155,7 +182,7 @@ class Answering:
             raise Answer(401, "Requires authentication")
         scheme, _, secret = authorization.partition(" ")
         token = self.tokens.get(secret.strip()) if scheme.lower() in ("token", "bearer") else None
-        if token is None:
+        if token is None or token.expired(time.time()):
             raise Answer(401, "Bad credentials")
         return token
 

@@ -5,7 +5,7 @@ statuses, deployments, comments, pull requests); `GitHubStandin` routes to them 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tests.github_standin.rendering import Rendering, _node_id, _now, _paging
 from tests.github_standin.state import Answer, Call, Repo
@@ -16,6 +16,10 @@ _SHA = re.compile(r"[0-9a-f]{40}")
 class Handlers(Rendering):
     """The operations of `GitHubStandin`: each takes a checked `Call` and gives its answer."""
 
+    if TYPE_CHECKING:
+
+        def clone_url(self, repo: str | None = None) -> str: ...  # GitServer's
+
     def _get_repo(self, call: Call) -> tuple[int, Any, dict[str, str]]:
         repo = call.repo
         out = self._repository(repo, self._example("full-repository-default-response", repo))
@@ -23,6 +27,7 @@ class Handlers(Rendering):
             out.pop(fork_only, None)
         out.update(
             default_branch=repo.default_branch,
+            clone_url=self.clone_url(repo.full_name),  # git over HTTP on this server
             fork=False,
             language=None,
             visibility="private" if repo.private else "public",
@@ -41,18 +46,23 @@ class Handlers(Rendering):
     def _get_content(self, call: Call) -> tuple[int, Any, dict[str, str]]:
         repo, path = call.repo, call.params["path"].strip("/")
         ref = call.query.get("ref") or repo.default_branch
-        if _resolve(repo, ref) is None:
+        sha = _resolve(repo, ref)
+        if sha is None:
             raise Answer(404, f"No commit found for the ref {ref}")
-        if path in repo.files:
-            return 200, self._content(repo, path, ref, with_content=True), {}
+        files = repo.trees.get(sha, repo.files)  # a commit made with git, else every ref's
+        if path in files:
+            return 200, self._content(repo, files, path, ref, with_content=True), {}
         inside = sorted(
-            {p[len(path) + 1 :].split("/")[0] for p in repo.files if p.startswith(f"{path}/")}
+            {p[len(path) + 1 :].split("/")[0] for p in files if p.startswith(f"{path}/")}
         )
         if not inside:
             raise Answer(404, "Not Found")
         return (
             200,
-            [self._content(repo, f"{path}/{name}", ref, with_content=False) for name in inside],
+            [
+                self._content(repo, files, f"{path}/{name}", ref, with_content=False)
+                for name in inside
+            ],
             {},
         )
 

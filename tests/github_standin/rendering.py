@@ -63,10 +63,12 @@ class Rendering:
         )
         return example
 
-    def _content(self, repo: Repo, path: str, ref: str, *, with_content: bool) -> dict[str, Any]:
-        is_file = path in repo.files
+    def _content(
+        self, repo: Repo, files: Mapping[str, bytes], path: str, ref: str, *, with_content: bool
+    ) -> dict[str, Any]:
+        is_file = path in files
         kind = "blob" if is_file else "tree"
-        data = repo.files.get(path, b"")
+        data = files.get(path, b"")
         sha = _made_up_sha(repo.full_name, path, data.decode(errors="replace"))
         entry: dict[str, Any] = {
             "type": "file" if is_file else "dir",

@@ -11,22 +11,35 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from tests.github_standin.answering import Answering
+from tests.github_standin.apps import Apps
 from tests.github_standin.description import description
 from tests.github_standin.faults import Faults
+from tests.github_standin.gitserver import GIT_PATH, GitServer
 from tests.github_standin.handlers import Handlers
 from tests.github_standin.rendering import _made_up_sha, _now
-from tests.github_standin.state import Fault, Handler, Pull, Recorded, Repo, Token, Violation
+from tests.github_standin.state import (
+    App,
+    AppHandler,
+    Fault,
+    Handler,
+    Pull,
+    Recorded,
+    Repo,
+    Token,
+    Violation,
+)
 
 TOKEN = "ghs_standin"  # accepted by every stand-in, with every permission, unless told otherwise
 REPO = "octo-org/app"  # the repository every stand-in knows unless told otherwise
 BOT = "deploy-pipeline[bot]"
 
 
-class GitHubStandin(Answering, Faults, Handlers):
+class GitHubStandin(Answering, Faults, Handlers, Apps, GitServer):
     """GitHub's REST API on 127.0.0.1 for one test. Use it as a context manager.
 
     GitHub's behaviour it keeps, as the description's texts state it: a new deployment status
@@ -35,7 +48,13 @@ class GitHubStandin(Answering, Faults, Handlers):
     deployment can be deleted when it is the repository's only one or its latest state is not
     `success`; `log_url` and `target_url` of a deployment status mirror each other; a status
     without `environment` keeps the previous status's (else the deployment's). Not modelled:
-    `auto_merge` (the stand-in has no git history) and commits (any 40-hex SHA exists).
+    `auto_merge`, and commits outside `add_repository_files` (any 40-hex SHA exists).
+
+    GitHub Apps (`add_app`): the app's JWT is verified, installation tokens expire after
+    `token_lifetime` seconds and carry the installation's permissions and repositories. Git over
+    HTTP: `add_repository_files` commits into a real bare repository, which `clone_url` serves
+    through `git http-backend` to Basic auth `x-access-token:<token>`; `git_requests` keeps what
+    git sent.
     """
 
     def __init__(self, repos: Iterable[str] = (REPO,), tokens: Iterable[str] = (TOKEN,)) -> None:
@@ -44,6 +63,10 @@ class GitHubStandin(Answering, Faults, Handlers):
         self.violations: list[Violation] = []
         self.repos: dict[str, Repo] = {}
         self.tokens: dict[str, Token] = {}
+        self.apps: dict[int, App] = {}
+        self.token_lifetime = 3600.0
+        self.git_requests: list[Recorded] = []
+        self._git_root: Path | None = None
         self._faults: list[Fault] = []
         self._ids: defaultdict[str, Iterator[int]] = defaultdict(lambda: itertools.count(1))
         self._users: dict[str, int] = {}
@@ -68,6 +91,10 @@ class GitHubStandin(Answering, Faults, Handlers):
             "issues/update-comment": self._update_comment,
             "pulls/get": self._get_pull,
             "pulls/list": self._list_pulls,
+        }
+        self._app_handlers: dict[str, AppHandler] = {
+            "apps/get-repo-installation": self._get_repo_installation,
+            "apps/create-installation-access-token": self._create_installation_token,
         }
         for name in repos:
             self.add_repo(name)
@@ -164,8 +191,8 @@ class GitHubStandin(Answering, Faults, Handlers):
             raise RuntimeError("the GitHub stand-in is not running: use it as a context manager")
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def start(self) -> GitHubStandin:
-        self._server = _Server(("127.0.0.1", 0), _RequestHandler)
+    def start(self, port: int = 0) -> GitHubStandin:
+        self._server = _Server(("127.0.0.1", port), _RequestHandler)
         self._server.standin = self
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="github-standin"
@@ -179,6 +206,7 @@ class GitHubStandin(Answering, Faults, Handlers):
             self._server.server_close()  # joins the request threads
             self._thread.join()
         self._server = self._thread = None
+        self._remove_git_root()
 
     def __enter__(self) -> GitHubStandin:
         return self.start()
@@ -203,21 +231,36 @@ class _RequestHandler(BaseHTTPRequestHandler):
     server: _Server
 
     def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        raw = self._body()
         headers = {k.lower(): v for k, v in self.headers.items()}
-        status, out, payload = self.server.standin.handle(self.command, self.path, headers, raw)
-        data = b"" if payload is None else json.dumps(payload).encode()
+        if GIT_PATH.fullmatch(self.path.partition("?")[0]):  # git, not the REST API
+            status, out, data = self.server.standin.serve_git(self.command, self.path, headers, raw)
+        else:
+            status, out, payload = self.server.standin.handle(self.command, self.path, headers, raw)
+            data = b"" if payload is None else json.dumps(payload).encode()
+            if payload is not None:
+                out = {**out, "Content-Type": "application/json; charset=utf-8"}
         self.send_response(status)
         for name, value in out.items():
             self.send_header(name, value)
-        if payload is not None:
-            self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Connection", "close")  # one request per connection: nothing lingers
         self.end_headers()
         self.wfile.write(data)
         self.close_connection = True
+
+    def _body(self) -> bytes:
+        """The request's body, also when it comes in chunks (git sends large ones so)."""
+        if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length else b""
+        chunks = []
+        while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
+        while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
+            pass
+        return b"".join(chunks)
 
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
 

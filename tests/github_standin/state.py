@@ -82,10 +82,19 @@ class Fault:
 
 @dataclass(frozen=True)
 class Token:
-    """Who a token is and what it may do (permissions None: everything)."""
+    """Who a token is and what it may do (permissions None: everything; repositories None: every
+    repository; expires_at None: never, else a `time.time()` after which GitHub answers 401)."""
 
     login: str
     permissions: Mapping[str, str] | None = None
+    repositories: frozenset[str] | None = None  # lower-case owner/name
+    expires_at: float | None = None
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+    def sees(self, full_name: str) -> bool:
+        return self.repositories is None or full_name.lower() in self.repositories
 
     def allows(self, accepted: str) -> bool:
         """Whether one of the `;`-separated permission sets is wholly granted."""
@@ -126,6 +135,7 @@ class Repo:
     issues: set[int] = field(default_factory=set)  # issue numbers that are not pull requests
     pulls: dict[int, Pull] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)  # path → content (any ref)
+    trees: dict[str, dict[str, bytes]] = field(default_factory=dict)  # commit → its files (git)
     statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # SHA → oldest first
     deployments: dict[int, dict[str, Any]] = field(default_factory=dict)
     deployment_statuses: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
@@ -135,6 +145,34 @@ class Repo:
     @property
     def full_name(self) -> str:
         return f"{self.owner}/{self.name}"
+
+
+@dataclass
+class Installation:
+    """One installation of a GitHub App: on some repositories (None: all), with permissions."""
+
+    id: int
+    app_id: int
+    account: str  # the owner it is installed on
+    repositories: frozenset[str] | None  # lower-case owner/name
+    permissions: dict[str, str]
+
+
+@dataclass
+class App:
+    """A GitHub App the stand-in knows: its JWTs are checked against `public_key`; tests sign
+    with `private_key` (PEM), as the app's owner downloads it from GitHub."""
+
+    id: int
+    slug: str
+    private_key: str = field(repr=False)
+    public_key: Any = field(repr=False)  # cryptography's RSAPublicKey
+    installations: dict[int, Installation] = field(default_factory=dict)
+
+    @property
+    def installation_id(self) -> int:
+        """The first installation's id (most tests install an app once)."""
+        return next(iter(self.installations))
 
 
 class Answer(Exception):
@@ -157,4 +195,17 @@ class Call:
     repo: Repo
 
 
+@dataclass(frozen=True)
+class AppCall:
+    """A request authenticated as a GitHub App (by its JWT), not by a token."""
+
+    op: Operation
+    path: str
+    params: dict[str, str]
+    query: dict[str, Any]
+    body: Any
+    app: App
+
+
 Handler = Callable[[Call], tuple[int, Any, dict[str, str]]]
+AppHandler = Callable[[AppCall], tuple[int, Any, dict[str, str]]]

@@ -3,7 +3,7 @@ acknowledged in milliseconds; the JSON API, health and metrics read the store.""
 
 from __future__ import annotations
 
-import hmac
+import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,11 +13,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request as HttpRequest
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from deploy_pipeline.errors import StoreError
-from deploy_pipeline.receiver.service import Receiver
+from deploy_pipeline.errors import DeployPipelineError, StoreError
+from deploy_pipeline.model import ACTIONS
+from deploy_pipeline.receiver import openapi, views
+from deploy_pipeline.receiver.common import json_response, receiver_of, unauthorized
+from deploy_pipeline.receiver.service import Conflict, NotFound, Receiver
 from deploy_pipeline.webhooks import (
     MAX_BODY,
     Delivery,
@@ -27,18 +30,9 @@ from deploy_pipeline.webhooks import (
 )
 
 
-def _json(data: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(data, status_code=status)
-
-
-def _receiver(request: HttpRequest) -> Receiver:
-    receiver: Receiver = request.app.state.receiver
-    return receiver
-
-
 async def _webhook(request: HttpRequest) -> Response:
     started = time.perf_counter()
-    receiver = _receiver(request)
+    receiver = receiver_of(request)
     response = await _answer_delivery(request, receiver)
     outcome = {202: "queued", 200: "ignored"}.get(response.status_code, "rejected")
     if response.status_code == 202 and b'"duplicate":true' in bytes(response.body):
@@ -53,23 +47,23 @@ async def _answer_delivery(request: HttpRequest, receiver: Receiver) -> Response
     """DESIGN.md §6: size, then signature, then JSON; stored before the 202."""
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > MAX_BODY:
-        return _json({"error": "the payload is over 25 MiB"}, 413)
+        return json_response({"error": "the payload is over 25 MiB"}, 413)
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY:
-            return _json({"error": "the payload is over 25 MiB"}, 413)
+            return json_response({"error": "the payload is over 25 MiB"}, 413)
     try:
         delivery = Delivery.from_http(dict(request.headers), bytes(body), receiver.secret)
         decision = decide(delivery, receiver.policy)
     except SignatureError as exc:
-        return _json({"error": str(exc)}, 401)
+        return json_response({"error": str(exc)}, 401)
     except PayloadError as exc:
-        return _json({"error": str(exc)}, 400)
+        return json_response({"error": str(exc)}, 400)
     if decision.action == "ignore":
-        return _json({"ignored": decision.reason})
+        return json_response({"ignored": decision.reason})
     new = await run_in_threadpool(receiver.accept, delivery, decision)
-    return _json(
+    return json_response(
         {
             "queued": delivery.id,
             "action": decision.action,
@@ -80,56 +74,142 @@ async def _answer_delivery(request: HttpRequest, receiver: Receiver) -> Response
     )
 
 
-def _unauthorized(request: HttpRequest) -> Response | None:
-    token = _receiver(request).api_token
-    given = request.headers.get("authorization", "")
-    if token and not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-        return _json({"error": "a bearer token is needed (DEPLOY_PIPELINE_API_TOKEN)"}, 401)
-    return None
-
-
 async def _environments(request: HttpRequest) -> Response:
-    if refused := _unauthorized(request):
+    if refused := unauthorized(request):
         return refused
-    listing = await run_in_threadpool(_receiver(request).environments)
-    return _json({"environments": listing})
+    listing = await run_in_threadpool(receiver_of(request).environments)
+    return json_response({"environments": listing})
 
 
 async def _run(request: HttpRequest) -> Response:
-    if refused := _unauthorized(request):
+    if refused := unauthorized(request):
         return refused
-    store = _receiver(request).store
+    store = receiver_of(request).store
     try:
         run_id = int(request.path_params["id"])
     except ValueError:
-        return _json({"error": "a run id is a number"}, 404)
+        return json_response({"error": "a run id is a number"}, 404)
     found = await run_in_threadpool(store.run, run_id)
     if found is None:
-        return _json({"error": f"no run {run_id}"}, 404)
-    return _json({**found, "events": await run_in_threadpool(store.events, run_id)})
+        return json_response({"error": f"no run {run_id}"}, 404)
+    return json_response({**found, "events": await run_in_threadpool(store.events, run_id)})
 
 
 async def _delivery(request: HttpRequest) -> Response:
-    if refused := _unauthorized(request):
+    if refused := unauthorized(request):
         return refused
-    found = await run_in_threadpool(_receiver(request).queue.delivery, request.path_params["id"])
-    return _json(found) if found is not None else _json({"error": "no such delivery"}, 404)
+    found = await run_in_threadpool(receiver_of(request).queue.delivery, request.path_params["id"])
+    return (
+        json_response(found)
+        if found is not None
+        else json_response({"error": "no such delivery"}, 404)
+    )
+
+
+def _write_refused(request: HttpRequest) -> Response | None:
+    """The write API needs a token: without one, anyone who reaches the port could delete."""
+    if receiver_of(request).api_token is None:
+        return json_response(
+            {
+                "error": "the write API is off: set DEPLOY_PIPELINE_API_TOKEN on the receiver "
+                "and send it as 'Authorization: Bearer <token>'"
+            },
+            403,
+        )
+    return unauthorized(request)
+
+
+async def _body(request: HttpRequest) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ApiInputError(f"the body is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ApiInputError('the body is a JSON object, e.g. {"services": ["api"]}')
+    return data
+
+
+class ApiInputError(ValueError):
+    pass
+
+
+def _api_error(exc: DeployPipelineError) -> Response:
+    status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict) else 400
+    return json_response({"error": str(exc)}, status)
+
+
+async def _clone(request: HttpRequest) -> Response:
+    if refused := _write_refused(request):
+        return refused
+    try:
+        body = await _body(request)
+    except ApiInputError as exc:
+        return json_response({"error": str(exc)}, 400)
+    new = body.get("name")
+    if not isinstance(new, str) or not new:
+        return json_response({"error": 'name the new environment: {"name": "staging-2"}'}, 400)
+    try:
+        made = await run_in_threadpool(receiver_of(request).clone, request.path_params["name"], new)
+    except DeployPipelineError as exc:
+        return _api_error(exc)
+    return json_response({"environment": made}, 201)
+
+
+async def _order(request: HttpRequest) -> Response:
+    if refused := _write_refused(request):
+        return refused
+    asked = request.path_params["action"]
+    action = next((a for a in ACTIONS if a == asked), None)
+    if action is None:
+        return json_response(
+            {"error": f"no action '{asked}': use one of {', '.join(ACTIONS)}"}, 404
+        )
+    try:
+        body = await _body(request)
+    except ApiInputError as exc:
+        return json_response({"error": str(exc)}, 400)
+    services = body.get("services", [])
+    if not isinstance(services, list) or not all(isinstance(n, str) for n in services):
+        return json_response({"error": 'services is a list of names: {"services": ["api"]}'}, 400)
+    name = request.path_params["name"]
+    receiver = receiver_of(request)
+    try:
+        queued = await run_in_threadpool(receiver.order, name, action, services)
+    except DeployPipelineError as exc:
+        return _api_error(exc)
+    return json_response(
+        {
+            "queued": queued,
+            "environment": name,
+            "action": action,
+            "services": services,
+            "delivery": f"/api/deliveries/{queued}",
+        },
+        202,
+    )
+
+
+async def _openapi(request: HttpRequest) -> Response:
+    return json_response(openapi.DESCRIPTION)
 
 
 async def _healthz(request: HttpRequest) -> Response:
-    return _json({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 async def _readyz(request: HttpRequest) -> Response:
     try:
-        depth = await run_in_threadpool(_receiver(request).queue.depth)
+        depth = await run_in_threadpool(receiver_of(request).queue.depth)
     except StoreError as exc:
-        return _json({"status": "store unreachable", "error": str(exc)}, 503)
-    return _json({"status": "ready", "queued": depth})
+        return json_response({"status": "store unreachable", "error": str(exc)}, 503)
+    return json_response({"status": "ready", "queued": depth})
 
 
 async def _metrics(request: HttpRequest) -> Response:
-    registry = _receiver(request).metrics.registry
+    registry = receiver_of(request).metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -150,8 +230,12 @@ def create_app(receiver: Receiver) -> Starlette:
         Route("/readyz", _readyz),
         Route("/metrics", _metrics),
         Route("/api/environments", _environments),
+        Route("/api/environments/{name}/clone", _clone, methods=["POST"]),
+        Route("/api/environments/{name}/{action}", _order, methods=["POST"]),
+        Route("/api/openapi.json", _openapi),
         Route("/api/runs/{id}", _run),
         Route("/api/deliveries/{id}", _delivery),
+        *views.ROUTES,
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.receiver = receiver

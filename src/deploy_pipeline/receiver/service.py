@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from prometheus_client import (
@@ -21,14 +22,17 @@ from prometheus_client import (
     Histogram,
 )
 
+from deploy_pipeline import checkout
 from deploy_pipeline.config import load_config
 from deploy_pipeline.errors import DeployPipelineError, StoreError, UsageError
-from deploy_pipeline.execution import Execution, Request, Workspace
-from deploy_pipeline.github import GitHubReporter, GitHubSettings
-from deploy_pipeline.model import Action
+from deploy_pipeline.execution import Execution, Request, RunObserver, Workspace
+from deploy_pipeline.github import GitHubClient, GitHubReporter
+from deploy_pipeline.model import ACTIONS, Action, Event
+from deploy_pipeline.plan import check_services
 from deploy_pipeline.queue import Job, Queue
-from deploy_pipeline.runner import Cancel
-from deploy_pipeline.store import Store, state_path
+from deploy_pipeline.receiver.housekeeping import SWEEP_EVERY, Housekeeper
+from deploy_pipeline.runner import Cancel, RunResult
+from deploy_pipeline.store import open_store, state_path
 from deploy_pipeline.webhooks import (
     Decision,
     Delivery,
@@ -36,15 +40,6 @@ from deploy_pipeline.webhooks import (
 )
 
 log = logging.getLogger("deploy_pipeline.receiver")
-
-
-@dataclass(frozen=True)
-class GitHubAccess:
-    """How the receiver reports to GitHub: a token, and the API to use."""
-
-    token: str
-    api_url: str = "https://api.github.com"
-    write_pause: float = 0.5
 
 
 class Metrics:
@@ -71,6 +66,34 @@ class Metrics:
         )
 
 
+SOURCES = ("file", "pull-request")
+PIPELINE_FILE = ".deploy-pipeline.yml"
+
+
+class NotFound(UsageError):
+    """The API was asked about something that does not exist (404)."""
+
+
+class Conflict(UsageError):
+    """The API was asked to make something that exists already (409)."""
+
+
+class AttachRun:
+    """Tells the queue which run a delivery started as soon as it starts (for the API's SSE)."""
+
+    def __init__(self, queue: Queue, delivery: str, execution: Execution) -> None:
+        self.queue, self.delivery, self.execution = queue, delivery, execution
+
+    def start(self) -> None:
+        self.queue.attach_run(self.delivery, self.execution.run_id)
+
+    def __call__(self, event: Event) -> None:
+        pass
+
+    def finish(self, result: RunResult) -> None:
+        pass
+
+
 class Receiver:
     """The queue, its workers and the runs: everything behind the HTTP routes."""
 
@@ -79,10 +102,12 @@ class Receiver:
         config: Path,
         *,
         secret: str,
-        github: GitHubAccess | None = None,
+        github: GitHubClient | None = None,
+        source: str = "file",
         workers: int = 2,
         api_token: str | None = None,
         public_url: str | None = None,
+        sweep_every: float = SWEEP_EVERY,
     ) -> None:
         if not secret:
             raise UsageError(
@@ -92,8 +117,20 @@ class Receiver:
         self.config, self.secret, self.github = config, secret, github
         self.api_token, self.public_url = api_token, public_url
         pipeline = load_config(config)  # a bad file stops the start, with its errors
+        if source not in SOURCES:
+            raise UsageError(
+                f"DEPLOY_PIPELINE_SOURCE is one of {', '.join(SOURCES)}, got {source!r}"
+            )
+        if source == "pull-request" and github is None:
+            raise UsageError(
+                "DEPLOY_PIPELINE_SOURCE=pull-request reads each pull request's pipeline file "
+                "from GitHub: set GITHUB_TOKEN, or GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY"
+            )
+        self.source = source
+        self.state = state_path(config)  # one state database, whichever file a run reads
         self.policy = PreviewPolicy.of(pipeline.previews)
-        self.store = Store(state_path(config))
+        self.previews_policy = pipeline.previews
+        self.store = open_store(config)
         self.queue = Queue(self.store)
         self.metrics = Metrics()
         self.workers = workers
@@ -102,6 +139,7 @@ class Receiver:
         self.wake = threading.Condition()
         self.running: dict[str, Cancel] = {}
         self.lock = threading.Lock()
+        self.housekeeper = Housekeeper(self, github=github, every=sweep_every)
 
     # --- the HTTP side -----------------------------------------------------------------------
 
@@ -126,6 +164,38 @@ class Receiver:
             self.wake.notify_all()
         return new
 
+    def submit(
+        self,
+        environment: str,
+        action: Action,
+        *,
+        services: Sequence[str] = (),
+        reason: str,
+        pull_request: int | None = None,
+        sha: str | None = None,
+        event: str = "api",
+    ) -> str:
+        """Queue work that did not come from a webhook (the API, housekeeping); its id."""
+        delivery = f"{event}-{uuid.uuid4()}"
+        self.queue.add(
+            delivery,
+            event,
+            {"reason": reason},
+            action=action,
+            environment=environment,
+            pull_request=pull_request,
+            sha=sha,
+            reason=reason,
+            services=services,
+        )
+        with self.lock:
+            running = self.running.get(environment)
+        if running is not None and action == "delete":  # no point finishing what is deleted
+            running.set(f"superseded by a delete ({reason})")
+        with self.wake:
+            self.wake.notify_all()
+        return delivery
+
     # --- the workers -------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -137,6 +207,7 @@ class Receiver:
             thread = threading.Thread(target=self.work, name=f"worker-{i}", daemon=True)
             thread.start()
             self.threads.append(thread)
+        self.threads.append(self.housekeeper.start())
 
     def close(self, timeout: float = 30.0) -> None:
         self.stopping.set()
@@ -147,6 +218,8 @@ class Receiver:
             self.wake.notify_all()
         for thread in self.threads:
             thread.join(timeout)
+        if self.github is not None:
+            self.github.close()
         self.store.close()
 
     def work(self) -> None:
@@ -167,8 +240,10 @@ class Receiver:
         cancel = Cancel()
         with self.lock:
             self.running[job.environment] = cancel
+        done = threading.Event()  # until then, the lease is renewed and newer deliveries looked for
+        threading.Thread(target=self.watch, args=(job, cancel, done), daemon=True).start()
         started = time.monotonic()
-        action: Action = "delete" if job.action == "delete" else "deploy"
+        action: Action = next((a for a in ACTIONS if a == job.action), "deploy")
         extra: dict[str, object] = {
             "delivery": job.delivery,
             "pr": job.pull_request,
@@ -177,17 +252,27 @@ class Receiver:
         execution: Execution | None = None
         observers: list[GitHubReporter] = []
         try:
+            config = self.pipeline_for(job, action)
             if job.pull_request is not None:
-                workspace = Workspace(self.config)
+                workspace = Workspace(config, state=self.state)
                 try:
                     workspace.preview(job.pull_request)
                 finally:
                     workspace.close()
-            request = Request(self.config, [job.environment], action, supersede=True)
+            request = Request(
+                config,
+                [job.environment],
+                action,
+                list(job.services),
+                supersede=True,
+                state=self.state,
+            )
             execution = Execution(request)
             reporter = self.reporter(job, execution, action)
             observers = [reporter] if reporter else []
-            result = execution.perform([], cancel, observers=observers)
+            attach = AttachRun(self.queue, job.delivery, execution)
+            watching: list[RunObserver] = [attach, *observers]
+            result = execution.perform([], cancel, observers=watching)
             for reporter in observers:  # GitHub shows the end before the delivery says done
                 reporter.close()
             observers = []
@@ -197,6 +282,7 @@ class Receiver:
             self.queue.finish(job.delivery, "done", outcome)
             self.metrics.runs.labels(action, outcome).inc()
             log.info("%s of %s: %s", action, job.environment, outcome, extra=extra)
+            self.after(job, action, outcome)
         except DeployPipelineError as exc:
             self.queue.finish(job.delivery, "failed", str(exc))
             self.metrics.runs.labels(action, "error").inc()
@@ -204,6 +290,7 @@ class Receiver:
                 "%s of %s could not run: %s", action, job.environment, exc, extra=extra
             )
         finally:
+            done.set()
             if execution is not None:
                 execution.close()
             for reporter in observers:
@@ -213,6 +300,59 @@ class Receiver:
                 if self.running.get(job.environment) is cancel:
                     del self.running[job.environment]
 
+    def after(self, job: Job, action: Action, outcome: str) -> None:
+        """What a finished run leaves to do: keep previews within previews.max, and drop a
+        deleted preview's checkout."""
+        if outcome != "succeeded":
+            return
+        if job.pull_request is not None and action == "deploy":
+            self.housekeeper.sweep()  # a new preview may be one more than previews.max
+        if action == "delete" and not job.services:
+            checkout.remove(self.checkout_of(job.environment))
+
+    def watch(self, job: Job, cancel: Cancel, done: threading.Event, every: float = 1.0) -> None:
+        """While a job runs: renew its lease, and stop a preview's run when any receiver has
+        queued a newer delivery for it (DESIGN.md §2: a preview's newer run supersedes)."""
+        renew_every = max(1, int(self.queue.lease / every / 6))
+        beats = 0
+        while not done.wait(every):
+            try:
+                if beats % renew_every == 0 and not self.queue.renew(job.delivery):
+                    cancel.set("its lease ran out and another receiver took it")
+                    return
+                beats += 1
+                newer = self.queue.newer_than(job) if job.pull_request is not None else None
+            except StoreError as exc:  # the database is away: the run goes on, the lease may end
+                log.warning("cannot renew the lease of delivery %s: %s", job.delivery, exc)
+                continue
+            if newer is not None:
+                cancel.set(f"superseded by {newer[:7]}")
+                return
+
+    def checkout_of(self, environment: str) -> Path:
+        return self.state.parent / "checkouts" / environment
+
+    def pipeline_for(self, job: Job, action: Action) -> Path:
+        """The pipeline file a job runs: `-f FILE`, or with DEPLOY_PIPELINE_SOURCE=pull-request
+        the PR head's, read through the API, with its build contexts fetched (depth 1)."""
+        repository = str((job.payload.get("repository") or {}).get("full_name") or "")
+        if self.source != "pull-request" or job.pull_request is None or self.github is None:
+            return self.config
+        dest = self.checkout_of(job.environment)
+        if action != "deploy" or not job.sha or not repository:  # the last commit deployed
+            kept = dest / PIPELINE_FILE
+            return kept if kept.exists() else self.config
+        text = self.github.pipeline_file(repository, job.sha, PIPELINE_FILE)
+        if text is None:
+            raise UsageError(
+                f"{repository} has no {PIPELINE_FILE} at {job.sha[:7]}: nothing to deploy "
+                f"for pull request #{job.pull_request}"
+            )
+        clone_url = self.github.clone_url(repository)
+        checkout.fetch(clone_url, job.sha, self.github.token(repository), dest)
+        (dest / PIPELINE_FILE).write_text(text)  # what the API said is what runs
+        return dest / PIPELINE_FILE
+
     def reporter(self, job: Job, execution: Execution, action: Action) -> GitHubReporter | None:
         repository = str((job.payload.get("repository") or {}).get("full_name") or "")
         if self.github is None or not repository or not job.sha:
@@ -220,17 +360,45 @@ class Receiver:
         run_url = None
         if self.public_url:
             run_url = f"{self.public_url.rstrip('/')}/api/deliveries/{job.delivery}"
-        settings = GitHubSettings(
-            repository=repository,
-            token=self.github.token,
-            sha=job.sha,
-            api_url=self.github.api_url,
-            run_url=run_url,
-            write_pause=self.github.write_pause,
-            backoff=self.github.write_pause or 0.5,
-        )
+        settings = self.github.settings(repository, job.sha, run_url=run_url)
         return GitHubReporter(
             settings, execution.run_plan, action, log=log.warning, redact=execution.redactor
+        )
+
+    # --- what the API does -------------------------------------------------------------------
+
+    def clone(self, source: str, new: str) -> dict[str, object]:
+        """`POST /api/environments/{source}/clone`: the new environment as the listing shows it."""
+        workspace = Workspace(self.config)
+        try:
+            envs = workspace.environments()
+            if source not in envs:
+                raise NotFound(f"no environment named '{source}' (known: {', '.join(envs)})")
+            if new in envs:
+                raise Conflict(f"environment '{new}' already exists; pick another name")
+            workspace.clone(source, new)
+            return next(e for e in workspace.listing() if e["name"] == new)
+        finally:
+            workspace.close()
+
+    def order(self, name: str, action: Action, services: Sequence[str]) -> str:
+        """`POST /api/environments/{name}/{action}`: queued like a delivery; its id."""
+        workspace = Workspace(self.config, write=False)
+        try:
+            envs = workspace.environments()
+            if name not in envs:
+                raise NotFound(f"no environment named '{name}' (known: {', '.join(envs)})")
+            check_services(workspace.pipeline, services)
+            record = workspace.records.get(name)
+        finally:
+            workspace.close()
+        what = f" of {', '.join(services)}" if services else ""
+        return self.submit(
+            name,
+            action,
+            services=services,
+            reason=f"{action}{what} asked through the API",
+            pull_request=record.pull_request if record else None,
         )
 
     # --- what the API shows ------------------------------------------------------------------

@@ -5,29 +5,38 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 
+from deploy_pipeline.errors import UsageError
+from deploy_pipeline.github import GitHubClient
+from deploy_pipeline.receiver.housekeeping import SWEEP_EVERY
 from deploy_pipeline.receiver.http import create_app
-from deploy_pipeline.receiver.service import GitHubAccess, Receiver, log
+from deploy_pipeline.receiver.service import Receiver, log
 
 
 def from_environ(config: Path, environ: Mapping[str, str]) -> Receiver:
-    """A receiver configured as `deploy-pipeline serve` documents it."""
-    token = environ.get("GITHUB_TOKEN", "")
-    github = None
-    if token:
-        github = GitHubAccess(
-            token=token, api_url=environ.get("GITHUB_API_URL", "https://api.github.com")
-        )
+    """A receiver configured as `deploy-pipeline serve` documents it (README: run the receiver)."""
     return Receiver(
         config,
         secret=environ.get("DEPLOY_PIPELINE_WEBHOOK_SECRET", ""),
-        github=github,
-        workers=int(environ.get("DEPLOY_PIPELINE_WORKERS", "2")),
+        github=GitHubClient.from_environ(environ),
+        workers=_number(environ, "DEPLOY_PIPELINE_WORKERS", 2),
         api_token=environ.get("DEPLOY_PIPELINE_API_TOKEN") or None,
         public_url=environ.get("DEPLOY_PIPELINE_PUBLIC_URL") or None,
+        sweep_every=_number(environ, "DEPLOY_PIPELINE_SWEEP_SECONDS", int(SWEEP_EVERY)),
+        source=environ.get("DEPLOY_PIPELINE_SOURCE", "file"),
     )
+
+
+def _number(environ: Mapping[str, str], name: str, default: int) -> int:
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"{name} is a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 class JsonLogs(logging.Formatter):
@@ -61,5 +70,15 @@ def serve(config: Path, environ: Mapping[str, str], *, host: str, port: int) -> 
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     receiver = from_environ(config, environ)
     if receiver.github is None:
-        log.warning("reporting to GitHub is off: set GITHUB_TOKEN to turn it on")
-    uvicorn.run(create_app(receiver), host=host, port=port, log_config=None, log_level="info")
+        log.warning(
+            "reporting to GitHub is off: set GITHUB_TOKEN, or GITHUB_APP_ID with "
+            "GITHUB_APP_PRIVATE_KEY (or GITHUB_APP_PRIVATE_KEY_FILE), to turn it on"
+        )
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            receiver.stopping.set()  # open event streams end now: uvicorn waits for none of them
+            await super().shutdown(sockets)
+
+    app = create_app(receiver)
+    Server(uvicorn.Config(app, host=host, port=port, log_config=None, log_level="info")).run()

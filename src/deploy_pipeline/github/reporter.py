@@ -1,5 +1,5 @@
 """GitHub as its users see a run: a commit status per environment, a GitHub Deployment with its
-statuses, and one PR comment per preview, edited in place. The only module importing PyGithub.
+statuses, and one PR comment per preview, edited in place.
 
 A subscriber to the runner's events: calls go out from a thread of its own, so a slow or failing
 GitHub never slows or fails a deploy (it is logged, and the log says which permission is missing).
@@ -9,95 +9,33 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import requests
-from github import Auth, Github, GithubException, GithubRetry
+from github import (
+    Auth,
+    Github,
+    GithubException,
+)
 
-from deploy_pipeline.errors import truncate
 from deploy_pipeline.events import Redactor
+from deploy_pipeline.github.common import (
+    API_VERSION,
+    GitHubSettings,
+    describe,
+    post_or_edit_comment,
+    retry_policy,
+)
 from deploy_pipeline.model import Action, Event, Plan, RunPlan
 from deploy_pipeline.report import (
     Progress,
     clip,
-    comment_marker,
     environment_url,
     preview_comment,
     service_rows,
 )
 from deploy_pipeline.runner import RunResult
-
-API_VERSION = "2022-11-28"
-PERMISSION_HINT = {
-    "statuses": "statuses: write",
-    "deployments": "deployments: write",
-    "pull_requests": "pull-requests: write",
-    "issues": "pull-requests: write",
-}
-
-
-@dataclass(frozen=True)
-class GitHubSettings:
-    repository: str  # owner/name
-    token: str
-    sha: str  # the commit deployed: statuses and deployments are about it
-    api_url: str = "https://api.github.com"
-    run_url: str | None = None  # the Actions run, or the receiver's run page
-    retries: int = 6
-    backoff: float = 0.5  # seconds, doubled per retry
-    write_pause: float = 0.5  # between writes, as GitHub asks of integrations
-    secondary_rate_wait: float = 60.0
-
-    @classmethod
-    def from_actions(
-        cls, environ: Mapping[str, str], token: str, sha: str | None = None
-    ) -> GitHubSettings | None:
-        """The settings a workflow step has (GITHUB_REPOSITORY, GITHUB_SHA, the run's URL)."""
-        repository = environ.get("GITHUB_REPOSITORY", "")
-        sha = sha or environ.get("GITHUB_SHA", "")
-        if not (repository and sha and token):
-            return None
-        server = environ.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
-        run_id = environ.get("GITHUB_RUN_ID")
-        pause = environ.get("DEPLOY_PIPELINE_GITHUB_WRITE_PAUSE", "")
-        return cls(
-            repository=repository,
-            token=token,
-            sha=sha,
-            api_url=environ.get("GITHUB_API_URL", "https://api.github.com").rstrip("/"),
-            run_url=f"{server}/{repository}/actions/runs/{run_id}" if run_id else None,
-            write_pause=float(pause) if pause else cls.write_pause,
-            backoff=float(pause) if pause else cls.backoff,
-        )
-
-
-def describe(error: BaseException, what: str) -> str:
-    """What went wrong with GitHub, in the words a user can act on."""
-    if isinstance(error, GithubException):
-        data = error.data if isinstance(error.data, dict) else {}
-        message = truncate(str(data.get("message") or error.data or ""), 300)
-        headers = {k.lower(): v for k, v in (error.headers or {}).items()}
-        if error.status == 403 and "x-accepted-github-permissions" in headers:
-            wanted = headers["x-accepted-github-permissions"]
-            names = [p.split("=", 1)[0] for p in wanted.split(",") if p]
-            hint = " or ".join(PERMISSION_HINT.get(n, f"{n}: write") for n in names)
-            return (
-                f"GitHub refused to {what}: the token lacks the {wanted} permission; "
-                f"give the workflow `permissions: {hint}` (or the app that permission)"
-            )
-        if error.status == 401:
-            return f"GitHub refused to {what}: the token is not accepted ({message})"
-        if error.status == 404:
-            return (
-                f"GitHub could not {what}: not found ({message}); check the repository name "
-                "and that the token can see it"
-            )
-        return f"GitHub could not {what}: {error.status} {message}".rstrip()
-    if isinstance(error, requests.RequestException):
-        return f"GitHub could not {what}: cannot reach {truncate(str(error), 200)}"
-    return f"GitHub could not {what}: {type(error).__name__}: {truncate(str(error), 200)}"
 
 
 class GitHubReporter:
@@ -114,13 +52,7 @@ class GitHubReporter:
     ) -> None:
         self.settings, self.run_plan, self.action = settings, run_plan, action
         self.log, self.redact = log, redact or Redactor()
-        retry = GithubRetry(
-            total=settings.retries,
-            backoff_factor=settings.backoff,
-            status_forcelist=[*range(500, 600), 429],
-            secondary_rate_wait=settings.secondary_rate_wait,
-            max_rate_limit_wait=settings.secondary_rate_wait,
-        )
+        retry = retry_policy(settings.retries, settings.backoff, settings.secondary_rate_wait)
         self.gh = Github(
             base_url=settings.api_url,
             auth=Auth.Token(settings.token),
@@ -229,7 +161,7 @@ class GitHubReporter:
             try:
                 fn(*args)
             except (GithubException, requests.RequestException) as exc:
-                self._problem(describe(exc, what))
+                self._problem(describe(exc, what, app=self.settings.app))
 
         self.tasks.put(task)
 
@@ -299,10 +231,4 @@ class GitHubReporter:
             self._post_deployment_status(deployment.url, "inactive", None, "deleted")
 
     def _comment(self, number: int, name: str, body: str) -> None:
-        issue = self.repo.get_issue(number)
-        marker = comment_marker(name)
-        for comment in issue.get_comments():
-            if marker in (comment.body or ""):
-                comment.edit(body)
-                return
-        issue.create_comment(body)
+        post_or_edit_comment(self.repo, number, name, body)

@@ -1,0 +1,194 @@
+"""Housekeeping of previews, on start and every few minutes: a preview expires `previews.ttl`
+after its last push, `previews.max` caps how many exist (the longest untouched goes first), and
+previews whose pull request is closed are deleted (GitHub does not redeliver a missed webhook).
+
+Each removal is queued as a delete like a webhook's, so it is serialized with the preview's other
+runs, and the PR's preview comment says why it went.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from deploy_pipeline.errors import DeployPipelineError
+from deploy_pipeline.report import removal_comment
+
+if TYPE_CHECKING:
+    from deploy_pipeline.receiver.service import Receiver
+
+log = logging.getLogger("deploy_pipeline.receiver")
+
+SWEEP_EVERY = 300.0
+
+
+class PullRequests(Protocol):
+    """What housekeeping asks of GitHub (github.GitHubClient)."""
+
+    def open_pulls(self, repository: str) -> set[int]: ...
+    def comment(self, repository: str, number: int, environment: str, body: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Preview:
+    name: str
+    pull_request: int
+    repository: str | None  # owner/name, from its newest delivery
+    last_push: float | None  # when its newest deploying delivery arrived
+
+
+def _days(seconds: float) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = round(seconds / size)
+            return f"{n} {unit}" + ("" if n == 1 else "s")
+    return f"{round(seconds)} seconds"
+
+
+class Housekeeper:
+    def __init__(
+        self,
+        receiver: Receiver,
+        *,
+        github: PullRequests | None = None,
+        every: float = SWEEP_EVERY,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.receiver, self.github, self.every, self.clock = receiver, github, every, clock
+        self.said_no_github = False
+
+    def previews(self) -> list[Preview]:
+        """The previews the store knows, with their last push and repository."""
+        records = self.receiver.store.environments()
+        pushes = {
+            str(r[0]): float(str(r[1]))
+            for r in self.receiver.store.query(
+                "SELECT environment, MAX(received_at) FROM deliveries WHERE action = 'deploy' "
+                "AND environment IS NOT NULL GROUP BY environment"
+            )
+        }
+        found = []
+        for rec in records.values():
+            if rec.origin != "preview" or rec.pull_request is None:
+                continue
+            found.append(
+                Preview(rec.name, rec.pull_request, self.repository(rec.name), pushes.get(rec.name))
+            )
+        return found
+
+    def repository(self, environment: str) -> str | None:
+        rows = self.receiver.store.query(
+            "SELECT body FROM deliveries WHERE environment = ? AND event = 'pull_request' "
+            "ORDER BY received_at DESC LIMIT 1",
+            (environment,),
+        )
+        if not rows:
+            return None
+        try:
+            name = json.loads(str(rows[0][0]))["repository"]["full_name"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        return str(name) if name else None
+
+    def leaving(self) -> set[str]:
+        """Environments with a delete queued or running already."""
+        rows = self.receiver.store.query(
+            "SELECT DISTINCT environment FROM deliveries WHERE action = 'delete' "
+            "AND state IN ('queued', 'running') AND environment IS NOT NULL"
+        )
+        return {str(r[0]) for r in rows}
+
+    def sweep(self) -> list[tuple[str, str]]:
+        """Queue the deletes housekeeping calls for; returns (preview, why) for each."""
+        policy = self.receiver.previews_policy
+        if policy is None:
+            return []
+        now, gone = self.clock(), self.leaving()
+        previews = [p for p in self.previews() if p.name not in gone]
+        removals: list[tuple[Preview, str]] = []
+        if policy.ttl is not None:
+            for p in previews:
+                if p.last_push is not None and now - p.last_push > policy.ttl:
+                    removals.append(
+                        (
+                            p,
+                            f"No push for {_days(now - p.last_push)}: previews expire "
+                            f"{_days(policy.ttl)} after their last push (`previews.ttl`).",
+                        )
+                    )
+        removals += self.closed([p for p in previews if p not in {r for r, _ in removals}])
+        left = [p for p in previews if p not in {r for r, _ in removals}]
+        if policy.max is not None and len(left) > policy.max:
+            left.sort(key=lambda p: p.last_push or 0.0)
+            for p in left[: len(left) - policy.max]:
+                removals.append(
+                    (
+                        p,
+                        f"At most {policy.max} previews may exist (`previews.max`), and this "
+                        "one had gone longest without a push.",
+                    )
+                )
+        for p, why in removals:
+            self.remove(p, why)
+        return [(p.name, why) for p, why in removals]
+
+    def closed(self, previews: list[Preview]) -> list[tuple[Preview, str]]:
+        if not previews:
+            return []
+        if self.github is None:
+            if not self.said_no_github:
+                log.info("previews of closed pull requests are not swept: GitHub access is off")
+                self.said_no_github = True
+            return []
+        found: list[tuple[Preview, str]] = []
+        for repository in sorted({p.repository for p in previews if p.repository}):
+            try:
+                open_ = self.github.open_pulls(repository)
+            except DeployPipelineError as exc:
+                log.warning("cannot list the open pull requests of %s: %s", repository, exc)
+                continue
+            for p in previews:
+                if p.repository == repository and p.pull_request not in open_:
+                    why = f"Pull request #{p.pull_request} is closed (found by the sweeper)."
+                    found.append((p, why))
+        return found
+
+    def remove(self, preview: Preview, why: str) -> None:
+        log.info("removing %s: %s", preview.name, why, extra={"environment": preview.name})
+        self.receiver.submit(
+            preview.name,
+            "delete",
+            reason=why,
+            pull_request=preview.pull_request,
+            event="housekeeping",
+        )
+        if self.github is not None and preview.repository:
+            try:
+                self.github.comment(
+                    preview.repository,
+                    preview.pull_request,
+                    preview.name,
+                    removal_comment(preview.name, why),
+                )
+            except DeployPipelineError as exc:
+                log.warning("cannot comment on #%d: %s", preview.pull_request, exc)
+
+    def loop(self) -> None:
+        """Sweep on start, then every `every` seconds until the receiver stops."""
+        while True:
+            try:
+                self.sweep()
+            except DeployPipelineError as exc:
+                log.error("housekeeping failed: %s", exc)  # noqa: TRY400 (said, no traceback)
+            if self.receiver.stopping.wait(self.every):
+                return
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.loop, name="housekeeping", daemon=True)
+        thread.start()
+        return thread

@@ -1,0 +1,252 @@
+"""What people see and call: the status page (`GET /` and its `/static/` files), one environment
+drawn as stages and service cards (`GET /api/environments/{name}`), and a run's events as a live
+Server-Sent Events stream (`GET /api/runs/{id}/events`)."""
+
+from __future__ import annotations
+
+import json
+import time
+import weakref
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import anyio
+from prometheus_client import Gauge
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request as HttpRequest
+from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from deploy_pipeline.execution import Workspace
+from deploy_pipeline.receiver.common import json_response, receiver_of, unauthorized
+from deploy_pipeline.receiver.service import Receiver
+from deploy_pipeline.status import RunEvents, StageColumn, environment_url, stage_columns
+from deploy_pipeline.store import Store
+
+STATIC = Path(__file__).parent / "static"
+POLL = 0.25  # seconds between looks at the store for a run's new events (written every ≤0.5 s)
+HEARTBEAT = 15.0  # seconds of quiet before a comment line keeps proxies from closing a stream
+RUNS_BACK = 10  # earlier runs read for services the latest runs did not touch
+# The page runs only its own script and talks only to this receiver.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+# --- the page ------------------------------------------------------------------------------
+
+
+async def _page(request: HttpRequest) -> Response:
+    """The page holds no data: it asks the API, with the token it was given, for everything."""
+    return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
+
+
+# --- one environment -------------------------------------------------------------------------
+
+
+async def _environment(request: HttpRequest) -> Response:
+    if refused := unauthorized(request):
+        return refused
+    name = request.path_params["name"]
+    found = await run_in_threadpool(environment_view, receiver_of(request), name)
+    if found is None:
+        return json_response(
+            {"error": f"no environment named '{name}' (GET /api/environments lists them)"}, 404
+        )
+    return json_response(found)
+
+
+def environment_view(receiver: Receiver, name: str) -> dict[str, object] | None:
+    """An environment as `GET /api/environments/{name}` shows it; None when there is none."""
+    workspace = Workspace(receiver.config, write=False)
+    try:
+        listed = next((e for e in workspace.listing() if e["name"] == name), None)
+        if listed is None:
+            return None
+        environment = workspace.environments()[name]
+        pipeline = workspace.pipeline
+    finally:
+        workspace.close()
+    store = receiver.store
+    last_run = listed["last_run"]
+    runs: list[RunEvents] = []
+    latest: dict[str, object] | None = None
+    older = _run_ids(store, name, last_run) if isinstance(last_run, int) else []
+    columns = stage_columns(pipeline, environment, runs)
+    for run_id in older:  # most often the newest run speaks for every service
+        if runs and not _unknown(columns):
+            break
+        row = store.run(run_id)
+        if row is not None:
+            latest = latest or row
+            runs.append(_run_events(store, row))
+            columns = stage_columns(pipeline, environment, runs)
+    return {
+        **listed,
+        **_delivery(store, name, environment.pull_request),
+        "url": environment_url(pipeline, columns),
+        "run": None
+        if latest is None
+        else {k: latest[k] for k in ("id", "action", "status", "started_at", "finished_at")},
+        "stages": [column.to_json() for column in columns],
+    }
+
+
+def _unknown(columns: Sequence[StageColumn]) -> bool:
+    """Some service of the environment has no card yet: an older run may have one."""
+    return any(
+        card.main.status == "not deployed" and card.main.run is None
+        for column in columns
+        for card in column.services
+    )
+
+
+def _run_ids(store: Store, environment: str, last: int) -> list[int]:
+    """The environment's runs up to `last`, newest first (its names are [a-z0-9-], no wildcard)."""
+    rows = store.query(
+        "SELECT id FROM runs WHERE id <= ? AND environments LIKE ? ORDER BY id DESC LIMIT ?",
+        (last, f'%"{environment}"%', RUNS_BACK),
+    )
+    return [int(str(r[0])) for r in rows]
+
+
+def _run_events(store: Store, run: dict[str, object]) -> RunEvents:
+    started, services = run["started_at"], run["services"]
+    return RunEvents(
+        id=int(str(run["id"])),
+        action=str(run["action"]),
+        status=str(run["status"]),
+        events=store.events(int(str(run["id"]))),
+        services=tuple(str(s) for s in services) if isinstance(services, list) else (),
+        elapsed=time.time() - started if isinstance(started, int | float) else 0.0,
+    )
+
+
+def _delivery(store: Store, environment: str, pull_request: int | None) -> dict[str, object]:
+    """The commit, and for a preview its pull request, from the newest delivery that ran (or
+    else will run) for the environment. Plain SQL: SQLite and PostgreSQL both read it."""
+    rows = store.query(
+        "SELECT sha, body FROM deliveries WHERE id = (SELECT id FROM deliveries "
+        "WHERE environment = ? AND state <> 'ignored' ORDER BY CASE WHEN state IN "
+        "('running', 'done', 'failed') THEN 0 ELSE 1 END, received_at DESC LIMIT 1)",
+        (environment,),
+    )
+    sha, body = rows[0] if rows else (None, "{}")
+    try:
+        payload = json.loads(str(body))
+    except ValueError:
+        payload = {}
+    repo = _field(payload, "repository")
+    pr = _field(payload, "pull_request")
+    repository, home = repo.get("full_name"), repo.get("html_url")
+    url = None
+    if pull_request is not None and isinstance(repository, str) and repository:
+        parts = urlsplit(home) if isinstance(home, str) else None
+        host = (
+            f"{parts.scheme}://{parts.netloc}" if parts and parts.netloc else "https://github.com"
+        )
+        url = f"{host}/{repository}/pull/{pull_request}"
+    preview = pull_request is not None
+    title, branch = pr.get("title"), _field(pr, "head").get("ref")
+    return {
+        "sha": sha,
+        "repository": repository if isinstance(repository, str) else None,
+        "pull_request_url": url,
+        "pull_request_title": title if preview and isinstance(title, str) else None,
+        "branch": branch if preview and isinstance(branch, str) else None,
+    }
+
+
+def _field(data: object, key: str) -> dict[str, object]:
+    """A payload's object under `key`, or an empty one (payloads are GitHub's, not ours)."""
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+# --- a run's events, live -------------------------------------------------------------------
+
+
+async def _run_event_stream(request: HttpRequest) -> Response:
+    if refused := unauthorized(request):
+        return refused
+    receiver = receiver_of(request)
+    try:
+        run_id = int(request.path_params["id"])
+    except ValueError:
+        return json_response({"error": "a run id is a number"}, 404)
+    if await run_in_threadpool(receiver.store.run, run_id) is None:
+        return json_response({"error": f"no run {run_id}"}, 404)
+    after = request.headers.get("last-event-id", "").strip()
+    return StreamingResponse(
+        follow(receiver, run_id, int(after) if after.isdigit() else -1),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def follow(receiver: Receiver, run_id: int, after: int = -1) -> AsyncIterator[str]:
+    """The run's stored events after `after` (a Last-Event-ID), then its new ones as they are
+    written, then `end` with its status. Each look at the store is one short call in a thread:
+    a client that goes away cancels the stream between two of them, and nothing is left behind.
+    A stopping receiver ends its streams without `end` (clients come back with Last-Event-ID)."""
+    streams = _open_streams(receiver)
+    streams.inc()
+    try:
+        yield "retry: 2000\n\n"
+        quiet = 0.0
+        while not receiver.stopping.is_set():
+            status, rows = await run_in_threadpool(_poll, receiver.store, run_id, after)
+            for seq, body in rows:
+                yield f"id: {seq}\nevent: run-event\ndata: {body}\n\n"
+                after = seq
+            if status != "running":
+                yield f"event: end\ndata: {json.dumps({'status': status})}\n\n"
+                return
+            quiet = 0.0 if rows else quiet + POLL
+            if quiet >= HEARTBEAT:
+                yield ": running\n\n"
+                quiet = 0.0
+            await anyio.sleep(POLL)
+    finally:
+        streams.dec()
+
+
+def _poll(store: Store, run_id: int, after: int) -> tuple[str, list[tuple[int, str]]]:
+    """The run's status, then its events after `after`: read in that order, a finished run's
+    events are all there (the recorder writes the last ones before the run is marked)."""
+    run = store.run(run_id)
+    status = str(run["status"]) if run is not None else "gone"
+    rows = store.query(
+        "SELECT seq, body FROM events WHERE run_id = ? AND seq > ? ORDER BY seq", (run_id, after)
+    )
+    return status, [(int(str(seq)), str(body)) for seq, body in rows]
+
+
+_STREAM_GAUGES: weakref.WeakKeyDictionary[Receiver, Gauge] = weakref.WeakKeyDictionary()
+
+
+def _open_streams(receiver: Receiver) -> Gauge:
+    """The receiver's gauge of open event streams (in /metrics), made on first use."""
+    if receiver not in _STREAM_GAUGES:
+        _STREAM_GAUGES[receiver] = Gauge(
+            "deploy_pipeline_event_streams",
+            "Run event streams open (GET /api/runs/{id}/events)",
+            registry=receiver.metrics.registry,
+        )
+    return _STREAM_GAUGES[receiver]
+
+
+ROUTES: list[BaseRoute] = [
+    Route("/", _page),
+    Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+    Route("/api/environments/{name}", _environment),
+    Route("/api/runs/{id}/events", _run_event_stream),
+]

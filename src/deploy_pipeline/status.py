@@ -1,0 +1,391 @@
+"""An environment as the receiver's status page draws it, in pure functions: its stages left to
+right, each with a card per service (status, waiting reason, URL), made from the pipeline, the
+environment and the stored events (DESIGN.md §5) of its latest runs. No I/O.
+
+A run speaks for a service once it starts a step of it or skips it; a service the latest run has
+not reached yet is `waiting`, with the reason the terminal view would give. A service the latest
+runs never touched keeps the card of the newest run that did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from deploy_pipeline.model import REVERSED_ACTIONS, Environment, Pipeline
+
+GERUND = {
+    "build": "building",
+    "deploy": "deploying",
+    "restart": "restarting",
+    "stop": "stopping",
+    "delete": "deleting",
+}
+# what a service is once its step succeeded, by the run's action
+AFTER = {
+    "deploy": "deployed",
+    "restart": "deployed",
+    "stop": "stopped",
+    "delete": "not deployed",
+}
+FINAL = frozenset({"succeeded", "failed", "cancelled", "skipped", "reused"})
+GONE = frozenset({"not deployed", "stopped", "skipped"})  # states with nothing to open
+# the card of a service on several targets shows the state that most needs a look
+URGENCY = (
+    "failed",
+    "interrupted",
+    "cancelled",
+    "building",
+    "deploying",
+    "restarting",
+    "stopping",
+    "deleting",
+    "waiting",
+    "not deployed",
+    "stopped",
+    "deployed",
+    "skipped",
+)
+
+
+@dataclass(frozen=True)
+class RunEvents:
+    """One run of the environment as the store keeps it, with its events in order."""
+
+    id: int
+    action: str
+    status: str  # running, succeeded, failed, cancelled, abandoned
+    events: Sequence[Mapping[str, object]]
+    services: tuple[str, ...] = ()  # a service-level run's services; () for the environment
+    elapsed: float = 0.0  # seconds since the run started, on its events' clock (`ts`)
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+
+@dataclass(frozen=True)
+class TargetCard:
+    """One service on one target."""
+
+    target: str
+    status: str
+    url: str | None = None
+    waiting: str | None = None
+    message: str | None = None
+    elapsed: float | None = None  # seconds in the current step, or the last step's duration
+    run: int | None = None
+
+
+@dataclass(frozen=True)
+class ServiceCard:
+    name: str
+    type: str
+    skipped: bool
+    targets: tuple[TargetCard, ...]
+
+    @property
+    def main(self) -> TargetCard:
+        """The target whose state the card shows: the one that most needs a look."""
+        return min(self.targets, key=lambda t: _urgency(t.status))
+
+    @property
+    def url(self) -> str | None:
+        return self.main.url or next((t.url for t in self.targets if t.url), None)
+
+    def to_json(self) -> dict[str, object]:
+        main = self.main
+        return {
+            "name": self.name,
+            "type": self.type,
+            "status": main.status,
+            "skipped": self.skipped,
+            "url": self.url,
+            "waiting": main.waiting,
+            "message": main.message,
+            "elapsed": None if main.elapsed is None else round(main.elapsed, 3),
+            "run": main.run,
+            "targets": [
+                {"name": t.target, "status": t.status, "url": t.url, "waiting": t.waiting}
+                for t in self.targets
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class StageColumn:
+    name: str
+    services: tuple[ServiceCard, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": self.name, "services": [s.to_json() for s in self.services]}
+
+
+def stage_columns(
+    pipeline: Pipeline, environment: Environment, runs: Sequence[RunEvents]
+) -> list[StageColumn]:
+    """The environment's stages in the file's order, each with its services' cards; `runs` are
+    the environment's runs, newest first."""
+    tracks = [_tracks(run, environment.name) for run in runs]
+    waits = _waiting(pipeline, environment, runs[0], tracks[0]) if runs else {}
+    columns = []
+    for stage in pipeline.stages:
+        cards = []
+        for svc in pipeline.services.values():
+            if svc.stage != stage:
+                continue
+            skipped = svc.name in environment.skipped
+            targets = tuple(
+                _target_card(svc.name, target, skipped, runs, tracks, waits)
+                for target in environment.targets
+            )
+            cards.append(ServiceCard(svc.name, svc.type, skipped, targets))
+        if cards:
+            columns.append(StageColumn(stage, tuple(cards)))
+    return columns
+
+
+def environment_url(pipeline: Pipeline, columns: Iterable[StageColumn]) -> str | None:
+    """The URL to open the environment at: a public service's, else the first there is."""
+    urls = [
+        (pipeline.services[card.name].public, card.url)
+        for column in columns
+        for card in column.services
+        if card.url
+    ]
+    return next((u for public, u in urls if public), None) or next((u for _, u in urls), None)
+
+
+def seconds(value: float) -> str:
+    """A duration as the terminal view says it: 850ms, 4.2s, 41s, 3m05s."""
+    value = max(value, 0.0)
+    if value < 1:
+        return f"{value * 1000:.0f}ms"
+    if value < 60:
+        return f"{value:.0f}s" if value >= 10 else f"{value:.1f}s"
+    minutes, secs = divmod(int(value), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+# --- one run's events, per target and service ----------------------------------------------
+
+
+@dataclass
+class _Step:
+    status: str  # started, or a final status
+    ts: float
+    message: str = ""
+    duration: float | None = None
+
+
+@dataclass
+class _Track:
+    """What one run did to one service on one target."""
+
+    build: _Step | None = None
+    main: _Step | None = None
+    phase: str = "deploy"
+    url: str | None = None
+    started: bool = False  # its own step (not only its build) started in this run
+
+    @property
+    def touched(self) -> bool:
+        """The run speaks for the service: it started its step, skipped it, or failed its build."""
+        if self.main is not None and (self.started or self.main.status == "skipped"):
+            return True
+        return self.build is not None and self.build.status == "failed"
+
+
+def _tracks(run: RunEvents, environment: str) -> dict[tuple[str, str], _Track]:
+    tracks: dict[tuple[str, str], _Track] = {}
+    for event in run.events:
+        service, target, phase = event.get("service"), event.get("target"), event.get("phase")
+        if event.get("environment") != environment or not service or phase == "run":
+            continue
+        track = tracks.setdefault((str(target), str(service)), _Track())
+        duration = event.get("duration")
+        step = _Step(
+            str(event.get("status")),
+            _number(event.get("ts")),
+            str(event.get("message") or ""),
+            _number(duration) if duration is not None else None,
+        )
+        if phase == "build":
+            track.build = step
+        else:
+            track.phase, track.main = str(phase), step
+            track.started = track.started or step.status == "started"
+        if event.get("url"):
+            track.url = str(event["url"])
+    return tracks
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _target_card(
+    service: str,
+    target: str,
+    skipped: bool,
+    runs: Sequence[RunEvents],
+    tracks: Sequence[Mapping[tuple[str, str], _Track]],
+    waits: Mapping[tuple[str, str], str],
+) -> TargetCard:
+    for i, (run, by_service) in enumerate(zip(runs, tracks, strict=True)):
+        track = by_service.get((target, service))
+        url = _last_url(target, service, runs[i:], tracks[i:])
+        if i == 0 and (target, service) in waits:  # the running run has not started it yet
+            if track is not None and track.build is not None and track.build.status == "started":
+                return _card(target, run, "building", track.build, url)
+            return TargetCard(
+                target, "waiting", url=url, waiting=waits[(target, service)], run=run.id
+            )
+        if track is not None and track.touched:
+            return _from_track(target, run, track, url)
+    if skipped:
+        return TargetCard(target, "skipped", message="skipped in this environment")
+    newest = tracks[0].get((target, service)) if tracks else None
+    why = newest.main.message if newest and newest.main else None
+    return TargetCard(target, "not deployed", message=why or None)  # e.g. "not started: …"
+
+
+def _from_track(target: str, run: RunEvents, track: _Track, url: str | None) -> TargetCard:
+    main, build = track.main, track.build
+    if main is None or (not track.started and main.status != "skipped"):
+        assert build is not None  # touched with no step of its own started: its build failed
+        return _card(target, run, "failed", build)
+    if main.status == "started":
+        if run.running:
+            return _card(target, run, GERUND.get(track.phase, "deploying"), main, url)
+        message = f"run {run.id} ended before this step did"
+        return TargetCard(target, "interrupted", url=url, message=message, run=run.id)
+    if main.status == "succeeded":
+        return _card(target, run, AFTER.get(run.action, "deployed"), main, url)
+    return _card(target, run, main.status, main, url)
+
+
+def _card(
+    target: str, run: RunEvents, status: str, step: _Step, url: str | None = None
+) -> TargetCard:
+    if step.status == "started":
+        elapsed: float | None = max(run.elapsed - step.ts, 0.0)
+    else:
+        elapsed = step.duration
+    return TargetCard(
+        target,
+        status,
+        url=None if status in GONE else url,
+        message=step.message or None,
+        elapsed=elapsed,
+        run=run.id,
+    )
+
+
+def _last_url(
+    target: str,
+    service: str,
+    runs: Sequence[RunEvents],
+    tracks: Sequence[Mapping[tuple[str, str], _Track]],
+) -> str | None:
+    """The newest URL a run gave the service, unless a later run deleted it."""
+    for run, by_service in zip(runs, tracks, strict=True):
+        track = by_service.get((target, service))
+        if track is None or not track.touched:
+            continue
+        if run.action == "delete" and track.main and track.main.status == "succeeded":
+            return None
+        if track.url:
+            return track.url
+    return None
+
+
+# --- why a service of the running run has not started yet ----------------------------------
+
+
+@dataclass
+class _Stage:
+    name: str
+    services: list[str] = field(default_factory=list)
+
+
+def _waiting(
+    pipeline: Pipeline,
+    environment: Environment,
+    run: RunEvents,
+    tracks: Mapping[tuple[str, str], _Track],
+) -> dict[tuple[str, str], str]:
+    """(target, service) → waiting reason, for the running run's services not started yet."""
+    if not run.running:
+        return {}
+    if run.services:
+        planned = [s for s in pipeline.services if s in run.services]
+    elif run.action == "delete":
+        planned = list(pipeline.services)
+    else:
+        planned = [s for s in pipeline.services if s not in environment.skipped]
+    order = list(reversed(pipeline.stages)) if run.action in REVERSED_ACTIONS else pipeline.stages
+    stages = [_Stage(n, [s for s in planned if pipeline.services[s].stage == n]) for n in order]
+    stages = [st for st in stages if st.services]
+    here = {t for t, _ in tracks}
+    others = sorted(
+        {str(e.get("environment")) for e in run.events if e.get("environment")} - {environment.name}
+    )
+    result: dict[tuple[str, str], str] = {}
+    earlier_open: str | None = None
+    for target in environment.targets:
+        done = {
+            s
+            for s in planned
+            if (tr := tracks.get((target, s))) and tr.main and tr.main.status in FINAL
+        }
+        blocked = None
+        if earlier_open is not None:
+            blocked = f"waiting: target {earlier_open}"
+        elif target not in here and others:
+            blocked = f"waiting: environment {others[-1]}"
+        active = next((st for st in stages if set(st.services) - done), None)
+        for pos, st in enumerate(stages):
+            for svc in st.services:
+                track = tracks.get((target, svc))
+                if svc in done or (track and track.main and track.main.status == "started"):
+                    continue
+                if blocked:
+                    result[(target, svc)] = blocked
+                elif active is None or pos > stages.index(active):
+                    result[(target, svc)] = _stage_wait(active, run, target, tracks)
+                else:  # its stage is on: a slot, or its build (then the card says building)
+                    result[(target, svc)] = f"waiting: a {run.action} slot"
+        if done != set(planned) and environment.strategy.targets == "sequential":
+            earlier_open = earlier_open or target
+    return result
+
+
+def _stage_wait(
+    stage: _Stage | None,
+    run: RunEvents,
+    target: str,
+    tracks: Mapping[tuple[str, str], _Track],
+) -> str:
+    """Name the active stage and the longest-running step keeping it busy."""
+    if stage is None:
+        return "waiting"
+    busy: list[tuple[float, str, str]] = []
+    for svc in stage.services:
+        track = tracks.get((target, svc))
+        if track is None:
+            continue
+        if track.main and track.main.status == "started":
+            busy.append((track.main.ts, svc, GERUND.get(track.phase, "deploying")))
+        elif track.build and track.build.status == "started":
+            busy.append((track.build.ts, svc, "building"))
+    if not busy:
+        return f"waiting: stage {stage.name}"
+    busy.sort()
+    ts, svc, doing = busy[0]
+    more = f"; +{len(busy) - 1} more" if len(busy) > 1 else ""
+    return f"waiting: stage {stage.name} ({svc} {doing}, {seconds(run.elapsed - ts)}{more})"
+
+
+def _urgency(status: str) -> int:
+    return URGENCY.index(status) if status in URGENCY else len(URGENCY)

@@ -1,0 +1,142 @@
+"""Preview housekeeping in a running receiver (Starlette's TestClient, the simulated target, the
+GitHub stand-in): expiry after `previews.ttl`, the `previews.max` cap, and the sweeper that
+deletes previews of pull requests closed while no webhook arrived; each says why on the PR."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from deploy_pipeline.github import GitHubClient
+from deploy_pipeline.receiver import Receiver, create_app
+from tests.github_standin import TOKEN, GitHubStandin
+from tests.test_receiver import SECRET, deliver, payload, settled
+
+PIPELINE = """
+version: 1
+targets:
+  rehearse: {kind: simulated}
+services:
+  web: {type: container, image: nginx:1.27, port: 80, public: true}
+environments:
+  staging: {target: rehearse}
+previews: {from: staging, ttl: 1h, max: 2}
+"""
+
+
+@pytest.fixture
+def standin() -> Iterator[GitHubStandin]:
+    with GitHubStandin() as server:
+        yield server
+
+
+@pytest.fixture
+def receiver(write_config: Callable[[str], Path], standin: GitHubStandin) -> Receiver:
+    github = GitHubClient(token=TOKEN, api_url=standin.base_url, write_pause=0.01)
+    # sweeps happen when the test says (and after each preview deploy), not on a timer
+    return Receiver(
+        write_config(PIPELINE), secret=SECRET, github=github, workers=1, sweep_every=3600
+    )
+
+
+@pytest.fixture
+def client(receiver: Receiver) -> Iterator[TestClient]:
+    with TestClient(create_app(receiver)) as test_client:
+        yield test_client
+
+
+def open_preview(client: TestClient, standin: GitHubStandin, sha: str) -> int:
+    number = standin.add_pull(f"feature-{sha[:4]}", head_sha=sha)
+    answer = deliver(
+        client, "pull_request", payload("pull_request", "opened", number=number, sha=sha)
+    )
+    assert settled(client, answer.json()["queued"])["result"] == "succeeded"
+    return number
+
+
+def previews(client: TestClient) -> set[str]:
+    return {e["name"] for e in client.get("/api/environments").json()["environments"]} - {"staging"}
+
+
+def gone(client: TestClient, name: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while name in previews(client):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{name} is still listed after {timeout}s")
+        time.sleep(0.02)
+
+
+def test_a_preview_expires_ttl_after_its_last_push(
+    client: TestClient, receiver: Receiver, standin: GitHubStandin
+) -> None:
+    """Two hours after its last push a preview with `ttl: 1h` is deleted, and its PR comment
+    says it expired and how to bring it back."""
+    number = open_preview(client, standin, "a" * 40)
+    assert receiver.housekeeper.sweep() == []  # fresh: nothing to do
+    receiver.housekeeper.clock = lambda: time.time() + 2 * 3600
+    ((name, why),) = receiver.housekeeper.sweep()
+    assert name == f"pr-{number}" and "No push for 2 hours" in why
+    gone(client, name)
+    (comment,) = standin.comments(number)
+    assert f"Preview `{name}` removed" in comment["body"]
+    assert "previews expire 1 hour after their last push" in comment["body"]
+    assert "Push a new commit" in comment["body"]
+
+
+def test_the_oldest_preview_is_evicted_beyond_max(
+    client: TestClient, standin: GitHubStandin
+) -> None:
+    """With `max: 2`, a third preview evicts the one pushed longest ago, which is told so on
+    its PR, and the two newest stay."""
+    first = open_preview(client, standin, "1" * 40)
+    second = open_preview(client, standin, "2" * 40)
+    third = open_preview(client, standin, "3" * 40)
+    gone(client, f"pr-{first}")
+    assert previews(client) == {f"pr-{second}", f"pr-{third}"}
+    bodies = [c["body"] for c in standin.comments(first)]
+    assert len(bodies) == 1  # the preview's one comment, edited in place
+    assert "At most 2 previews may exist (`previews.max`)" in bodies[0]
+    assert standin.violations == []
+
+
+def test_the_sweeper_deletes_previews_of_pull_requests_closed_without_a_webhook(
+    client: TestClient, receiver: Receiver, standin: GitHubStandin
+) -> None:
+    """A PR closed while the receiver missed its webhook loses its preview at the next sweep
+    (the open PRs are listed from GitHub); the open PR's preview stays."""
+    kept = open_preview(client, standin, "b" * 40)
+    closed = open_preview(client, standin, "c" * 40)
+    pulls = standin.repo().pulls
+    pulls[closed] = dataclasses.replace(pulls[closed], state="closed")
+    assert receiver.housekeeper.sweep() == [
+        (f"pr-{closed}", f"Pull request #{closed} is closed (found by the sweeper).")
+    ]
+    gone(client, f"pr-{closed}")
+    assert previews(client) == {f"pr-{kept}"}
+    assert "is closed (found by the sweeper)" in standin.comments(closed)[0]["body"]
+
+
+def test_without_github_the_sweeper_leaves_previews_alone(
+    write_config: Callable[[str], Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """With no GitHub access the sweeper cannot know which PRs are closed: it says so once
+    in the log and deletes nothing."""
+    caplog.set_level(logging.INFO, logger="deploy_pipeline.receiver")
+    receiver = Receiver(write_config(PIPELINE), secret=SECRET, workers=1, sweep_every=3600)
+    with TestClient(create_app(receiver)) as client:
+        sha = "d" * 40
+        answer = deliver(
+            client, "pull_request", payload("pull_request", "opened", number=5, sha=sha)
+        )
+        assert settled(client, answer.json()["queued"])["result"] == "succeeded"
+        assert receiver.housekeeper.sweep() == []
+        assert receiver.housekeeper.sweep() == []
+        assert previews(client) == {"pr-5"}
+    said = [r.getMessage() for r in caplog.records if "not swept" in r.getMessage()]
+    assert said == ["previews of closed pull requests are not swept: GitHub access is off"]

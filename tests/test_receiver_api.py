@@ -1,0 +1,168 @@
+"""The receiver's JSON API in-process (Starlette's TestClient, its workers running on the
+simulated target): cloning and ordering runs through the queue, the errors a caller reads, the
+bearer token, and every answer checked against the OpenAPI description the receiver serves."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate as validate_spec
+from starlette.testclient import TestClient
+
+from deploy_pipeline.receiver import Receiver, create_app
+from deploy_pipeline.receiver.openapi import DESCRIPTION
+from tests.test_receiver import PIPELINE, SECRET
+
+TOKEN = "api-token-for-tests"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def check(response: httpx.Response, method: str = "get") -> Any:
+    """The response's body, after checking it against the OpenAPI description of its route."""
+    path = response.request.url.path
+    for template, operations in DESCRIPTION["paths"].items():
+        pattern = "^" + re.sub(r"\{[^}]+\}", "[^/]+", template) + "$"
+        if re.match(pattern, path) and method in operations:
+            break
+    else:
+        pytest.fail(f"{method.upper()} {path} is not in the OpenAPI description")
+    answers = operations[method]["responses"]
+    status = str(response.status_code)
+    assert status in answers, f"{method.upper()} {template} answered {status}, not described"
+    content = answers[status].get("content", {}).get("application/json")
+    body = response.json() if content else None
+    if content:  # the $refs point into the description's components
+        schema = {**content["schema"], "components": DESCRIPTION["components"]}
+        Draft202012Validator(schema).validate(body)
+    return body
+
+
+@pytest.fixture
+def api(write_config: Callable[[str], Path]) -> Iterator[TestClient]:
+    receiver = Receiver(write_config(PIPELINE), secret=SECRET, workers=2, api_token=TOKEN)
+    with TestClient(create_app(receiver)) as client:
+        yield client
+
+
+def finished(client: TestClient, delivery: str, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found: dict[str, Any] = check(client.get(f"/api/deliveries/{delivery}", headers=AUTH))
+        if found["state"] not in ("queued", "running"):
+            return found
+        time.sleep(0.02)
+    pytest.fail(f"{delivery} still {found['state']} after {timeout}s")
+
+
+def test_the_openapi_description_is_valid_openapi_3_1() -> None:
+    """The description the receiver serves passes the OpenAPI 3.1 validator."""
+    validate_spec(DESCRIPTION)
+
+
+def test_the_description_is_served(api: TestClient) -> None:
+    """`GET /api/openapi.json` serves the description, listing the write routes."""
+    served = api.get("/api/openapi.json").json()
+    assert served["openapi"] == "3.1.0"
+    assert "/api/environments/{name}/{action}" in served["paths"]
+
+
+def test_clone_then_deploy_through_the_api(api: TestClient) -> None:
+    """A clone made through the API is listed with its source's skipped set, and a deploy
+    ordered through the API runs on the queue and leaves it deployed."""
+    made = check(
+        api.post("/api/environments/staging/clone", json={"name": "demo"}, headers=AUTH), "post"
+    )
+    assert made["environment"]["name"] == "demo"
+    assert made["environment"]["source"] == "staging"
+    assert made["environment"]["skipped"] == ["search"]
+
+    queued = check(api.post("/api/environments/demo/deploy", headers=AUTH), "post")
+    assert queued["action"] == "deploy" and queued["environment"] == "demo"
+    done = finished(api, queued["queued"])
+    assert (done["state"], done["result"]) == ("done", "succeeded")
+    run = check(api.get(f"/api/runs/{done['run_id']}", headers=AUTH))
+    assert run["environments"] == ["demo"] and run["status"] == "succeeded"
+    deployed = {e["service"] for e in run["events"] if e["status"] == "succeeded" and e["service"]}
+    assert deployed == {"db", "web"}  # search is skipped in staging, and so in its clone
+    listing = check(api.get("/api/environments", headers=AUTH))["environments"]
+    assert {e["name"]: e["status"] for e in listing}["demo"] == "deployed"
+
+
+def test_an_order_for_some_services_runs_only_those(api: TestClient) -> None:
+    """`{"services": ["web"]}` restarts web alone."""
+    done = finished(
+        api, api.post("/api/environments/staging/deploy", headers=AUTH).json()["queued"]
+    )
+    assert done["result"] == "succeeded"
+    queued = check(
+        api.post("/api/environments/staging/restart", json={"services": ["web"]}, headers=AUTH),
+        "post",
+    )
+    run = check(api.get(f"/api/runs/{finished(api, queued['queued'])['run_id']}", headers=AUTH))
+    assert run["action"] == "restart" and run["services"] == ["web"]
+    assert {e["service"] for e in run["events"] if e["status"] == "succeeded" and e["service"]} == {
+        "web"
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "message"),
+    [
+        ("/api/environments/nope/deploy", None, 404, "no environment named 'nope' (known: staging"),
+        ("/api/environments/staging/explode", None, 404, "no action 'explode': use one of deploy"),
+        ("/api/environments/staging/deploy", {"services": ["wbe"]}, 400, "wbe"),
+        (
+            "/api/environments/staging/deploy",
+            {"services": "web"},
+            400,
+            "services is a list of names",
+        ),
+        ("/api/environments/staging/clone", {}, 400, "name the new environment"),
+        ("/api/environments/staging/clone", {"name": "staging"}, 409, "already exists"),
+        ("/api/environments/nope/clone", {"name": "x"}, 404, "no environment named 'nope'"),
+        ("/api/environments/staging/clone", {"name": "Bad Name"}, 400, "lowercase letters"),
+    ],
+)
+def test_bad_orders_say_what_is_wrong(
+    api: TestClient, path: str, body: dict[str, Any] | None, status: int, message: str
+) -> None:
+    """A wrong environment, action, service list or clone name is refused with words that say
+    what would be right, and nothing is queued."""
+    answer = api.post(path, json=body, headers=AUTH)
+    assert answer.status_code == status
+    assert message in check(answer, "post")["error"]
+    assert api.get("/readyz").json()["queued"] == 0
+
+
+def test_a_body_that_is_not_json_is_refused(api: TestClient) -> None:
+    """A body that is not JSON gets a 400 saying so."""
+    answer = api.post("/api/environments/staging/deploy", content=b"{oops", headers=AUTH)
+    assert answer.status_code == 400
+    assert "the body is not JSON" in check(answer, "post")["error"]
+
+
+def test_the_api_needs_its_token(api: TestClient) -> None:
+    """Without the bearer token, or with a wrong one, reads and writes are refused."""
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        assert check(api.get("/api/environments", headers=headers)).get("error")
+        answer = api.post("/api/environments/staging/deploy", headers=headers)
+        assert answer.status_code == 401
+        assert "DEPLOY_PIPELINE_API_TOKEN" in check(answer, "post")["error"]
+
+
+def test_without_a_token_the_write_api_is_off(write_config: Callable[[str], Path]) -> None:
+    """A receiver with no API token keeps its reads open (DESIGN.md §6) and refuses writes,
+    saying how to turn them on."""
+    receiver = Receiver(write_config(PIPELINE), secret=SECRET, workers=1)
+    with TestClient(create_app(receiver)) as client:
+        assert check(client.get("/api/environments"))["environments"]
+        answer = client.post("/api/environments/staging/delete")
+        assert answer.status_code == 403
+        assert "set DEPLOY_PIPELINE_API_TOKEN" in check(answer, "post")["error"]
