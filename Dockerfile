@@ -15,7 +15,8 @@ COPY docker/slim.py /slim.py
 RUN python -m venv /opt/deploy-pipeline \
  && /opt/deploy-pipeline/bin/pip install --no-compile "kubernetes>=30,<36" /src \
  && /opt/deploy-pipeline/bin/pip uninstall -y rich pygments markdown-it-py mdurl cryptography \
-      starlette anyio sniffio uvicorn click h11 prometheus-client psycopg psycopg-binary tzdata pip \
+      starlette anyio sniffio uvicorn click h11 httptools uvloop prometheus-client psycopg \
+      psycopg-binary tzdata pip \
  && cd /opt/deploy-pipeline/lib/python3.11/site-packages \
  && rm -rf setuptools* pkg_resources _distutils_hack distutils-precedence.pth cryptography \
  && find . -depth \( -name tests -o -name __pycache__ \) -type d -exec rm -rf {} + \

@@ -538,11 +538,12 @@ def report(r: dict[str, Any]) -> bool:
         ("deliveries lost = 0", a["lost"] == 0, f"{a['lost']}"),
         ("deliveries run twice = 0", twice == 0, f"{twice}"),
         (
-            "every request answered, every delivery accounted for",
-            failed + astray + unaccounted == 0
+            "every request answered, every delivery accounted for, no lock left",
+            failed + astray + unaccounted + a["locks_left"] == 0
             and a["previews_newest_done"] == a["previews"]
             and a["answered_202_unique"] == a["sent_unique"],
-            f"{failed} requests failed, {unaccounted} superseded deliveries unaccounted",
+            f"{failed} requests failed, {astray} deliveries astray, {unaccounted} superseded "
+            f"ones unaccounted, {a['locks_left']} environment locks left",
         ),
     ]
     print()
@@ -564,7 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the database and the log")
     args = parser.parse_args(argv)
     if args.workers < 1:
-        parser.error("--workers: at least 1, or the queue never drains")
+        parser.error("--workers: at least 1 (the receiver's own minimum)")
 
     r: dict[str, Any] = {"load_before": load_average()}
     with workdir("dp-bench-receiver-", args.keep) as root:

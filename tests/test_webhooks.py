@@ -596,3 +596,23 @@ def test_our_errors_belong_to_the_one_tree() -> None:
     catches them."""
     assert issubclass(SignatureError, DeployPipelineError)
     assert issubclass(PayloadError, DeployPipelineError)
+
+
+@pytest.mark.parametrize(
+    ("encoded", "kept"),
+    [
+        (b'{"zen": "Keep it logically awesome. \xe2\x9c\xa8"}', True),  # UTF-8, as GitHub sends
+        (b'\xef\xbb\xbf{"zen": "with a BOM"}', True),
+        ('{"zen": "UTF-16"}'.encode("utf-16"), False),
+    ],
+)
+def test_the_body_is_kept_as_received_when_it_is_utf8(encoded: bytes, kept: bool) -> None:
+    """A delivery's text (what the queue stores rather than serialising again) parses back to
+    its payload; a body json.loads reads but that is not UTF-8 has no text, so the payload is
+    serialised instead."""
+    delivery = Delivery.from_http(github_headers("ping", encoded), encoded, SECRET)
+    if kept:
+        assert delivery.text is not None
+        assert json.loads(delivery.text) == delivery.payload
+    else:
+        assert delivery.text is None

@@ -154,4 +154,40 @@ MIGRATIONS: list[Migration] = [
     CREATE INDEX deliveries_by_environment ON deliveries(environment, state);
     """,
     ),
+    # 4: SQLite: the body last. A row's values are stored in column order and a webhook body
+    # (~25 KB) spills onto overflow pages, which SQLite walks to reach any column after it:
+    # every claim and sweep read `environment` and `state` through the bodies of all the rows
+    # they look at. PostgreSQL keeps large values out of the row by itself (TOAST).
+    Dialects(
+        sqlite="""
+    CREATE TABLE deliveries_new (
+        id TEXT PRIMARY KEY,
+        event TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        action TEXT NOT NULL,
+        environment TEXT,
+        pull_request INTEGER,
+        sha TEXT,
+        reason TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL,
+        worker TEXT,
+        run_id INTEGER,
+        result TEXT,
+        finished_at REAL,
+        lease_until REAL,
+        services TEXT NOT NULL DEFAULT '[]',
+        body TEXT NOT NULL
+    );
+    INSERT INTO deliveries_new (rowid, id, event, received_at, action, environment,
+        pull_request, sha, reason, state, worker, run_id, result, finished_at, lease_until,
+        services, body)
+    SELECT rowid, id, event, received_at, action, environment, pull_request, sha, reason,
+        state, worker, run_id, result, finished_at, lease_until, services, body FROM deliveries;
+    DROP TABLE deliveries;
+    ALTER TABLE deliveries_new RENAME TO deliveries;
+    CREATE INDEX deliveries_by_state ON deliveries(state, received_at);
+    CREATE INDEX deliveries_by_environment ON deliveries(environment, state);
+    """,
+        postgresql="",
+    ),
 ]

@@ -54,8 +54,10 @@ class Queue:
         sha: str | None,
         reason: str,
         services: Sequence[str] = (),
+        body: str | None = None,
     ) -> bool:
-        """Keep a delivery (queued, or `ignored` with its reason); False if it was seen before."""
+        """Keep a delivery (queued, or `ignored` with its reason); False if it was seen before.
+        `body`: the payload as received, kept as it is rather than serialised again."""
         if action not in ACTIONS:
             raise ValueError(f"a job's action is one of {', '.join(ACTIONS)}, not {action!r}")
         state = "ignored" if action == "ignore" else "queued"
@@ -68,7 +70,7 @@ class Queue:
                     delivery,
                     event,
                     self.store.clock(),
-                    json.dumps(payload),
+                    json.dumps(payload) if body is None else body,
                     action,
                     environment,
                     pull_request,

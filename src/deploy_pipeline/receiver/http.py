@@ -3,6 +3,7 @@ acknowledged in milliseconds; the JSON API, health and metrics read the store.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -62,7 +63,8 @@ async def _answer_delivery(request: HttpRequest, receiver: Receiver) -> Response
         return json_response({"error": str(exc)}, 400)
     if decision.action == "ignore":
         return json_response({"ignored": decision.reason})
-    new = await run_in_threadpool(receiver.accept, delivery, decision)
+    loop = asyncio.get_running_loop()
+    new = await loop.run_in_executor(receiver.writer, receiver.accept, delivery, decision)
     return json_response(
         {
             "queued": delivery.id,

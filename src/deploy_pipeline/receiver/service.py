@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from prometheus_client import (
@@ -131,6 +132,9 @@ class Receiver:
         self.policy = PreviewPolicy.of(pipeline.previews)
         self.previews_policy = pipeline.previews
         self.store = open_store(config)
+        # deliveries are stored one at a time anyway (one connection, one lock): one thread
+        # keeps the others from queueing on the lock and costs less than the async pool's
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="writer")
         self.queue = Queue(self.store)
         self.metrics = Metrics()
         self.workers = workers
@@ -154,6 +158,7 @@ class Receiver:
             pull_request=decision.pull_request.number if decision.pull_request else None,
             sha=decision.sha,
             reason=decision.reason,
+            body=delivery.text,
         )
         if new and decision.environment:
             with self.lock:
@@ -199,6 +204,7 @@ class Receiver:
     # --- the workers -------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.store.database.checkpoint_apart(every=1.0)
         self.store.abandon_dead_runs()
         again = self.queue.requeue_abandoned()
         if again:
@@ -220,6 +226,7 @@ class Receiver:
             thread.join(timeout)
         if self.github is not None:
             self.github.close()
+        self.writer.shutdown()
         self.store.close()
 
     def work(self) -> None:

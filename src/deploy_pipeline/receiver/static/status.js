@@ -140,6 +140,7 @@ function ago(epoch) {
   if (s < 45) return "just now";
   if (s < 90) return "a minute ago";
   if (s < 3600) return `${Math.round(s / 60)} minutes ago`;
+  if (s < 5400) return "an hour ago";
   if (s < 86400) return `${Math.round(s / 3600)} hours ago`;
   return new Date(epoch * 1000).toLocaleDateString();
 }
