@@ -23,6 +23,7 @@ from deploy_pipeline.github import GitHubApp, GitHubClient, GitHubError, GitHubR
 from deploy_pipeline.plan import environments, plan_runs
 from tests.github_standin import REPO, TOKEN, App, GitHubStandin
 from tests.github_standin.apps import EXPIRED, TOO_FAR, UNDECODABLE
+from tests.helpers import Clock
 
 PIPELINE = "version: 1\nservices:\n  web: {type: container, image: nginx:1.27}\n"
 
@@ -32,16 +33,6 @@ def standin() -> Iterator[GitHubStandin]:
     """A running stand-in that knows REPO and accepts TOKEN."""
     with GitHubStandin() as server:
         yield server
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def app_client(standin: GitHubStandin, app: App, **options: Any) -> GitHubClient:
@@ -83,7 +74,7 @@ def test_app_token_is_issued_kept_and_replaced(standin: GitHubStandin) -> None:
     """The app's JWT (RS256, iss the app id, at most 10 minutes) gets an installation token the
     stand-in accepts; it is kept while fresh and replaced 5 minutes before it expires."""
     app = standin.add_app()
-    clock = Clock()
+    clock = Clock(time.time())
     client = app_client(standin, app, clock=clock)
 
     first = client.token(REPO)

@@ -16,20 +16,12 @@ import pytest
 
 from deploy_pipeline.queue import Job, Queue
 from deploy_pipeline.store import holder_id
+from tests.helpers import Clock
 
 if TYPE_CHECKING:  # imported only as the plugin: a plain import comes before pytest can rewrite it
     from tests.postgres_testbed import Stores
 
 pytest_plugins = ["tests.postgres_testbed"]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        self.now += 0.001  # deliveries are received one after the other
-        return self.now
 
 
 def add(queue: Queue, delivery: str, environment: str, sha: str | None = None, **extra: object):  # type: ignore[no-untyped-def]
@@ -94,7 +86,7 @@ def test_the_newest_delivery_of_an_environment_wins_and_carries_its_services(
 ) -> None:
     """Three queued for pr-1: the claim takes the newest, with its action and services, and
     marks the two older superseded by it; the oldest-waiting environment comes first."""
-    queue = Queue(stores.open(clock=Clock()))
+    queue = Queue(stores.open(clock=Clock(step=0.001)))
     add(queue, "d1", "pr-1", "1" * 40)
     add(queue, "s1", "staging", None, action="restart", services=["api", "web"])
     add(queue, "d2", "pr-1", "2" * 40)
@@ -119,7 +111,7 @@ def test_an_environment_with_a_run_in_flight_is_not_claimed_until_it_finishes(
 ) -> None:
     """A delivery for an environment whose previous one is running waits; once that one is
     finished it is claimed."""
-    queue = Queue(stores.open(clock=Clock()))
+    queue = Queue(stores.open(clock=Clock(step=0.001)))
     add(queue, "d1", "pr-1")
     first = queue.claim()
     assert first is not None
@@ -211,7 +203,7 @@ def test_of_receivers_racing_for_one_environment_exactly_one_claims_it(stores: S
 def test_a_lease_renewed_is_kept_and_one_run_out_is_taken_over(stores: Stores) -> None:
     """A running delivery whose receiver renews it stays; once its receiver stops renewing and
     the lease runs out, the next claim (any receiver's) queues it again and takes it."""
-    clock = Clock()
+    clock = Clock(step=0.001)
     queue = Queue(stores.open(clock=clock), lease=30)
     add(queue, "d1", "pr-1")
     job = queue.claim()
@@ -255,7 +247,7 @@ def test_a_delivery_another_receiver_runs_now_is_not_finished_by_the_one_that_lo
 def test_requeue_abandoned_takes_dead_processes_and_run_out_leases_only(stores: Stores) -> None:
     """At a receiver's start: a delivery of a dead process of this machine and one whose lease
     ran out (another machine) are queued again; a live process's and a valid lease's are not."""
-    clock = Clock()
+    clock = Clock(step=0.001)
     queue = Queue(stores.open(clock=clock), lease=30)
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
@@ -288,7 +280,7 @@ def test_requeue_abandoned_takes_dead_processes_and_run_out_leases_only(stores: 
 def test_newer_than_names_a_later_delivery_of_the_same_environment(stores: Stores) -> None:
     """While pr-1's delivery runs: nothing newer at first; a later one for pr-2 is not its
     concern; a later one for pr-1 is named by its commit, or by its id when it has none."""
-    queue = Queue(stores.open(clock=Clock()))
+    queue = Queue(stores.open(clock=Clock(step=0.001)))
     add(queue, "d1", "pr-1", "1" * 40)
     job = queue.claim()
     assert job is not None

@@ -18,19 +18,12 @@ import pytest
 from deploy_pipeline.errors import StoreError
 from deploy_pipeline.model import EnvironmentRecord, Event
 from deploy_pipeline.store import MIGRATIONS, Store, open_store, store_exists
+from tests.helpers import Clock
 
 if TYPE_CHECKING:  # imported only as the plugin: a plain import comes before pytest can rewrite it
     from tests.postgres_testbed import Stores
 
 pytest_plugins = ["tests.postgres_testbed"]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_new_database_is_at_the_current_schema_version(stores: Stores) -> None:

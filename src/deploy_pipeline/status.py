@@ -13,14 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from deploy_pipeline.model import REVERSED_ACTIONS, Environment, Pipeline
+from deploy_pipeline.runner import GERUND
 
-GERUND = {
-    "build": "building",
-    "deploy": "deploying",
-    "restart": "restarting",
-    "stop": "stopping",
-    "delete": "deleting",
-}
 # what a service is once its step succeeded, by the run's action
 AFTER = {
     "deploy": "deployed",
