@@ -1,5 +1,6 @@
-"""Pull requests into previews: what a `pull_request` event asks of its preview environment.
-The Action (`action: preview`) and the receiver both decide through here, so they agree.
+"""A `pull_request` event's pull request, as far as its preview needs it. The Action
+(`action: preview`) and the receiver both read it through here and decide with webhooks.decide,
+so they agree.
 """
 
 from __future__ import annotations
@@ -9,15 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from deploy_pipeline.errors import UsageError
-from deploy_pipeline.model import Action
-
-# opened, reopened and a push to the branch (synchronize) deploy the head; closed deletes
-ACTIONS: Mapping[str, Action] = {
-    "opened": "deploy",
-    "reopened": "deploy",
-    "synchronize": "deploy",
-    "closed": "delete",
-}
 
 
 @dataclass(frozen=True)
@@ -33,11 +25,6 @@ class PullRequest:
     base_repository: str | None = None  # owner/name the PR merges into
     labels: frozenset[str] = frozenset()  # the names of the labels the PR carries
     label: str | None = None  # labeled / unlabeled: the label added or removed
-
-    @property
-    def preview_action(self) -> Action | None:
-        """deploy or delete, or None for an event that leaves the preview alone (edited…)."""
-        return ACTIONS.get(self.action)
 
     @property
     def fork(self) -> bool:

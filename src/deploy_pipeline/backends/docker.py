@@ -245,6 +245,18 @@ class DockerBackend:
         logs = self.engine.logs(container_id, tail=10)
         return f"last log lines:\n{logs}" if logs else "it wrote no log"
 
+    def crashed(self, info: Container, wait: float = 2.0) -> str:
+        """How a container that exited says so. One its restart policy has started again reads
+        exit code 0 while it runs: the code is read once it has exited again."""
+        deadline = time.monotonic() + wait
+        while info.status == "running" and time.monotonic() < deadline:
+            time.sleep(POLL / 5)
+            info = self.engine.inspect(info.id)
+        if info.status == "running":
+            times = "once" if info.restarts == 1 else f"{info.restarts} times"
+            return f"{info.name} exited and was restarted {times}; " + self.last_lines(info.id)
+        return f"{info.name} exited with code {info.exit_code}; " + self.last_lines(info.id)
+
     def wait_healthy(self, ctx: StepContext, container: Container) -> Container:
         """Until the health path answers 2xx, the image's HEALTHCHECK says healthy, or (with
         neither) the container has stayed up for STABLE seconds since its last start. A container
@@ -253,9 +265,7 @@ class DockerBackend:
         while True:
             info = self.engine.inspect(container.id)
             if info.status in {"exited", "dead", "restarting"} or info.restarts > 0:
-                raise PermanentError(
-                    f"{info.name} exited with code {info.exit_code}; " + self.last_lines(info.id)
-                )
+                raise PermanentError(self.crashed(info))
             if info.started_at != seen:  # (re)started: stability counts from here
                 seen, since = info.started_at, time.monotonic()
             if svc.health and svc.port and svc.port in info.ports:
