@@ -30,6 +30,7 @@ from deploy_pipeline.github.common import (
     post_or_edit_comment,
     retry_policy,
 )
+from deploy_pipeline.report import clip
 
 
 @dataclass(frozen=True)
@@ -252,6 +253,17 @@ class GitHubClient:
             repository,
             f"comment on pull request #{number}",
             lambda repo: post_or_edit_comment(repo, number, environment, body),
+        )
+
+    def status(self, repository: str, sha: str, environment: str, state: str, text: str) -> None:
+        """The environment's commit status (`deploy-pipeline/<environment>`), for what failed
+        before a run could start: a pull request without a pipeline file, or a bad one."""
+        self._call(
+            repository,
+            f"set the status of {sha[:7]}",
+            lambda repo: repo.get_commit(sha).create_status(
+                state, description=clip(text), context=f"deploy-pipeline/{environment}"
+            ),
         )
 
     def clone_url(self, repository: str) -> str:

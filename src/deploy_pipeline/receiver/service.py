@@ -9,6 +9,7 @@ of one preview never overlap, and a newer push stops the run in flight at its ne
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -259,22 +260,7 @@ class Receiver:
         execution: Execution | None = None
         observers: list[GitHubReporter] = []
         try:
-            config = self.pipeline_for(job, action)
-            if job.pull_request is not None:
-                workspace = Workspace(config, state=self.state)
-                try:
-                    workspace.preview(job.pull_request)
-                finally:
-                    workspace.close()
-            request = Request(
-                config,
-                [job.environment],
-                action,
-                list(job.services),
-                supersede=True,
-                state=self.state,
-            )
-            execution = Execution(request)
+            execution = self.prepare(job, action)
             reporter = self.reporter(job, execution, action)
             observers = [reporter] if reporter else []
             attach = AttachRun(self.queue, job.delivery, execution)
@@ -291,10 +277,13 @@ class Receiver:
             log.info("%s of %s: %s", action, job.environment, outcome, extra=extra)
             self.after(job, action, outcome)
         except DeployPipelineError as exc:
-            self.queue.finish(job.delivery, "failed", str(exc))
+            said = str(exc).replace(f"{self.checkout_of(job.environment)}{os.sep}", "")
+            if execution is None:  # nothing started: no reporter told GitHub
+                self.tell_github(job, f"{action} could not start: {said}")
+            self.queue.finish(job.delivery, "failed", said)
             self.metrics.runs.labels(action, "error").inc()
             log.error(  # noqa: TRY400 (a user's error: said, no traceback)
-                "%s of %s could not run: %s", action, job.environment, exc, extra=extra
+                "%s of %s could not run: %s", action, job.environment, said, extra=extra
             )
         finally:
             done.set()
@@ -306,6 +295,20 @@ class Receiver:
             with self.lock:
                 if self.running.get(job.environment) is cancel:
                     del self.running[job.environment]
+
+    def prepare(self, job: Job, action: Action) -> Execution:
+        """The job's run, ready: its pipeline file, the preview made on its first push."""
+        config = self.pipeline_for(job, action)
+        if job.pull_request is not None:
+            workspace = Workspace(config, state=self.state)
+            try:
+                workspace.preview(job.pull_request)
+            finally:
+                workspace.close()
+        request = Request(
+            config, [job.environment], action, list(job.services), supersede=True, state=self.state
+        )
+        return Execution(request)
 
     def after(self, job: Job, action: Action, outcome: str) -> None:
         """What a finished run leaves to do: keep previews within previews.max, and drop a
@@ -335,6 +338,16 @@ class Receiver:
             if newer is not None:
                 cancel.set(f"superseded by {newer[:7]}")
                 return
+
+    def tell_github(self, job: Job, text: str) -> None:
+        """A commit status `error` saying why a pull request's run could not start."""
+        repository = str((job.payload.get("repository") or {}).get("full_name") or "")
+        if self.github is None or not repository or not job.sha:
+            return
+        try:
+            self.github.status(repository, job.sha, job.environment, "error", text)
+        except DeployPipelineError as exc:
+            log.warning("cannot tell GitHub: %s", exc, extra={"environment": job.environment})
 
     def checkout_of(self, environment: str) -> Path:
         return self.state.parent / "checkouts" / environment
