@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.docker_testbed import DockerBed, require_bed
+from tests.github_standin import GitHubStandin
 from tests.kube_testbed import require_kubeconfig
 
 
@@ -83,3 +84,10 @@ def kube_env(kubeconfig: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point the client (and deploy-pipeline) at the test cluster."""
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     return kubeconfig
+
+
+@pytest.fixture
+def standin() -> Iterator[GitHubStandin]:
+    """A running GitHub stand-in on loopback that knows REPO and accepts TOKEN."""
+    with GitHubStandin() as server:
+        yield server

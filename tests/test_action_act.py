@@ -112,12 +112,6 @@ def run(bed: DockerBed, repo: Path, standin: GitHubStandin, event: str, *args: s
     return result
 
 
-@pytest.fixture
-def standin() -> Iterator[GitHubStandin]:
-    with GitHubStandin() as server:
-        yield server
-
-
 def test_a_push_deploys_on_the_simulated_target_with_outputs_and_a_summary(
     repo: Path, standin: GitHubStandin, docker_env: DockerBed
 ) -> None:

@@ -9,7 +9,6 @@ import gzip
 import os
 import stat
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,13 +16,6 @@ import pytest
 from deploy_pipeline.checkout import CheckoutError, fetch, remove
 from deploy_pipeline.github import GitHubApp, GitHubClient
 from tests.github_standin import REPO, App, GitHubStandin, Recorded
-
-
-@pytest.fixture
-def standin() -> Iterator[GitHubStandin]:
-    """A running stand-in that knows REPO."""
-    with GitHubStandin() as server:
-        yield server
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,13 +25,6 @@ from tests.github_standin.apps import EXPIRED, TOO_FAR, UNDECODABLE
 from tests.helpers import Clock
 
 PIPELINE = "version: 1\nservices:\n  web: {type: container, image: nginx:1.27}\n"
-
-
-@pytest.fixture
-def standin() -> Iterator[GitHubStandin]:
-    """A running stand-in that knows REPO and accepts TOKEN."""
-    with GitHubStandin() as server:
-        yield server
 
 
 def app_client(standin: GitHubStandin, app: App, **options: Any) -> GitHubClient:

@@ -22,13 +22,6 @@ from urllib3 import Retry
 from tests.github_standin import BOT, REPO, TOKEN, GitHubStandin, description
 
 
-@pytest.fixture
-def standin() -> Iterator[GitHubStandin]:
-    """A running stand-in that knows REPO and accepts TOKEN."""
-    with GitHubStandin() as server:
-        yield server
-
-
 def client(standin: GitHubStandin, token: str | None = TOKEN, **options: Any) -> Github:
     """PyGithub pointed at the stand-in, without its pacing (by default it waits 0.25 s between
     requests and 1 s between writes) and, unless `options` say, without retries."""

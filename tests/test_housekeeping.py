@@ -31,12 +31,6 @@ previews: {from: staging, ttl: 1h, max: 2}
 
 
 @pytest.fixture
-def standin() -> Iterator[GitHubStandin]:
-    with GitHubStandin() as server:
-        yield server
-
-
-@pytest.fixture
 def receiver(write_config: Callable[[str], Path], standin: GitHubStandin) -> Receiver:
     github = GitHubClient(token=TOKEN, api_url=standin.base_url, write_pause=0.01)
     # sweeps happen when the test says (and after each preview deploy), not on a timer

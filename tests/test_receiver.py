@@ -84,12 +84,6 @@ def signed(
 
 
 @pytest.fixture
-def standin() -> Iterator[GitHubStandin]:
-    with GitHubStandin() as server:
-        yield server
-
-
-@pytest.fixture
 def client(write_config: Callable[[str], Path], standin: GitHubStandin) -> Iterator[TestClient]:
     config = write_config(PIPELINE)
     receiver = Receiver(

@@ -48,12 +48,6 @@ CMD ["/bin/busybox", "sh", "-c", "{SERVE}"]
 
 
 @pytest.fixture
-def standin() -> Iterator[GitHubStandin]:
-    with GitHubStandin() as server:
-        yield server
-
-
-@pytest.fixture
 def client(
     write_config: Callable[[str], Path], standin: GitHubStandin, docker_env: DockerBed
 ) -> Iterator[TestClient]:

@@ -30,12 +30,6 @@ previews: {from: staging}
 
 
 @pytest.fixture
-def standin() -> Iterator[GitHubStandin]:
-    with GitHubStandin() as server:
-        yield server
-
-
-@pytest.fixture
 def client(write_config: Callable[[str], Path], standin: GitHubStandin) -> Iterator[TestClient]:
     app = standin.add_app()
     standin.add_repository_files({".deploy-pipeline.yml": BASE}, message="the base")
