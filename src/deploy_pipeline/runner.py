@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -378,7 +378,7 @@ class _Pipeline:
             return
         if isinstance(error, StepTimeout | Cancelled):
             limit = (step.expired or step.finished) - (step.started or step.finished)
-            message = f"timed out after {_seconds(limit)}"
+            message = f"timed out after {seconds(limit)}"
         elif isinstance(error, StepError):
             message = str(error)
         else:
@@ -399,7 +399,7 @@ class _Pipeline:
                 step.cancel.set()
             elif step.expired is not None and now >= step.expired + GRACE:
                 step.state, step.finished = "failed", now
-                step.message = f"timed out after {_seconds(step.expired - (step.started or now))}"
+                step.message = f"timed out after {seconds(step.expired - (step.started or now))}"
                 self.emit(step, "failed", step.message, now - (step.started or now))
                 self.fail(step, step.message)
 
@@ -500,7 +500,7 @@ class _Pipeline:
             return self.stage_wait(now)
         if step.build is not None and step.build.state not in DONE_OK:
             if step.build.state == RUNNING and step.build.started is not None:
-                return f"waiting: its build ({_seconds(now - step.build.started)})"
+                return f"waiting: its build ({seconds(now - step.build.started)})"
             return f"waiting: its build (a build slot, {self.build_busy}/{p} busy)"
         if not self.plan.build_ahead and self.builds_left[step.pos]:
             return f"waiting: the stage's builds ({self.builds_left[step.pos]} left)"
@@ -512,12 +512,8 @@ class _Pipeline:
         busy = [s for s in self.flying if s.pos == self.active and s.started is not None]
         mains = [s for s in busy if s.phase != "build"]
         running = sorted(mains or busy, key=lambda s: s.started or 0)
-        if not running:
-            return f"waiting: stage {stage}"
-        first = running[0]
-        more = f"; +{len(running) - 1} more" if len(running) > 1 else ""
-        elapsed = _seconds(now - (first.started or now))
-        return f"waiting: stage {stage} ({first.service} {GERUND[first.phase]}, {elapsed}{more})"
+        busy_for = [(s.service, GERUND[s.phase], now - (s.started or now)) for s in running]
+        return stage_waiting(stage, busy_for)
 
 
 class Run:
@@ -649,13 +645,26 @@ def _in_order(
     return results
 
 
-def _seconds(value: float) -> str:
+def stage_waiting(stage: str, busy: Sequence[tuple[str, str, float]]) -> str:
+    """Why a step waits for its stage, naming the step busy longest: `waiting: stage backend
+    (api deploying, 41s; +1 more)`. `busy`: (service, what it is doing, for how long), longest
+    first. The live view and the status page say it the same way."""
+    if not busy:
+        return f"waiting: stage {stage}"
+    service, doing, elapsed = busy[0]
+    more = f"; +{len(busy) - 1} more" if len(busy) > 1 else ""
+    return f"waiting: stage {stage} ({service} {doing}, {seconds(elapsed)}{more})"
+
+
+def seconds(value: float) -> str:
+    """A duration as the terminal view says it: 850ms, 4.2s, 41s, 3m05s."""
+    value = max(value, 0.0)
     if value < 1:
         return f"{value * 1000:.0f}ms"
     if value < 60:
         return f"{value:.0f}s" if value >= 10 else f"{value:.1f}s"
-    minutes, seconds = divmod(int(value), 60)
-    return f"{minutes}m{seconds:02d}s"
+    minutes, secs = divmod(int(value), 60)
+    return f"{minutes}m{secs:02d}s"
 
 
 __all__ = ["Cancel", "Run", "RunOptions", "RunResult", "StepView"]

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from deploy_pipeline.model import REVERSED_ACTIONS, Environment, Pipeline
-from deploy_pipeline.runner import GERUND
+from deploy_pipeline.runner import GERUND, stage_waiting
 
 # what a service is once its step succeeded, by the run's action
 AFTER = {
@@ -148,17 +148,6 @@ def environment_url(pipeline: Pipeline, columns: Iterable[StageColumn]) -> str |
         if card.url
     ]
     return next((u for public, u in urls if public), None) or next((u for _, u in urls), None)
-
-
-def seconds(value: float) -> str:
-    """A duration as the terminal view says it: 850ms, 4.2s, 41s, 3m05s."""
-    value = max(value, 0.0)
-    if value < 1:
-        return f"{value * 1000:.0f}ms"
-    if value < 60:
-        return f"{value:.0f}s" if value >= 10 else f"{value:.1f}s"
-    minutes, secs = divmod(int(value), 60)
-    return f"{minutes}m{secs:02d}s"
 
 
 # --- one run's events, per target and service ----------------------------------------------
@@ -373,12 +362,8 @@ def _stage_wait(
             busy.append((track.main.ts, svc, GERUND.get(track.phase, "deploying")))
         elif track.build and track.build.status == "started":
             busy.append((track.build.ts, svc, "building"))
-    if not busy:
-        return f"waiting: stage {stage.name}"
     busy.sort()
-    ts, svc, doing = busy[0]
-    more = f"; +{len(busy) - 1} more" if len(busy) > 1 else ""
-    return f"waiting: stage {stage.name} ({svc} {doing}, {seconds(run.elapsed - ts)}{more})"
+    return stage_waiting(stage.name, [(svc, doing, run.elapsed - ts) for ts, svc, doing in busy])
 
 
 def _urgency(status: str) -> int:
