@@ -55,7 +55,8 @@ def open_pull(
 def test_the_pull_requests_own_pipeline_file_is_what_runs(
     client: TestClient, standin: GitHubStandin
 ) -> None:
-    """A PR adding a service to its pipeline file gets a preview with that service."""
+    """A PR adding a service to its pipeline file gets a preview with that service, and the
+    status page's view of the preview shows it."""
     changed = BASE.replace(
         "services:\n", "services:\n  api: {type: container, image: api:2, port: 8000}\n"
     )
@@ -66,6 +67,8 @@ def test_the_pull_requests_own_pipeline_file_is_what_runs(
     assert deployed == {"api", "web"}
     listed = client.get("/api/environments").json()["environments"]
     assert f"pr-{number}" in {e["name"] for e in listed}
+    view = client.get(f"/api/environments/pr-{number}").json()  # the status page's view
+    assert {svc["name"] for stage in view["stages"] for svc in stage["services"]} == {"api", "web"}
 
 
 @pytest.mark.parametrize(

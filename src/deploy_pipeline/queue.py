@@ -36,6 +36,17 @@ class Job:
     payload: Mapping[str, Any]
     services: tuple[str, ...] = ()  # none: the whole environment
 
+    @property
+    def repository(self) -> str | None:
+        """The owner/name of the repository a webhook delivery came from (None for the API's)."""
+        return repository_of(self.payload)
+
+
+def repository_of(payload: Mapping[str, Any]) -> str | None:
+    repo = payload.get("repository")
+    name = repo.get("full_name") if isinstance(repo, Mapping) else None
+    return name if isinstance(name, str) and name else None
+
 
 class Queue:
     def __init__(self, store: Store, *, lease: float | None = None) -> None:
@@ -199,6 +210,27 @@ class Queue:
     def depth(self) -> int:
         rows = self.store.query("SELECT COUNT(*) FROM deliveries WHERE state = 'queued'")
         return int(rows[0][0])
+
+    def latest_pull_request(self, environment: str) -> tuple[str | None, Mapping[str, Any]]:
+        """The commit and payload of the environment's newest pull_request delivery, one that
+        ran (or runs) before one still queued; (None, {}) when it has none (not a preview)."""
+        rows = self.store.query(
+            "SELECT sha, body FROM deliveries WHERE id = (SELECT id FROM deliveries "
+            "WHERE environment = ? AND event = 'pull_request' AND state <> 'ignored' "
+            "ORDER BY CASE WHEN state IN ('running', 'done', 'failed') THEN 0 ELSE 1 END, "
+            "received_at DESC LIMIT 1)",
+            (environment,),
+        )
+        if not rows:
+            return None, {}
+        try:
+            payload = json.loads(str(rows[0][1]))
+        except ValueError:
+            payload = {}
+        sha = rows[0][0]
+        return (str(sha) if sha is not None else None), (
+            payload if isinstance(payload, dict) else {}
+        )
 
     def delivery(self, delivery: str) -> dict[str, object] | None:
         rows = self.store.query(

@@ -8,7 +8,6 @@ runs, and the PR's preview comment says why it went.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from deploy_pipeline.errors import DeployPipelineError
+from deploy_pipeline.queue import repository_of
 from deploy_pipeline.report import removal_comment
 
 if TYPE_CHECKING:
@@ -38,7 +38,6 @@ class PullRequests(Protocol):
 class Preview:
     name: str
     pull_request: int
-    repository: str | None  # owner/name, from its newest delivery
     last_push: float | None  # when its newest deploying delivery arrived
 
 
@@ -63,7 +62,7 @@ class Housekeeper:
         self.said_no_github = False
 
     def previews(self) -> list[Preview]:
-        """The previews the store knows, with their last push and repository."""
+        """The previews the store knows, with their last push."""
         records = self.receiver.store.environments()
         pushes = {
             str(r[0]): float(str(r[1]))
@@ -76,24 +75,12 @@ class Housekeeper:
         for rec in records.values():
             if rec.origin != "preview" or rec.pull_request is None:
                 continue
-            found.append(
-                Preview(rec.name, rec.pull_request, self.repository(rec.name), pushes.get(rec.name))
-            )
+            found.append(Preview(rec.name, rec.pull_request, pushes.get(rec.name)))
         return found
 
-    def repository(self, environment: str) -> str | None:
-        rows = self.receiver.store.query(
-            "SELECT body FROM deliveries WHERE environment = ? AND event = 'pull_request' "
-            "ORDER BY received_at DESC LIMIT 1",
-            (environment,),
-        )
-        if not rows:
-            return None
-        try:
-            name = json.loads(str(rows[0][0]))["repository"]["full_name"]
-        except (ValueError, KeyError, TypeError):
-            return None
-        return str(name) if name else None
+    def repository(self, preview: Preview) -> str | None:
+        """The owner/name of the preview's repository, from its newest pull_request delivery."""
+        return repository_of(self.receiver.queue.latest_pull_request(preview.name)[1])
 
     def leaving(self) -> set[str]:
         """Environments with a delete queued or running already."""
@@ -103,8 +90,10 @@ class Housekeeper:
         )
         return {str(r[0]) for r in rows}
 
-    def sweep(self) -> list[tuple[str, str]]:
-        """Queue the deletes housekeeping calls for; returns (preview, why) for each."""
+    def sweep(self, *, closed: bool = True) -> list[tuple[str, str]]:
+        """Queue the deletes housekeeping calls for; returns (preview, why) for each. Without
+        `closed`, GitHub is not asked which pull requests are open (after each deploy, only
+        `previews.max` and `ttl` need a look)."""
         policy = self.receiver.previews_policy
         if policy is None:
             return []
@@ -121,7 +110,8 @@ class Housekeeper:
                             f"{_days(policy.ttl)} after their last push (`previews.ttl`).",
                         )
                     )
-        removals += self.closed([p for p in previews if p not in {r for r, _ in removals}])
+        if closed:
+            removals += self.closed([p for p in previews if p not in {r for r, _ in removals}])
         left = [p for p in previews if p not in {r for r, _ in removals}]
         if policy.max is not None and len(left) > policy.max:
             left.sort(key=lambda p: p.last_push or 0.0)
@@ -145,15 +135,19 @@ class Housekeeper:
                 log.info("previews of closed pull requests are not swept: GitHub access is off")
                 self.said_no_github = True
             return []
+        by_repository: dict[str, list[Preview]] = {}
+        for p in previews:
+            if repository := self.repository(p):
+                by_repository.setdefault(repository, []).append(p)
         found: list[tuple[Preview, str]] = []
-        for repository in sorted({p.repository for p in previews if p.repository}):
+        for repository, theirs in sorted(by_repository.items()):
             try:
                 open_ = self.github.open_pulls(repository)
             except DeployPipelineError as exc:
                 log.warning("cannot list the open pull requests of %s: %s", repository, exc)
                 continue
-            for p in previews:
-                if p.repository == repository and p.pull_request not in open_:
+            for p in theirs:
+                if p.pull_request not in open_:
                     why = f"Pull request #{p.pull_request} is closed (found by the sweeper)."
                     found.append((p, why))
         return found
@@ -167,10 +161,11 @@ class Housekeeper:
             pull_request=preview.pull_request,
             event="housekeeping",
         )
-        if self.github is not None and preview.repository:
+        repository = self.repository(preview) if self.github is not None else None
+        if self.github is not None and repository:
             try:
                 self.github.comment(
-                    preview.repository,
+                    repository,
                     preview.pull_request,
                     preview.name,
                     removal_comment(preview.name, why),

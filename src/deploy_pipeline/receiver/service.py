@@ -316,7 +316,7 @@ class Receiver:
         if outcome != "succeeded":
             return
         if job.pull_request is not None and action == "deploy":
-            self.housekeeper.sweep()  # a new preview may be one more than previews.max
+            self.housekeeper.sweep(closed=False)  # a new one may be one over previews.max
         if action == "delete" and not job.services:
             checkout.remove(self.checkout_of(job.environment))
 
@@ -341,7 +341,7 @@ class Receiver:
 
     def tell_github(self, job: Job, text: str) -> None:
         """A commit status `error` saying why a pull request's run could not start."""
-        repository = str((job.payload.get("repository") or {}).get("full_name") or "")
+        repository = job.repository
         if self.github is None or not repository or not job.sha:
             return
         try:
@@ -352,16 +352,21 @@ class Receiver:
     def checkout_of(self, environment: str) -> Path:
         return self.state.parent / "checkouts" / environment
 
+    def config_of(self, environment: str) -> Path:
+        """The pipeline file an environment last ran: its pull request's, fetched for its last
+        deploy (DEPLOY_PIPELINE_SOURCE=pull-request), else `-f FILE`."""
+        kept = self.checkout_of(environment) / PIPELINE_FILE
+        return kept if self.source == "pull-request" and kept.exists() else self.config
+
     def pipeline_for(self, job: Job, action: Action) -> Path:
         """The pipeline file a job runs: `-f FILE`, or with DEPLOY_PIPELINE_SOURCE=pull-request
         the PR head's, read through the API, with its build contexts fetched (depth 1)."""
-        repository = str((job.payload.get("repository") or {}).get("full_name") or "")
+        repository = job.repository
         if self.source != "pull-request" or job.pull_request is None or self.github is None:
             return self.config
-        dest = self.checkout_of(job.environment)
         if action != "deploy" or not job.sha or not repository:  # the last commit deployed
-            kept = dest / PIPELINE_FILE
-            return kept if kept.exists() else self.config
+            return self.config_of(job.environment)
+        dest = self.checkout_of(job.environment)
         text = self.github.pipeline_file(repository, job.sha, PIPELINE_FILE)
         if text is None:
             raise UsageError(
@@ -374,7 +379,7 @@ class Receiver:
         return dest / PIPELINE_FILE
 
     def reporter(self, job: Job, execution: Execution, action: Action) -> GitHubReporter | None:
-        repository = str((job.payload.get("repository") or {}).get("full_name") or "")
+        repository = job.repository
         if self.github is None or not repository or not job.sha:
             return None
         run_url = None
@@ -403,7 +408,7 @@ class Receiver:
 
     def order(self, name: str, action: Action, services: Sequence[str]) -> str:
         """`POST /api/environments/{name}/{action}`: queued like a delivery; its id."""
-        workspace = Workspace(self.config, write=False)
+        workspace = Workspace(self.config_of(name), write=False, state=self.state)
         try:
             envs = workspace.environments()
             if name not in envs:

@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from deploy_pipeline.execution import Workspace
+from deploy_pipeline.queue import Queue, repository_of
 from deploy_pipeline.receiver.common import json_response, receiver_of, unauthorized
 from deploy_pipeline.receiver.service import Receiver
 from deploy_pipeline.status import RunEvents, StageColumn, environment_url, stage_columns
@@ -66,7 +67,7 @@ async def _environment(request: HttpRequest) -> Response:
 
 def environment_view(receiver: Receiver, name: str) -> dict[str, object] | None:
     """An environment as `GET /api/environments/{name}` shows it; None when there is none."""
-    workspace = Workspace(receiver.config, write=False)
+    workspace = Workspace(receiver.config_of(name), write=False, state=receiver.state)
     try:
         listed = next((e for e in workspace.listing() if e["name"] == name), None)
         if listed is None:
@@ -91,7 +92,7 @@ def environment_view(receiver: Receiver, name: str) -> dict[str, object] | None:
             columns = stage_columns(pipeline, environment, runs)
     return {
         **listed,
-        **_delivery(store, name, environment.pull_request),
+        **_delivery(receiver.queue, name, environment.pull_request),
         "url": environment_url(pipeline, columns),
         "run": None
         if latest is None
@@ -130,25 +131,15 @@ def _run_events(store: Store, run: dict[str, object]) -> RunEvents:
     )
 
 
-def _delivery(store: Store, environment: str, pull_request: int | None) -> dict[str, object]:
-    """The commit, and for a preview its pull request, from the newest delivery that ran (or
-    else will run) for the environment. Plain SQL: SQLite and PostgreSQL both read it."""
-    rows = store.query(
-        "SELECT sha, body FROM deliveries WHERE id = (SELECT id FROM deliveries "
-        "WHERE environment = ? AND state <> 'ignored' ORDER BY CASE WHEN state IN "
-        "('running', 'done', 'failed') THEN 0 ELSE 1 END, received_at DESC LIMIT 1)",
-        (environment,),
-    )
-    sha, body = rows[0] if rows else (None, "{}")
-    try:
-        payload = json.loads(str(body))
-    except ValueError:
-        payload = {}
+def _delivery(queue: Queue, environment: str, pull_request: int | None) -> dict[str, object]:
+    """The commit, and for a preview its pull request, from the newest pull_request delivery
+    that ran (or else will run) for the environment."""
+    sha, payload = queue.latest_pull_request(environment)
     repo = _field(payload, "repository")
     pr = _field(payload, "pull_request")
-    repository, home = repo.get("full_name"), repo.get("html_url")
+    repository, home = repository_of(payload), repo.get("html_url")
     url = None
-    if pull_request is not None and isinstance(repository, str) and repository:
+    if pull_request is not None and repository:
         parts = urlsplit(home) if isinstance(home, str) else None
         host = (
             f"{parts.scheme}://{parts.netloc}" if parts and parts.netloc else "https://github.com"
@@ -158,7 +149,7 @@ def _delivery(store: Store, environment: str, pull_request: int | None) -> dict[
     title, branch = pr.get("title"), _field(pr, "head").get("ref")
     return {
         "sha": sha,
-        "repository": repository if isinstance(repository, str) else None,
+        "repository": repository,
         "pull_request_url": url,
         "pull_request_title": title if preview and isinstance(title, str) else None,
         "branch": branch if preview and isinstance(branch, str) else None,
