@@ -11,6 +11,8 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from hypothesis import HealthCheck, Phase, settings
+
 from deploy_pipeline.backends.base import StepContext, StepResult
 from deploy_pipeline.config import parse_config
 from deploy_pipeline.events import Collect, EventBus
@@ -168,3 +170,17 @@ class Clock:
     def __call__(self) -> float:
         self.now += self.step
         return self.now
+
+
+def fuzzing(max_examples: int) -> settings:
+    """Hypothesis settings for the fuzzed tests: the same cases on every run, no example
+    database, and no `explain` phase (it imports libcst, which warns, and warnings are errors;
+    it also traced every shrink step of a failure, which took a minute)."""
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow],
+        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+    )

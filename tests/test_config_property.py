@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from deploy_pipeline.cli import main
+from tests.helpers import fuzzing
 
 SHOP = Path(__file__).resolve().parents[1] / "examples" / "shop" / ".deploy-pipeline.yml"
 SHOP_TEXT = SHOP.read_text(encoding="utf-8")
@@ -26,15 +27,7 @@ SHOP_DATA: dict[str, Any] = yaml.safe_load(SHOP_TEXT)
 # mypy_extensions; with warnings as errors that would hide the failure behind an INTERNALERROR.
 SUMMARY = re.compile(r"^(\d+) problems? found; nothing was run$")
 
-FAST = settings(
-    max_examples=200,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-    # no `explain` phase: tracing every shrink step of a failure made it take a minute
-    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
-)
+FAST = fuzzing(200)
 
 # Words the pipeline file knows, so random data often lands on real keys and values.
 WORDS = [

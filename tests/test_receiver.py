@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
@@ -23,18 +23,11 @@ from deploy_pipeline.errors import UsageError
 from deploy_pipeline.github import GitHubClient
 from deploy_pipeline.receiver import Receiver, create_app
 from tests.github_standin import REPO, TOKEN, GitHubStandin
+from tests.helpers import fuzzing
+from tests.test_webhooks import SECRET  # GitHub's documented test vector's
 
 FIXTURES = Path(__file__).parent / "fixtures" / "github-webhooks"
-FUZZ = settings(
-    max_examples=300,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-    # no `explain` phase: hypothesis would import libcst, which warns (and warnings are errors)
-    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
-)
-SECRET = "It's a Secret to Everybody"
+FUZZ = fuzzing(300)
 
 PIPELINE = """
 version: 1

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 from jsonschema import Draft7Validator
 from referencing import Registry
@@ -32,6 +32,7 @@ from deploy_pipeline.webhooks import (
     decide,
     verify,
 )
+from tests.helpers import fuzzing
 
 FIXTURES = Path(__file__).parent / "fixtures" / "github-webhooks"
 SCHEMAS = Registry().with_resources(
@@ -49,15 +50,7 @@ LABELLED = PreviewPolicy(enabled=True, label="preview")
 ALIGN = "payload's signature does not align with the secret"
 MALFORMED = "not sha256= and 64 hex digits"
 
-FAST = settings(
-    max_examples=200,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-    # no `explain` phase: hypothesis would import libcst, which warns (and warnings are errors)
-    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
-)
+FAST = fuzzing(200)
 
 
 def recorded(name: str) -> dict[str, Any]:
