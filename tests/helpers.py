@@ -6,6 +6,9 @@ on a barrier, which breaks (and fails the test with a clear message) if they nev
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -184,3 +187,14 @@ def fuzzing(max_examples: int) -> settings:
         suppress_health_check=[HealthCheck.too_slow],
         phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
     )
+
+
+def dead_holder() -> str:
+    """A lock or lease holder id (`host:pid`) of a process of this machine that has exited."""
+    pid = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    return f"{socket.gethostname()}:{pid}"

@@ -6,9 +6,6 @@ and `newer_than`, which tells a run in any receiver that it has been superseded.
 from __future__ import annotations
 
 import collections
-import socket
-import subprocess
-import sys
 import threading
 from typing import TYPE_CHECKING
 
@@ -16,7 +13,7 @@ import pytest
 
 from deploy_pipeline.queue import Job, Queue
 from deploy_pipeline.store import holder_id
-from tests.helpers import Clock
+from tests.helpers import Clock, dead_holder
 
 if TYPE_CHECKING:  # imported only as the plugin: a plain import comes before pytest can rewrite it
     from tests.postgres_testbed import Stores
@@ -249,14 +246,8 @@ def test_requeue_abandoned_takes_dead_processes_and_run_out_leases_only(stores: 
     ran out (another machine) are queued again; a live process's and a valid lease's are not."""
     clock = Clock(step=0.001)
     queue = Queue(stores.open(clock=clock), lease=30)
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
     workers = {
-        "dead-here": (f"{socket.gethostname()}:{dead}", clock.now + 30),
+        "dead-here": (dead_holder(), clock.now + 30),
         "run-out": ("another-host:1", clock.now - 1),
         "held-elsewhere": ("another-host:2", clock.now + 30),
         "alive-here": (holder_id(), clock.now + 30),

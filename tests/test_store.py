@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import urllib.parse
 from pathlib import Path
@@ -18,7 +16,7 @@ import pytest
 from deploy_pipeline.errors import StoreError
 from deploy_pipeline.model import EnvironmentRecord, Event
 from deploy_pipeline.store import MIGRATIONS, Store, open_store, store_exists
-from tests.helpers import Clock
+from tests.helpers import Clock, dead_holder
 
 if TYPE_CHECKING:  # imported only as the plugin: a plain import comes before pytest can rewrite it
     from tests.postgres_testbed import Stores
@@ -170,13 +168,7 @@ def test_a_lock_of_a_dead_process_on_this_machine_is_free_at_once(stores: Stores
     """A lock held by a process of this host that has exited does not make anyone wait."""
     store = stores.open()
     store.try_lock("staging", 1)
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    store.query("UPDATE locks SET holder = ? ", (f"{socket.gethostname()}:{dead}",))
+    store.query("UPDATE locks SET holder = ? ", (dead_holder(),))
     assert store.try_lock("staging", 2) is None
 
 
