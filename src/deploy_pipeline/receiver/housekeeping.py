@@ -94,7 +94,7 @@ class Housekeeper:
         """Queue the deletes housekeeping calls for; returns (preview, why) for each. Without
         `closed`, GitHub is not asked which pull requests are open (after each deploy, only
         `previews.max` and `ttl` need a look)."""
-        policy = self.receiver.previews_policy
+        policy = self.receiver.previews
         if policy is None:
             return []
         now, gone = self.clock(), self.leaving()

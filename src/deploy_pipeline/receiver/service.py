@@ -130,9 +130,9 @@ class Receiver:
             )
         self.source = source
         self.state = state_path(config)  # one state database, whichever file a run reads
-        self.policy = PreviewPolicy.of(pipeline.previews)
-        self.previews_policy = pipeline.previews
-        self.store = open_store(config)
+        self.previews = pipeline.previews  # housekeeping's ttl and max
+        self.policy = PreviewPolicy.of(self.previews)  # what a delivery asks for
+        self.store = open_store(config, state=self.state)
         # deliveries are stored one at a time anyway (one connection, one lock): one thread
         # keeps the others from queueing on the lock and costs less than the async pool's
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="writer")
@@ -161,13 +161,9 @@ class Receiver:
             reason=decision.reason,
             body=delivery.text,
         )
-        if new and decision.environment:
-            with self.lock:
-                running = self.running.get(decision.environment)
-            if running is not None:  # a newer push: the run in flight stops at a safe point
-                running.set(f"superseded by {(decision.sha or delivery.id)[:7]}")
-        with self.wake:
-            self.wake.notify_all()
+        # a newer push: the run in flight stops at its next safe point
+        stop = f"superseded by {(decision.sha or delivery.id)[:7]}" if new else None
+        self.queued(decision.environment, stop)
         return new
 
     def submit(
@@ -194,13 +190,23 @@ class Receiver:
             reason=reason,
             services=services,
         )
-        with self.lock:
-            running = self.running.get(environment)
-        if running is not None and action == "delete":  # no point finishing what is deleted
-            running.set(f"superseded by a delete ({reason})")
+        # no point finishing what is deleted
+        self.queued(
+            environment, f"superseded by a delete ({reason})" if action == "delete" else None
+        )
+        return delivery
+
+    def queued(self, environment: str | None, stop: str | None) -> None:
+        """After a delivery is queued: stop the environment's run in flight here, if `stop`
+        says why (the workers of every receiver also look for newer deliveries, within a
+        second), and wake the workers."""
+        if stop is not None and environment:
+            with self.lock:
+                running = self.running.get(environment)
+            if running is not None:
+                running.set(stop)
         with self.wake:
             self.wake.notify_all()
-        return delivery
 
     # --- the workers -------------------------------------------------------------------------
 
