@@ -66,6 +66,11 @@ class Metrics:
         self.run_seconds = Histogram(
             "deploy_pipeline_run_seconds", "Run durations", ["action"], registry=r
         )
+        self.event_streams = Gauge(
+            "deploy_pipeline_event_streams",
+            "Run event streams open (GET /api/runs/{id}/events)",
+            registry=r,
+        )
 
 
 SOURCES = ("file", "pull-request")

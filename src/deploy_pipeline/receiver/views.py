@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import json
 import time
-import weakref
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import anyio
-from prometheus_client import Gauge
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request as HttpRequest
 from starlette.responses import FileResponse, Response, StreamingResponse
@@ -188,7 +186,7 @@ async def follow(receiver: Receiver, run_id: int, after: int = -1) -> AsyncItera
     written, then `end` with its status. Each look at the store is one short call in a thread:
     a client that goes away cancels the stream between two of them, and nothing is left behind.
     A stopping receiver ends its streams without `end` (clients come back with Last-Event-ID)."""
-    streams = _open_streams(receiver)
+    streams = receiver.metrics.event_streams
     streams.inc()
     try:
         yield "retry: 2000\n\n"
@@ -219,20 +217,6 @@ def _poll(store: Store, run_id: int, after: int) -> tuple[str, list[tuple[int, s
         "SELECT seq, body FROM events WHERE run_id = ? AND seq > ? ORDER BY seq", (run_id, after)
     )
     return status, [(int(str(seq)), str(body)) for seq, body in rows]
-
-
-_STREAM_GAUGES: weakref.WeakKeyDictionary[Receiver, Gauge] = weakref.WeakKeyDictionary()
-
-
-def _open_streams(receiver: Receiver) -> Gauge:
-    """The receiver's gauge of open event streams (in /metrics), made on first use."""
-    if receiver not in _STREAM_GAUGES:
-        _STREAM_GAUGES[receiver] = Gauge(
-            "deploy_pipeline_event_streams",
-            "Run event streams open (GET /api/runs/{id}/events)",
-            registry=receiver.metrics.registry,
-        )
-    return _STREAM_GAUGES[receiver]
 
 
 ROUTES: list[BaseRoute] = [
