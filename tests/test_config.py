@@ -1266,3 +1266,97 @@ def test_resources_take_kubernetes_quantities(write_config: WriteConfig) -> None
     ]
     path.write_text(path.read_text().replace("cpu: lots", "cpu: 2"))
     assert load_config(path).services["web"].resources == (("cpu", "2"),)
+
+
+# --- build contexts and Dockerfiles stay inside the repository ------------------------------
+
+OUTSIDE = "must stay inside the repository"
+
+
+def test_a_build_context_that_climbs_out_of_the_repository_is_refused(
+    write_config: WriteConfig,
+) -> None:
+    """A context of `../../..` (or an absolute path) is an error on its line: the engine would be
+    sent a folder of the machine that is not the repository."""
+    climb = "../" * 20
+    path = write_config(f"""\
+        version: 1
+        services:
+          api: {{type: application, build: {{context: {climb}}}}}
+          web: {{type: application, build: /}}
+        """)
+    assert problems(path) == [
+        f"{path}:3: services.api.build.context: {OUTSIDE}: '{climb}' leads outside the pipeline "
+        "file's folder (paths are relative to it, links followed)",
+        f"{path}:4: services.web.build.context: {OUTSIDE}: '/' leads outside the pipeline "
+        "file's folder (paths are relative to it, links followed)",
+    ]
+
+
+def test_a_dockerfile_outside_the_repository_is_refused(write_config: WriteConfig) -> None:
+    """`dockerfile: ../../etc/hostname` would have this machine's file read and sent as the
+    Dockerfile: an error naming the dockerfile key, on its line."""
+    escape = "../" * 20 + "etc/hostname"
+    path = write_config(f"""\
+        version: 1
+        services:
+          api:
+            type: application
+            build:
+              context: .
+              dockerfile: {escape}
+        """)
+    assert problems(path) == [
+        f"{path}:7: services.api.build.dockerfile: {OUTSIDE}: '{escape}' leads outside the "
+        "pipeline file's folder (paths are relative to it, links followed)"
+    ]
+
+
+def test_links_are_followed_before_a_build_path_is_checked(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
+    """A committed link `api -> /etc` used as a context, or a Dockerfile that links to
+    /etc/hostname, is refused; links that stay inside the repository are fine."""
+    (tmp_path / "api").symlink_to("/etc")
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "Dockerfile").symlink_to("/etc/hostname")
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "current").symlink_to("shop")
+    path = write_config("""\
+        version: 1
+        services:
+          api: {type: application, build: ./api}
+          web: {type: application, build: ./web}
+          shop: {type: application, build: {context: ./current/../shop/., dockerfile: ../web/x}}
+        """)
+    assert problems(path) == [
+        f"{path}:3: services.api.build.context: {OUTSIDE}: './api' leads outside the pipeline "
+        "file's folder (paths are relative to it, links followed)",
+        f"{path}:4: services.web.build.dockerfile: {OUTSIDE}: 'Dockerfile' leads outside the "
+        "pipeline file's folder (paths are relative to it, links followed)",
+    ]
+
+
+def test_build_paths_inside_the_repository_load(write_config: WriteConfig, tmp_path: Path) -> None:
+    """Contexts and Dockerfiles anywhere inside the pipeline file's folder are fine, however they
+    are spelled, existing yet or not (a missing folder is the build's to report)."""
+    (tmp_path / "docker").mkdir()
+    (tmp_path / "current").symlink_to("docker")
+    path = write_config("""\
+        version: 1
+        services:
+          api: {type: application, build: {context: ./api/../api, dockerfile: ../docker/api}}
+          web: {type: application, build: ./current}
+          all: {type: application, build: .}
+        """)
+    assert set(load_config(path).services) == {"api", "web", "all"}
+
+
+def test_validate_reports_a_build_path_outside_the_repository(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`deploy-pipeline validate` says it like any other problem of the file, exit 2."""
+    path = one_service(write_config, "{type: job, build: ../elsewhere}")
+    code, _, err = validate(path, capsys)
+    assert code == 2
+    assert f"{path}:3: services.api.build.context: {OUTSIDE}: '../elsewhere'" in err
