@@ -25,6 +25,7 @@ from deploy_pipeline.model import (
     Strategy,
     Target,
 )
+from deploy_pipeline.trust import merge_pull_request
 
 try:
     import jsonschema
@@ -1360,3 +1361,91 @@ def test_validate_reports_a_build_path_outside_the_repository(
     code, _, err = validate(path, capsys)
     assert code == 2
     assert f"{path}:3: services.api.build.context: {OUTSIDE}: '../elsewhere'" in err
+
+
+# --- a pull request's file merged with the operator's (trust.py) ----------------------------
+
+OPERATORS_FILE = """\
+    version: 1
+    registry: registry.example.com/acme
+    targets: {eu: {kind: kubernetes, context: eu-1}}
+    services:
+      api: {type: application, build: ./api, secrets: [DATABASE_URL]}
+    environments: {staging: {target: eu}}
+    previews: {from: staging}
+    """
+
+
+def test_a_pull_requests_services_run_where_the_operators_file_says(
+    write_config: WriteConfig,
+) -> None:
+    """The merge keeps the PR's stages, services and defaults, takes registry, targets,
+    environments and previews from the operator's file, and names the keys it overruled."""
+    operator = load_config(write_config(OPERATORS_FILE, "operator.yml"))
+    proposed = load_config(
+        write_config("""\
+            version: 1
+            registry: evil.example.com/x
+            defaults: {parallelism: 2}
+            stages: [one, two]
+            targets: {eu: {kind: kubernetes, context: production}}
+            services:
+              api: {type: application, build: ./api, secrets: [DATABASE_URL], stage: two}
+              web: {type: container, image: nginx:1.28, stage: one}
+            environments: {staging: {target: eu}}
+            previews: {from: staging, name: "x-{number}"}
+            """)
+    )
+    merged = merge_pull_request(proposed, operator)
+    pipeline = merged.pipeline
+    assert (pipeline.stages, set(pipeline.services)) == (("one", "two"), {"api", "web"})
+    assert pipeline.services["api"].secrets == ("DATABASE_URL",)
+    assert pipeline.defaults.parallelism == 2
+    assert pipeline.registry == "registry.example.com/acme"
+    assert pipeline.targets == operator.targets
+    assert pipeline.environments == operator.environments
+    assert pipeline.previews == operator.previews
+    assert merged.ignored == ("registry", "targets", "previews")  # environments: the same
+
+
+def test_a_pull_request_that_leaves_out_the_operators_keys_is_told_nothing(
+    write_config: WriteConfig,
+) -> None:
+    """A PR's file without targets, environments or previews runs on the operator's, quietly;
+    a service dropping a granted secret is fine."""
+    operator = load_config(write_config(OPERATORS_FILE, "operator.yml"))
+    proposed = load_config(write_config("version: 1\nservices: {api: {type: job, image: x}}\n"))
+    merged = merge_pull_request(proposed, operator)
+    assert merged.ignored == ()
+    assert merged.pipeline.targets == operator.targets
+    assert merged.pipeline.services["api"].secrets == ()
+
+
+def test_a_pull_request_naming_a_secret_not_granted_is_refused_on_its_line(
+    write_config: WriteConfig,
+) -> None:
+    """Each secret the operator's file does not grant to the service of the same name is a
+    located error naming it and what is granted; a service the operator lacks is granted none."""
+    operator = load_config(write_config(OPERATORS_FILE, "operator.yml"))
+    path = write_config("""\
+        version: 1
+        services:
+          api: {type: application, build: ./api, secrets: [DATABASE_URL, GITHUB_TOKEN]}
+          web:
+            type: container
+            image: nginx
+            secrets:
+              - DATABASE_URL
+        """)
+    with pytest.raises(ConfigErrors) as caught:
+        merge_pull_request(load_config(path), operator)
+    advice = (
+        "a pull request's service gets only the secrets the receiver's own file names for the "
+        "service of the same name"
+    )
+    assert [str(e) for e in caught.value.errors] == [
+        f"{path}:3: services.api.secrets[1]: 'GITHUB_TOKEN' is not granted to 'api' by the "
+        f"receiver's pipeline file (granted: DATABASE_URL); {advice}",
+        f"{path}:8: services.web.secrets[0]: 'DATABASE_URL' is not granted to 'web' by the "
+        f"receiver's pipeline file (granted: none); {advice}",
+    ]
