@@ -291,3 +291,17 @@ def test_a_pull_requests_build_paths_stay_inside_its_checkout(
         done,
         f".deploy-pipeline.yml:{said}: must stay inside the repository",
     )
+
+
+def test_a_pipeline_file_committed_as_a_link_is_not_written_through(
+    guarded: TestClient, standin: GitHubStandin, tmp_path: Path
+) -> None:
+    """A PR whose .deploy-pipeline.yml is a link to a file of the receiver's machine does not
+    get the API's text written over that file: the link is replaced, the file left as it was."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("the receiver's own file\n")
+    number, sha, done = open_pull(
+        guarded, standin, {".deploy-pipeline.yml": str(victim)}, (".deploy-pipeline.yml",)
+    )
+    assert done["state"] == "failed"
+    assert victim.read_text() == "the receiver's own file\n"
