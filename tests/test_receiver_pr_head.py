@@ -300,8 +300,28 @@ def test_a_pipeline_file_committed_as_a_link_is_not_written_through(
     get the API's text written over that file: the link is replaced, the file left as it was."""
     victim = tmp_path / "victim.txt"
     victim.write_text("the receiver's own file\n")
-    number, sha, done = open_pull(
+    *_, done = open_pull(
         guarded, standin, {".deploy-pipeline.yml": str(victim)}, (".deploy-pipeline.yml",)
     )
     assert done["state"] == "failed"
     assert victim.read_text() == "the receiver's own file\n"
+
+
+def test_a_preview_whose_last_push_was_refused_is_still_deleted_on_close(
+    guarded: TestClient, standin: GitHubStandin
+) -> None:
+    """A PR deployed once, then refused (a secret not granted), is deleted when it closes: a
+    refused file is not kept, so the delete reads the receiver's own file."""
+    number, _, done = open_pull(guarded, standin, {".deploy-pipeline.yml": OPERATOR})
+    assert done["result"] == "succeeded"
+    bad = OPERATOR.replace("secrets: [SHOP_TOKEN]", "secrets: [DEPLOY_PIPELINE_API_TOKEN]")
+    sha = standin.add_repository_files({".deploy-pipeline.yml": bad}, branch="feature")
+    pushed = payload("pull_request", "synchronize", number=number, sha=sha)
+    assert settled(guarded, deliver(guarded, "pull_request", pushed).json()["queued"])["state"] == (
+        "failed"
+    )
+    closed = payload("pull_request", "closed", number=number, sha=sha)
+    done = settled(guarded, deliver(guarded, "pull_request", closed).json()["queued"])
+    assert (done["state"], done["result"]) == ("done", "succeeded")
+    listed = guarded.get("/api/environments").json()["environments"]
+    assert f"pr-{number}" not in {e["name"] for e in listed}

@@ -26,7 +26,7 @@ from prometheus_client import (
 
 from deploy_pipeline import checkout
 from deploy_pipeline.config import load_config
-from deploy_pipeline.errors import DeployPipelineError, StoreError, UsageError
+from deploy_pipeline.errors import ConfigErrors, DeployPipelineError, StoreError, UsageError
 from deploy_pipeline.execution import Execution, Request, RunObserver, Workspace
 from deploy_pipeline.github import GitHubClient, GitHubReporter
 from deploy_pipeline.model import ACTIONS, Action, Event
@@ -311,12 +311,6 @@ class Receiver:
         """The job's run, ready: its pipeline file, the preview made on its first push."""
         config = self.pipeline_for(job, action)
         trusted = self.trusted_for(config)
-        if job.pull_request is not None:
-            workspace = Workspace(config, state=self.state, trusted=trusted)
-            try:
-                workspace.preview(job.pull_request)
-            finally:
-                workspace.close()
         request = Request(
             config,
             [job.environment],
@@ -326,7 +320,18 @@ class Receiver:
             state=self.state,
             trusted=trusted,
         )
-        execution = Execution(request)
+        try:
+            if job.pull_request is not None:
+                workspace = Workspace(config, state=self.state, trusted=trusted)
+                try:
+                    workspace.preview(job.pull_request)
+                finally:
+                    workspace.close()
+            execution = Execution(request)
+        except ConfigErrors:
+            if trusted is not None:  # a refused file is not kept: the preview's later runs (its
+                config.unlink(missing_ok=True)  # delete on close) and its page read -f FILE
+            raise
         if execution.workspace.ignored:
             log.warning(
                 "the pull request's %s sets %s: ignored, the receiver's own file decides them",
