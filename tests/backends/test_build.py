@@ -12,6 +12,7 @@ import pytest
 from deploy_pipeline.backends.build import content_tag
 from deploy_pipeline.backends.engine import Engine
 from deploy_pipeline.cli import main
+from deploy_pipeline.errors import PermanentError
 from deploy_pipeline.execution import Execution, Request
 from deploy_pipeline.model import BuildSpec
 from deploy_pipeline.runner import Cancel
@@ -67,6 +68,22 @@ def test_args_target_and_dockerfile_count(context: Path) -> None:
     assert tag(context, BuildSpec(".", target="test")) != base
     (context / "Dockerfile").write_text("FROM scratch\nCOPY src /srv\n")
     assert tag(context) != base
+
+
+def test_a_dockerignore_linking_out_of_the_context_is_not_read(
+    context: Path, tmp_path: Path
+) -> None:
+    """A committed `.dockerignore` that links to a file outside the context (any file of the
+    machine, or /dev/zero) is an error saying so, not read; a link inside the context is read."""
+    (tmp_path / "outside.txt").write_text("src\n")
+    (context / ".dockerignore").unlink()
+    (context / ".dockerignore").symlink_to(tmp_path / "outside.txt")
+    with pytest.raises(PermanentError, match=r"^the build context's \.dockerignore links outside"):
+        Engine.context_files(context, "Dockerfile")
+    (context / "ignored").write_text("*.md\n")
+    (context / ".dockerignore").unlink()
+    (context / ".dockerignore").symlink_to("ignored")
+    assert "notes.md" not in Engine.context_files(context, "Dockerfile")
 
 
 def test_a_build_past_its_timeout_is_stopped_on_the_engine(
