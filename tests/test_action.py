@@ -49,7 +49,7 @@ class Step:
         self.outputs: dict[str, str] = {}
         self.summary = ""
 
-    def __call__(self, **inputs: str) -> int:
+    def __call__(self, *, event_name: str = "push", **inputs: str) -> int:
         output, summary = self.workspace / "output.txt", self.workspace / "summary.md"
         output.write_text("")
         summary.write_text("")
@@ -59,6 +59,7 @@ class Step:
             "GITHUB_API_URL": self.standin.base_url,
             "GITHUB_SERVER_URL": "https://github.example",
             "GITHUB_RUN_ID": "4242",
+            "GITHUB_EVENT_NAME": event_name,
             "GITHUB_WORKSPACE": str(self.workspace),
             "GITHUB_OUTPUT": str(output),
             "GITHUB_STEP_SUMMARY": str(summary),
@@ -338,3 +339,62 @@ def test_cancelling_the_workflow_stops_the_run_and_says_so(
     (deployment,) = standin.deployments()
     assert standin.deployment_statuses(deployment["id"])[-1]["state"] == "failure"
     assert step.outputs["status"] == "cancelled"
+
+
+def test_on_pull_request_target_services_get_only_the_secrets_the_step_grants(
+    step: Step, write_config: Callable[[str], Path]
+) -> None:
+    """On pull_request_target (the workspace's file may be the pull request's) a service naming
+    a variable of the step that the `secrets` input does not list is refused on its line, and
+    its value is neither handed out nor printed; listed, it is handed and masked."""
+    write_config(PIPELINE.replace("secrets: [API_TOKEN]", "secrets: [API_TOKEN, RUNNER_TOKEN]"))
+    assert step(environment="staging", event_name="pull_request_target") == 1
+    advice = (
+        "add it to the step's `secrets:` input (in the base branch's workflow) to hand it to "
+        "the service"
+    )
+    assert [line for line in step.log.splitlines() if line.startswith("::error file=")] == [
+        "::error file=.deploy-pipeline.yml,line=8,title=deploy-pipeline::services.api.secrets[0]: "
+        f"'API_TOKEN' is not granted to 'api' by the step's `secrets` input (granted: none); "
+        f"{advice}",
+        "::error file=.deploy-pipeline.yml,line=8,title=deploy-pipeline::services.api.secrets[1]: "
+        f"'RUNNER_TOKEN' is not granted to 'api' by the step's `secrets` input (granted: none); "
+        f"{advice}",
+    ]
+    assert CANARY not in step.log
+    write_config(PIPELINE)
+    assert step(environment="staging", event_name="pull_request_target", secrets="API_TOKEN") == 0
+    assert f"::add-mask::{CANARY}" in step.log.splitlines()
+
+
+def test_the_secrets_input_limits_every_event_when_given(step: Step) -> None:
+    """Given on any event, `secrets` is the list services may draw from; without it (and not on
+    pull_request_target), the file's `secrets:` are the step's variables as before."""
+    assert step(environment="staging", secrets="OTHER_TOKEN") == 1
+    assert "services.api.secrets[0]: 'API_TOKEN' is not granted to 'api'" in step.log
+    assert step(environment="staging") == 0
+
+
+def test_on_pull_request_target_registry_credentials_go_only_to_the_named_registry(
+    step: Step, write_config: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """On pull_request_target the registry password needs the `registry` input, and the
+    credentials are written for that registry only, whatever `registry:` the file names."""
+    write_config("registry: evil.example.com/x\n" + PIPELINE)
+    credentials = {"registry_username": "ci", "registry_password": "registry-pass-77"}
+    code = step(environment="staging", event_name="pull_request_target", **credentials)
+    assert code == 1
+    assert "::error::input registry is required with registry-password on " in step.log
+    assert not (tmp_path / "tmp" / "deploy-pipeline" / "docker").exists()
+    code = step(
+        environment="staging",
+        event_name="pull_request_target",
+        secrets="API_TOKEN",
+        registry="registry.example.com/acme",
+        **credentials,
+    )
+    assert code == 0
+    written = json.loads(
+        (tmp_path / "tmp" / "deploy-pipeline" / "docker" / "config.json").read_text()
+    )
+    assert list(written["auths"]) == ["registry.example.com"]

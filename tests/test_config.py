@@ -25,6 +25,7 @@ from deploy_pipeline.model import (
     Strategy,
     Target,
 )
+from deploy_pipeline.trust import merge_pull_request
 
 try:
     import jsonschema
@@ -1266,3 +1267,185 @@ def test_resources_take_kubernetes_quantities(write_config: WriteConfig) -> None
     ]
     path.write_text(path.read_text().replace("cpu: lots", "cpu: 2"))
     assert load_config(path).services["web"].resources == (("cpu", "2"),)
+
+
+# --- build contexts and Dockerfiles stay inside the repository ------------------------------
+
+OUTSIDE = "must stay inside the repository"
+
+
+def test_a_build_context_that_climbs_out_of_the_repository_is_refused(
+    write_config: WriteConfig,
+) -> None:
+    """A context of `../../..` (or an absolute path) is an error on its line: the engine would be
+    sent a folder of the machine that is not the repository."""
+    climb = "../" * 20
+    path = write_config(f"""\
+        version: 1
+        services:
+          api: {{type: application, build: {{context: {climb}}}}}
+          web: {{type: application, build: /}}
+        """)
+    assert problems(path) == [
+        f"{path}:3: services.api.build.context: {OUTSIDE}: '{climb}' leads outside the pipeline "
+        "file's folder (paths are relative to it, links followed)",
+        f"{path}:4: services.web.build.context: {OUTSIDE}: '/' leads outside the pipeline "
+        "file's folder (paths are relative to it, links followed)",
+    ]
+
+
+def test_a_dockerfile_outside_the_repository_is_refused(write_config: WriteConfig) -> None:
+    """`dockerfile: ../../etc/hostname` would have this machine's file read and sent as the
+    Dockerfile: an error naming the dockerfile key, on its line."""
+    escape = "../" * 20 + "etc/hostname"
+    path = write_config(f"""\
+        version: 1
+        services:
+          api:
+            type: application
+            build:
+              context: .
+              dockerfile: {escape}
+        """)
+    assert problems(path) == [
+        f"{path}:7: services.api.build.dockerfile: {OUTSIDE}: '{escape}' leads outside the "
+        "pipeline file's folder (paths are relative to it, links followed)"
+    ]
+
+
+def test_links_are_followed_before_a_build_path_is_checked(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
+    """A committed link `api -> /etc` used as a context, or a Dockerfile that links to
+    /etc/hostname, is refused; links that stay inside the repository are fine."""
+    (tmp_path / "api").symlink_to("/etc")
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "Dockerfile").symlink_to("/etc/hostname")
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "current").symlink_to("shop")
+    path = write_config("""\
+        version: 1
+        services:
+          api: {type: application, build: ./api}
+          web: {type: application, build: ./web}
+          shop: {type: application, build: {context: ./current/../shop/., dockerfile: ../web/x}}
+        """)
+    assert problems(path) == [
+        f"{path}:3: services.api.build.context: {OUTSIDE}: './api' leads outside the pipeline "
+        "file's folder (paths are relative to it, links followed)",
+        f"{path}:4: services.web.build.dockerfile: {OUTSIDE}: 'Dockerfile' leads outside the "
+        "pipeline file's folder (paths are relative to it, links followed)",
+    ]
+
+
+def test_build_paths_inside_the_repository_load(write_config: WriteConfig, tmp_path: Path) -> None:
+    """Contexts and Dockerfiles anywhere inside the pipeline file's folder are fine, however they
+    are spelled, existing yet or not (a missing folder is the build's to report)."""
+    (tmp_path / "docker").mkdir()
+    (tmp_path / "current").symlink_to("docker")
+    path = write_config("""\
+        version: 1
+        services:
+          api: {type: application, build: {context: ./api/../api, dockerfile: ../docker/api}}
+          web: {type: application, build: ./current}
+          all: {type: application, build: .}
+        """)
+    assert set(load_config(path).services) == {"api", "web", "all"}
+
+
+def test_validate_reports_a_build_path_outside_the_repository(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`deploy-pipeline validate` says it like any other problem of the file, exit 2."""
+    path = one_service(write_config, "{type: job, build: ../elsewhere}")
+    code, _, err = validate(path, capsys)
+    assert code == 2
+    assert f"{path}:3: services.api.build.context: {OUTSIDE}: '../elsewhere'" in err
+
+
+# --- a pull request's file merged with the operator's (trust.py) ----------------------------
+
+OPERATORS_FILE = """\
+    version: 1
+    registry: registry.example.com/acme
+    targets: {eu: {kind: kubernetes, context: eu-1}}
+    services:
+      api: {type: application, build: ./api, secrets: [DATABASE_URL]}
+    environments: {staging: {target: eu}}
+    previews: {from: staging}
+    """
+
+
+def test_a_pull_requests_services_run_where_the_operators_file_says(
+    write_config: WriteConfig,
+) -> None:
+    """The merge keeps the PR's stages, services and defaults, takes registry, targets,
+    environments and previews from the operator's file, and names the keys it overruled."""
+    operator = load_config(write_config(OPERATORS_FILE, "operator.yml"))
+    proposed = load_config(
+        write_config("""\
+            version: 1
+            registry: evil.example.com/x
+            defaults: {parallelism: 2}
+            stages: [one, two]
+            targets: {eu: {kind: kubernetes, context: production}}
+            services:
+              api: {type: application, build: ./api, secrets: [DATABASE_URL], stage: two}
+              web: {type: container, image: nginx:1.28, stage: one}
+            environments: {staging: {target: eu}}
+            previews: {from: staging, name: "x-{number}"}
+            """)
+    )
+    merged = merge_pull_request(proposed, operator)
+    pipeline = merged.pipeline
+    assert (pipeline.stages, set(pipeline.services)) == (("one", "two"), {"api", "web"})
+    assert pipeline.services["api"].secrets == ("DATABASE_URL",)
+    assert pipeline.defaults.parallelism == 2
+    assert pipeline.registry == "registry.example.com/acme"
+    assert pipeline.targets == operator.targets
+    assert pipeline.environments == operator.environments
+    assert pipeline.previews == operator.previews
+    assert merged.ignored == ("registry", "targets", "previews")  # environments: the same
+
+
+def test_a_pull_request_that_leaves_out_the_operators_keys_is_told_nothing(
+    write_config: WriteConfig,
+) -> None:
+    """A PR's file without targets, environments or previews runs on the operator's, quietly;
+    a service dropping a granted secret is fine."""
+    operator = load_config(write_config(OPERATORS_FILE, "operator.yml"))
+    proposed = load_config(write_config("version: 1\nservices: {api: {type: job, image: x}}\n"))
+    merged = merge_pull_request(proposed, operator)
+    assert merged.ignored == ()
+    assert merged.pipeline.targets == operator.targets
+    assert merged.pipeline.services["api"].secrets == ()
+
+
+def test_a_pull_request_naming_a_secret_not_granted_is_refused_on_its_line(
+    write_config: WriteConfig,
+) -> None:
+    """Each secret the operator's file does not grant to the service of the same name is a
+    located error naming it and what is granted; a service the operator lacks is granted none."""
+    operator = load_config(write_config(OPERATORS_FILE, "operator.yml"))
+    path = write_config("""\
+        version: 1
+        services:
+          api: {type: application, build: ./api, secrets: [DATABASE_URL, GITHUB_TOKEN]}
+          web:
+            type: container
+            image: nginx
+            secrets:
+              - DATABASE_URL
+        """)
+    with pytest.raises(ConfigErrors) as caught:
+        merge_pull_request(load_config(path), operator)
+    advice = (
+        "a pull request's service gets only the secrets the receiver's own file names for the "
+        "service of the same name"
+    )
+    assert [str(e) for e in caught.value.errors] == [
+        f"{path}:3: services.api.secrets[1]: 'GITHUB_TOKEN' is not granted to 'api' by the "
+        f"receiver's pipeline file (granted: DATABASE_URL); {advice}",
+        f"{path}:8: services.web.secrets[0]: 'DATABASE_URL' is not granted to 'web' by the "
+        f"receiver's pipeline file (granted: none); {advice}",
+    ]

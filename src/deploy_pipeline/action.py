@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 
+from deploy_pipeline.config import load_config
 from deploy_pipeline.errors import ConfigError, ConfigErrors, DeployPipelineError, UsageError
 from deploy_pipeline.events import Redactor, format_event
 from deploy_pipeline.execution import Execution, Request, Workspace
 from deploy_pipeline.model import Action, Event
 from deploy_pipeline.report import environment_url, job_summary, service_rows
 from deploy_pipeline.runner import Cancel, RunResult
+from deploy_pipeline.trust import ungranted
 from deploy_pipeline.webhooks import Delivery, PreviewPolicy, decide
 
 if TYPE_CHECKING:
@@ -207,8 +209,15 @@ def run_action(environ: Mapping[str, str], out: TextIO = sys.stdout) -> int:
             env["KUBECONFIG"] = str(_write_private(private, "kubeconfig", kubeconfig + "\n"))
         registry_user = inputs.get("registry-username")
         if registry_password:
+            registry = inputs.get("registry")
+            if not registry and _untrusted(environ):
+                raise UsageError(
+                    "input registry is required with registry-password on pull_request_target: "
+                    "the pipeline file may be the pull request's, so the credentials go only to "
+                    "the registry the workflow names (e.g. registry: registry.example.com/acme)"
+                )
             env["DOCKER_CONFIG"] = str(
-                _docker_config(private, config, registry_user, registry_password)
+                _docker_config(private, config, registry_user, registry_password, registry)
             )
         return _run(cmd, inputs, env, action, config, token)
     except ConfigErrors as exc:
@@ -237,11 +246,36 @@ def _annotate(cmd: Commands, error: ConfigError, environ: Mapping[str, str]) -> 
     cmd.error(message, file=file, line=error.line, col=error.column, title="deploy-pipeline")
 
 
-def _docker_config(folder: Path, config: Path, user: str, password: str) -> Path:
-    """A DOCKER_CONFIG folder logging the docker SDK into the pipeline's registry."""
-    from deploy_pipeline.config import load_config
+def _untrusted(environ: Mapping[str, str]) -> bool:
+    """Whether the workspace's pipeline file may be a pull request's while the step holds the
+    base repository's secrets: a `pull_request_target` workflow that checked the head out."""
+    return environ.get("GITHUB_EVENT_NAME") == "pull_request_target"
 
-    registry = load_config(config).registry
+
+def _granted(inputs: Inputs, environ: Mapping[str, str]) -> frozenset[str] | None:
+    """The names services may get as `secrets:`: the `secrets` input when given, and always on
+    pull_request_target (empty: none); None: any variable of the step, as the file says."""
+    names = inputs.names("secrets")
+    return frozenset(names) if names or _untrusted(environ) else None
+
+
+def _check_granted(config: Path, granted: frozenset[str]) -> None:
+    errors = ungranted(
+        load_config(config),
+        lambda service: granted,
+        by="the step's `secrets` input",
+        advice="add it to the step's `secrets:` input (in the base branch's workflow) to hand "
+        "it to the service",
+    )
+    if errors:
+        raise ConfigErrors(errors)
+
+
+def _docker_config(
+    folder: Path, config: Path, user: str, password: str, registry: str | None = None
+) -> Path:
+    """A DOCKER_CONFIG folder logging the docker SDK into `registry` (default: the pipeline's)."""
+    registry = registry or load_config(config).registry
     if not registry:
         raise UsageError(
             "registry credentials were given, but the pipeline file has no `registry:`"
@@ -281,7 +315,12 @@ def _run(
         dry_run,
         supersede=action == "preview",
     )
-    execution = Execution(request, environ=env)
+    granted = _granted(inputs, env)
+    secrets_from: Mapping[str, str] = env
+    if granted is not None:  # the services get these variables of the step, no other
+        _check_granted(config, granted)
+        secrets_from = {name: value for name, value in env.items() if name in granted}
+    execution = Execution(request, environ=secrets_from)
     cmd.mask(v for values in execution.secrets.values() for v in values.values())
     groups = StageGroups(cmd)
     observers = _reporters(cmd, env, token, sha, execution, run_action_)

@@ -27,6 +27,7 @@ from deploy_pipeline.model import (
     BuildSpec,
     Defaults,
     Environment,
+    KeyPath,
     Pipeline,
     Previews,
     Service,
@@ -39,7 +40,7 @@ MAX_NODES = 100_000
 MAX_DEPTH = 50
 SECTIONS = ("services", "targets", "environments")
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-Loc = tuple[str | int, ...]
+Loc = KeyPath
 
 
 def load_config(path: str | Path) -> Pipeline:
@@ -53,7 +54,12 @@ def load_config(path: str | Path) -> Pipeline:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigErrors([ConfigError(str(file), None, "", f"cannot read it: {exc}")]) from None
-    return parse_config(text, str(file))
+    pipeline = parse_config(text, str(file))
+    # not in parse_config: what the paths lead to can change while the text stays the same
+    errors = confine(pipeline, file.resolve().parent)
+    if errors:
+        raise ConfigErrors(errors)
+    return pipeline
 
 
 @functools.lru_cache(maxsize=16)
@@ -63,6 +69,49 @@ def parse_config(text: str, name: str = DEFAULT_FILE) -> Pipeline:
     checker = _Checker(name, {})
     data = _read_yaml(text, name, checker)
     return checker.check(data)
+
+
+def located(pipeline: Pipeline, loc: Loc, problem: str) -> ConfigError:
+    """A problem found after the file was read, at the line of `loc` (or of the nearest key
+    holding it, for a key the file leaves to its default)."""
+    probe = loc
+    while probe and probe not in pipeline.lines:
+        probe = probe[:-1]
+    return ConfigError(pipeline.path, pipeline.lines.get(probe), _path(loc), problem)
+
+
+def escapes(root: Path, build: BuildSpec) -> str | None:
+    """Which of a build's paths leads outside `root` once resolved, links followed: 'context',
+    'dockerfile', or None when both stay inside. The engine would be sent that folder, and the
+    Dockerfile is read on this machine: neither may be anything of the machine but the repo."""
+    try:
+        inside = root.resolve()
+        context = (inside / build.context).resolve()
+        if not context.is_relative_to(inside):
+            return "context"
+        dockerfile = (context / build.dockerfile).resolve()
+    except (OSError, RuntimeError, ValueError):  # a link loop, a NUL byte: not a usable path
+        return "context"
+    return None if dockerfile.is_relative_to(inside) else "dockerfile"
+
+
+def outside_message(build: BuildSpec, key: str) -> str:
+    value = build.context if key == "context" else build.dockerfile
+    return (
+        f"must stay inside the repository: {quote(value)} leads outside the pipeline file's "
+        "folder (paths are relative to it, links followed)"
+    )
+
+
+def confine(pipeline: Pipeline, root: Path) -> list[ConfigError]:
+    """Every build context and Dockerfile that leads outside `root`, the pipeline file's folder
+    (the repository), as located errors."""
+    errors = []
+    for name, service in pipeline.services.items():
+        if service.build is not None and (key := escapes(root, service.build)) is not None:
+            loc = ("services", name, "build", key)
+            errors.append(located(pipeline, loc, outside_message(service.build, key)))
+    return errors
 
 
 # --- YAML with line numbers ------------------------------------------------------------------
@@ -421,6 +470,7 @@ class _Checker:
             registry=m.registry,
             previews=previews,
             environment_order=order,
+            lines=self.lines,
         )
 
     def service(self, name: str, s: schema.ServiceModel, stages: tuple[str, ...]) -> Service:

@@ -30,6 +30,7 @@ from deploy_pipeline.model import (
 from deploy_pipeline.plan import check_services, environments, find_environment, plan_runs
 from deploy_pipeline.runner import Cancel, Run, RunOptions, RunResult
 from deploy_pipeline.store import LOCK_TTL, EventRecorder, Store, open_store, store_exists
+from deploy_pipeline.trust import merge_pull_request
 
 STATUS_AFTER: Mapping[tuple[Action, str], str] = {
     ("deploy", "succeeded"): "deployed",
@@ -65,14 +66,27 @@ class Request:
     supersede: bool = False
     force_conflicts: bool = False
     state: Path | None = None  # the state database, when not the one beside `config`
+    trusted: Path | None = None  # `config` is a pull request's; this file decides what it reaches
 
 
 class Workspace:
-    """A pipeline file with its state database: what `env` commands and runs work on."""
+    """A pipeline file with its state database: what `env` commands and runs work on. With
+    `trusted`, the file is a pull request's, merged with that operator's file (trust.py)."""
 
-    def __init__(self, config: Path, *, write: bool = True, state: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: Path,
+        *,
+        write: bool = True,
+        state: Path | None = None,
+        trusted: Path | None = None,
+    ) -> None:
         self.config = Path(config)
         self.pipeline: Pipeline = load_config(config)
+        self.ignored: tuple[str, ...] = ()  # the keys of a pull request's file overruled
+        if trusted is not None:
+            merged = merge_pull_request(self.pipeline, load_config(trusted))
+            self.pipeline, self.ignored = merged.pipeline, merged.ignored
         exists = (state is not None and state.exists()) or store_exists(config)
         self.store: Store | None = open_store(config, state=state) if write or exists else None
 
@@ -263,7 +277,9 @@ class Execution:
         options: RunOptions | None = None,
     ) -> None:
         self.request, self.options = request, options or RunOptions()
-        self.workspace = Workspace(request.config, write=not request.dry_run, state=request.state)
+        self.workspace = Workspace(
+            request.config, write=not request.dry_run, state=request.state, trusted=request.trusted
+        )
         self.pipeline = self.workspace.pipeline
         envs = self.workspace.environments()
         self.recovered: list[EnvironmentRecord] = []

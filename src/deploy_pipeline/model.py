@@ -14,6 +14,7 @@ Phase = Literal["build", "deploy", "restart", "stop", "delete", "run"]
 Status = Literal["started", "succeeded", "failed", "cancelled", "skipped", "reused"]
 TargetKind = Literal["docker", "kubernetes", "simulated"]
 Order = Literal["parallel", "sequential"]
+KeyPath = tuple[str | int, ...]  # ("services", "api", "secrets", 0): a key of the file
 
 SERVICE_TYPES: tuple[ServiceType, ...] = ("database", "job", "container", "application")
 ACTIONS: tuple[Action, ...] = ("deploy", "restart", "stop", "delete")
@@ -122,6 +123,8 @@ class Pipeline:
     registry: str | None = None
     previews: Previews | None = None
     environment_order: Order = "sequential"
+    # the line of every key and item of the file, for messages about it after it is read
+    lines: Mapping[KeyPath, int] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,10 @@ import pytest
 from deploy_pipeline.backends.build import content_tag
 from deploy_pipeline.backends.engine import Engine
 from deploy_pipeline.cli import main
+from deploy_pipeline.errors import PermanentError
+from deploy_pipeline.execution import Execution, Request
 from deploy_pipeline.model import BuildSpec
+from deploy_pipeline.runner import Cancel
 from tests.docker_testbed import DockerBed, busybox_context
 
 
@@ -65,6 +68,22 @@ def test_args_target_and_dockerfile_count(context: Path) -> None:
     assert tag(context, BuildSpec(".", target="test")) != base
     (context / "Dockerfile").write_text("FROM scratch\nCOPY src /srv\n")
     assert tag(context) != base
+
+
+def test_a_dockerignore_linking_out_of_the_context_is_not_read(
+    context: Path, tmp_path: Path
+) -> None:
+    """A committed `.dockerignore` that links to a file outside the context (any file of the
+    machine, or /dev/zero) is an error saying so, not read; a link inside the context is read."""
+    (tmp_path / "outside.txt").write_text("src\n")
+    (context / ".dockerignore").unlink()
+    (context / ".dockerignore").symlink_to(tmp_path / "outside.txt")
+    with pytest.raises(PermanentError, match=r"^the build context's \.dockerignore links outside"):
+        Engine.context_files(context, "Dockerfile")
+    (context / "ignored").write_text("*.md\n")
+    (context / ".dockerignore").unlink()
+    (context / ".dockerignore").symlink_to("ignored")
+    assert "notes.md" not in Engine.context_files(context, "Dockerfile")
 
 
 def test_a_build_past_its_timeout_is_stopped_on_the_engine(
@@ -209,3 +228,28 @@ def test_a_deploy_needs_its_secrets_but_a_delete_does_not(
     )
     assert main(["stop", "-f", path, "-e", "e"]) == 0
     assert main(["delete", "-f", path, "-e", "e"]) == 0
+
+
+def test_a_context_that_turns_into_a_link_out_of_the_repository_after_loading_is_not_built(
+    docker_env: DockerBed, write_config: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """The build checks again what the file was checked for: a context replaced by a link to
+    /etc between loading and building fails the build, and the engine is sent nothing."""
+    busybox_context(tmp_path / "app", "true")
+    path = write_config(
+        "version: 1\ntargets: {l: {kind: docker}}\nservices:\n"
+        "  app: {type: job, build: ./app}\nenvironments: {e: {}}\n"
+    )
+    execution = Execution(Request(path, ["e"], "deploy"))
+    try:
+        (tmp_path / "app").rename(tmp_path / "gone")
+        (tmp_path / "app").symlink_to("/etc")
+        result = execution.perform([], Cancel())
+    finally:
+        execution.close()
+    assert result is not None and result.status == "failed"
+    assert result.failures == [
+        "e/l app build failed: services.app.build.context: must stay inside the repository: "
+        "'./app' leads outside the pipeline file's folder (paths are relative to it, links "
+        "followed)"
+    ]

@@ -60,11 +60,13 @@ class GitServer:
         parent: str | None = None,
         message: str = "A change",
         executable: Iterable[str] = (),
+        links: Iterable[str] = (),
     ) -> str:
         """Commit `files` (path → content; None removes the path) in the repository's real git
         history and point `branch` (default: the default branch) at it; returns its SHA. The
         parent is `parent`, else the branch's tip, else (a new branch) the default branch's. The
-        contents API answers from that commit's files. Paths in `executable` get mode 755."""
+        contents API answers from that commit's files. Paths in `executable` get mode 755; paths in
+        `links` are symbolic links to their content (git's mode 120000)."""
         r = self.repo(repo)
         bare = self._bare(r)
         branch = branch or r.default_branch
@@ -86,7 +88,13 @@ class GitServer:
                     continue
                 data = content.encode() if isinstance(content, str) else content
                 blob = self._git(bare, "hash-object", "-w", "--stdin", data=data)
-                mode = "100755" if name in set(executable) else "100644"
+                mode = (
+                    "120000"
+                    if name in set(links)
+                    else "100755"
+                    if name in set(executable)
+                    else "100644"
+                )
                 entries.append(f"{mode} {blob}\t{path}\n")
             info = "".join(entries).encode()
             self._git(bare, "update-index", "--index-info", data=info, env=extra)

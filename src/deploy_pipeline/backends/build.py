@@ -17,6 +17,7 @@ from pathlib import Path
 
 from deploy_pipeline.backends.base import StepContext, StepResult
 from deploy_pipeline.backends.engine import MANAGED, BuildStopped, Engine
+from deploy_pipeline.config import escapes, outside_message
 from deploy_pipeline.errors import Cancelled, PermanentError, StepError, StepTimeout, UsageError
 from deploy_pipeline.model import BuildSpec, Service
 
@@ -86,6 +87,11 @@ class Builder:
     def context(self, service: Service) -> tuple[Path, BuildSpec]:
         spec = service.build
         assert spec is not None
+        escaping = escapes(self.root, spec)  # checked when the file was read; the tree may move
+        if escaping is not None:
+            raise PermanentError(
+                f"services.{service.name}.build.{escaping}: {outside_message(spec, escaping)}"
+            )
         context = (self.root / spec.context).resolve()
         if not context.is_dir():
             raise UsageError(

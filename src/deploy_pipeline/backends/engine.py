@@ -134,6 +134,11 @@ class Engine:
         """The files Docker sends as the build context: everything but `.dockerignore`'s."""
         ignore = context / ".dockerignore"
         patterns: list[str] = []
+        if ignore.is_symlink() and not ignore.resolve().is_relative_to(context.resolve()):
+            # read on this machine: a link out of the context could be any file (or /dev/zero)
+            raise PermanentError(
+                "the build context's .dockerignore links outside the context; commit it as a file"
+            )
         if ignore.is_file():
             lines = ignore.read_text(encoding="utf-8").splitlines()
             patterns = [p.strip() for p in lines if p.strip() and not p.startswith("#")]

@@ -26,7 +26,7 @@ from prometheus_client import (
 
 from deploy_pipeline import checkout
 from deploy_pipeline.config import load_config
-from deploy_pipeline.errors import DeployPipelineError, StoreError, UsageError
+from deploy_pipeline.errors import ConfigErrors, DeployPipelineError, StoreError, UsageError
 from deploy_pipeline.execution import Execution, Request, RunObserver, Workspace
 from deploy_pipeline.github import GitHubClient, GitHubReporter
 from deploy_pipeline.model import ACTIONS, Action, Event
@@ -310,16 +310,40 @@ class Receiver:
     def prepare(self, job: Job, action: Action) -> Execution:
         """The job's run, ready: its pipeline file, the preview made on its first push."""
         config = self.pipeline_for(job, action)
-        if job.pull_request is not None:
-            workspace = Workspace(config, state=self.state)
-            try:
-                workspace.preview(job.pull_request)
-            finally:
-                workspace.close()
+        trusted = self.trusted_for(config)
         request = Request(
-            config, [job.environment], action, list(job.services), supersede=True, state=self.state
+            config,
+            [job.environment],
+            action,
+            list(job.services),
+            supersede=True,
+            state=self.state,
+            trusted=trusted,
         )
-        return Execution(request)
+        try:
+            if job.pull_request is not None:
+                workspace = Workspace(config, state=self.state, trusted=trusted)
+                try:
+                    workspace.preview(job.pull_request)
+                finally:
+                    workspace.close()
+            execution = Execution(request)
+        except ConfigErrors:
+            if trusted is not None:  # a refused file is not kept: the preview's later runs (its
+                config.unlink(missing_ok=True)  # delete on close) and its page read -f FILE
+            raise
+        if execution.workspace.ignored:
+            log.warning(
+                "the pull request's %s sets %s: ignored, the receiver's own file decides them",
+                PIPELINE_FILE,
+                ", ".join(execution.workspace.ignored),
+                extra={
+                    "delivery": job.delivery,
+                    "pr": job.pull_request,
+                    "environment": job.environment,
+                },
+            )
+        return execution
 
     def after(self, job: Job, action: Action, outcome: str) -> None:
         """What a finished run leaves to do: keep previews within previews.max, and drop a
@@ -369,6 +393,11 @@ class Receiver:
         kept = self.checkout_of(environment) / PIPELINE_FILE
         return kept if self.source == "pull-request" and kept.exists() else self.config
 
+    def trusted_for(self, config: Path) -> Path | None:
+        """The file that decides what a run of `config` may reach: `-f FILE` when `config` is a
+        pull request's (see trust.py), else None (it is `-f FILE` itself)."""
+        return None if config == self.config else self.config
+
     def pipeline_for(self, job: Job, action: Action) -> Path:
         """The pipeline file a job runs: `-f FILE`, or with DEPLOY_PIPELINE_SOURCE=pull-request
         the PR head's, read through the API, with its build contexts fetched (depth 1)."""
@@ -386,6 +415,7 @@ class Receiver:
             )
         clone_url = self.github.clone_url(repository)
         checkout.fetch(clone_url, job.sha, self.github.token(repository), dest)
+        (dest / PIPELINE_FILE).unlink(missing_ok=True)  # a committed link: not written through
         (dest / PIPELINE_FILE).write_text(text)  # what the API said is what runs
         return dest / PIPELINE_FILE
 
@@ -419,7 +449,10 @@ class Receiver:
 
     def order(self, name: str, action: Action, services: Sequence[str]) -> str:
         """`POST /api/environments/{name}/{action}`: queued like a delivery; its id."""
-        workspace = Workspace(self.config_of(name), write=False, state=self.state)
+        config = self.config_of(name)
+        workspace = Workspace(
+            config, write=False, state=self.state, trusted=self.trusted_for(config)
+        )
         try:
             envs = workspace.environments()
             if name not in envs:

@@ -65,7 +65,9 @@ async def _environment(request: HttpRequest) -> Response:
 
 def environment_view(receiver: Receiver, name: str) -> dict[str, object] | None:
     """An environment as `GET /api/environments/{name}` shows it; None when there is none."""
-    workspace = Workspace(receiver.config_of(name), write=False, state=receiver.state)
+    config = receiver.config_of(name)
+    trusted = receiver.trusted_for(config)
+    workspace = Workspace(config, write=False, state=receiver.state, trusted=trusted)
     try:
         listed = next((e for e in workspace.listing() if e["name"] == name), None)
         if listed is None:
