@@ -252,6 +252,22 @@ def test_bad_usage_exits_2_with_what_there_is(
     assert main(["deploy", "-f", path]) == 2  # -e is required
 
 
+def test_a_clone_name_with_a_trailing_line_break_is_refused(
+    write_config: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`env clone staging $'zz\\n'` exits 2 with one escaped line: names must match whole."""
+    path = str(write_config(sim()))
+    assert main(["env", "clone", "staging", "zz\n", "-f", path]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        "error: environment names are lowercase letters, digits and '-' (at most 63), got 'zz\\n'\n"
+    )
+    assert main(["env", "list", "--format", "json", "-f", path]) == 0
+    listed = json.loads(capsys.readouterr().out)["environments"]
+    assert [e["name"] for e in listed] == ["staging"]
+
+
 def test_a_missing_file_says_how_to_fix_it(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -896,6 +896,41 @@ def test_service_names_must_be_dns_labels(write_config: WriteConfig) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        (
+            'services: {"api\\n": {type: container, image: x}}',
+            "services['api\\n']: service names are lowercase letters, digits and '-' (at most "
+            "63), starting and ending with a letter or digit, got 'api\\n'",
+        ),
+        (
+            'services: {api: {type: container, image: x}}\ntargets: {"eu\\n": {kind: docker}}',
+            "targets['eu\\n']: target names are lowercase letters, digits and '-', got 'eu\\n'",
+        ),
+        (
+            'services: {api: {type: container, image: x}}\nenvironments: {"dev\\n": {}}',
+            "environments['dev\\n']: environment names are lowercase letters, digits and '-', "
+            "got 'dev\\n'",
+        ),
+        (
+            'services: {api: {type: container, image: x, secrets: ["API_KEY\\n"]}}',
+            "services.api.secrets[0]: expected the name of an environment variable (letters, "
+            "digits, '_'), got 'API_KEY\\n'",
+        ),
+    ],
+    ids=["service", "target", "environment", "secret"],
+)
+def test_names_with_a_trailing_line_break_are_refused(
+    write_config: WriteConfig, section: str, expected: str
+) -> None:
+    """A name is checked whole: a valid name followed by a line break is refused, escaped."""
+    path = write_config(f"version: 1\n{section}\n")
+    found = problems(path)
+    assert len(found) == 1
+    assert re.fullmatch(rf"{re.escape(str(path))}:\d: {re.escape(expected)}", found[0])
+
+
 # --- default stages --------------------------------------------------------------------------
 
 

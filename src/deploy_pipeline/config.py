@@ -38,7 +38,9 @@ DEFAULT_FILE = ".deploy-pipeline.yml"
 MAX_NODES = 100_000
 MAX_DEPTH = 50
 SECTIONS = ("services", "targets", "environments")
-NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# Names are checked whole (fullmatch; `$` would also match before a final line break).
+NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
+VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 Loc = tuple[str | int, ...]
 
 
@@ -177,13 +179,13 @@ class _Walker:
         return result
 
 
-SIMPLE = re.compile(r"^[A-Za-z0-9_.\- ]+$")
+SIMPLE = re.compile(r"[A-Za-z0-9_.\- ]+")
 
 
 def quote(value: object) -> str:
     """A name as it appears in a message: quoted, and escaped if it could break the line."""
     text = str(value)
-    return f"'{text}'" if SIMPLE.match(text) else repr(text)
+    return f"'{text}'" if SIMPLE.fullmatch(text) else repr(text)
 
 
 def _path(loc: Iterable[str | int]) -> str:
@@ -191,7 +193,7 @@ def _path(loc: Iterable[str | int]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif not re.match(r"^[A-Za-z0-9_-]+$", part):
+        elif not re.fullmatch(r"[A-Za-z0-9_-]+", part):
             out += f"[{part!r}]"
         else:
             out += f".{part}" if out else part
@@ -425,7 +427,7 @@ class _Checker:
 
     def service(self, name: str, s: schema.ServiceModel, stages: tuple[str, ...]) -> Service:
         loc: Loc = ("services", name)
-        if not NAME.match(name):
+        if not NAME.fullmatch(name):
             self.error(
                 loc,
                 "service names are lowercase letters, digits and '-' (at most 63), "
@@ -470,7 +472,7 @@ class _Checker:
                 (*loc, "health"), f"expected an HTTP path starting with '/', got {quote(s.health)}"
             )
         for i, secret in enumerate(s.secrets):
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", secret):
+            if not VARIABLE.fullmatch(secret):
                 self.error(
                     (*loc, "secrets", i),
                     "expected the name of an environment variable "
@@ -508,7 +510,7 @@ class _Checker:
 
     def target(self, name: str, t: schema.TargetModel) -> Target:
         loc: Loc = ("targets", name)
-        if not NAME.match(name):
+        if not NAME.fullmatch(name):
             self.error(
                 loc, f"target names are lowercase letters, digits and '-', got {quote(name)}"
             )
@@ -551,7 +553,7 @@ class _Checker:
         strategy: schema.StrategyModel | None,
     ) -> Environment:
         loc: Loc = ("environments", name)
-        if not NAME.match(name):
+        if not NAME.fullmatch(name):
             self.error(
                 loc, f"environment names are lowercase letters, digits and '-', got {quote(name)}"
             )

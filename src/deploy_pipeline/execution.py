@@ -15,7 +15,7 @@ from typing import Literal, Protocol, TextIO, cast
 
 from deploy_pipeline.backends import KINDS, Backend, backend_class, create_backend
 from deploy_pipeline.backends.base import ImageChecker, RecordReader
-from deploy_pipeline.config import NAME, load_config
+from deploy_pipeline.config import NAME, load_config, quote
 from deploy_pipeline.errors import DeployPipelineError, UsageError
 from deploy_pipeline.events import EventBus, EventSink, Redactor
 from deploy_pipeline.model import (
@@ -212,9 +212,10 @@ class Workspace:
         """A new environment with the source's targets and a copy of its skipped set."""
         envs = self.environments()
         base = find_environment(envs, source)
-        if not NAME.match(new):
+        if not NAME.fullmatch(new):
             raise UsageError(
-                f"environment names are lowercase letters, digits and '-' (at most 63), got '{new}'"
+                "environment names are lowercase letters, digits and '-' (at most 63), "
+                f"got {quote(new)}"
             )
         if new in envs:
             raise UsageError(f"environment '{new}' already exists; pick another name")
@@ -244,10 +245,10 @@ class Workspace:
 
 def preview_name(pattern: str, number: int) -> str:
     name = pattern.replace("{number}", str(number))
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise UsageError(
-            f"previews.name '{pattern}' gives '{name}' for pull request #{number}: environment "
-            "names are lowercase letters, digits and '-' (at most 63)"
+            f"previews.name {quote(pattern)} gives {quote(name)} for pull request #{number}: "
+            "environment names are lowercase letters, digits and '-' (at most 63)"
         )
     return name
 
