@@ -931,6 +931,113 @@ def test_names_with_a_trailing_line_break_are_refused(
     assert re.fullmatch(rf"{re.escape(str(path))}:\d: {re.escape(expected)}", found[0])
 
 
+HOSTILE_STAGE = "x\n::warning::…\n::set-output name=status::hacked"
+
+
+def test_a_stage_name_with_line_breaks_is_refused_on_one_line(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stage name holding workflow commands on new lines is refused at load time, escaped."""
+    path = write_config(
+        f"version: 1\nstages: [data, apps, {json.dumps(HOSTILE_STAGE)}]\n"
+        "services: {api: {type: container, image: x}}\n"
+    )
+    code, out, err = validate(path, capsys)
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        f"{path}:2: stages[2]: stage names are single-line printable text of 1 to 100 "
+        "characters (letters, digits, spaces and punctuation; no line breaks, tabs or control "
+        "characters), got 'x\\n::warning::…\\n::set-output name=status::hacked'",
+        "1 problem found; nothing was run",
+    ]
+
+
+@pytest.mark.parametrize(
+    "stage",
+    ["", "   ", "a\tb", "a\rb", "a\u2028b", "a\u202eb", "a\x1b[31mb", "a\x85b", "x" * 101],
+    ids=["empty", "blank", "tab", "cr", "line-separator", "bidi", "escape", "nel", "too-long"],
+)
+def test_stage_names_must_be_single_line_printable_text(
+    write_config: WriteConfig, stage: str
+) -> None:
+    """Blank, overlong, or holding any control or invisible format character: refused."""
+    services = "services: {api: {type: container, image: x}}"
+    path = write_config(f"version: 1\nstages: [{json.dumps(stage)}]\n{services}\n")
+    [found] = problems(path)
+    assert found.startswith(f"{path}:2: stages[0]: stage names are single-line printable text")
+    assert "\n" not in found
+
+
+def test_stage_names_may_hold_spaces_punctuation_and_any_script(write_config: WriteConfig) -> None:
+    """Printable text is enough for a stage name: the default stages' style, accents, emoji."""
+    stages = ["0.DEFAULT DATABASE", "base de données", "🚀 ship it!", "x" * 100]
+    path = write_config(
+        f"version: 1\nstages: {json.dumps(stages, ensure_ascii=False)}\n"
+        "services: {api: {type: container, image: x}}\n"
+    )
+    assert load_config(path).stages == tuple(stages)
+
+
+@pytest.mark.parametrize(
+    ("service", "where"),
+    [
+        ('{type: container, image: "nginx\\n::error::x"}', "services.api.image"),
+        ('{type: container, image: x, port: 80, health: "/h\\n# Heading"}', "services.api.health"),
+        ('{type: job, image: x, schedule: "0 3 * * *\\n"}', "services.api.schedule"),
+        ('{type: container, image: x, env: {"A\\nB": "1"}}', "services.api.env['A\\nB']"),
+        ('{type: application, build: "./api\\r"}', "services.api.build.context"),
+        (
+            '{type: application, build: {context: ., dockerfile: "D\\n"}}',
+            "services.api.build.dockerfile",
+        ),
+        (
+            '{type: application, build: {context: ., target: "t\\u2029"}}',
+            "services.api.build.target",
+        ),
+        (
+            '{type: application, build: {context: ., args: {"K\\t": v}}}',
+            "services.api.build.args['K\\t']",
+        ),
+    ],
+    ids=["image", "health", "schedule", "env", "context", "dockerfile", "target", "args"],
+)
+def test_other_one_line_values_must_be_printable(
+    write_config: WriteConfig, service: str, where: str
+) -> None:
+    """Images, paths, schedules and variable names in a service are single-line text too."""
+    path = write_config(f"version: 1\nservices:\n  api: {service}\n")
+    [found] = problems(path)
+    assert found.startswith(f"{path}:3: {where}: expected single-line printable text (no line ")
+    assert "\n" not in found
+
+
+@pytest.mark.parametrize(
+    ("section", "where"),
+    [
+        ('registry: "r.example.com\\n"', "registry"),
+        ('targets: {eu: {kind: kubernetes, context: "eu\\n1"}}', "targets.eu.context"),
+        (
+            'targets: {eu: {kind: kubernetes, domain: "{service}.x\\n"}}',
+            "targets.eu.domain",
+        ),
+        (
+            'environments: {dev: {}}\npreviews: {from: dev, label: "preview\\n"}',
+            "previews.label",
+        ),
+    ],
+    ids=["registry", "context", "domain", "label"],
+)
+def test_registry_contexts_domains_and_labels_must_be_printable(
+    write_config: WriteConfig, section: str, where: str
+) -> None:
+    """The registry, a target's context and domain, and the previews' label are one line each."""
+    path = write_config(
+        f"version: 1\nservices: {{api: {{type: container, image: x}}}}\n{section}\n"
+    )
+    [found] = problems(path)
+    assert re.match(rf"{re.escape(str(path))}:\d: {re.escape(where)}: expected single-line", found)
+
+
 # --- default stages --------------------------------------------------------------------------
 
 
@@ -1248,6 +1355,46 @@ def test_schema_flags_what_validate_refuses(capsys: pytest.CaptureFixture[str]) 
         "'lambda' is not one of ['database', 'job', 'container', 'application']",
         "Additional properties are not allowed ('replics' was unexpected)",
     ]
+
+
+def test_schema_holds_the_rules_for_names(capsys: pytest.CaptureFixture[str]) -> None:
+    """Editors flag what `validate` refuses in names: a stage or an image with a line break,
+    a service name that is no DNS label, a secret that is no variable, a bad previews.name."""
+    document = schema_document(capsys)
+    assert jsonschema is not None, "the dev extras install jsonschema"
+    validator = jsonschema.Draft202012Validator(document)
+    good = {
+        "version": 1,
+        "stages": ["0.DEFAULT DATABASE", "🚀 ship"],
+        "services": {"api": {"type": "container", "image": "x", "secrets": ["API_KEY"]}},
+        "environments": {"dev": {}},
+        "previews": {"from": "dev", "name": "pr-{number}"},
+    }
+    assert list(validator.iter_errors(good)) == []
+    bad = {
+        "version": 1,
+        "stages": [HOSTILE_STAGE, " "],
+        "services": {
+            "api\n": {"type": "container", "image": "x\n"},
+            "web": {"type": "container", "image": "x", "secrets": ["API_KEY\n"]},
+        },
+        "environments": {"Dev": {}},
+        "previews": {"from": "dev", "name": "Preview_{number}"},
+    }
+    errors, flagged = list(validator.iter_errors(bad)), set()
+    while errors:  # an optional key's error sits under its anyOf: look inside
+        error = errors.pop()
+        flagged.add(tuple(error.absolute_path))
+        errors += error.context or []
+    assert flagged >= {
+        ("stages", 0),
+        ("stages", 1),
+        ("services",),
+        ("services", "api\n", "image"),
+        ("services", "web", "secrets", 0),
+        ("environments",),
+        ("previews", "name"),
+    }
 
 
 def test_wrong_shapes_everywhere_are_reported_line_by_line(

@@ -411,6 +411,7 @@ class _Checker:
                 ttl=m.previews.ttl,
                 max=m.previews.max,
             )
+        self.check_texts(m)
         self.raise_if_any()
         d = m.defaults
         return Pipeline(
@@ -583,3 +584,49 @@ class _Checker:
             strategy=Strategy(own.services, own.targets) if own else Strategy(),
             production=e.production,
         )
+
+    # --- text that is printed: names and one-line values --------------------------------------
+
+    def check_texts(self, m: schema.PipelineModel) -> None:
+        """Stage names and the file's other one-line values reach logs, job summaries and
+        pull-request comments: a line break or control character there could forge a line
+        (a workflow command, a Markdown heading), so each must be single-line printable text.
+        (References to stages, services and environments are checked against these names.)"""
+        for i, stage in enumerate(m.stages or ()):
+            if not one_line(stage) or len(stage) > STAGE_MAX:
+                self.error(
+                    ("stages", i),
+                    f"stage names are single-line printable text of 1 to {STAGE_MAX} characters "
+                    "(letters, digits, spaces and punctuation; no line breaks, tabs or control "
+                    f"characters), got {_describe(stage)}",
+                )
+        texts: list[tuple[Loc, str | None]] = [(("registry",), m.registry)]
+        if m.previews is not None:
+            texts.append((("previews", "label"), m.previews.label))
+        for name, t in m.targets.items():
+            texts += [(("targets", name, key), getattr(t, key)) for key in ("context", "domain")]
+        for name, s in m.services.items():
+            loc: Loc = ("services", name)
+            texts += [((*loc, key), getattr(s, key)) for key in ("image", "health", "schedule")]
+            texts += [((*loc, "env", key), key) for key in s.env]
+            if s.build is not None:
+                b = s.build
+                texts += [((*loc, "build", k), getattr(b, k)) for k in BUILD_TEXTS]
+                texts += [((*loc, "build", "args", key), key) for key in b.args]
+        for where, value in texts:
+            if value is not None and not one_line(value):
+                self.error(
+                    where,
+                    "expected single-line printable text (no line breaks, tabs or control "
+                    f"characters), got {_describe(value)}",
+                )
+
+
+STAGE_MAX = 100
+BUILD_TEXTS = ("context", "dockerfile", "target")
+
+
+def one_line(text: str) -> bool:
+    """Printable characters and spaces, not blank: no line break, tab, control or invisible
+    format character (a bidirectional override, say) that could change what a reader sees."""
+    return text.strip() != "" and text.isprintable()

@@ -66,6 +66,36 @@ Duration = Annotated[
         }
     ),
 ]
+# For editors, the rules `config` checks with its own messages. `(?![\s\S])` ends the text in
+# every regex dialect (`$` may match before a final line break, and `\Z` is Python's only).
+END = r"(?![\s\S])"
+# control characters, line and paragraph separators, and invisible format characters
+_HIDDEN = r"\u0000-\u001f\u007f-\u009f\u00ad\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff"
+ONE_LINE = rf"^[^{_HIDDEN}]*[^\s{_HIDDEN}][^{_HIDDEN}]*{END}"
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?" + END
+VARIABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*" + END
+# previews.name: an environment name around {number}
+TEMPLATE = r"^([a-z0-9][-a-z0-9]*)?\{number\}([-a-z0-9]*[a-z0-9])?" + END
+Line = Annotated[str, WithJsonSchema({"type": "string", "pattern": ONE_LINE})]
+Variable = Annotated[str, WithJsonSchema({"type": "string", "pattern": VARIABLE_PATTERN})]
+StageName = Annotated[
+    str,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "maxLength": 100,
+            "pattern": ONE_LINE,
+            "description": "single-line printable text",
+        }
+    ),
+]
+
+
+def _names(pattern: str) -> Any:
+    """A mapping whose keys must match `pattern` (JSON Schema's propertyNames)."""
+    return Field(default={}, json_schema_extra={"propertyNames": {"pattern": pattern}})
+
+
 Scalar = str | int | float | bool
 TextList = Annotated[list[str], BeforeValidator(_text_list, json_schema_input_type=list[Scalar])]
 TextMap = Annotated[
@@ -80,10 +110,10 @@ class Strict(BaseModel):
 
 
 class BuildModel(Strict):
-    context: str = Field(min_length=1)
-    dockerfile: str = "Dockerfile"
-    args: TextMap = {}
-    target: str | None = None
+    context: Line = Field(min_length=1)
+    dockerfile: Line = "Dockerfile"
+    args: TextMap = _names(ONE_LINE)
+    target: Line | None = None
 
 
 Quantity = Annotated[str | None, BeforeValidator(_scalar_text)]
@@ -98,19 +128,19 @@ class ResourcesModel(Strict):
 
 class ServiceModel(Strict):
     type: Literal["database", "job", "container", "application"]
-    image: str | None = None
+    image: Line | None = None
     build: Annotated[
         BuildModel | None,
         BeforeValidator(_context_only, json_schema_input_type=str | BuildModel | None),
     ] = None
     command: TextList | None = None
-    env: TextMap = {}
+    env: TextMap = _names(ONE_LINE)
     port: int | None = Field(default=None, ge=1, le=65535)
     replicas: int | None = Field(default=None, ge=0, le=1000)
-    health: str | None = None
-    secrets: list[str] = []
-    stage: str | None = None
-    schedule: str | None = None
+    health: Line | None = None
+    secrets: list[Variable] = []
+    stage: StageName | None = None
+    schedule: Line | None = None
     public: bool = False
     timeout: Duration | None = None
     resources: ResourcesModel | None = None
@@ -118,8 +148,8 @@ class ServiceModel(Strict):
 
 class TargetModel(Strict):
     kind: Literal["docker", "kubernetes", "simulated"]
-    context: str | None = None
-    domain: str | None = (
+    context: Line | None = None
+    domain: Line | None = (
         None  # kubernetes: public services' host, e.g. {service}.{environment}.example.com
     )
     durations: dict[str, dict[Phase, Duration]] = {}
@@ -150,8 +180,8 @@ class DefaultsModel(Strict):
 class PreviewsModel(Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     from_: str = Field(alias="from")
-    name: str = "pr-{number}"
-    label: str | None = None  # previews only for pull requests carrying this label
+    name: Annotated[str, WithJsonSchema({"type": "string", "pattern": TEMPLATE})] = "pr-{number}"
+    label: Line | None = None  # previews only for pull requests carrying this label
     drafts: bool = False  # draft pull requests get previews too
     forks: bool = False  # pull requests from forks get previews (and the secrets) too
     ttl: Duration | None = None  # a preview is deleted this long after its last push
@@ -165,13 +195,15 @@ class PipelineModel(Strict):
         extra="forbid", frozen=True, title="deploy-pipeline configuration (version 1)"
     )
     version: Literal[1]
-    registry: str | None = None
+    registry: Line | None = None
     defaults: DefaultsModel = DefaultsModel()
-    stages: list[str] | None = None
+    stages: list[StageName] | None = None
     strategy: StrategyModel | None = None
-    targets: dict[str, TargetModel] = {}
-    services: dict[str, ServiceModel]
-    environments: dict[str, EnvironmentModel] = {}
+    targets: dict[str, TargetModel] = _names(NAME_PATTERN)
+    services: dict[str, ServiceModel] = Field(
+        json_schema_extra={"propertyNames": {"pattern": NAME_PATTERN}}
+    )
+    environments: dict[str, EnvironmentModel] = _names(NAME_PATTERN)
     previews: PreviewsModel | None = None
 
 
