@@ -268,6 +268,24 @@ def test_a_clone_name_with_a_trailing_line_break_is_refused(
     assert [e["name"] for e in listed] == ["staging"]
 
 
+def test_the_longest_timeout_runs_and_a_longer_one_is_refused_before_running(
+    write_config: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 7d timeout runs to the end; `defaults.timeout: 200000d` exits 2 instead of crashing."""
+    week = write_config(sim().replace("stages:", "defaults: {timeout: 7d}\nstages:"))
+    assert main(["deploy", "-f", str(week), "-e", "staging", "--dry-run"]) == 0
+    capsys.readouterr()
+    ages = write_config(sim().replace("stages:", "defaults: {timeout: 200000d}\nstages:"))
+    assert main(["deploy", "-f", str(ages), "-e", "staging", "--dry-run"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        f"{ages}:3: defaults.timeout: expected a timeout from 0 to 7d (like 30s, 10m, 2h or 1d), "
+        "got '200000d'",
+        "1 problem found; nothing was run",
+    ]
+
+
 def test_a_missing_file_says_how_to_fix_it(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from deploy_pipeline.cli import main
-from deploy_pipeline.config import load_config
+from deploy_pipeline.config import load_config, quote
 from deploy_pipeline.errors import ConfigErrors
 from deploy_pipeline.model import (
     BuildSpec,
@@ -314,6 +314,51 @@ def test_bad_durations_are_reported_wherever_they_appear(write_config: WriteConf
     ]
 
 
+def test_a_timeout_past_a_week_is_refused_with_the_range(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`defaults.timeout: 200000d` is refused by `validate` (it crashed a run) with the range."""
+    path = write_config("""\
+        version: 1
+        defaults: {timeout: 200000d}
+        services:
+          api: {type: container, image: x, timeout: 8d}
+          web: {type: container, image: x, timeout: 7d}
+        """)
+    code, out, err = validate(path, capsys)
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        f"{path}:2: defaults.timeout: expected a timeout from 0 to 7d (like 30s, 10m, 2h or 1d), "
+        "got '200000d'",
+        f"{path}:4: services.api.timeout: expected a timeout from 0 to 7d (like 30s, 10m, 2h or "
+        "1d), got '8d'",
+        "2 problems found; nothing was run",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("written", "shown"),
+    [("366d", "'366d'"), ("1.0e+300", "1e+300"), ("9" * 400 + "d", "'" + "9" * 56 + "...'")],
+    ids=["366d", "1e300", "400-digits"],
+)
+def test_any_duration_past_a_year_is_refused(
+    write_config: WriteConfig, written: str, shown: str
+) -> None:
+    """Simulated durations and previews.ttl, however written, stay within a year."""
+    path = write_config(f"""\
+        version: 1
+        targets: {{sim: {{kind: simulated, durations: {{api: {{deploy: {written}}}}}}}}}
+        services: {{api: {{type: container, image: x}}}}
+        environments: {{dev: {{}}}}
+        previews: {{from: dev, ttl: {written}}}
+        """)
+    range_ = "expected a duration from 0 to 365d (like 30s, 10m, 2h or 1d), got"
+    assert problems(path) == [
+        f"{path}:2: targets.sim.durations.api.deploy: {range_} {shown}",
+        f"{path}:5: previews.ttl: {range_} {shown}",
+    ]
+
+
 # --- version is checked first ----------------------------------------------------------------
 
 
@@ -573,6 +618,37 @@ def test_preview_housekeeping_reads_ttl_in_days_and_a_positive_max(
         f"{bad}:4: previews.ttl: expected a duration like 250ms, 2s, 10m, 1h or 3d, got 'soon'",
         f"{bad}:4: previews.max: expected a number ≥ 1, got 0",
     ]
+
+
+@pytest.mark.parametrize(
+    ("template", "shown"),
+    [
+        ("Preview_{number}", "gives 'Preview_1' for pull request #1"),
+        ("{number}-", "gives '1-' for pull request #1"),
+        ("pr-{number}-" + "x" * 50, "gives 'pr-9999999999-" + "x" * 50 + "' for pull request "),
+        ("pr-{number}\\n", "gives 'pr-1\\n' for pull request #1"),
+    ],
+    ids=["underscore-capitals", "ends-with-dash", "too-long", "line-break"],
+)
+def test_previews_name_must_give_an_environment_name(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str], template: str, shown: str
+) -> None:
+    """A previews.name that gives no valid environment name for some PR fails `validate`."""
+    path = write_config(f"""\
+        version: 1
+        services: {{api: {{type: container, image: x}}}}
+        environments: {{staging: {{}}}}
+        previews: {{from: staging, name: "{template}"}}
+        """)
+    code, out, err = validate(path, capsys)
+    assert (code, out) == (2, "")
+    [located, _] = err.splitlines()
+    written = yaml.safe_load(f'"{template}"')  # as YAML reads it: \\n is a line break
+    assert located.startswith(f"{path}:4: previews.name: {shown}")
+    assert located.endswith(
+        ", which is no environment name (lowercase letters, digits and '-', at most 63, starting "
+        f"and ending with a letter or digit); write it like pr-{{number}}, got {quote(written)}"
+    )
 
 
 def test_simulated_durations_and_failures_name_services(write_config: WriteConfig) -> None:

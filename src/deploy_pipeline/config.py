@@ -396,12 +396,7 @@ class _Checker:
         previews = None
         if m.previews is not None:
             self.refer(("previews", "from"), "environment", m.previews.from_)
-            if "{number}" not in m.previews.name:
-                self.error(
-                    ("previews", "name"),
-                    "must contain {number} so each pull request gets "
-                    f"its own environment, got {quote(m.previews.name)}",
-                )
+            self.preview_template(m.previews.name)
             previews = Previews(
                 source=m.previews.from_,
                 name=m.previews.name,
@@ -585,6 +580,27 @@ class _Checker:
             production=e.production,
         )
 
+    def preview_template(self, template: str) -> None:
+        """previews.name must give a valid environment name for every pull request: checked
+        here with a short and a long number, not at the first pull request's run."""
+        if "{number}" not in template:
+            self.error(
+                ("previews", "name"),
+                "must contain {number} so each pull request gets "
+                f"its own environment, got {quote(template)}",
+            )
+            return
+        for number in PR_SAMPLES:
+            name = template.replace("{number}", str(number))
+            if not NAME.fullmatch(name):
+                self.error(
+                    ("previews", "name"),
+                    f"gives {quote(name)} for pull request #{number}, which is no environment "
+                    "name (lowercase letters, digits and '-', at most 63, starting and ending "
+                    f"with a letter or digit); write it like pr-{{number}}, got {quote(template)}",
+                )
+                return
+
     # --- text that is printed: names and one-line values --------------------------------------
 
     def check_texts(self, m: schema.PipelineModel) -> None:
@@ -623,6 +639,7 @@ class _Checker:
 
 
 STAGE_MAX = 100
+PR_SAMPLES = (1, 9_999_999_999)  # pull-request numbers: the shortest, and a long one
 BUILD_TEXTS = ("context", "dockerfile", "target")
 
 

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
+# `(?![\s\S])` ends a schema pattern in every regex dialect (`$` may match before a final line
+# break, and `\Z` is Python's only).
+END = r"(?![\s\S])"
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -53,22 +57,47 @@ def _context_only(value: object) -> object:
     return {"context": value} if isinstance(value, str) else value
 
 
-Duration = Annotated[
-    float,
-    BeforeValidator(parse_duration),
-    WithJsonSchema(
+DAY = 86400.0
+MAX_DURATION = 365 * DAY  # any duration: longer is a typo, and would overflow the clocks' waits
+MAX_TIMEOUT = 7 * DAY  # a step's timeout
+
+
+def _at_most(limit: float, what: str) -> Callable[[object], float]:
+    """A duration's parser that refuses more than `limit` seconds: every wait the runner and the
+    receiver make with it then fits the platform's clocks (200000d overflowed a queue's wait)."""
+
+    def check(value: object) -> float:
+        seconds = parse_duration(value)
+        if seconds > limit:
+            got = repr(value)
+            raise ValueError(
+                f"expected {what} from 0 to {limit / DAY:g}d (like 30s, 10m, 2h or 1d), got "
+                + (got if len(got) <= 60 else got[:57] + "...'")
+            )
+        return seconds
+
+    return check
+
+
+def _duration_schema(limit: float) -> WithJsonSchema:
+    return WithJsonSchema(
         {
             "anyOf": [
-                {"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d))+$"},
-                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d))+" + END},
+                {"type": "number", "minimum": 0, "maximum": limit},
             ],
-            "description": "250ms, 2s, 10m, 1h, 3d, or seconds",
+            "description": f"250ms, 2s, 10m, 1h, 3d, or seconds; at most {limit / DAY:g}d",
         }
-    ),
+    )
+
+
+Duration = Annotated[
+    float, BeforeValidator(_at_most(MAX_DURATION, "a duration")), _duration_schema(MAX_DURATION)
 ]
-# For editors, the rules `config` checks with its own messages. `(?![\s\S])` ends the text in
-# every regex dialect (`$` may match before a final line break, and `\Z` is Python's only).
-END = r"(?![\s\S])"
+Timeout = Annotated[
+    float, BeforeValidator(_at_most(MAX_TIMEOUT, "a timeout")), _duration_schema(MAX_TIMEOUT)
+]
+# For editors, the rules `config` checks with its own messages.
 # control characters, line and paragraph separators, and invisible format characters
 _HIDDEN = r"\u0000-\u001f\u007f-\u009f\u00ad\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff"
 ONE_LINE = rf"^[^{_HIDDEN}]*[^\s{_HIDDEN}][^{_HIDDEN}]*{END}"
@@ -142,7 +171,7 @@ class ServiceModel(Strict):
     stage: StageName | None = None
     schedule: Line | None = None
     public: bool = False
-    timeout: Duration | None = None
+    timeout: Timeout | None = None
     resources: ResourcesModel | None = None
 
 
@@ -172,7 +201,7 @@ class EnvironmentModel(Strict):
 
 class DefaultsModel(Strict):
     parallelism: int = Field(default=7, ge=1, le=256)
-    timeout: Duration = 600.0
+    timeout: Timeout = 600.0
     build_ahead: bool = True
     retries: int = Field(default=3, ge=0, le=20)
 
