@@ -5,7 +5,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -1272,6 +1275,79 @@ def test_robust_inputs_never_raise(tmp_path: Path, capsys: pytest.CaptureFixture
         code, out, err = validate(path, capsys)
         assert (code, out) == (2, "")
         assert err.startswith(f"{path}: cannot read it: ")
+
+
+NOT_READ = "1 problem found; nothing was run"
+
+
+def test_a_device_is_refused_not_read(capsys: pytest.CaptureFixture[str]) -> None:
+    """`-f /dev/zero` exits 2 saying it is no regular file (it ended in a MemoryError)."""
+    assert validate("/dev/zero", capsys) == (
+        2,
+        "",
+        "/dev/zero: cannot read it: it is not a regular file (a character device); pass -f the "
+        f"pipeline file\n{NOT_READ}\n",
+    )
+
+
+def test_a_named_pipe_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    """`-f` on a FIFO that nobody writes to exits 2 at once (it hung, waiting for a writer)."""
+    fifo = tmp_path / "pipe.yml"
+    os.mkfifo(fifo)
+    command = [sys.executable, "-m", "deploy_pipeline", "validate", "-f", str(fifo)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        f"{fifo}: cannot read it: it is not a regular file (a named pipe); pass -f the pipeline "
+        f"file\n{NOT_READ}\n"
+    )
+
+
+def test_a_file_over_a_mebibyte_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pipeline file is read up to 1 MiB; a longer one is refused, saying so."""
+    path = tmp_path / ".deploy-pipeline.yml"
+    path.write_text("version: 1\n" + "#" * (1024 * 1024), encoding="utf-8")
+    assert validate(path, capsys) == (
+        2,
+        "",
+        f"{path}: cannot read it: it is over 1 MiB; a pipeline file takes a few kilobytes\n"
+        f"{NOT_READ}\n",
+    )
+
+
+def test_a_link_leading_outside_its_folder_is_not_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pipeline file linked to a file elsewhere is refused without a word of that file (its
+    text was echoed in the problems: a pull request could link to a secret)."""
+    secret = tmp_path / "elsewhere" / "token"
+    secret.parent.mkdir()
+    secret.write_text("ghp_abcdefSECRET: hunter2\n", encoding="utf-8")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name, target in [("relative.yml", "../elsewhere/token"), ("absolute.yml", str(secret))]:
+        (repo / name).symlink_to(target)
+        code, out, err = validate(repo / name, capsys)
+        assert (code, out) == (2, "")
+        assert err == (
+            f"{repo / name}: a symbolic link leading outside its folder, not read: keep the "
+            "pipeline file in the folder it deploys (a link to a file inside that folder is "
+            f"fine)\n{NOT_READ}\n"
+        )
+
+
+def test_a_link_to_a_file_in_its_folder_is_read(tmp_path: Path) -> None:
+    """A pipeline file linked to another file inside its folder loads, named as given."""
+    real = tmp_path / "deploy" / "pipeline.yml"
+    real.parent.mkdir()
+    real.write_text("version: 1\nservices: {api: {type: container, image: x}}\n", "utf-8")
+    link = tmp_path / ".deploy-pipeline.yml"
+    link.symlink_to("deploy/pipeline.yml")
+    assert load_config(link).path == str(link)
+    real.write_text("version: 1\n", "utf-8")
+    assert problems(link) == [f"{link}:1: services: required, but missing"]
 
 
 def test_alias_bomb_is_refused(tmp_path: Path) -> None:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
 import re
+import stat
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -47,15 +49,57 @@ Loc = tuple[str | int, ...]
 def load_config(path: str | Path) -> Pipeline:
     """Read and check a pipeline file; raise ConfigErrors listing every problem found."""
     file = Path(path)
+    return parse_config(read_pipeline_file(file), str(file))
+
+
+MAX_FILE = 1024 * 1024
+KINDS = {
+    stat.S_IFDIR: "a folder",
+    stat.S_IFIFO: "a named pipe",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def read_pipeline_file(file: Path) -> str:
+    """The text of a pipeline file, which must be a regular file of at most 1 MiB inside the
+    folder it deploys: a pipe or a device is not read (it could hang or never end), and a link
+    leading elsewhere is not followed (its target's text would show in the error messages, and
+    a pull request could link to a secret). Errors name the path as given."""
+
+    def refuse(problem: str) -> ConfigErrors:
+        return ConfigErrors([ConfigError(str(file), None, "", problem)])
+
     try:
-        text = file.read_text(encoding="utf-8")
+        real = file.resolve(strict=True)
+        if not real.is_relative_to(file.absolute().parent.resolve()):
+            raise refuse(
+                "a symbolic link leading outside its folder, not read: keep the pipeline file "
+                "in the folder it deploys (a link to a file inside that folder is fine)"
+            )
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(real, flags)  # non-blocking: opening a named pipe does not wait for a writer
+        try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                kind = KINDS.get(stat.S_IFMT(mode), "not a file")
+                raise refuse(
+                    f"cannot read it: it is not a regular file ({kind}); pass -f the pipeline file"
+                )
+            with os.fdopen(fd, "rb", closefd=False) as stream:
+                data = stream.read(MAX_FILE + 1)
+        finally:
+            os.close(fd)
+        if len(data) > MAX_FILE:
+            raise refuse("cannot read it: it is over 1 MiB; a pipeline file takes a few kilobytes")
+        return data.decode("utf-8")
     except FileNotFoundError:
-        raise ConfigErrors(
-            [ConfigError(str(file), None, "", "no such file; create it or pass -f FILE")]
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigErrors([ConfigError(str(file), None, "", f"cannot read it: {exc}")]) from None
-    return parse_config(text, str(file))
+        raise refuse("no such file; create it or pass -f FILE") from None
+    except OSError as exc:
+        raise refuse(f"cannot read it: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise refuse(f"cannot read it: {exc}") from None
 
 
 @functools.lru_cache(maxsize=16)
