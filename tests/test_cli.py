@@ -351,6 +351,25 @@ def test_plan_piped_into_head_exits_0_without_a_traceback(
     assert (done.returncode, done.stdout, done.stderr) == (0, "{", "")
 
 
+def test_a_secret_under_four_characters_is_refused_before_anything_runs(
+    write_config: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A secret value too short to be masked in logs stops the run before it starts, exit 2."""
+    path = str(write_config(sim().replace("port: 8000,", "port: 8000, secrets: [API_KEY],")))
+    monkeypatch.setenv("API_KEY", "abc")
+    assert main(["deploy", "-f", path, "-e", "staging", "--events", "jsonl"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        "error: secret API_KEY (for api) is under 4 characters: too short to mask in logs; "
+        "give it a longer value\n"
+    )
+    monkeypatch.setenv("API_KEY", "abcd")
+    assert main(["deploy", "-f", path, "-e", "staging", "--events", "jsonl"]) == 0
+
+
 def test_a_missing_file_says_how_to_fix_it(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

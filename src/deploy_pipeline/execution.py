@@ -17,7 +17,7 @@ from deploy_pipeline.backends import KINDS, Backend, backend_class, create_backe
 from deploy_pipeline.backends.base import ImageChecker, RecordReader
 from deploy_pipeline.config import NAME, load_config, quote
 from deploy_pipeline.errors import DeployPipelineError, UsageError
-from deploy_pipeline.events import EventBus, EventSink, Redactor
+from deploy_pipeline.events import MIN_SECRET, EventBus, EventSink, Redactor
 from deploy_pipeline.model import (
     Action,
     Environment,
@@ -243,6 +243,24 @@ class Workspace:
             self.store.close()
 
 
+def _check_maskable(secrets: Mapping[str, Mapping[str, str]]) -> None:
+    """A secret value under 4 characters cannot be masked in logs (masking it would mask
+    ordinary words), so a run that would hand one over does not start."""
+    short: dict[str, list[str]] = {}
+    for service, values in secrets.items():
+        for name, value in values.items():
+            if 0 < len(value) < MIN_SECRET:
+                short.setdefault(name, []).append(service)
+    if short:
+        listed = "; ".join(f"{name} (for {', '.join(users)})" for name, users in short.items())
+        one = len(short) == 1
+        raise UsageError(
+            f"secret{'' if one else 's'} {listed} {'is' if one else 'are'} under {MIN_SECRET} "
+            "characters: too short to mask in logs; give "
+            f"{'it a longer value' if one else 'them longer values'}"
+        )
+
+
 def preview_name(pattern: str, number: int) -> str:
     name = pattern.replace("{number}", str(number))
     if not NAME.fullmatch(name):
@@ -329,10 +347,12 @@ class Execution:
                 f"secrets not set in the environment: {listed}; export them before deploying, "
                 "or rehearse with --dry-run"
             )
-        return {
+        secrets = {
             svc.name: {n: environ[n] for n in svc.secrets if n in environ}
             for svc in needed.values()
         }
+        _check_maskable(secrets)
+        return secrets
 
     @property
     def redactor(self) -> Redactor:
