@@ -252,6 +252,124 @@ def test_bad_usage_exits_2_with_what_there_is(
     assert main(["deploy", "-f", path]) == 2  # -e is required
 
 
+def test_a_clone_name_with_a_trailing_line_break_is_refused(
+    write_config: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`env clone staging $'zz\\n'` exits 2 with one escaped line: names must match whole."""
+    path = str(write_config(sim()))
+    assert main(["env", "clone", "staging", "zz\n", "-f", path]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        "error: environment names are lowercase letters, digits and '-' (at most 63), got 'zz\\n'\n"
+    )
+    assert main(["env", "list", "--format", "json", "-f", path]) == 0
+    listed = json.loads(capsys.readouterr().out)["environments"]
+    assert [e["name"] for e in listed] == ["staging"]
+
+
+def test_the_longest_timeout_runs_and_a_longer_one_is_refused_before_running(
+    write_config: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 7d timeout runs to the end; `defaults.timeout: 200000d` exits 2 instead of crashing."""
+    week = write_config(sim().replace("stages:", "defaults: {timeout: 7d}\nstages:"))
+    assert main(["deploy", "-f", str(week), "-e", "staging", "--dry-run"]) == 0
+    capsys.readouterr()
+    ages = write_config(sim().replace("stages:", "defaults: {timeout: 200000d}\nstages:"))
+    assert main(["deploy", "-f", str(ages), "-e", "staging", "--dry-run"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        f"{ages}:3: defaults.timeout: expected a timeout from 0 to 7d (like 30s, 10m, 2h or 1d), "
+        "got '200000d'",
+        "1 problem found; nothing was run",
+    ]
+
+
+def gone_reader(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI with a stdout whose reader has already left (as `| head -c 1` leaves)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "deploy_pipeline", *args],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write)
+
+
+def test_a_reader_that_leaves_gets_no_traceback(write_config: Callable[[str], Path]) -> None:
+    """`plan`, `schema` and `env list` into a closed pipe exit 0 quietly (a BrokenPipeError)."""
+    path = str(write_config(sim()))
+    for args in (
+        ["plan", "-f", path, "-e", "staging", "--format", "json"],
+        ["plan", "-f", path, "-e", "staging"],
+        ["schema"],
+        ["env", "list", "-f", path],
+    ):
+        done = gone_reader(*args)
+        assert (done.returncode, done.stderr) == (0, ""), args
+
+
+def test_a_run_goes_on_when_its_reader_leaves_and_keeps_its_exit_code(
+    write_config: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A deploy whose stdout reader left runs to the end: 0 when it succeeds, 1 when it fails."""
+    good = str(write_config(sim(), name="good.yml"))
+    done = gone_reader("deploy", "-f", good, "-e", "staging", "--events", "jsonl")
+    assert done.returncode == 0
+    assert "Traceback" not in done.stderr
+    assert "✔ deploy succeeded" in done.stderr  # the summary goes to stderr with jsonl
+    assert main(["env", "list", "--format", "json", "-f", good]) == 0
+    [staging] = json.loads(capsys.readouterr().out)["environments"]
+    assert staging["status"] == "deployed"
+    bad = str(write_config(sim(fail="{web: deploy}"), name="bad.yml"))
+    done = gone_reader("deploy", "-f", bad, "-e", "staging")
+    assert (done.returncode, done.stderr) == (1, "")
+
+
+def test_plan_piped_into_head_exits_0_without_a_traceback(
+    write_config: Callable[[str], Path],
+) -> None:
+    """The issue's `plan --format json | head -c 1`, under pipefail: `{` and a clean exit."""
+    path = write_config(sim())
+    command = (
+        f"{sys.executable} -m deploy_pipeline plan -f {path} -e staging --format json | head -c 1"
+    )
+    done = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "{", "")
+
+
+def test_a_secret_under_four_characters_is_refused_before_anything_runs(
+    write_config: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A secret value too short to be masked in logs stops the run before it starts, exit 2."""
+    path = str(write_config(sim().replace("port: 8000,", "port: 8000, secrets: [API_KEY],")))
+    monkeypatch.setenv("API_KEY", "abc")
+    assert main(["deploy", "-f", path, "-e", "staging", "--events", "jsonl"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        "error: secret API_KEY (for api) is under 4 characters: too short to mask in logs; "
+        "give it a longer value\n"
+    )
+    monkeypatch.setenv("API_KEY", "abcd")
+    assert main(["deploy", "-f", path, "-e", "staging", "--events", "jsonl"]) == 0
+
+
 def test_a_missing_file_says_how_to_fix_it(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -5,7 +5,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +16,7 @@ import pytest
 import yaml
 
 from deploy_pipeline.cli import main
-from deploy_pipeline.config import load_config
+from deploy_pipeline.config import load_config, quote
 from deploy_pipeline.errors import ConfigErrors
 from deploy_pipeline.model import (
     BuildSpec,
@@ -315,6 +318,51 @@ def test_bad_durations_are_reported_wherever_they_appear(write_config: WriteConf
     ]
 
 
+def test_a_timeout_past_a_week_is_refused_with_the_range(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`defaults.timeout: 200000d` is refused by `validate` (it crashed a run) with the range."""
+    path = write_config("""\
+        version: 1
+        defaults: {timeout: 200000d}
+        services:
+          api: {type: container, image: x, timeout: 8d}
+          web: {type: container, image: x, timeout: 7d}
+        """)
+    code, out, err = validate(path, capsys)
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        f"{path}:2: defaults.timeout: expected a timeout from 0 to 7d (like 30s, 10m, 2h or 1d), "
+        "got '200000d'",
+        f"{path}:4: services.api.timeout: expected a timeout from 0 to 7d (like 30s, 10m, 2h or "
+        "1d), got '8d'",
+        "2 problems found; nothing was run",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("written", "shown"),
+    [("366d", "'366d'"), ("1.0e+300", "1e+300"), ("9" * 400 + "d", "'" + "9" * 56 + "...'")],
+    ids=["366d", "1e300", "400-digits"],
+)
+def test_any_duration_past_a_year_is_refused(
+    write_config: WriteConfig, written: str, shown: str
+) -> None:
+    """Simulated durations and previews.ttl, however written, stay within a year."""
+    path = write_config(f"""\
+        version: 1
+        targets: {{sim: {{kind: simulated, durations: {{api: {{deploy: {written}}}}}}}}}
+        services: {{api: {{type: container, image: x}}}}
+        environments: {{dev: {{}}}}
+        previews: {{from: dev, ttl: {written}}}
+        """)
+    range_ = "expected a duration from 0 to 365d (like 30s, 10m, 2h or 1d), got"
+    assert problems(path) == [
+        f"{path}:2: targets.sim.durations.api.deploy: {range_} {shown}",
+        f"{path}:5: previews.ttl: {range_} {shown}",
+    ]
+
+
 # --- version is checked first ----------------------------------------------------------------
 
 
@@ -574,6 +622,37 @@ def test_preview_housekeeping_reads_ttl_in_days_and_a_positive_max(
         f"{bad}:4: previews.ttl: expected a duration like 250ms, 2s, 10m, 1h or 3d, got 'soon'",
         f"{bad}:4: previews.max: expected a number ≥ 1, got 0",
     ]
+
+
+@pytest.mark.parametrize(
+    ("template", "shown"),
+    [
+        ("Preview_{number}", "gives 'Preview_1' for pull request #1"),
+        ("{number}-", "gives '1-' for pull request #1"),
+        ("pr-{number}-" + "x" * 50, "gives 'pr-9999999999-" + "x" * 50 + "' for pull request "),
+        ("pr-{number}\\n", "gives 'pr-1\\n' for pull request #1"),
+    ],
+    ids=["underscore-capitals", "ends-with-dash", "too-long", "line-break"],
+)
+def test_previews_name_must_give_an_environment_name(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str], template: str, shown: str
+) -> None:
+    """A previews.name that gives no valid environment name for some PR fails `validate`."""
+    path = write_config(f"""\
+        version: 1
+        services: {{api: {{type: container, image: x}}}}
+        environments: {{staging: {{}}}}
+        previews: {{from: staging, name: "{template}"}}
+        """)
+    code, out, err = validate(path, capsys)
+    assert (code, out) == (2, "")
+    [located, _] = err.splitlines()
+    written = yaml.safe_load(f'"{template}"')  # as YAML reads it: \\n is a line break
+    assert located.startswith(f"{path}:4: previews.name: {shown}")
+    assert located.endswith(
+        ", which is no environment name (lowercase letters, digits and '-', at most 63, starting "
+        f"and ending with a letter or digit); write it like pr-{{number}}, got {quote(written)}"
+    )
 
 
 def test_simulated_durations_and_failures_name_services(write_config: WriteConfig) -> None:
@@ -897,6 +976,148 @@ def test_service_names_must_be_dns_labels(write_config: WriteConfig) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        (
+            'services: {"api\\n": {type: container, image: x}}',
+            "services['api\\n']: service names are lowercase letters, digits and '-' (at most "
+            "63), starting and ending with a letter or digit, got 'api\\n'",
+        ),
+        (
+            'services: {api: {type: container, image: x}}\ntargets: {"eu\\n": {kind: docker}}',
+            "targets['eu\\n']: target names are lowercase letters, digits and '-', got 'eu\\n'",
+        ),
+        (
+            'services: {api: {type: container, image: x}}\nenvironments: {"dev\\n": {}}',
+            "environments['dev\\n']: environment names are lowercase letters, digits and '-', "
+            "got 'dev\\n'",
+        ),
+        (
+            'services: {api: {type: container, image: x, secrets: ["API_KEY\\n"]}}',
+            "services.api.secrets[0]: expected the name of an environment variable (letters, "
+            "digits, '_'), got 'API_KEY\\n'",
+        ),
+    ],
+    ids=["service", "target", "environment", "secret"],
+)
+def test_names_with_a_trailing_line_break_are_refused(
+    write_config: WriteConfig, section: str, expected: str
+) -> None:
+    """A name is checked whole: a valid name followed by a line break is refused, escaped."""
+    path = write_config(f"version: 1\n{section}\n")
+    found = problems(path)
+    assert len(found) == 1
+    assert re.fullmatch(rf"{re.escape(str(path))}:\d: {re.escape(expected)}", found[0])
+
+
+HOSTILE_STAGE = "x\n::warning::…\n::set-output name=status::hacked"
+
+
+def test_a_stage_name_with_line_breaks_is_refused_on_one_line(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stage name holding workflow commands on new lines is refused at load time, escaped."""
+    path = write_config(
+        f"version: 1\nstages: [data, apps, {json.dumps(HOSTILE_STAGE)}]\n"
+        "services: {api: {type: container, image: x}}\n"
+    )
+    code, out, err = validate(path, capsys)
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        f"{path}:2: stages[2]: stage names are single-line printable text of 1 to 100 "
+        "characters (letters, digits, spaces and punctuation; no line breaks, tabs or control "
+        "characters), got 'x\\n::warning::…\\n::set-output name=status::hacked'",
+        "1 problem found; nothing was run",
+    ]
+
+
+@pytest.mark.parametrize(
+    "stage",
+    ["", "   ", "a\tb", "a\rb", "a\u2028b", "a\u202eb", "a\x1b[31mb", "a\x85b", "x" * 101],
+    ids=["empty", "blank", "tab", "cr", "line-separator", "bidi", "escape", "nel", "too-long"],
+)
+def test_stage_names_must_be_single_line_printable_text(
+    write_config: WriteConfig, stage: str
+) -> None:
+    """Blank, overlong, or holding any control or invisible format character: refused."""
+    services = "services: {api: {type: container, image: x}}"
+    path = write_config(f"version: 1\nstages: [{json.dumps(stage)}]\n{services}\n")
+    [found] = problems(path)
+    assert found.startswith(f"{path}:2: stages[0]: stage names are single-line printable text")
+    assert "\n" not in found
+
+
+def test_stage_names_may_hold_spaces_punctuation_and_any_script(write_config: WriteConfig) -> None:
+    """Printable text is enough for a stage name: the default stages' style, accents, emoji."""
+    stages = ["0.DEFAULT DATABASE", "base de données", "🚀 ship it!", "x" * 100]
+    path = write_config(
+        f"version: 1\nstages: {json.dumps(stages, ensure_ascii=False)}\n"
+        "services: {api: {type: container, image: x}}\n"
+    )
+    assert load_config(path).stages == tuple(stages)
+
+
+@pytest.mark.parametrize(
+    ("service", "where"),
+    [
+        ('{type: container, image: "nginx\\n::error::x"}', "services.api.image"),
+        ('{type: container, image: x, port: 80, health: "/h\\n# Heading"}', "services.api.health"),
+        ('{type: job, image: x, schedule: "0 3 * * *\\n"}', "services.api.schedule"),
+        ('{type: container, image: x, env: {"A\\nB": "1"}}', "services.api.env['A\\nB']"),
+        ('{type: application, build: "./api\\r"}', "services.api.build.context"),
+        (
+            '{type: application, build: {context: ., dockerfile: "D\\n"}}',
+            "services.api.build.dockerfile",
+        ),
+        (
+            '{type: application, build: {context: ., target: "t\\u2029"}}',
+            "services.api.build.target",
+        ),
+        (
+            '{type: application, build: {context: ., args: {"K\\t": v}}}',
+            "services.api.build.args['K\\t']",
+        ),
+    ],
+    ids=["image", "health", "schedule", "env", "context", "dockerfile", "target", "args"],
+)
+def test_other_one_line_values_must_be_printable(
+    write_config: WriteConfig, service: str, where: str
+) -> None:
+    """Images, paths, schedules and variable names in a service are single-line text too."""
+    path = write_config(f"version: 1\nservices:\n  api: {service}\n")
+    [found] = problems(path)
+    assert found.startswith(f"{path}:3: {where}: expected single-line printable text (no line ")
+    assert "\n" not in found
+
+
+@pytest.mark.parametrize(
+    ("section", "where"),
+    [
+        ('registry: "r.example.com\\n"', "registry"),
+        ('targets: {eu: {kind: kubernetes, context: "eu\\n1"}}', "targets.eu.context"),
+        (
+            'targets: {eu: {kind: kubernetes, domain: "{service}.x\\n"}}',
+            "targets.eu.domain",
+        ),
+        (
+            'environments: {dev: {}}\npreviews: {from: dev, label: "preview\\n"}',
+            "previews.label",
+        ),
+    ],
+    ids=["registry", "context", "domain", "label"],
+)
+def test_registry_contexts_domains_and_labels_must_be_printable(
+    write_config: WriteConfig, section: str, where: str
+) -> None:
+    """The registry, a target's context and domain, and the previews' label are one line each."""
+    path = write_config(
+        f"version: 1\nservices: {{api: {{type: container, image: x}}}}\n{section}\n"
+    )
+    [found] = problems(path)
+    assert re.match(rf"{re.escape(str(path))}:\d: {re.escape(where)}: expected single-line", found)
+
+
 # --- default stages --------------------------------------------------------------------------
 
 
@@ -1057,6 +1278,79 @@ def test_robust_inputs_never_raise(tmp_path: Path, capsys: pytest.CaptureFixture
         assert err.startswith(f"{path}: cannot read it: ")
 
 
+NOT_READ = "1 problem found; nothing was run"
+
+
+def test_a_device_is_refused_not_read(capsys: pytest.CaptureFixture[str]) -> None:
+    """`-f /dev/zero` exits 2 saying it is no regular file (it ended in a MemoryError)."""
+    assert validate("/dev/zero", capsys) == (
+        2,
+        "",
+        "/dev/zero: cannot read it: it is not a regular file (a character device); pass -f the "
+        f"pipeline file\n{NOT_READ}\n",
+    )
+
+
+def test_a_named_pipe_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    """`-f` on a FIFO that nobody writes to exits 2 at once (it hung, waiting for a writer)."""
+    fifo = tmp_path / "pipe.yml"
+    os.mkfifo(fifo)
+    command = [sys.executable, "-m", "deploy_pipeline", "validate", "-f", str(fifo)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        f"{fifo}: cannot read it: it is not a regular file (a named pipe); pass -f the pipeline "
+        f"file\n{NOT_READ}\n"
+    )
+
+
+def test_a_file_over_a_mebibyte_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pipeline file is read up to 1 MiB; a longer one is refused, saying so."""
+    path = tmp_path / ".deploy-pipeline.yml"
+    path.write_text("version: 1\n" + "#" * (1024 * 1024), encoding="utf-8")
+    assert validate(path, capsys) == (
+        2,
+        "",
+        f"{path}: cannot read it: it is over 1 MiB; a pipeline file takes a few kilobytes\n"
+        f"{NOT_READ}\n",
+    )
+
+
+def test_a_link_leading_outside_its_folder_is_not_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pipeline file linked to a file elsewhere is refused without a word of that file (its
+    text was echoed in the problems: a pull request could link to a secret)."""
+    secret = tmp_path / "elsewhere" / "token"
+    secret.parent.mkdir()
+    secret.write_text("ghp_abcdefSECRET: hunter2\n", encoding="utf-8")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name, target in [("relative.yml", "../elsewhere/token"), ("absolute.yml", str(secret))]:
+        (repo / name).symlink_to(target)
+        code, out, err = validate(repo / name, capsys)
+        assert (code, out) == (2, "")
+        assert err == (
+            f"{repo / name}: a symbolic link leading outside its folder, not read: keep the "
+            "pipeline file in the folder it deploys (a link to a file inside that folder is "
+            f"fine)\n{NOT_READ}\n"
+        )
+
+
+def test_a_link_to_a_file_in_its_folder_is_read(tmp_path: Path) -> None:
+    """A pipeline file linked to another file inside its folder loads, named as given."""
+    real = tmp_path / "deploy" / "pipeline.yml"
+    real.parent.mkdir()
+    real.write_text("version: 1\nservices: {api: {type: container, image: x}}\n", "utf-8")
+    link = tmp_path / ".deploy-pipeline.yml"
+    link.symlink_to("deploy/pipeline.yml")
+    assert load_config(link).path == str(link)
+    real.write_text("version: 1\n", "utf-8")
+    assert problems(link) == [f"{link}:1: services: required, but missing"]
+
+
 def test_alias_bomb_is_refused(tmp_path: Path) -> None:
     """A file whose aliases expand to millions of values is refused before it is expanded."""
     lines = ["version: 1", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
@@ -1214,6 +1508,46 @@ def test_schema_flags_what_validate_refuses(capsys: pytest.CaptureFixture[str]) 
         "'lambda' is not one of ['database', 'job', 'container', 'application']",
         "Additional properties are not allowed ('replics' was unexpected)",
     ]
+
+
+def test_schema_holds_the_rules_for_names(capsys: pytest.CaptureFixture[str]) -> None:
+    """Editors flag what `validate` refuses in names: a stage or an image with a line break,
+    a service name that is no DNS label, a secret that is no variable, a bad previews.name."""
+    document = schema_document(capsys)
+    assert jsonschema is not None, "the dev extras install jsonschema"
+    validator = jsonschema.Draft202012Validator(document)
+    good = {
+        "version": 1,
+        "stages": ["0.DEFAULT DATABASE", "🚀 ship"],
+        "services": {"api": {"type": "container", "image": "x", "secrets": ["API_KEY"]}},
+        "environments": {"dev": {}},
+        "previews": {"from": "dev", "name": "pr-{number}"},
+    }
+    assert list(validator.iter_errors(good)) == []
+    bad = {
+        "version": 1,
+        "stages": [HOSTILE_STAGE, " "],
+        "services": {
+            "api\n": {"type": "container", "image": "x\n"},
+            "web": {"type": "container", "image": "x", "secrets": ["API_KEY\n"]},
+        },
+        "environments": {"Dev": {}},
+        "previews": {"from": "dev", "name": "Preview_{number}"},
+    }
+    errors, flagged = list(validator.iter_errors(bad)), set()
+    while errors:  # an optional key's error sits under its anyOf: look inside
+        error = errors.pop()
+        flagged.add(tuple(error.absolute_path))
+        errors += error.context or []
+    assert flagged >= {
+        ("stages", 0),
+        ("stages", 1),
+        ("services",),
+        ("services", "api\n", "image"),
+        ("services", "web", "secrets", 0),
+        ("environments",),
+        ("previews", "name"),
+    }
 
 
 def test_wrong_shapes_everywhere_are_reported_line_by_line(

@@ -290,3 +290,26 @@ def test_raw_bytes_are_validated_without_crashing(folder: Path, content: bytes) 
     path = folder / "bytes.yml"
     path.write_bytes(content)
     check_validate(path)
+
+
+@FAST
+@given(names=st.lists(st.one_of(st.text(max_size=12), st.sampled_from(WEIRD_TEXT)), min_size=1))
+def test_a_pipeline_loads_only_with_single_line_printable_stage_names(
+    folder: Path, names: list[str]
+) -> None:
+    """Whatever text names the stages, `validate` accepts the file exactly when every stage name
+    is printable, on one line, not blank and at most 100 characters (it reaches logs)."""
+    api = {"type": "container", "image": "x"}
+    document = {"version": 1, "stages": names, "services": {"api": api}}
+    path = folder / "stages.yml"
+    path.write_text(dump(document, None), encoding="utf-8")
+    read = yaml.safe_load(path.read_text(encoding="utf-8"))["stages"]
+    printable = all(n.strip() and n.isprintable() and len(n) <= 100 for n in read)
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(["validate", "-f", str(path)])
+    if len(set(read)) < len(read):  # a repeated name is its own problem
+        assert code == 2
+    else:
+        assert code == (0 if printable else 2), err.getvalue()
+    check_validate(path)

@@ -8,6 +8,8 @@ import threading
 
 from deploy_pipeline.backends.base import StepContext, StepResult
 from deploy_pipeline.errors import PermanentError, TransientError
+from deploy_pipeline.events import Collect, EventBus, Redactor
+from deploy_pipeline.model import Event
 from deploy_pipeline.runner import Cancel
 from tests.helpers import WAIT, barrier, gate, harness, until_cancelled
 
@@ -291,6 +293,29 @@ def test_secret_values_never_reach_an_event_or_the_summary() -> None:
     shown = " ".join([*(s.message for s in result.steps), *result.failures])
     assert "hunter22-secret" not in shown
     assert "postgres://app:***@db" in shown
+
+
+def test_a_secret_in_a_url_is_masked_in_the_event_and_the_summary() -> None:
+    """A URL a backend reports is masked like a message: in the event and the steps shown."""
+    text = many(1).replace("image: x}", "image: x, secrets: [TOKEN]}")
+    h = harness(
+        text,
+        hooks={"s0.deploy": lambda ctx: StepResult(url=f"https://{ctx.secrets['TOKEN']}@s0.test")},
+        secrets={"s0": {"TOKEN": "tok-hunter22"}},
+    )
+    result = h.execute()
+    assert result.status == "succeeded"
+    urls = [e.url for e in h.events.events if e.url]
+    assert urls == ["https://***@s0.test"]
+    assert [s.url for s in result.steps if s.url] == ["https://***@s0.test"]
+
+
+def test_the_event_bus_masks_an_events_url_as_it_masks_its_message() -> None:
+    """Whoever emits it, an event's URL reaches no sink with a secret value in it."""
+    seen = Collect()
+    bus = EventBus([seen], Redactor(["tok-hunter22"]))
+    bus(Event(0.0, "test", "i1", "s", "api", "deploy", "succeeded", "", "https://tok-hunter22@x"))
+    assert [e.url for e in seen.events] == ["https://***@x"]
 
 
 def test_stop_and_delete_run_the_stages_last_to_first() -> None:

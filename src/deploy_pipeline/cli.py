@@ -13,9 +13,10 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from contextlib import redirect_stdout
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from deploy_pipeline.errors import ConfigErrors, DeployPipelineError, UsageError
 
@@ -230,8 +231,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or bad usage (2)
         return int(exc.code or 0)
+    out = ReaderMayLeave(sys.stdout)
     try:
-        return _dispatch(args)
+        with redirect_stdout(out):
+            return _dispatch(args)
     except ConfigErrors as exc:
         for error in exc.errors:
             print(error, file=sys.stderr)
@@ -247,6 +250,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        out.finish()
+
+
+class ReaderMayLeave:
+    """stdout for one command, whose reader may stop reading (`plan | head -c 1`): from then on
+    the output is dropped, quietly, and the command goes on, so a run is never cut short by its
+    reader and the exit code stays the command's own. (It was a BrokenPipeError traceback.)"""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream, self.gone = stream, False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                self.stream.write(text)
+            except BrokenPipeError:
+                self.leave()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self.leave()
+
+    def leave(self) -> None:
+        """The Python docs' recipe: point the descriptor at /dev/null, so what is still buffered
+        (flushed again at exit) goes nowhere instead of raising again."""
+        self.gone = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # no descriptor (a test's capture): dropping is enough
+            pass
+
+    def finish(self) -> None:
+        self.flush()
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding… for rich's Console
+        return getattr(self.stream, name)
 
 
 def _count(n: int, word: str) -> str:

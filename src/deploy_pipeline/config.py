@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
 import re
+import stat
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -39,27 +41,71 @@ DEFAULT_FILE = ".deploy-pipeline.yml"
 MAX_NODES = 100_000
 MAX_DEPTH = 50
 SECTIONS = ("services", "targets", "environments")
-NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# Names are checked whole (fullmatch; `$` would also match before a final line break).
+NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
+VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 Loc = KeyPath
 
 
 def load_config(path: str | Path) -> Pipeline:
     """Read and check a pipeline file; raise ConfigErrors listing every problem found."""
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigErrors(
-            [ConfigError(str(file), None, "", "no such file; create it or pass -f FILE")]
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigErrors([ConfigError(str(file), None, "", f"cannot read it: {exc}")]) from None
-    pipeline = parse_config(text, str(file))
+    pipeline = parse_config(read_pipeline_file(file), str(file))
     # not in parse_config: what the paths lead to can change while the text stays the same
     errors = confine(pipeline, file.resolve().parent)
     if errors:
         raise ConfigErrors(errors)
     return pipeline
+
+
+MAX_FILE = 1024 * 1024
+KINDS = {
+    stat.S_IFDIR: "a folder",
+    stat.S_IFIFO: "a named pipe",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def read_pipeline_file(file: Path) -> str:
+    """The text of a pipeline file, which must be a regular file of at most 1 MiB inside the
+    folder it deploys: a pipe or a device is not read (it could hang or never end), and a link
+    leading elsewhere is not followed (its target's text would show in the error messages, and
+    a pull request could link to a secret). Errors name the path as given."""
+
+    def refuse(problem: str) -> ConfigErrors:
+        return ConfigErrors([ConfigError(str(file), None, "", problem)])
+
+    try:
+        real = file.resolve(strict=True)
+        if not real.is_relative_to(file.absolute().parent.resolve()):
+            raise refuse(
+                "a symbolic link leading outside its folder, not read: keep the pipeline file "
+                "in the folder it deploys (a link to a file inside that folder is fine)"
+            )
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(real, flags)  # non-blocking: opening a named pipe does not wait for a writer
+        try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                kind = KINDS.get(stat.S_IFMT(mode), "not a file")
+                raise refuse(
+                    f"cannot read it: it is not a regular file ({kind}); pass -f the pipeline file"
+                )
+            with os.fdopen(fd, "rb", closefd=False) as stream:
+                data = stream.read(MAX_FILE + 1)
+        finally:
+            os.close(fd)
+        if len(data) > MAX_FILE:
+            raise refuse("cannot read it: it is over 1 MiB; a pipeline file takes a few kilobytes")
+        return data.decode("utf-8")
+    except FileNotFoundError:
+        raise refuse("no such file; create it or pass -f FILE") from None
+    except OSError as exc:
+        raise refuse(f"cannot read it: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise refuse(f"cannot read it: {exc}") from None
 
 
 @functools.lru_cache(maxsize=16)
@@ -226,13 +272,13 @@ class _Walker:
         return result
 
 
-SIMPLE = re.compile(r"^[A-Za-z0-9_.\- ]+$")
+SIMPLE = re.compile(r"[A-Za-z0-9_.\- ]+")
 
 
 def quote(value: object) -> str:
     """A name as it appears in a message: quoted, and escaped if it could break the line."""
     text = str(value)
-    return f"'{text}'" if SIMPLE.match(text) else repr(text)
+    return f"'{text}'" if SIMPLE.fullmatch(text) else repr(text)
 
 
 def _path(loc: Iterable[str | int]) -> str:
@@ -240,7 +286,7 @@ def _path(loc: Iterable[str | int]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif not re.match(r"^[A-Za-z0-9_-]+$", part):
+        elif not re.fullmatch(r"[A-Za-z0-9_-]+", part):
             out += f"[{part!r}]"
         else:
             out += f".{part}" if out else part
@@ -443,12 +489,7 @@ class _Checker:
         previews = None
         if m.previews is not None:
             self.refer(("previews", "from"), "environment", m.previews.from_)
-            if "{number}" not in m.previews.name:
-                self.error(
-                    ("previews", "name"),
-                    "must contain {number} so each pull request gets "
-                    f"its own environment, got {quote(m.previews.name)}",
-                )
+            self.preview_template(m.previews.name)
             previews = Previews(
                 source=m.previews.from_,
                 name=m.previews.name,
@@ -458,6 +499,7 @@ class _Checker:
                 ttl=m.previews.ttl,
                 max=m.previews.max,
             )
+        self.check_texts(m)
         self.raise_if_any()
         d = m.defaults
         return Pipeline(
@@ -475,7 +517,7 @@ class _Checker:
 
     def service(self, name: str, s: schema.ServiceModel, stages: tuple[str, ...]) -> Service:
         loc: Loc = ("services", name)
-        if not NAME.match(name):
+        if not NAME.fullmatch(name):
             self.error(
                 loc,
                 "service names are lowercase letters, digits and '-' (at most 63), "
@@ -520,7 +562,7 @@ class _Checker:
                 (*loc, "health"), f"expected an HTTP path starting with '/', got {quote(s.health)}"
             )
         for i, secret in enumerate(s.secrets):
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", secret):
+            if not VARIABLE.fullmatch(secret):
                 self.error(
                     (*loc, "secrets", i),
                     "expected the name of an environment variable "
@@ -558,7 +600,7 @@ class _Checker:
 
     def target(self, name: str, t: schema.TargetModel) -> Target:
         loc: Loc = ("targets", name)
-        if not NAME.match(name):
+        if not NAME.fullmatch(name):
             self.error(
                 loc, f"target names are lowercase letters, digits and '-', got {quote(name)}"
             )
@@ -601,7 +643,7 @@ class _Checker:
         strategy: schema.StrategyModel | None,
     ) -> Environment:
         loc: Loc = ("environments", name)
-        if not NAME.match(name):
+        if not NAME.fullmatch(name):
             self.error(
                 loc, f"environment names are lowercase letters, digits and '-', got {quote(name)}"
             )
@@ -631,3 +673,71 @@ class _Checker:
             strategy=Strategy(own.services, own.targets) if own else Strategy(),
             production=e.production,
         )
+
+    def preview_template(self, template: str) -> None:
+        """previews.name must give a valid environment name for every pull request: checked
+        here with a short and a long number, not at the first pull request's run."""
+        if "{number}" not in template:
+            self.error(
+                ("previews", "name"),
+                "must contain {number} so each pull request gets "
+                f"its own environment, got {quote(template)}",
+            )
+            return
+        for number in PR_SAMPLES:
+            name = template.replace("{number}", str(number))
+            if not NAME.fullmatch(name):
+                self.error(
+                    ("previews", "name"),
+                    f"gives {quote(name)} for pull request #{number}, which is no environment "
+                    "name (lowercase letters, digits and '-', at most 63, starting and ending "
+                    f"with a letter or digit); write it like pr-{{number}}, got {quote(template)}",
+                )
+                return
+
+    # --- text that is printed: names and one-line values --------------------------------------
+
+    def check_texts(self, m: schema.PipelineModel) -> None:
+        """Stage names and the file's other one-line values reach logs, job summaries and
+        pull-request comments: a line break or control character there could forge a line
+        (a workflow command, a Markdown heading), so each must be single-line printable text.
+        (References to stages, services and environments are checked against these names.)"""
+        for i, stage in enumerate(m.stages or ()):
+            if not one_line(stage) or len(stage) > STAGE_MAX:
+                self.error(
+                    ("stages", i),
+                    f"stage names are single-line printable text of 1 to {STAGE_MAX} characters "
+                    "(letters, digits, spaces and punctuation; no line breaks, tabs or control "
+                    f"characters), got {_describe(stage)}",
+                )
+        texts: list[tuple[Loc, str | None]] = [(("registry",), m.registry)]
+        if m.previews is not None:
+            texts.append((("previews", "label"), m.previews.label))
+        for name, t in m.targets.items():
+            texts += [(("targets", name, key), getattr(t, key)) for key in ("context", "domain")]
+        for name, s in m.services.items():
+            loc: Loc = ("services", name)
+            texts += [((*loc, key), getattr(s, key)) for key in ("image", "health", "schedule")]
+            texts += [((*loc, "env", key), key) for key in s.env]
+            if s.build is not None:
+                b = s.build
+                texts += [((*loc, "build", k), getattr(b, k)) for k in BUILD_TEXTS]
+                texts += [((*loc, "build", "args", key), key) for key in b.args]
+        for where, value in texts:
+            if value is not None and not one_line(value):
+                self.error(
+                    where,
+                    "expected single-line printable text (no line breaks, tabs or control "
+                    f"characters), got {_describe(value)}",
+                )
+
+
+STAGE_MAX = 100
+PR_SAMPLES = (1, 9_999_999_999)  # pull-request numbers: the shortest, and a long one
+BUILD_TEXTS = ("context", "dockerfile", "target")
+
+
+def one_line(text: str) -> bool:
+    """Printable characters and spaces, not blank: no line break, tab, control or invisible
+    format character (a bidirectional override, say) that could change what a reader sees."""
+    return text.strip() != "" and text.isprintable()

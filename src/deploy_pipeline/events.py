@@ -15,14 +15,15 @@ from deploy_pipeline.model import Event
 
 EventSink = Callable[[Event], None]
 MASK = "***"
+# Shorter values would mask ordinary words, so they are not masked: a run refuses them.
+MIN_SECRET = 4
 
 
 class Redactor:
     """Replaces every known secret value in text with ***, longest first."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        # Very short values would mask ordinary words: secrets are at least 4 characters here.
-        self.values = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        self.values = sorted({s for s in secrets if len(s) >= MIN_SECRET}, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for value in self.values:
@@ -31,7 +32,8 @@ class Redactor:
 
 
 class EventBus:
-    """Masks and truncates each event's message once, then hands it to every sink in turn."""
+    """Masks each event's message and URL once (and truncates the message), then hands it to
+    every sink in turn."""
 
     def __init__(self, sinks: Iterable[EventSink] = (), redact: Redactor | None = None) -> None:
         self.sinks = list(sinks)
@@ -44,6 +46,8 @@ class EventBus:
     def __call__(self, event: Event) -> None:
         if event.message:
             event = dataclasses.replace(event, message=truncate(self.redact(event.message)))
+        if event.url:
+            event = dataclasses.replace(event, url=self.redact(event.url))
         with self.lock:
             for sink in self.sinks:
                 sink(event)

@@ -15,9 +15,9 @@ from typing import Literal, Protocol, TextIO, cast
 
 from deploy_pipeline.backends import KINDS, Backend, backend_class, create_backend
 from deploy_pipeline.backends.base import ImageChecker, RecordReader
-from deploy_pipeline.config import NAME, load_config
+from deploy_pipeline.config import NAME, load_config, quote
 from deploy_pipeline.errors import DeployPipelineError, UsageError
-from deploy_pipeline.events import EventBus, EventSink, Redactor
+from deploy_pipeline.events import MIN_SECRET, EventBus, EventSink, Redactor
 from deploy_pipeline.model import (
     Action,
     Environment,
@@ -226,9 +226,10 @@ class Workspace:
         """A new environment with the source's targets and a copy of its skipped set."""
         envs = self.environments()
         base = find_environment(envs, source)
-        if not NAME.match(new):
+        if not NAME.fullmatch(new):
             raise UsageError(
-                f"environment names are lowercase letters, digits and '-' (at most 63), got '{new}'"
+                "environment names are lowercase letters, digits and '-' (at most 63), "
+                f"got {quote(new)}"
             )
         if new in envs:
             raise UsageError(f"environment '{new}' already exists; pick another name")
@@ -256,12 +257,30 @@ class Workspace:
             self.store.close()
 
 
+def _check_maskable(secrets: Mapping[str, Mapping[str, str]]) -> None:
+    """A secret value under 4 characters cannot be masked in logs (masking it would mask
+    ordinary words), so a run that would hand one over does not start."""
+    short: dict[str, list[str]] = {}
+    for service, values in secrets.items():
+        for name, value in values.items():
+            if 0 < len(value) < MIN_SECRET:
+                short.setdefault(name, []).append(service)
+    if short:
+        listed = "; ".join(f"{name} (for {', '.join(users)})" for name, users in short.items())
+        one = len(short) == 1
+        raise UsageError(
+            f"secret{'' if one else 's'} {listed} {'is' if one else 'are'} under {MIN_SECRET} "
+            "characters: too short to mask in logs; give "
+            f"{'it a longer value' if one else 'them longer values'}"
+        )
+
+
 def preview_name(pattern: str, number: int) -> str:
     name = pattern.replace("{number}", str(number))
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise UsageError(
-            f"previews.name '{pattern}' gives '{name}' for pull request #{number}: environment "
-            "names are lowercase letters, digits and '-' (at most 63)"
+            f"previews.name {quote(pattern)} gives {quote(name)} for pull request #{number}: "
+            "environment names are lowercase letters, digits and '-' (at most 63)"
         )
     return name
 
@@ -344,10 +363,12 @@ class Execution:
                 f"secrets not set in the environment: {listed}; export them before deploying, "
                 "or rehearse with --dry-run"
             )
-        return {
+        secrets = {
             svc.name: {n: environ[n] for n in svc.secrets if n in environ}
             for svc in needed.values()
         }
+        _check_maskable(secrets)
+        return secrets
 
     @property
     def redactor(self) -> Redactor:

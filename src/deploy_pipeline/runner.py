@@ -366,7 +366,8 @@ class _Pipeline:
         if result is not None and step.expired is not None:  # done, but past its deadline
             result, error = None, StepTimeout("timed out")
         if result is not None:
-            step.state, step.message, step.url = result.status, result.message, result.url
+            step.state, step.message = result.status, result.message
+            step.url = self.run.redact(result.url) if result.url else None  # the summary shows it
             step.artifact = result.artifact or step.artifact
             self.emit(step, result.status, result.message, took)
             self.succeeded(step)

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
+# `(?![\s\S])` ends a schema pattern in every regex dialect (`$` may match before a final line
+# break, and `\Z` is Python's only).
+END = r"(?![\s\S])"
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -53,19 +57,74 @@ def _context_only(value: object) -> object:
     return {"context": value} if isinstance(value, str) else value
 
 
-Duration = Annotated[
-    float,
-    BeforeValidator(parse_duration),
-    WithJsonSchema(
+DAY = 86400.0
+MAX_DURATION = 365 * DAY  # any duration: longer is a typo, and would overflow the clocks' waits
+MAX_TIMEOUT = 7 * DAY  # a step's timeout
+
+
+def _at_most(limit: float, what: str) -> Callable[[object], float]:
+    """A duration's parser that refuses more than `limit` seconds: every wait the runner and the
+    receiver make with it then fits the platform's clocks (200000d overflowed a queue's wait)."""
+
+    def check(value: object) -> float:
+        seconds = parse_duration(value)
+        if seconds > limit:
+            got = repr(value)
+            raise ValueError(
+                f"expected {what} from 0 to {limit / DAY:g}d (like 30s, 10m, 2h or 1d), got "
+                + (got if len(got) <= 60 else got[:57] + "...'")
+            )
+        return seconds
+
+    return check
+
+
+def _duration_schema(limit: float) -> WithJsonSchema:
+    return WithJsonSchema(
         {
             "anyOf": [
-                {"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d))+$"},
-                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d))+" + END},
+                {"type": "number", "minimum": 0, "maximum": limit},
             ],
-            "description": "250ms, 2s, 10m, 1h, 3d, or seconds",
+            "description": f"250ms, 2s, 10m, 1h, 3d, or seconds; at most {limit / DAY:g}d",
+        }
+    )
+
+
+Duration = Annotated[
+    float, BeforeValidator(_at_most(MAX_DURATION, "a duration")), _duration_schema(MAX_DURATION)
+]
+Timeout = Annotated[
+    float, BeforeValidator(_at_most(MAX_TIMEOUT, "a timeout")), _duration_schema(MAX_TIMEOUT)
+]
+# For editors, the rules `config` checks with its own messages.
+# control characters, line and paragraph separators, and invisible format characters
+_HIDDEN = r"\u0000-\u001f\u007f-\u009f\u00ad\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff"
+ONE_LINE = rf"^[^{_HIDDEN}]*[^\s{_HIDDEN}][^{_HIDDEN}]*{END}"
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?" + END
+VARIABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*" + END
+# previews.name: an environment name around {number}
+TEMPLATE = r"^([a-z0-9][-a-z0-9]*)?\{number\}([-a-z0-9]*[a-z0-9])?" + END
+Line = Annotated[str, WithJsonSchema({"type": "string", "pattern": ONE_LINE})]
+Variable = Annotated[str, WithJsonSchema({"type": "string", "pattern": VARIABLE_PATTERN})]
+StageName = Annotated[
+    str,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "maxLength": 100,
+            "pattern": ONE_LINE,
+            "description": "single-line printable text",
         }
     ),
 ]
+
+
+def _names(pattern: str) -> Any:
+    """A mapping whose keys must match `pattern` (JSON Schema's propertyNames)."""
+    return Field(default={}, json_schema_extra={"propertyNames": {"pattern": pattern}})
+
+
 Scalar = str | int | float | bool
 TextList = Annotated[list[str], BeforeValidator(_text_list, json_schema_input_type=list[Scalar])]
 TextMap = Annotated[
@@ -80,10 +139,10 @@ class Strict(BaseModel):
 
 
 class BuildModel(Strict):
-    context: str = Field(min_length=1)
-    dockerfile: str = "Dockerfile"
-    args: TextMap = {}
-    target: str | None = None
+    context: Line = Field(min_length=1)
+    dockerfile: Line = "Dockerfile"
+    args: TextMap = _names(ONE_LINE)
+    target: Line | None = None
 
 
 Quantity = Annotated[str | None, BeforeValidator(_scalar_text)]
@@ -98,28 +157,28 @@ class ResourcesModel(Strict):
 
 class ServiceModel(Strict):
     type: Literal["database", "job", "container", "application"]
-    image: str | None = None
+    image: Line | None = None
     build: Annotated[
         BuildModel | None,
         BeforeValidator(_context_only, json_schema_input_type=str | BuildModel | None),
     ] = None
     command: TextList | None = None
-    env: TextMap = {}
+    env: TextMap = _names(ONE_LINE)
     port: int | None = Field(default=None, ge=1, le=65535)
     replicas: int | None = Field(default=None, ge=0, le=1000)
-    health: str | None = None
-    secrets: list[str] = []
-    stage: str | None = None
-    schedule: str | None = None
+    health: Line | None = None
+    secrets: list[Variable] = []
+    stage: StageName | None = None
+    schedule: Line | None = None
     public: bool = False
-    timeout: Duration | None = None
+    timeout: Timeout | None = None
     resources: ResourcesModel | None = None
 
 
 class TargetModel(Strict):
     kind: Literal["docker", "kubernetes", "simulated"]
-    context: str | None = None
-    domain: str | None = (
+    context: Line | None = None
+    domain: Line | None = (
         None  # kubernetes: public services' host, e.g. {service}.{environment}.example.com
     )
     durations: dict[str, dict[Phase, Duration]] = {}
@@ -142,7 +201,7 @@ class EnvironmentModel(Strict):
 
 class DefaultsModel(Strict):
     parallelism: int = Field(default=7, ge=1, le=256)
-    timeout: Duration = 600.0
+    timeout: Timeout = 600.0
     build_ahead: bool = True
     retries: int = Field(default=3, ge=0, le=20)
 
@@ -150,8 +209,8 @@ class DefaultsModel(Strict):
 class PreviewsModel(Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     from_: str = Field(alias="from")
-    name: str = "pr-{number}"
-    label: str | None = None  # previews only for pull requests carrying this label
+    name: Annotated[str, WithJsonSchema({"type": "string", "pattern": TEMPLATE})] = "pr-{number}"
+    label: Line | None = None  # previews only for pull requests carrying this label
     drafts: bool = False  # draft pull requests get previews too
     forks: bool = False  # pull requests from forks get previews (and the secrets) too
     ttl: Duration | None = None  # a preview is deleted this long after its last push
@@ -165,13 +224,15 @@ class PipelineModel(Strict):
         extra="forbid", frozen=True, title="deploy-pipeline configuration (version 1)"
     )
     version: Literal[1]
-    registry: str | None = None
+    registry: Line | None = None
     defaults: DefaultsModel = DefaultsModel()
-    stages: list[str] | None = None
+    stages: list[StageName] | None = None
     strategy: StrategyModel | None = None
-    targets: dict[str, TargetModel] = {}
-    services: dict[str, ServiceModel]
-    environments: dict[str, EnvironmentModel] = {}
+    targets: dict[str, TargetModel] = _names(NAME_PATTERN)
+    services: dict[str, ServiceModel] = Field(
+        json_schema_extra={"propertyNames": {"pattern": NAME_PATTERN}}
+    )
+    environments: dict[str, EnvironmentModel] = _names(NAME_PATTERN)
     previews: PreviewsModel | None = None
 
 
