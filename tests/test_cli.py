@@ -325,3 +325,33 @@ def test_python_dash_m_is_the_same_command() -> None:
     )
     assert out.returncode == 0
     assert "is valid: 6 services in 4 stages" in out.stdout
+
+
+def test_the_terminal_view_shows_names_and_messages_as_text() -> None:
+    """A stage, service or target named like Rich markup, and a message with a terminal escape,
+    are printed as they are: the markup is not applied and the escape never reaches the screen."""
+    import dataclasses
+    import io
+
+    from rich.console import Console
+
+    from deploy_pipeline.backends.base import StepContext, StepResult
+    from deploy_pipeline.progress import print_summary
+    from tests.helpers import harness
+
+    def answer(ctx: StepContext) -> StepResult:
+        return StepResult(message="done \x1b[2J\x1b[31mred[/]")
+
+    result = harness(sim(), ("staging",), hooks={"db.deploy": answer}).execute()
+    steps = [
+        dataclasses.replace(v, service="[bold]db[/bold]", stage="[red]data", target="[i]sim")
+        if v.service == "db"
+        else v
+        for v in result.steps
+    ]
+    out = io.StringIO()
+    console = Console(file=out, width=200, force_terminal=False, highlight=False)
+    print_summary(console, dataclasses.replace(result, steps=steps), "deploy")
+    text = out.getvalue()
+    assert "[bold]db[/bold]" in text and "[red]data" in text and "staging → [i]sim" in text
+    assert "\x1b" not in text and "done \\x1b[2J\\x1b[31mred[/]" in text
