@@ -355,3 +355,60 @@ def test_the_terminal_view_shows_names_and_messages_as_text() -> None:
     text = out.getvalue()
     assert "[bold]db[/bold]" in text and "[red]data" in text and "staging → [i]sim" in text
     assert "\x1b" not in text and "done \\x1b[2J\\x1b[31mred[/]" in text
+
+
+def runs(state: Path) -> list[tuple[int, str]]:
+    import sqlite3
+
+    with sqlite3.connect(state) as db:
+        return [(int(i), str(s)) for i, s in db.execute("SELECT id, status FROM runs ORDER BY id")]
+
+
+def listed(path: str) -> dict[str, str]:
+    """`env list --format json` run as a user would: environment → status."""
+    out = subprocess.run(
+        [sys.executable, "-m", "deploy_pipeline", "env", "list", "-f", path, "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return {e["name"]: e["status"] for e in json.loads(out)["environments"]}
+
+
+def test_sigterm_stops_at_the_next_safe_point_reports_and_leaves_no_deploying_environment(
+    write_config: Callable[[str], Path], own_state: Path
+) -> None:
+    """SIGTERM during a deploy is handled like Ctrl-C: the run stops at its next safe point, the
+    report is printed, the run is recorded cancelled, the environment no longer reads
+    `deploying`, and the exit code is 143."""
+    path = str(write_config(sim(durations="{db: {deploy: 60s}}")))
+    proc = cli("deploy", "-f", path, "-e", "staging")
+    assert proc.stdout is not None
+    for line in proc.stdout:  # wait until db's deploy has started
+        if "db deploy started" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, rest + err
+    assert "db deploy cancelled" in rest and "terminated (SIGTERM)" in rest
+    assert "⊘ deploy cancelled after" in rest
+    assert runs(own_state) == [(1, "cancelled")]
+    assert listed(path)["staging"] == "failed"
+
+
+def test_a_killed_run_is_abandoned_and_its_environment_no_longer_deploying(
+    write_config: Callable[[str], Path], own_state: Path
+) -> None:
+    """After SIGKILL (nothing can be handled), the next command that reads the state marks the
+    dead process's run `abandoned` and the environment reads `failed`, not `deploying`."""
+    path = str(write_config(sim(durations="{db: {deploy: 60s}}")))
+    proc = cli("deploy", "-f", path, "-e", "staging")
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "db deploy started" in line:
+            break
+    assert runs(own_state) == [(1, "running")]
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert listed(path)["staging"] == "failed"
+    assert runs(own_state) == [(1, "abandoned")]

@@ -75,6 +75,8 @@ class Workspace:
         self.pipeline: Pipeline = load_config(config)
         exists = (state is not None and state.exists()) or store_exists(config)
         self.store: Store | None = open_store(config, state=state) if write or exists else None
+        if self.store is not None:  # runs of processes that died are not left `running`
+            self.store.abandon_dead_runs()
 
     @property
     def records(self) -> dict[str, EnvironmentRecord]:
@@ -385,10 +387,14 @@ class Execution:
             yield run_id
         finally:
             stop.set()
+            if not self.finished:  # interrupted while waiting, or an error before the run ended
+                for name in held:  # what it left behind is not known: not `deploying`
+                    rec = self.workspace.record(name)
+                    if rec.last_run == run_id and rec.status in STATUS_DURING.values():
+                        store.save_environment(replace(rec, status="failed"))
+                store.finish_run(run_id, "cancelled" if cancel.is_set() else "failed")
             for name in held:
                 store.release_lock(name, run_id)
-            if not self.finished:  # interrupted while waiting, or an error before the run ended
-                store.finish_run(run_id, "cancelled" if cancel.is_set() else "failed")
 
     def heartbeat(
         self,

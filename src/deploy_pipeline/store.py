@@ -54,8 +54,26 @@ def store_exists(config: str | Path, environ: Mapping[str, str] = os.environ) ->
     return bool(environ.get(DATABASE_URL_ENV)) or state_path(config, environ).exists()
 
 
+BUSY = ("deploying", "stopping", "deleting")  # an environment's status while a run works on it
+
+
 def holder_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """Who holds a lock, a lease or a run: `host:pid`, and the process's start time where the
+    system tells it (`host:pid:start`), so a pid used again by a later process is not taken for
+    the one that died."""
+    pid = os.getpid()
+    start = process_start(pid)
+    return f"{socket.gethostname()}:{pid}" + (f":{start}" if start else "")
+
+
+def process_start(pid: int) -> str | None:
+    """When a process started, in clock ticks since boot (Linux's /proc); None where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    return fields[19] if len(fields) > 19 else None
 
 
 class Store:
@@ -151,11 +169,35 @@ class Store:
         )
 
     def abandon_dead_runs(self) -> int:
-        """Runs a process of this machine left `running` when it died are `abandoned`."""
+        """Runs left `running` by a process that is gone are `abandoned`: one of this machine
+        that no longer exists, or one (of any machine) that held its environments and stopped
+        renewing their locks. Their environments, left deploying (stopping, deleting), read
+        `failed`: what the run left behind is not known."""
         rows = self.query("SELECT id, holder FROM runs WHERE status = 'running'")
-        dead = [int(str(r[0])) for r in rows if dead_here(str(r[1]))]
+        if not rows:
+            return 0
+        live = {
+            int(str(r[0]))
+            for r in self.query("SELECT run_id FROM locks WHERE expires_at > ?", (self.clock(),))
+        }
+        holding = {rec.last_run for rec in self.environments().values() if rec.status in BUSY}
+        dead = [
+            run_id
+            for run_id, holder in ((int(str(r[0])), str(r[1])) for r in rows)
+            if dead_here(holder) or (run_id in holding and run_id not in live)
+        ]
         for run_id in dead:
-            self.finish_run(run_id, "abandoned")
+            with self.transaction() as db:
+                db.execute(
+                    "UPDATE runs SET status = 'abandoned', finished_at = ? "
+                    "WHERE id = ? AND status = 'running'",
+                    (self.clock(), run_id),
+                )
+                db.execute(
+                    "UPDATE environments SET status = 'failed', updated_at = ? "
+                    f"WHERE last_run = ? AND status IN ({', '.join('?' * len(BUSY))})",
+                    (self.clock(), run_id, *BUSY),
+                )
         return len(dead)
 
     def run(self, run_id: int) -> dict[str, object] | None:
@@ -321,8 +363,9 @@ def _record(row: tuple[object, ...]) -> EnvironmentRecord:
 
 
 def dead_here(holder: str) -> bool:
-    """A lock held by a process of this machine that no longer exists is free at once."""
-    host, _, pid = holder.rpartition(":")
+    """A lock held by a process of this machine that no longer exists is free at once; so is
+    one whose pid a later process has taken (its start time differs)."""
+    host, pid, start = [*holder.split(":"), "", ""][:3]
     if host != socket.gethostname() or not pid.isdigit():
         return False
     try:
@@ -330,5 +373,5 @@ def dead_here(holder: str) -> bool:
     except ProcessLookupError:
         return True
     except PermissionError:
-        return False
-    return False
+        pass
+    return bool(start) and process_start(int(pid)) not in (None, start)
