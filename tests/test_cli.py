@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -412,3 +413,108 @@ def test_a_killed_run_is_abandoned_and_its_environment_no_longer_deploying(
     proc.communicate(timeout=30)
     assert listed(path)["staging"] == "failed"
     assert runs(own_state) == [(1, "abandoned")]
+
+
+class CountingClock:
+    """The store's clock, counting its readings: each try for a lock reads it once, so a test
+    can wait for a waiting run to have tried N times (a counter, not a sleep)."""
+
+    def __init__(self) -> None:
+        self.readings = 0
+        self.changed = threading.Condition()
+
+    def __call__(self) -> float:
+        with self.changed:
+            self.readings += 1
+            self.changed.notify_all()
+        return time.time()
+
+    def wait_for(self, more: int) -> None:
+        with self.changed:
+            target = self.readings + more
+            if not self.changed.wait_for(lambda: self.readings >= target, timeout=30):
+                raise AssertionError(f"the waiting run tried the lock {self.readings} times")
+
+
+def test_a_superseded_run_stops_at_once_not_at_its_next_lock_renewal(
+    write_config: Callable[[str], Path], own_state: Path
+) -> None:
+    """A run asked to stop through the store (as `--supersede` asks) is cancelled within a
+    fraction of a second, long before its next lock renewal (every 10 s with the 30 s lease)."""
+    from deploy_pipeline.execution import Execution, Request
+    from deploy_pipeline.runner import Cancel
+    from deploy_pipeline.store import open_store
+
+    path = write_config(sim(durations="{db: {deploy: 60s}}"))
+    holder = Execution(Request(path, ["staging"], "deploy"))
+    cancel = Cancel()
+    stopped = threading.Event()
+    cancel.listeners.append(stopped.set)
+    started = threading.Event()
+    runner = threading.Thread(
+        target=holder.perform, args=([lambda e: e.status == "started" and started.set()], cancel)
+    )
+    runner.start()
+    try:
+        assert started.wait(30), "the run never started"
+        store = open_store(path)
+        asked = time.monotonic()
+        store.supersede("staging", 999)
+        assert stopped.wait(5), "the run was not told it was superseded"
+        assert time.monotonic() - asked < 2.0
+        assert cancel.reason == "superseded by run 999"
+        store.close()
+    finally:
+        cancel.set("the test ended")
+        runner.join(30)
+        holder.close()
+
+
+def test_a_superseding_run_asks_every_holder_once_and_says_so_once(
+    write_config: Callable[[str], Path], own_state: Path
+) -> None:
+    """While it waits, a `--supersede` run asks the run holding the environment to stop and
+    says so once, however often it tries the lock; when a plain waiter takes the lock first,
+    that one is asked (and told of) too; then the superseding run takes the lock."""
+    from deploy_pipeline.execution import Execution, Request
+    from deploy_pipeline.runner import Cancel
+    from deploy_pipeline.store import open_store
+
+    path = write_config(sim())
+    store = open_store(path)
+    store.try_lock("staging", 101)  # a run of this (live) process holds staging
+    execution = Execution(Request(path, ["staging"], "deploy", supersede=True))
+    clock = CountingClock()
+    assert execution.workspace.store is not None
+    execution.workspace.store.clock = clock
+    said: list[str] = []
+    entered = threading.Event()
+
+    def supersede() -> None:
+        with execution.locked(Cancel(), on_wait=said.append, poll=0.002):
+            entered.set()
+
+    def asked_by(run: int) -> object:
+        rows = store.query("SELECT superseded_by FROM locks WHERE run_id = ?", (run,))
+        return rows[0][0] if rows else None
+
+    thread = threading.Thread(target=supersede)
+    thread.start()
+    try:
+        clock.wait_for(25)
+        me = execution.run_id
+        assert asked_by(101) == me
+        # 101 lets go and a plain waiter, 102, is quicker to take the lock
+        store.query("UPDATE locks SET run_id = 102, superseded_by = NULL WHERE run_id = 101")
+        clock.wait_for(25)
+        assert asked_by(102) == me
+        store.release_lock("staging", 102)
+        assert entered.wait(30), "the superseding run never took the lock"
+    finally:
+        thread.join(30)
+        execution.close()
+        store.close()
+    assert said == [
+        "environment staging locked by run 101, asked it to stop",
+        "environment staging locked by run 102, asked it to stop",
+    ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -30,6 +31,9 @@ from deploy_pipeline.model import (
 from deploy_pipeline.plan import check_services, environments, find_environment, plan_runs
 from deploy_pipeline.runner import Cancel, Run, RunOptions, RunResult
 from deploy_pipeline.store import LOCK_TTL, EventRecorder, Store, open_store, store_exists
+
+SUPERSEDE_POLL = 0.1  # how soon a run sees that another asked it to stop (seconds)
+REMIND = 30.0  # a run waiting for a lock says so again after this long without news
 
 STATUS_AFTER: Mapping[tuple[Action, str], str] = {
     ("deploy", "succeeded"): "deployed",
@@ -359,19 +363,8 @@ class Execution:
         stop = threading.Event()
         try:
             for name in names:
-                asked = False
-                while (holder := store.try_lock(name, run_id, ttl)) is not None:
-                    if self.request.supersede and not asked:
-                        store.supersede(name, run_id)
-                        asked = True
-                    on_wait(
-                        f"environment {name} locked by run {holder}"
-                        + (", asked it to stop" if asked else "")
-                    )
-                    if cancel.event.wait(poll):
-                        break
-                if holder is None:  # taken, even when the cancel came at that very moment
-                    held.append(name)
+                if self.wait_for(store, name, run_id, cancel, on_wait, poll, ttl):
+                    held.append(name)  # taken, even when the cancel came at that very moment
                 if cancel.is_set():
                     break
             beat = threading.Thread(
@@ -396,6 +389,39 @@ class Execution:
             for name in held:
                 store.release_lock(name, run_id)
 
+    def wait_for(
+        self,
+        store: Store,
+        name: str,
+        run_id: int,
+        cancel: Cancel,
+        on_wait: Callable[[str], None],
+        poll: float,
+        ttl: float,
+    ) -> bool:
+        """Take one environment's lock, waiting while another run holds it; False when cancelled
+        first. With `supersede`, every run found holding it is asked to stop, once (a plain
+        waiter may take the lock before this run does). The wait is told once per holder, then
+        again every REMIND seconds."""
+        asked: set[int] = set()
+        said: tuple[int, bool] | None = None
+        since = said_at = time.monotonic()
+        while (holder := store.try_lock(name, run_id, ttl)) is not None:
+            if self.request.supersede and holder not in asked:
+                store.supersede(name, run_id, holder)
+                asked.add(holder)
+            now = time.monotonic()
+            if said != (holder, holder in asked):
+                stop = ", asked it to stop" if holder in asked else ""
+                on_wait(f"environment {name} locked by run {holder}{stop}")
+                said, said_at = (holder, holder in asked), now
+            elif now - said_at >= REMIND:
+                on_wait(f"environment {name} still locked by run {holder} ({now - since:.0f}s)")
+                said_at = now
+            if cancel.event.wait(poll):
+                return False
+        return True
+
     def heartbeat(
         self,
         store: Store,
@@ -405,9 +431,18 @@ class Execution:
         stop: threading.Event,
         ttl: float,
     ) -> None:
-        while not stop.wait(ttl / 3):
+        """Renew the locks every ttl/3, and in between look every SUPERSEDE_POLL seconds whether
+        another run asked this one to stop: it stops at its next safe point, not minutes on."""
+        renew_at = time.monotonic() + ttl / 3
+        while not stop.wait(min(SUPERSEDE_POLL, ttl / 3)):
+            renew = time.monotonic() >= renew_at
+            if renew:
+                renew_at = time.monotonic() + ttl / 3
             for name in names:
-                by = store.renew_lock(name, run_id, ttl)
+                if renew:
+                    by = store.renew_lock(name, run_id, ttl)
+                else:
+                    by = store.superseded_by(name, run_id)
                 if by is not None:
                     cancel.set(f"superseded by run {by}")
 

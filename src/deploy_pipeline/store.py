@@ -264,11 +264,27 @@ class Store:
             ).fetchone()
             return int(row[0]) if row and row[0] is not None else None
 
-    def supersede(self, environment: str, by_run: int) -> None:
-        self.query(
-            "UPDATE locks SET superseded_by = ? WHERE environment = ? AND run_id != ?",
-            (by_run, environment, by_run),
+    def superseded_by(self, environment: str, run_id: int) -> int | None:
+        """The run that asked run_id to give the environment up, if any (nothing is renewed)."""
+        rows = self.query(
+            "SELECT superseded_by FROM locks WHERE environment = ? AND run_id = ?",
+            (environment, run_id),
         )
+        return int(str(rows[0][0])) if rows and rows[0][0] is not None else None
+
+    def supersede(self, environment: str, by_run: int, holder: int | None = None) -> None:
+        """Ask the run holding the environment (only if it is still `holder`, when given) to
+        stop; it sees it within SUPERSEDE_POLL."""
+        if holder is None:
+            self.query(
+                "UPDATE locks SET superseded_by = ? WHERE environment = ? AND run_id != ?",
+                (by_run, environment, by_run),
+            )
+        else:
+            self.query(
+                "UPDATE locks SET superseded_by = ? WHERE environment = ? AND run_id = ?",
+                (by_run, environment, holder),
+            )
 
     def release_lock(self, environment: str, run_id: int) -> None:
         self.query("DELETE FROM locks WHERE environment = ? AND run_id = ?", (environment, run_id))
