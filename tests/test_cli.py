@@ -82,16 +82,23 @@ def test_help_teaches_the_commands_and_exit_codes(capsys: pytest.CaptureFixture[
 
 
 def test_the_cli_starts_without_importing_any_engine_sdk() -> None:
-    """`import deploy_pipeline`, `--help` and a rehearsal load no docker, kubernetes or github."""
+    """`import deploy_pipeline`, `--help` and a rehearsal on a simulated target load no docker,
+    kubernetes or github; the rehearsal of a docker target loads docker alone (it asks the
+    engine which images it would reuse)."""
+    loaded = "sorted(m for m in ('docker', 'kubernetes', 'github') if m in sys.modules)"
     code = (
         "import sys, deploy_pipeline, deploy_pipeline.cli as c\n"
         "c.main(['--help'])\n"
+        f"c.main(['deploy', '-f', {str(SHOP)!r}, '-e', 'rehearsal', '--dry-run',"
+        " '--events', 'jsonl'])\n"
+        f"print('LOADED', {loaded})\n"
         f"c.main(['deploy', '-f', {str(SHOP)!r}, '-e', 'staging', '--dry-run',"
         " '--events', 'jsonl'])\n"
-        "print('LOADED', sorted(m for m in ('docker', 'kubernetes', 'github') if m in sys.modules))"
+        f"print('THEN', {loaded})\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "LOADED []"
+    said = [line for line in out.stdout.splitlines() if line.startswith(("LOADED", "THEN"))]
+    assert said == ["LOADED []", "THEN ['docker']"]
 
 
 def test_a_rehearsal_of_the_example_succeeds_and_touches_nothing(

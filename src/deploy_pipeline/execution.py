@@ -16,6 +16,7 @@ from typing import Literal, Protocol, TextIO, cast
 
 from deploy_pipeline.backends import KINDS, Backend, backend_class, create_backend
 from deploy_pipeline.backends.base import ImageChecker, RecordReader
+from deploy_pipeline.backends.simulated import SimulatedBackend
 from deploy_pipeline.config import NAME, load_config
 from deploy_pipeline.errors import DeployPipelineError, UsageError
 from deploy_pipeline.events import EventBus, EventSink, Redactor
@@ -288,9 +289,14 @@ class Execution:
         targets = {tp.target.name: tp.target for p in self.run_plan.plans for tp in p.targets}
         store = self.workspace.store
         root = Path(request.config).resolve().parent
+        # a rehearsal of a real target says, as `plan` does, which images it would reuse
+        rehearsing = request.dry_run and any(t.kind != "simulated" for t in targets.values())
+        self.images: dict[tuple[str, str], str] = {}
+        if rehearsing and request.action == "deploy":
+            self.images = image_states(self.workspace, self.run_plan, root)
         self.backends: dict[str, Backend] = {
             name: create_backend(
-                t,
+                self.rehearsed(t) if request.dry_run else t,
                 None if request.dry_run or not store else store.backend_state(name),
                 dry_run=request.dry_run,
                 root=root,
@@ -299,11 +305,29 @@ class Execution:
             )
             for name, t in targets.items()
         }
+        for name, backend in self.backends.items():
+            if isinstance(backend, SimulatedBackend):
+                backend.images = {s: note for (t, s), note in self.images.items() if t == name}
         self.secrets = self.resolve_secrets(os.environ if environ is None else environ, targets)
         self.run_id: int | None = None
         self.recorder: EventRecorder | None = None
         self.logs: LogFiles | None = None
         self.finished = False
+
+    def rehearsed(self, target: Target) -> Target:
+        """A real target as its rehearsal runs it: each step lasting what it last took there
+        (the state database's measured durations), a build as long as a build or a reuse,
+        whichever `plan` expects. A simulated target keeps the durations it was given."""
+        store = self.workspace.store
+        if target.kind == "simulated" or store is None:
+            return target
+        durations: dict[str, dict[str, float]] = {}
+        for (service, phase, status), seconds in store.measured_durations(target.name).items():
+            note = self.images.get((target.name, service), "")
+            wanted = "reused" if phase == "build" and note.startswith("reused") else "succeeded"
+            if status == wanted:
+                durations.setdefault(service, {})[phase] = seconds
+        return replace(target, durations=durations)
 
     def resolve_secrets(
         self, environ: Mapping[str, str], targets: Mapping[str, Target]

@@ -230,6 +230,27 @@ class Store:
         rows = self.query("SELECT body FROM events WHERE run_id = ? ORDER BY seq", (run_id,))
         return [json.loads(str(r[0])) for r in rows]
 
+    def measured_durations(self, target: str, runs: int = 20) -> dict[tuple[str, str, str], float]:
+        """How long each step last took on a target, from the events of the latest recorded
+        runs: (service, phase, status) → seconds, status `succeeded` or `reused` (a build that
+        found its image takes less than one that builds it). What a rehearsal waits."""
+        rows = self.query(
+            "SELECT body FROM events WHERE run_id IN "
+            "(SELECT id FROM runs ORDER BY id DESC LIMIT ?) ORDER BY run_id DESC, seq DESC",
+            (runs,),
+        )
+        found: dict[tuple[str, str, str], float] = {}
+        for row in rows:
+            event = json.loads(str(row[0]))
+            seconds, status = event.get("duration"), event.get("status")
+            if (
+                event.get("target") == target
+                and isinstance(seconds, int | float)
+                and status in ("succeeded", "reused")
+            ):
+                found.setdefault((str(event["service"]), str(event["phase"]), status), seconds)
+        return found
+
     # --- the one-run-per-environment lock ------------------------------------------------------
 
     def try_lock(self, environment: str, run_id: int, ttl: float = LOCK_TTL) -> int | None:
