@@ -525,3 +525,32 @@ def test_a_superseding_run_asks_every_holder_once_and_says_so_once(
         "environment staging locked by run 101, asked it to stop",
         "environment staging locked by run 102, asked it to stop",
     ]
+
+
+def test_a_run_stopped_while_it_waits_leaves_the_environment_to_its_holder(
+    write_config: Callable[[str], Path], own_state: Path
+) -> None:
+    """A run cancelled (Ctrl-C, SIGTERM) while it waits for the lock is recorded cancelled and
+    does not mark the environment as its own (`deploying` with its run number)."""
+    from deploy_pipeline.execution import Execution, Request
+    from deploy_pipeline.model import EnvironmentRecord
+    from deploy_pipeline.runner import Cancel
+    from deploy_pipeline.store import open_store
+
+    path = write_config(sim())
+    store = open_store(path)
+    store.try_lock("staging", 101)
+    store.save_environment(
+        EnvironmentRecord(name="staging", origin="file", status="deployed", last_run=100)
+    )
+    execution = Execution(Request(path, ["staging"], "deploy"))
+    cancel = Cancel()
+    try:
+        with execution.locked(cancel, on_wait=lambda m: cancel.set("terminated (SIGTERM)")):
+            assert cancel.is_set()
+    finally:
+        execution.close()
+    rec = store.environments()["staging"]
+    assert (rec.status, rec.last_run) == ("deployed", 100)
+    assert (store.run(1) or {}).get("status") == "cancelled"
+    store.close()

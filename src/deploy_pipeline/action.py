@@ -140,8 +140,9 @@ class StageGroups:
             for tp in plan.targets:
                 for sp in tp.stages:
                     key = (plan.environment.name, tp.target.name, sp.name)
-                    self.left[key] = len(sp.services)
-                    self.order.append(key)
+                    if sp.services:  # a stage with nothing to run has no lines to group
+                        self.left[key] = len(sp.services)
+                        self.order.append(key)
         self.waiting: dict[GroupKey, list[str]] = {}
         self.done: set[GroupKey] = set()
         self.current: GroupKey | None = None

@@ -395,12 +395,13 @@ class Execution:
                 target=self.heartbeat, args=(store, held, run_id, cancel, stop, ttl), daemon=True
             )
             beat.start()
-            self.mark(
-                names,
-                lambda rec: replace(
-                    rec, status=STATUS_DURING[self.request.action], last_run=run_id
-                ),
-            )
+            if not cancel.is_set():  # stopped while waiting: the environments are another's
+                self.mark(
+                    names,
+                    lambda rec: replace(
+                        rec, status=STATUS_DURING[self.request.action], last_run=run_id
+                    ),
+                )
             yield run_id
         finally:
             stop.set()

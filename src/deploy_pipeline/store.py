@@ -58,12 +58,16 @@ BUSY = ("deploying", "stopping", "deleting")  # an environment's status while a 
 
 
 def holder_id() -> str:
-    """Who holds a lock, a lease or a run: `host:pid`, and the process's start time where the
-    system tells it (`host:pid:start`), so a pid used again by a later process is not taken for
-    the one that died."""
-    pid = os.getpid()
-    start = process_start(pid)
-    return f"{socket.gethostname()}:{pid}" + (f":{start}" if start else "")
+    """Who holds a delivery's lease: `host:pid`."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_holder() -> str:
+    """Who holds a run and its locks: `host:pid`, and the process's start time where the system
+    tells it (`host:pid:start`), so a pid used again by a later process is not taken for the one
+    that died."""
+    start = process_start(os.getpid())
+    return holder_id() + (f":{start}" if start else "")
 
 
 def process_start(pid: int) -> str | None:
@@ -156,7 +160,7 @@ class Store:
                     action,
                     json.dumps(list(services)),
                     self.clock(),
-                    holder_id(),
+                    run_holder(),
                 ),
             ).fetchone()
             assert row is not None
@@ -268,7 +272,7 @@ class Store:
                 "VALUES (?,?,?,?,NULL) ON CONFLICT (environment) DO UPDATE SET "
                 "run_id = excluded.run_id, holder = excluded.holder, "
                 "expires_at = excluded.expires_at, superseded_by = NULL",
-                (environment, run_id, holder_id(), now + ttl),
+                (environment, run_id, run_holder(), now + ttl),
             )
             return None
 
