@@ -5,6 +5,7 @@ workflow commands, and what happens when GitHub refuses or fails."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import json
 import os
@@ -398,3 +399,84 @@ def test_on_pull_request_target_registry_credentials_go_only_to_the_named_regist
         (tmp_path / "tmp" / "deploy-pipeline" / "docker" / "config.json").read_text()
     )
     assert list(written["auths"]) == ["registry.example.com"]
+
+
+BUILDS = """
+version: 1
+defaults: {build_ahead: true}
+stages: [data, apps, web]
+targets:
+  rehearse:
+    kind: simulated
+    durations: {db: {deploy: 300ms}, api: {build: 50ms}, site: {build: 50ms}}
+services:
+  db: {type: database, image: postgres:16, stage: data}
+  api: {type: application, build: ./api, port: 8000, stage: apps}
+  worker: {type: application, build: ./api, stage: apps}
+  site: {type: application, build: ./site, port: 80, stage: web}
+environments:
+  staging: {target: rehearse}
+"""
+
+
+def test_each_stage_is_one_group_while_builds_run_ahead(
+    step: Step, write_config: Callable[[str], Path]
+) -> None:
+    """Builds of later stages run while the first deploys: each stage's group still opens once,
+    and every line of a service stands in its own stage's group."""
+    write_config(BUILDS)
+    assert step(environment="staging") == 0, step.log
+    lines = step.log.splitlines()
+    titles = [line for line in lines if line.startswith("::group::")]
+    assert titles == [f"::group::staging → rehearse: {s}" for s in ("data", "apps", "web")]
+    stage_of = {"db": "data", "api": "apps", "worker": "apps", "site": "web"}
+    group = None
+    for line in lines:
+        if line.startswith("::group::"):
+            group = line.rsplit(": ", 1)[1]
+        elif line == "::endgroup::":
+            group = None
+        elif "[" in line and "]  " in line:
+            service = line.split("]  ", 1)[1].split()[0]
+            assert group == stage_of[service], f"{line!r} printed in group {group}"
+
+
+def test_without_a_token_the_log_says_the_input_is_empty(step: Step) -> None:
+    """With no github-token input, the log says in a sentence that reporting is off and why."""
+    assert step(environment="staging", **{"github-token": ""}) == 0
+    assert "GitHub reporting is off: the github-token input is empty" in step.log.splitlines()
+
+
+def test_hostile_text_never_starts_a_workflow_command_in_the_log() -> None:
+    """Names and engine messages with line breaks and `::set-output`/`##[` commands are printed
+    on one line each, shown and never obeyed: no line the runner would read as a command but
+    the Action's own groups."""
+    from deploy_pipeline.action import Commands, StageGroups
+    from deploy_pipeline.backends.base import StepContext, StepResult
+    from tests.helpers import harness
+
+    hostile = "x\n::warning::owned\r\n  ::set-output name=status::hacked\n##[set-output name=a;]b"
+
+    def answer(ctx: StepContext) -> StepResult:
+        return StepResult(message=hostile, url=f"http://web/{hostile}")
+
+    run = harness(BUILDS, ("staging",), hooks={"site.deploy": answer})
+    run.execute()
+    out = io.StringIO()
+    groups = StageGroups(Commands(out), run.run.run_plan)
+    for event in run.events.events:
+        if event.service == "worker":  # a name from a hostile file, in a stage it names
+            groups(dataclasses.replace(event, service=hostile, stage=f"apps{hostile}"))
+        else:
+            groups(event)
+    groups.close()
+    groups.flush(None)
+    lines = out.getvalue().splitlines()
+    commands = [line for line in lines if line.lstrip().startswith("::")]
+    assert commands and all(c.startswith(("::group::", "::endgroup::")) for c in commands)
+    assert all("\r" not in c and "##[" not in c for c in lines)
+    (shown,) = [line for line in lines if "site deploy succeeded" in line]
+    assert shown.split(" — ", 1)[1] == (
+        "x⏎::warning::owned⏎  ::set-output name=status::hacked⏎# #[set-output name=a;]b  "
+        "http://web/x⏎::warning::owned⏎  ::set-output name=status::hacked⏎# #[set-output name=a;]b"
+    )

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -81,16 +82,23 @@ def test_help_teaches_the_commands_and_exit_codes(capsys: pytest.CaptureFixture[
 
 
 def test_the_cli_starts_without_importing_any_engine_sdk() -> None:
-    """`import deploy_pipeline`, `--help` and a rehearsal load no docker, kubernetes or github."""
+    """`import deploy_pipeline`, `--help` and a rehearsal on a simulated target load no docker,
+    kubernetes or github; the rehearsal of a docker target loads docker alone (it asks the
+    engine which images it would reuse)."""
+    loaded = "sorted(m for m in ('docker', 'kubernetes', 'github') if m in sys.modules)"
     code = (
         "import sys, deploy_pipeline, deploy_pipeline.cli as c\n"
         "c.main(['--help'])\n"
+        f"c.main(['deploy', '-f', {str(SHOP)!r}, '-e', 'rehearsal', '--dry-run',"
+        " '--events', 'jsonl'])\n"
+        f"print('LOADED', {loaded})\n"
         f"c.main(['deploy', '-f', {str(SHOP)!r}, '-e', 'staging', '--dry-run',"
         " '--events', 'jsonl'])\n"
-        "print('LOADED', sorted(m for m in ('docker', 'kubernetes', 'github') if m in sys.modules))"
+        f"print('THEN', {loaded})\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "LOADED []"
+    said = [line for line in out.stdout.splitlines() if line.startswith(("LOADED", "THEN"))]
+    assert said == ["LOADED []", "THEN ['docker']"]
 
 
 def test_a_rehearsal_of_the_example_succeeds_and_touches_nothing(
@@ -443,3 +451,224 @@ def test_python_dash_m_is_the_same_command() -> None:
     )
     assert out.returncode == 0
     assert "is valid: 6 services in 4 stages" in out.stdout
+
+
+def test_the_terminal_view_shows_names_and_messages_as_text() -> None:
+    """A stage, service or target named like Rich markup, and a message with a terminal escape,
+    are printed as they are: the markup is not applied and the escape never reaches the screen."""
+    import dataclasses
+    import io
+
+    from rich.console import Console
+
+    from deploy_pipeline.backends.base import StepContext, StepResult
+    from deploy_pipeline.progress import print_summary
+    from tests.helpers import harness
+
+    def answer(ctx: StepContext) -> StepResult:
+        return StepResult(message="done \x1b[2J\x1b[31mred[/]")
+
+    result = harness(sim(), ("staging",), hooks={"db.deploy": answer}).execute()
+    steps = [
+        dataclasses.replace(v, service="[bold]db[/bold]", stage="[red]data", target="[i]sim")
+        if v.service == "db"
+        else v
+        for v in result.steps
+    ]
+    out = io.StringIO()
+    console = Console(file=out, width=200, force_terminal=False, highlight=False)
+    print_summary(console, dataclasses.replace(result, steps=steps), "deploy")
+    text = out.getvalue()
+    assert "[bold]db[/bold]" in text and "[red]data" in text and "staging → [i]sim" in text
+    assert "\x1b" not in text and "done \\x1b[2J\\x1b[31mred[/]" in text
+
+
+def runs(state: Path) -> list[tuple[int, str]]:
+    import sqlite3
+
+    with sqlite3.connect(state) as db:
+        return [(int(i), str(s)) for i, s in db.execute("SELECT id, status FROM runs ORDER BY id")]
+
+
+def listed(path: str) -> dict[str, str]:
+    """`env list --format json` run as a user would: environment → status."""
+    out = subprocess.run(
+        [sys.executable, "-m", "deploy_pipeline", "env", "list", "-f", path, "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return {e["name"]: e["status"] for e in json.loads(out)["environments"]}
+
+
+def test_sigterm_stops_at_the_next_safe_point_reports_and_leaves_no_deploying_environment(
+    write_config: Callable[[str], Path], own_state: Path
+) -> None:
+    """SIGTERM during a deploy is handled like Ctrl-C: the run stops at its next safe point, the
+    report is printed, the run is recorded cancelled, the environment no longer reads
+    `deploying`, and the exit code is 143."""
+    path = str(write_config(sim(durations="{db: {deploy: 60s}}")))
+    proc = cli("deploy", "-f", path, "-e", "staging")
+    assert proc.stdout is not None
+    for line in proc.stdout:  # wait until db's deploy has started
+        if "db deploy started" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, rest + err
+    assert "db deploy cancelled" in rest and "terminated (SIGTERM)" in rest
+    assert "⊘ deploy cancelled after" in rest
+    assert runs(own_state) == [(1, "cancelled")]
+    assert listed(path)["staging"] == "failed"
+
+
+def test_a_killed_run_is_abandoned_and_its_environment_no_longer_deploying(
+    write_config: Callable[[str], Path], own_state: Path
+) -> None:
+    """After SIGKILL (nothing can be handled), the next command that reads the state marks the
+    dead process's run `abandoned` and the environment reads `failed`, not `deploying`."""
+    path = str(write_config(sim(durations="{db: {deploy: 60s}}")))
+    proc = cli("deploy", "-f", path, "-e", "staging")
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "db deploy started" in line:
+            break
+    assert runs(own_state) == [(1, "running")]
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert listed(path)["staging"] == "failed"
+    assert runs(own_state) == [(1, "abandoned")]
+
+
+class CountingClock:
+    """The store's clock, counting its readings: each try for a lock reads it once, so a test
+    can wait for a waiting run to have tried N times (a counter, not a sleep)."""
+
+    def __init__(self) -> None:
+        self.readings = 0
+        self.changed = threading.Condition()
+
+    def __call__(self) -> float:
+        with self.changed:
+            self.readings += 1
+            self.changed.notify_all()
+        return time.time()
+
+    def wait_for(self, more: int) -> None:
+        with self.changed:
+            target = self.readings + more
+            if not self.changed.wait_for(lambda: self.readings >= target, timeout=30):
+                raise AssertionError(f"the waiting run tried the lock {self.readings} times")
+
+
+def test_a_superseded_run_stops_at_once_not_at_its_next_lock_renewal(
+    write_config: Callable[[str], Path], own_state: Path
+) -> None:
+    """A run asked to stop through the store (as `--supersede` asks) is cancelled within a
+    fraction of a second, long before its next lock renewal (every 10 s with the 30 s lease)."""
+    from deploy_pipeline.execution import Execution, Request
+    from deploy_pipeline.runner import Cancel
+    from deploy_pipeline.store import open_store
+
+    path = write_config(sim(durations="{db: {deploy: 60s}}"))
+    holder = Execution(Request(path, ["staging"], "deploy"))
+    cancel = Cancel()
+    stopped = threading.Event()
+    cancel.listeners.append(stopped.set)
+    started = threading.Event()
+    runner = threading.Thread(
+        target=holder.perform, args=([lambda e: e.status == "started" and started.set()], cancel)
+    )
+    runner.start()
+    try:
+        assert started.wait(30), "the run never started"
+        store = open_store(path)
+        asked = time.monotonic()
+        store.supersede("staging", 999)
+        assert stopped.wait(5), "the run was not told it was superseded"
+        assert time.monotonic() - asked < 2.0
+        assert cancel.reason == "superseded by run 999"
+        store.close()
+    finally:
+        cancel.set("the test ended")
+        runner.join(30)
+        holder.close()
+
+
+def test_a_superseding_run_asks_every_holder_once_and_says_so_once(
+    write_config: Callable[[str], Path], own_state: Path
+) -> None:
+    """While it waits, a `--supersede` run asks the run holding the environment to stop and
+    says so once, however often it tries the lock; when a plain waiter takes the lock first,
+    that one is asked (and told of) too; then the superseding run takes the lock."""
+    from deploy_pipeline.execution import Execution, Request
+    from deploy_pipeline.runner import Cancel
+    from deploy_pipeline.store import open_store
+
+    path = write_config(sim())
+    store = open_store(path)
+    store.try_lock("staging", 101)  # a run of this (live) process holds staging
+    execution = Execution(Request(path, ["staging"], "deploy", supersede=True))
+    clock = CountingClock()
+    assert execution.workspace.store is not None
+    execution.workspace.store.clock = clock
+    said: list[str] = []
+    entered = threading.Event()
+
+    def supersede() -> None:
+        with execution.locked(Cancel(), on_wait=said.append, poll=0.002):
+            entered.set()
+
+    def asked_by(run: int) -> object:
+        rows = store.query("SELECT superseded_by FROM locks WHERE run_id = ?", (run,))
+        return rows[0][0] if rows else None
+
+    thread = threading.Thread(target=supersede)
+    thread.start()
+    try:
+        clock.wait_for(25)
+        me = execution.run_id
+        assert asked_by(101) == me
+        # 101 lets go and a plain waiter, 102, is quicker to take the lock
+        store.query("UPDATE locks SET run_id = 102, superseded_by = NULL WHERE run_id = 101")
+        clock.wait_for(25)
+        assert asked_by(102) == me
+        store.release_lock("staging", 102)
+        assert entered.wait(30), "the superseding run never took the lock"
+    finally:
+        thread.join(30)
+        execution.close()
+        store.close()
+    assert said == [
+        "environment staging locked by run 101, asked it to stop",
+        "environment staging locked by run 102, asked it to stop",
+    ]
+
+
+def test_a_run_stopped_while_it_waits_leaves_the_environment_to_its_holder(
+    write_config: Callable[[str], Path], own_state: Path
+) -> None:
+    """A run cancelled (Ctrl-C, SIGTERM) while it waits for the lock is recorded cancelled and
+    does not mark the environment as its own (`deploying` with its run number)."""
+    from deploy_pipeline.execution import Execution, Request
+    from deploy_pipeline.model import EnvironmentRecord
+    from deploy_pipeline.runner import Cancel
+    from deploy_pipeline.store import open_store
+
+    path = write_config(sim())
+    store = open_store(path)
+    store.try_lock("staging", 101)
+    store.save_environment(
+        EnvironmentRecord(name="staging", origin="file", status="deployed", last_run=100)
+    )
+    execution = Execution(Request(path, ["staging"], "deploy"))
+    cancel = Cancel()
+    try:
+        with execution.locked(cancel, on_wait=lambda m: cancel.set("terminated (SIGTERM)")):
+            assert cancel.is_set()
+    finally:
+        execution.close()
+    rec = store.environments()["staging"]
+    assert (rec.status, rec.last_run) == ("deployed", 100)
+    assert (store.run(1) or {}).get("status") == "cancelled"
+    store.close()

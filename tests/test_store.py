@@ -181,6 +181,45 @@ def test_supersede_is_seen_by_the_holder_at_its_next_heartbeat(stores: Stores) -
     assert store.renew_lock("staging", 1) == 2
 
 
+def test_a_pid_taken_by_a_later_process_is_not_the_holder_that_died(stores: Stores) -> None:
+    """A holder `host:pid:start` whose pid is alive but started at another time (the pid was
+    given again) is dead: its lock is free at once."""
+    import os
+
+    store = stores.open()
+    store.try_lock("staging", 1)
+    store.query("UPDATE locks SET holder = ?", (f"{socket.gethostname()}:{os.getpid()}:1",))
+    assert store.try_lock("staging", 2) is None
+
+
+def test_runs_of_gone_processes_are_abandoned_and_their_environments_fail(stores: Stores) -> None:
+    """A run left `running` by a dead process of this machine, and one of another machine whose
+    lock ran out, are `abandoned` and their environments read `failed`; a run of another machine
+    that holds a live lock, and one waiting for a lock, are left running."""
+    clock = Clock()
+    store = stores.open(clock=clock)
+    for name in ("dead", "expired", "alive", "waiting"):
+        run_id = store.create_run([name], "deploy", [])
+        if name != "waiting":
+            store.try_lock(name, run_id, ttl=30)
+            store.save_environment(
+                EnvironmentRecord(name=name, origin="file", status="deploying", last_run=run_id)
+            )
+    store.query("UPDATE runs SET holder = ? WHERE id = 1", (dead_holder(),))
+    store.query("UPDATE runs SET holder = 'another-host:7' WHERE id > 1")
+    store.query("UPDATE locks SET holder = 'another-host:7', expires_at = ? WHERE run_id = 2", (0,))
+    clock.now += 10
+    assert store.abandon_dead_runs() == 2
+    statuses = store.query("SELECT id, status FROM runs ORDER BY id")
+    assert statuses == [(1, "abandoned"), (2, "abandoned"), (3, "running"), (4, "running")]
+    envs = store.environments()
+    assert [envs[n].status for n in ("dead", "expired", "alive")] == [
+        "failed",
+        "failed",
+        "deploying",
+    ]
+
+
 def test_backend_state_is_kept_per_target(stores: Stores) -> None:
     """A target's memory is separate from another target's, is overwritten by a new value and
     can be cleared key by key."""

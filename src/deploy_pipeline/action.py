@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -24,8 +25,8 @@ from deploy_pipeline.config import load_config
 from deploy_pipeline.errors import ConfigError, ConfigErrors, DeployPipelineError, UsageError
 from deploy_pipeline.events import Redactor, format_event
 from deploy_pipeline.execution import Execution, Request, Workspace
-from deploy_pipeline.model import Action, Event
-from deploy_pipeline.report import environment_url, job_summary, service_rows
+from deploy_pipeline.model import Action, Event, RunPlan
+from deploy_pipeline.report import DONE, environment_url, job_summary, service_rows
 from deploy_pipeline.runner import Cancel, RunResult
 from deploy_pipeline.trust import ungranted
 from deploy_pipeline.webhooks import Delivery, PreviewPolicy, decide
@@ -68,9 +69,26 @@ class Inputs:
         return [n for n in self.get(name).replace(",", " ").split() if n]
 
 
+# Line breaks of every kind a log viewer splits on, and the other control characters (a
+# terminal's escape sequences) are shown, never obeyed.
+_BREAKS = re.compile(r"\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+
+
+def plain(text: str) -> str:
+    """Text from the pipeline file, an engine or a pull request as one harmless log line: its
+    line breaks shown as ⏎, control characters as \\xNN, and never the start of a workflow
+    command (`::name::`, which the runner reads after leading blanks) nor the older `##[name]`
+    form (read anywhere in a line)."""
+    text = _BREAKS.sub("⏎", text)
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text).replace("##[", "# #[")
+    return "> " + text if text.lstrip().startswith("::") else text
+
+
 @dataclass
 class Commands:
-    """GitHub's workflow commands, written to the step's log."""
+    """GitHub's workflow commands, written to the step's log. `emit` writes a command of ours;
+    everything else goes through `line`, which makes sure it cannot be read as one."""
 
     out: TextIO
 
@@ -78,11 +96,17 @@ class Commands:
         self.out.write(line + "\n")
         self.out.flush()
 
+    def line(self, text: str) -> None:
+        self.emit(plain(text))
+
     def mask(self, values: Iterable[str]) -> None:
         for value in values:
             for line in value.splitlines():
                 if len(line.strip()) >= 4:
                     self.emit(f"::add-mask::{line.strip()}")
+
+    def group(self, title: str) -> None:
+        self.emit(f"::group::{_data(title)}")
 
     def error(self, message: str, **where: object) -> None:
         props = ",".join(f"{k}={_prop(v)}" for k, v in where.items() if v is not None)
@@ -100,29 +124,90 @@ def _prop(value: object) -> str:
     return _data(str(value)).replace(":", "%3A").replace(",", "%2C")
 
 
-class StageGroups:
-    """Plain lines of the run's events, folded into a `::group::` per stage."""
+GroupKey = tuple[str | None, str | None, str | None]  # environment, target, stage
 
-    def __init__(self, commands: Commands) -> None:
+
+class StageGroups:
+    """Plain lines of the run's events, folded into one `::group::` per stage and target, each
+    opened once, in the plan's order. Builds run ahead of their stage: a line of a stage other
+    than the open one waits, and is printed when that stage's group opens; a group closes when
+    every service of its stage has ended (or its environment's run has)."""
+
+    def __init__(self, commands: Commands, run_plan: RunPlan) -> None:
         self.commands = commands
-        self.current: tuple[str | None, str | None, str | None] | None = None
-        self.open = False
+        self.left: dict[GroupKey, int] = {}  # main steps not ended yet, per group
+        self.order: list[GroupKey] = []
+        self.skipped = {(p.environment.name, s.name) for p in run_plan.plans for s in p.skipped}
+        for plan in run_plan.plans:
+            for tp in plan.targets:
+                for sp in tp.stages:
+                    key = (plan.environment.name, tp.target.name, sp.name)
+                    if sp.services:  # a stage with nothing to run has no lines to group
+                        self.left[key] = len(sp.services)
+                        self.order.append(key)
+        self.waiting: dict[GroupKey, list[str]] = {}
+        self.done: set[GroupKey] = set()
+        self.current: GroupKey | None = None
 
     def __call__(self, event: Event) -> None:
-        key = (event.environment, event.target, event.stage)
-        if event.stage is None:
-            self.close()  # the run's own last line stands outside the stages
-        # skipped services are told at the start, outside any stage's group
-        if event.stage is not None and key != self.current and event.status != "skipped":
+        line = format_event(event)
+        if event.stage is None:  # an environment's (or the run's) last line: after its stages
             self.close()
-            self.commands.emit(f"::group::{event.environment} → {event.target}: {event.stage}")
-            self.current, self.open = key, True
-        self.commands.emit(format_event(event))
+            self.flush(event.environment)
+            self.commands.line(line)
+            self.advance()
+            return
+        key = (event.environment, event.target, event.stage)
+        if (event.environment, event.service) in self.skipped or key in self.done:
+            self.commands.line(line)  # skipped services are told at the start, outside groups
+            return
+        if key == self.current:
+            self.commands.line(line)
+        else:
+            self.waiting.setdefault(key, []).append(line)
+        if event.phase != "build" and event.status in DONE and key in self.left:
+            self.left[key] -= 1
+        if key == self.current and self.left[key] <= 0:
+            self.close()
+        self.advance()
+
+    def next(self) -> GroupKey | None:
+        """The group to open: the first of the plan's order with lines waiting whose stage is
+        the first one of its environment and target not ended yet."""
+        first: dict[tuple[str | None, str | None], GroupKey] = {}
+        for key in self.order:
+            if key not in self.done:
+                first.setdefault(key[:2], key)
+        return next((k for k in self.order if k in self.waiting and first.get(k[:2]) == k), None)
+
+    def advance(self) -> None:
+        while self.current is None and (key := self.next()) is not None:
+            self.open(key)
+            if self.left.get(key, 1) <= 0:  # it ended while it waited: shown whole, at once
+                self.close()
+
+    def open(self, key: GroupKey) -> None:
+        environment, target, stage = key
+        self.commands.group(f"{environment} → {target}: {stage}")
+        self.current = key
+        for line in self.waiting.pop(key, []):
+            self.commands.line(line)
 
     def close(self) -> None:
-        if self.open:
+        if self.current is not None:
             self.commands.emit("::endgroup::")
-            self.open = False
+            self.done.add(self.current)
+            self.current = None
+
+    def flush(self, environment: str | None) -> None:
+        """Whatever still waits (a run stopped early), each stage in its own group."""
+        for key in [k for k in self.order if k in self.waiting]:
+            if environment is None or key[0] == environment:
+                self.open(key)
+                self.close()
+        for key in [k for k in self.waiting if environment in (None, k[0])]:
+            for line in self.waiting.pop(key):  # not in the plan: nothing to group it by
+                self.commands.line(line)
 
 
 def _secret_values(kubeconfig: str) -> list[str]:
@@ -322,7 +407,7 @@ def _run(
         secrets_from = {name: value for name, value in env.items() if name in granted}
     execution = Execution(request, environ=secrets_from)
     cmd.mask(v for values in execution.secrets.values() for v in values.values())
-    groups = StageGroups(cmd)
+    groups = StageGroups(cmd, execution.run_plan)
     observers = _reporters(cmd, env, token, sha, execution, run_action_)
     cancel = Cancel()
 
@@ -338,6 +423,7 @@ def _run(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         groups.close()
+        groups.flush(None)
         execution.close()
         for observer in observers:
             observer.close()
@@ -365,7 +451,7 @@ def _preview(
         policy = PreviewPolicy.of(ws.pipeline.previews)
         decision = decide(Delivery("action", "pull_request", payload), policy)
         if decision.action == "ignore" or decision.pull_request is None:
-            cmd.emit(f"{decision.reason}: the preview is left as it is")
+            cmd.line(f"{decision.reason}: the preview is left as it is")
             _set_output(env, {"status": "skipped", "environment-url": "", "services": "{}"})
             return None
         name = ws.preview(decision.pull_request.number, recover=not dry_run).name
@@ -395,12 +481,21 @@ def _reporters(
             )
             if not value
         ]
-        cmd.emit(f"GitHub reporting is off: no {' and no '.join(missing)}")
+        cmd.line(f"GitHub reporting is off: {_missing(missing)}")
         return []
     reporter = GitHubReporter(
         settings, execution.run_plan, action, log=cmd.warning, redact=execution.redactor
     )
     return [reporter]
+
+
+def _missing(names: list[str]) -> str:
+    """`the github-token input is empty`, `GITHUB_REPOSITORY and the commit (GITHUB_SHA) are
+    not set`: what reporting to GitHub lacks, said as a sentence."""
+    empty = "the github-token input is empty" if "the github-token input" in names else ""
+    unset = [n for n in names if n != "the github-token input"]
+    said = " and ".join(unset) + (" is not set" if len(unset) == 1 else " are not set")
+    return "; ".join(part for part in (empty, said if unset else "") if part)
 
 
 def _finish(
@@ -436,7 +531,7 @@ def _finish(
     for failure in result.failures:
         cmd.error(failure)
     took = f"{result.duration:.1f}s"
-    cmd.emit(f"{action} {result.status} in {took}")
+    cmd.line(f"{action} {result.status} in {took}")
 
 
 def main() -> int:

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from deploy_pipeline.model import EnvironmentRecord
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_TERMINATED = 143  # SIGTERM (128 + 15): stopped like Ctrl-C, said apart from it
+TERMINATED = "terminated (SIGTERM)"
 ACTIONS = ("deploy", "restart", "stop", "delete")
 
 DESCRIPTION = """\
@@ -44,7 +46,8 @@ examples:
   deploy-pipeline env clone staging demo            a new environment with staging's skip set
   deploy-pipeline stop -e demo                      scale to zero, last stage first
 
-exit codes: 0 success · 1 the run failed · 2 bad usage or bad config · 130 interrupted"""
+exit codes: 0 success · 1 the run failed · 2 bad usage or bad config · 130 interrupted
+            (143 after SIGTERM: stopped the same way)"""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -453,15 +456,17 @@ def _run(args: argparse.Namespace) -> int:
     )
     view = LiveView(console)
     cancel = Cancel()
-    previous = signal.getsignal(signal.SIGINT)
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
+        """Ctrl-C, or SIGTERM (a service manager, CI, `kill`): stop at the next safe point,
+        record the run cancelled and print the report; a second signal quits at once."""
         if cancel.is_set():
             raise KeyboardInterrupt
-        cancel.set("interrupted")
-        console.print("[yellow]stopping at the next safe point (Ctrl-C again to quit now)[/]")
+        cancel.set("interrupted" if signum == signal.SIGINT else TERMINATED)
+        again = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        console.print(f"[yellow]stopping at the next safe point ({again} again to quit now)[/]")
 
-    signal.signal(signal.SIGINT, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         if args.dry_run and not jsonl:
             console.print("[dim]rehearsal (--dry-run): simulated targets, nothing is touched[/]")
@@ -477,7 +482,7 @@ def _run(args: argparse.Namespace) -> int:
 
         with execution.locked(cancel, on_wait=waiting) as run_id:
             if cancel.is_set():
-                return EXIT_INTERRUPTED
+                return EXIT_TERMINATED if cancel.reason == TERMINATED else EXIT_INTERRUPTED
             run = execution.run(sinks, cancel)
             if run_id is not None and not jsonl:
                 console.print(f"[dim]run {run_id}[/]")
@@ -489,9 +494,12 @@ def _run(args: argparse.Namespace) -> int:
                 result = run.execute()
             execution.finish(result)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         execution.close()
     print_summary(console, result, args.command)
     if result.status == "succeeded":
         return EXIT_OK
+    if cancel.reason == TERMINATED:
+        return EXIT_TERMINATED
     return EXIT_INTERRUPTED if cancel.reason == "interrupted" else EXIT_FAILED

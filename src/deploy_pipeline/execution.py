@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -15,6 +16,7 @@ from typing import Literal, Protocol, TextIO, cast
 
 from deploy_pipeline.backends import KINDS, Backend, backend_class, create_backend
 from deploy_pipeline.backends.base import ImageChecker, RecordReader
+from deploy_pipeline.backends.simulated import SimulatedBackend
 from deploy_pipeline.config import NAME, load_config, quote
 from deploy_pipeline.errors import DeployPipelineError, UsageError
 from deploy_pipeline.events import MIN_SECRET, EventBus, EventSink, Redactor
@@ -31,6 +33,9 @@ from deploy_pipeline.plan import check_services, environments, find_environment,
 from deploy_pipeline.runner import Cancel, Run, RunOptions, RunResult
 from deploy_pipeline.store import LOCK_TTL, EventRecorder, Store, open_store, store_exists
 from deploy_pipeline.trust import merge_pull_request
+
+SUPERSEDE_POLL = 0.1  # how soon a run sees that another asked it to stop (seconds)
+REMIND = 30.0  # a run waiting for a lock says so again after this long without news
 
 STATUS_AFTER: Mapping[tuple[Action, str], str] = {
     ("deploy", "succeeded"): "deployed",
@@ -89,6 +94,8 @@ class Workspace:
             self.pipeline, self.ignored = merged.pipeline, merged.ignored
         exists = (state is not None and state.exists()) or store_exists(config)
         self.store: Store | None = open_store(config, state=state) if write or exists else None
+        if self.store is not None:  # runs of processes that died are not left `running`
+            self.store.abandon_dead_runs()
 
     @property
     def records(self) -> dict[str, EnvironmentRecord]:
@@ -317,9 +324,14 @@ class Execution:
         targets = {tp.target.name: tp.target for p in self.run_plan.plans for tp in p.targets}
         store = self.workspace.store
         root = Path(request.config).resolve().parent
+        # a rehearsal of a real target says, as `plan` does, which images it would reuse
+        rehearsing = request.dry_run and any(t.kind != "simulated" for t in targets.values())
+        self.images: dict[tuple[str, str], str] = {}
+        if rehearsing and request.action == "deploy":
+            self.images = image_states(self.workspace, self.run_plan, root)
         self.backends: dict[str, Backend] = {
             name: create_backend(
-                t,
+                self.rehearsed(t) if request.dry_run else t,
                 None if request.dry_run or not store else store.backend_state(name),
                 dry_run=request.dry_run,
                 root=root,
@@ -328,11 +340,29 @@ class Execution:
             )
             for name, t in targets.items()
         }
+        for name, backend in self.backends.items():
+            if isinstance(backend, SimulatedBackend):
+                backend.images = {s: note for (t, s), note in self.images.items() if t == name}
         self.secrets = self.resolve_secrets(os.environ if environ is None else environ, targets)
         self.run_id: int | None = None
         self.recorder: EventRecorder | None = None
         self.logs: LogFiles | None = None
         self.finished = False
+
+    def rehearsed(self, target: Target) -> Target:
+        """A real target as its rehearsal runs it: each step lasting what it last took there
+        (the state database's measured durations), a build as long as a build or a reuse,
+        whichever `plan` expects. A simulated target keeps the durations it was given."""
+        store = self.workspace.store
+        if target.kind == "simulated" or store is None:
+            return target
+        durations: dict[str, dict[str, float]] = {}
+        for (service, phase, status), seconds in store.measured_durations(target.name).items():
+            note = self.images.get((target.name, service), "")
+            wanted = "reused" if phase == "build" and note.startswith("reused") else "succeeded"
+            if status == wanted:
+                durations.setdefault(service, {})[phase] = seconds
+        return replace(target, durations=durations)
 
     def resolve_secrets(
         self, environ: Mapping[str, str], targets: Mapping[str, Target]
@@ -394,38 +424,65 @@ class Execution:
         stop = threading.Event()
         try:
             for name in names:
-                asked = False
-                while (holder := store.try_lock(name, run_id, ttl)) is not None:
-                    if self.request.supersede and not asked:
-                        store.supersede(name, run_id)
-                        asked = True
-                    on_wait(
-                        f"environment {name} locked by run {holder}"
-                        + (", asked it to stop" if asked else "")
-                    )
-                    if cancel.event.wait(poll):
-                        break
-                if holder is None:  # taken, even when the cancel came at that very moment
-                    held.append(name)
+                if self.wait_for(store, name, run_id, cancel, on_wait, poll, ttl):
+                    held.append(name)  # taken, even when the cancel came at that very moment
                 if cancel.is_set():
                     break
             beat = threading.Thread(
                 target=self.heartbeat, args=(store, held, run_id, cancel, stop, ttl), daemon=True
             )
             beat.start()
-            self.mark(
-                names,
-                lambda rec: replace(
-                    rec, status=STATUS_DURING[self.request.action], last_run=run_id
-                ),
-            )
+            if not cancel.is_set():  # stopped while waiting: the environments are another's
+                self.mark(
+                    names,
+                    lambda rec: replace(
+                        rec, status=STATUS_DURING[self.request.action], last_run=run_id
+                    ),
+                )
             yield run_id
         finally:
             stop.set()
+            if not self.finished:  # interrupted while waiting, or an error before the run ended
+                for name in held:  # what it left behind is not known: not `deploying`
+                    rec = self.workspace.record(name)
+                    if rec.last_run == run_id and rec.status in STATUS_DURING.values():
+                        store.save_environment(replace(rec, status="failed"))
+                store.finish_run(run_id, "cancelled" if cancel.is_set() else "failed")
             for name in held:
                 store.release_lock(name, run_id)
-            if not self.finished:  # interrupted while waiting, or an error before the run ended
-                store.finish_run(run_id, "cancelled" if cancel.is_set() else "failed")
+
+    def wait_for(
+        self,
+        store: Store,
+        name: str,
+        run_id: int,
+        cancel: Cancel,
+        on_wait: Callable[[str], None],
+        poll: float,
+        ttl: float,
+    ) -> bool:
+        """Take one environment's lock, waiting while another run holds it; False when cancelled
+        first. With `supersede`, every run found holding it is asked to stop, once (a plain
+        waiter may take the lock before this run does). The wait is told once per holder, then
+        again every REMIND seconds."""
+        asked: set[int] = set()
+        said: tuple[int, bool] | None = None
+        since = said_at = time.monotonic()
+        while (holder := store.try_lock(name, run_id, ttl)) is not None:
+            if self.request.supersede and holder not in asked:
+                store.supersede(name, run_id, holder)
+                asked.add(holder)
+            now = time.monotonic()
+            if said != (holder, holder in asked):
+                stop = ", asked it to stop" if holder in asked else ""
+                on_wait(f"environment {name} locked by run {holder}{stop}")
+                said, said_at = (holder, holder in asked), now
+            elif now - said_at >= REMIND:
+                on_wait(f"environment {name} still locked by run {holder} ({now - since:.0f}s)")
+                said_at = now
+            if cancel.event.wait(poll):
+                return False
+        return True
 
     def heartbeat(
         self,
@@ -436,9 +493,18 @@ class Execution:
         stop: threading.Event,
         ttl: float,
     ) -> None:
-        while not stop.wait(ttl / 3):
+        """Renew the locks every ttl/3, and in between look every SUPERSEDE_POLL seconds whether
+        another run asked this one to stop: it stops at its next safe point, not minutes on."""
+        renew_at = time.monotonic() + ttl / 3
+        while not stop.wait(min(SUPERSEDE_POLL, ttl / 3)):
+            renew = time.monotonic() >= renew_at
+            if renew:
+                renew_at = time.monotonic() + ttl / 3
             for name in names:
-                by = store.renew_lock(name, run_id, ttl)
+                if renew:
+                    by = store.renew_lock(name, run_id, ttl)
+                else:
+                    by = store.superseded_by(name, run_id)
                 if by is not None:
                     cancel.set(f"superseded by run {by}")
 

@@ -5,6 +5,7 @@ runner's snapshot, so it can never slow down or change a run.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -36,6 +37,13 @@ ICON = {
     "pending": "○",
 }
 MAX_ROWS = 30  # a big environment shows what moves; the rest is counted per stage
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _text(text: str, style: str = "") -> Text:
+    """A name or a message as it is: never Rich markup, and its control characters (a terminal's
+    escape sequences) shown as \\xNN rather than obeyed."""
+    return Text(CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text), style=style)
 
 
 class LiveView:
@@ -97,7 +105,7 @@ def render_steps(views: Sequence[StepView], *, live: bool) -> RenderableType:
     parts: list[RenderableType] = []
     for (env, target), stages in _group(views).items():
         table = Table(
-            title=f"{env} → {target}",
+            title=_text(f"{env} → {target}"),
             title_justify="left",
             expand=False,
             show_edge=False,
@@ -128,17 +136,21 @@ def render_steps(views: Sequence[StepView], *, live: bool) -> RenderableType:
                 elif note is None:
                     note = main.message
                 table.add_row(
-                    stage if first else "",
-                    service,
+                    _text(stage if first else ""),
+                    _text(service),
                     _cell(build),
                     Text(f"{main.phase} ", style="dim") + _cell(main),
-                    Text(note or ""),
+                    _text(note or ""),
                 )
                 first = False
                 rows += 1
             if live and first and counts:  # every row of the stage was left out: count them
                 table.add_row(
-                    stage, Text(", ".join(f"{n} {k}" for k, n in counts.items()), "dim"), "", "", ""
+                    _text(stage),
+                    Text(", ".join(f"{n} {k}" for k, n in counts.items()), "dim"),
+                    "",
+                    "",
+                    "",
                 )
         parts.append(table)
     return Group(*parts)
@@ -154,4 +166,4 @@ def print_summary(console: Console, result: RunResult, action: str) -> None:
     else:
         console.print(Text(f"✖ {action} failed after {took}", style="bold red"))
         for failure in result.failures:
-            console.print(Text(f"  {failure}", style="red"))
+            console.print(_text(f"  {failure}", style="red"))

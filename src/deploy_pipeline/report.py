@@ -167,8 +167,35 @@ def clip(text: str, limit: int = DESCRIPTION_LIMIT) -> str:
 # --- Markdown ------------------------------------------------------------------------------
 
 
+# Text from the pipeline file, an engine or a pull request is never Markdown here: every ASCII
+# character Markdown or HTML could read as markup is escaped, and line breaks are folded into one
+# line, so a hostile name cannot add a heading, an image, a link, a tag or a table column.
+_MARKUP = re.compile(r"([\\`*_\[\]<>!|#&~])")  # inline markup, anywhere in the text
+_LEADING = re.compile(r"^([-+=]|\d+(?=[.)]))")  # a list or a heading, at the start only
+_SAFE_URL = re.compile(r"https?://[^\s<>()\[\]{}|`\"'\\^]+")
+
+
 def _cell(text: str) -> str:
-    return " ".join(text.replace("|", "\\|").split())
+    """Untrusted text as one line of literal Markdown (a table cell, a list item, a heading)."""
+    text = _MARKUP.sub(r"\\\1", " ".join(text.split()))
+    return _LEADING.sub(lambda m: m[0] + "\\" if m[0].isdigit() else "\\" + m[0], text)
+
+
+def _code(text: str) -> str:
+    """Untrusted text as an inline code span: one line, fenced by more backticks than it holds
+    (backslashes do not escape inside code), its `|` escaped for the table around it."""
+    text = " ".join(text.split()).replace("|", "\\|")
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _link(url: str) -> str:
+    """A link to a service's URL when it is a plain http(s) one; otherwise only its text."""
+    if _SAFE_URL.fullmatch(url):
+        return f"[{_cell(url)}]({url})"
+    return _cell(url)
 
 
 def _seconds(value: float | None) -> str:
@@ -188,11 +215,12 @@ def table(rows: Sequence[ServiceRow]) -> str:
         status = f"{ICONS.get(r.status, '')} {r.status}".strip()
         if r.status == "failed" and r.message:
             status += f": {_cell(clip(r.message, 200))}"
-        image = f"`{_cell(r.image)}` ({r.origin})" if r.image else ""
-        url = f"[{_cell(r.url)}]({r.url})" if r.url else ""
-        cells = [f"**{r.service}**", r.stage, status, url, image, _seconds(r.duration)]
+        image = f"{_code(r.image)} ({_cell(r.origin)})" if r.image else ""
+        url = _link(r.url) if r.url else ""
+        cells = [f"**{_cell(r.service)}**", _cell(r.stage), status, url, image]
+        cells.append(_seconds(r.duration))
         if several:
-            cells.insert(0, f"{r.environment} → {r.target}")
+            cells.insert(0, f"{_cell(r.environment)} → {_cell(r.target)}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -223,9 +251,9 @@ def preview_comment(
     plan = next(p for p in run_plan.plans if p.environment.name == environment)
     lines = [
         comment_marker(environment),
-        _headline(result, action, f"Preview `{environment}`"),
+        _headline(result, action, f"Preview {_code(environment)}"),
         "",
-        f"Commit `{sha[:7]}`" + (f" · [run]({run_url})" if run_url else ""),
+        f"Commit {_code(sha[:7])}" + (f" · [run]({run_url})" if run_url else ""),
         "",
     ]
     if action == "delete" and result.status == "succeeded":
@@ -240,7 +268,7 @@ def preview_comment(
 def removal_comment(environment: str, why: str) -> str:
     """The preview's comment once housekeeping has removed it (expired, evicted, PR closed)."""
     return (
-        f"{comment_marker(environment)}\n### 🗑️ Preview `{environment}` removed\n\n{why}\n\n"
+        f"{comment_marker(environment)}\n### 🗑️ Preview {_code(environment)} removed\n\n{why}\n\n"
         "Push a new commit to the pull request to deploy it again.\n"
     )
 
@@ -255,16 +283,20 @@ def _skipped_note(plan: Plan) -> list[str]:
     names = sorted(s.name for s in plan.skipped)
     if not names:
         return []
-    listed = ", ".join(f"`{n}`" for n in names)
+    listed = ", ".join(_code(n) for n in names)
     env = plan.environment.name
-    return [
-        "",
-        f"Skipped in `{env}`: {listed}. To add one: `deploy-pipeline env unskip {env} {names[0]}`.",
-    ]
+    unskip = _code(f"deploy-pipeline env unskip {env} {names[0]}")
+    return ["", f"Skipped in {_code(env)}: {listed}. To add one: {unskip}."]
 
 
 def _node(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", text)
+
+
+def _label(text: str) -> str:
+    """Untrusted text inside a Mermaid label's quotes: one line, with what would end the quotes,
+    open a tag or a Markdown string, or start an entity written as Mermaid's entity codes."""
+    return re.sub(r'[#"<>`&]', lambda m: f"#{ord(m[0])};", " ".join(text.split()))
 
 
 def mermaid(plan: Plan, rows: Sequence[ServiceRow]) -> str:
@@ -274,7 +306,7 @@ def mermaid(plan: Plan, rows: Sequence[ServiceRow]) -> str:
     for tp in plan.targets:
         t = _node(tp.target.name)
         if len(plan.targets) > 1:
-            out.append(f'  subgraph {t}["{tp.target.name}"]')
+            out.append(f'  subgraph {t}["{_label(tp.target.name)}"]')
             out.append("  direction LR")
         stages = [(sp.name, [p.service.name for p in sp.services]) for sp in tp.stages]
         # skipped services are drawn in their stage, even one with nothing else to run
@@ -289,10 +321,10 @@ def mermaid(plan: Plan, rows: Sequence[ServiceRow]) -> str:
         previous = None
         for name, members in stages:
             sid = f"{t}_{_node(name)}"
-            out.append(f'  subgraph {sid}["{name}"]')
+            out.append(f'  subgraph {sid}["{_label(name)}"]')
             for member in members:
                 status = "skipped" if member in skipped else state.get((tp.target.name, member), "")
-                label = f"{member} {ICONS.get(status, '')}".strip()
+                label = f"{_label(member)} {ICONS.get(status, '')}".strip()
                 out.append(f'    {sid}_{_node(member)}["{label}"]')
                 if member in skipped:
                     greyed.append(f"{sid}_{_node(member)}")
@@ -319,9 +351,9 @@ def job_summary(
         env = plan.environment.name
         mine = [r for r in rows if r.environment == env]
         status = result.environments.get(env, result.status)
-        head = f"## {_icon(status)} deploy-pipeline {action} `{env}`: {status}"
+        head = f"## {_icon(status)} deploy-pipeline {action} {_code(env)}: {status}"
         if sha:
-            head += f" at `{sha[:7]}`"
+            head += f" at {_code(sha[:7])}"
         parts.extend([head, "", mermaid(plan, mine), "", table(mine), *_skipped_note(plan), ""])
     parts.extend(_failures(result))
     parts.append(f"\n_{action} {result.status} in {_seconds(result.duration)}_")

@@ -54,8 +54,30 @@ def store_exists(config: str | Path, environ: Mapping[str, str] = os.environ) ->
     return bool(environ.get(DATABASE_URL_ENV)) or state_path(config, environ).exists()
 
 
+BUSY = ("deploying", "stopping", "deleting")  # an environment's status while a run works on it
+
+
 def holder_id() -> str:
+    """Who holds a delivery's lease: `host:pid`."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_holder() -> str:
+    """Who holds a run and its locks: `host:pid`, and the process's start time where the system
+    tells it (`host:pid:start`), so a pid used again by a later process is not taken for the one
+    that died."""
+    start = process_start(os.getpid())
+    return holder_id() + (f":{start}" if start else "")
+
+
+def process_start(pid: int) -> str | None:
+    """When a process started, in clock ticks since boot (Linux's /proc); None where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    return fields[19] if len(fields) > 19 else None
 
 
 class Store:
@@ -138,7 +160,7 @@ class Store:
                     action,
                     json.dumps(list(services)),
                     self.clock(),
-                    holder_id(),
+                    run_holder(),
                 ),
             ).fetchone()
             assert row is not None
@@ -151,11 +173,35 @@ class Store:
         )
 
     def abandon_dead_runs(self) -> int:
-        """Runs a process of this machine left `running` when it died are `abandoned`."""
+        """Runs left `running` by a process that is gone are `abandoned`: one of this machine
+        that no longer exists, or one (of any machine) that held its environments and stopped
+        renewing their locks. Their environments, left deploying (stopping, deleting), read
+        `failed`: what the run left behind is not known."""
         rows = self.query("SELECT id, holder FROM runs WHERE status = 'running'")
-        dead = [int(str(r[0])) for r in rows if dead_here(str(r[1]))]
+        if not rows:
+            return 0
+        live = {
+            int(str(r[0]))
+            for r in self.query("SELECT run_id FROM locks WHERE expires_at > ?", (self.clock(),))
+        }
+        holding = {rec.last_run for rec in self.environments().values() if rec.status in BUSY}
+        dead = [
+            run_id
+            for run_id, holder in ((int(str(r[0])), str(r[1])) for r in rows)
+            if dead_here(holder) or (run_id in holding and run_id not in live)
+        ]
         for run_id in dead:
-            self.finish_run(run_id, "abandoned")
+            with self.transaction() as db:
+                db.execute(
+                    "UPDATE runs SET status = 'abandoned', finished_at = ? "
+                    "WHERE id = ? AND status = 'running'",
+                    (self.clock(), run_id),
+                )
+                db.execute(
+                    "UPDATE environments SET status = 'failed', updated_at = ? "
+                    f"WHERE last_run = ? AND status IN ({', '.join('?' * len(BUSY))})",
+                    (self.clock(), run_id, *BUSY),
+                )
         return len(dead)
 
     def run(self, run_id: int) -> dict[str, object] | None:
@@ -188,6 +234,27 @@ class Store:
         rows = self.query("SELECT body FROM events WHERE run_id = ? ORDER BY seq", (run_id,))
         return [json.loads(str(r[0])) for r in rows]
 
+    def measured_durations(self, target: str, runs: int = 20) -> dict[tuple[str, str, str], float]:
+        """How long each step last took on a target, from the events of the latest recorded
+        runs: (service, phase, status) → seconds, status `succeeded` or `reused` (a build that
+        found its image takes less than one that builds it). What a rehearsal waits."""
+        rows = self.query(
+            "SELECT body FROM events WHERE run_id IN "
+            "(SELECT id FROM runs ORDER BY id DESC LIMIT ?) ORDER BY run_id DESC, seq DESC",
+            (runs,),
+        )
+        found: dict[tuple[str, str, str], float] = {}
+        for row in rows:
+            event = json.loads(str(row[0]))
+            seconds, status = event.get("duration"), event.get("status")
+            if (
+                event.get("target") == target
+                and isinstance(seconds, int | float)
+                and status in ("succeeded", "reused")
+            ):
+                found.setdefault((str(event["service"]), str(event["phase"]), status), seconds)
+        return found
+
     # --- the one-run-per-environment lock ------------------------------------------------------
 
     def try_lock(self, environment: str, run_id: int, ttl: float = LOCK_TTL) -> int | None:
@@ -205,7 +272,7 @@ class Store:
                 "VALUES (?,?,?,?,NULL) ON CONFLICT (environment) DO UPDATE SET "
                 "run_id = excluded.run_id, holder = excluded.holder, "
                 "expires_at = excluded.expires_at, superseded_by = NULL",
-                (environment, run_id, holder_id(), now + ttl),
+                (environment, run_id, run_holder(), now + ttl),
             )
             return None
 
@@ -222,11 +289,27 @@ class Store:
             ).fetchone()
             return int(row[0]) if row and row[0] is not None else None
 
-    def supersede(self, environment: str, by_run: int) -> None:
-        self.query(
-            "UPDATE locks SET superseded_by = ? WHERE environment = ? AND run_id != ?",
-            (by_run, environment, by_run),
+    def superseded_by(self, environment: str, run_id: int) -> int | None:
+        """The run that asked run_id to give the environment up, if any (nothing is renewed)."""
+        rows = self.query(
+            "SELECT superseded_by FROM locks WHERE environment = ? AND run_id = ?",
+            (environment, run_id),
         )
+        return int(str(rows[0][0])) if rows and rows[0][0] is not None else None
+
+    def supersede(self, environment: str, by_run: int, holder: int | None = None) -> None:
+        """Ask the run holding the environment (only if it is still `holder`, when given) to
+        stop; it sees it within SUPERSEDE_POLL."""
+        if holder is None:
+            self.query(
+                "UPDATE locks SET superseded_by = ? WHERE environment = ? AND run_id != ?",
+                (by_run, environment, by_run),
+            )
+        else:
+            self.query(
+                "UPDATE locks SET superseded_by = ? WHERE environment = ? AND run_id = ?",
+                (by_run, environment, holder),
+            )
 
     def release_lock(self, environment: str, run_id: int) -> None:
         self.query("DELETE FROM locks WHERE environment = ? AND run_id = ?", (environment, run_id))
@@ -321,8 +404,9 @@ def _record(row: tuple[object, ...]) -> EnvironmentRecord:
 
 
 def dead_here(holder: str) -> bool:
-    """A lock held by a process of this machine that no longer exists is free at once."""
-    host, _, pid = holder.rpartition(":")
+    """A lock held by a process of this machine that no longer exists is free at once; so is
+    one whose pid a later process has taken (its start time differs)."""
+    host, pid, start = [*holder.split(":"), "", ""][:3]
     if host != socket.gethostname() or not pid.isdigit():
         return False
     try:
@@ -330,5 +414,5 @@ def dead_here(holder: str) -> bool:
     except ProcessLookupError:
         return True
     except PermissionError:
-        return False
-    return False
+        pass
+    return bool(start) and process_start(int(pid)) not in (None, start)

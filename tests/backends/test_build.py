@@ -253,3 +253,60 @@ def test_a_context_that_turns_into_a_link_out_of_the_repository_after_loading_is
         "'./app' leads outside the pipeline file's folder (paths are relative to it, links "
         "followed)"
     ]
+
+
+def test_a_rehearsal_says_which_images_it_would_reuse_and_takes_the_measured_time(
+    docker_env: DockerBed,
+    write_config: Callable[[str], Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`deploy --dry-run` of a docker target, after a real deploy: the build whose files did not
+    change ends `reused`, the changed one `to build` (by content hash against the registry, as
+    `plan` says), and every step lasts what it last took, not 0 s."""
+    busybox_context(tmp_path / "same", "echo same")
+    busybox_context(tmp_path / "edited", "echo edited")
+    for name in ("same", "edited"):
+        (tmp_path / name / "nonce").write_text(f"{name} {time.time_ns()}")
+    path = str(
+        write_config(
+            f"version: 1\nregistry: {docker_env.registry}/rehearse\n"
+            "targets: {l: {kind: docker}}\nservices:\n"
+            "  same: {type: job, build: ./same}\n  edited: {type: job, build: ./edited}\n"
+            "environments: {e: {}}\n"
+        )
+    )
+    assert main(["deploy", "-f", path, "-e", "e", "--events", "jsonl"]) == 0
+    real = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    took = {
+        (e["service"], e["phase"]): e["duration"]
+        for e in real
+        if e["status"] == "succeeded" and e["phase"] != "run"
+    }
+    (tmp_path / "edited" / "nonce").write_text(f"changed {time.time_ns()}")
+    assert main(["plan", "-f", path, "-e", "e"]) == 0
+    planned = capsys.readouterr().out
+    assert main(["deploy", "-f", path, "-e", "e", "--dry-run", "--events", "jsonl"]) == 0
+    rehearsal = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    builds = {
+        e["service"]: (e["status"], e["message"].split(" (rehearsal")[0])
+        for e in rehearsal
+        if e["phase"] == "build" and e["status"] != "started"
+    }
+    assert builds["same"][0] == "reused" and builds["same"][1].startswith("reused: ")
+    assert builds["edited"][0] == "succeeded" and builds["edited"][1].startswith("to build: ")
+    for _, note in builds.values():  # the same verdict and image as `plan` gives
+        assert note in planned
+    deploys = {
+        e["service"]: e["duration"]
+        for e in rehearsal
+        if e["phase"] == "deploy" and e["status"] == "succeeded"
+    }
+    for service in ("same", "edited"):
+        assert deploys[service] >= took[(service, "deploy")] > 0
+    edited_build = next(
+        e["duration"]
+        for e in rehearsal
+        if e["service"] == "edited" and e["phase"] == "build" and e["status"] == "succeeded"
+    )
+    assert edited_build >= took[("edited", "build")] > 0

@@ -20,6 +20,7 @@ import pytest
 from kubernetes import client, config
 
 from deploy_pipeline.cli import main
+from tests.docker_testbed import DockerBed, busybox_context
 from tests.kube_testbed import control_plane_pid
 
 pytestmark = pytest.mark.engine
@@ -381,3 +382,49 @@ def test_environments_are_read_back_from_the_cluster_when_the_store_is_gone(
         for clone in clones:
             with contextlib.suppress(client.ApiException):
                 k8s["core"].delete_namespace(clone)
+
+
+def test_a_rehearsal_of_a_kubernetes_target_says_which_images_it_would_reuse(
+    env: str,
+    docker_env: DockerBed,
+    write_config: Callable[[str], Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """After a real deploy, `plan` and `deploy --dry-run` of a kubernetes target say, by content
+    hash against the registry, that the unchanged build would be reused and the edited one
+    built; the rehearsal's steps last what they last took."""
+    for name in ("same", "edited"):
+        busybox_context(tmp_path / name, f"echo {name}")
+        (tmp_path / name / "nonce").write_text(f"{name} {time.time_ns()}")
+    path = str(
+        write_config(
+            f"version: 1\nregistry: {docker_env.registry}/kube-rehearse\n"
+            "targets: {eu: {kind: kubernetes}}\nservices:\n"
+            "  same: {type: job, build: ./same}\n  edited: {type: job, build: ./edited}\n"
+            f"environments: {{{env}: {{target: eu}}}}\n"
+        )
+    )
+    code, real = run(capsys, "deploy", "-f", path, "-e", env)
+    assert code == 0, real
+    took = {
+        (e["service"], e["phase"]): e["duration"]
+        for e in real
+        if e["status"] == "succeeded" and e["phase"] != "run"
+    }
+    (tmp_path / "edited" / "nonce").write_text(f"changed {time.time_ns()}")
+    assert main(["plan", "-f", path, "-e", env]) == 0
+    planned = capsys.readouterr().out
+    code, rehearsal = run(capsys, "deploy", "-f", path, "-e", env, "--dry-run")
+    assert code == 0
+    builds = {
+        e["service"]: (e["status"], e["message"].split(" (rehearsal")[0], e["duration"])
+        for e in rehearsal
+        if e["phase"] == "build" and e["status"] != "started"
+    }
+    assert builds["same"][0] == "reused"
+    assert builds["same"][1].startswith(f"reused: {docker_env.registry}/kube-rehearse/same:")
+    assert builds["edited"][0] == "succeeded"
+    assert builds["edited"][1].startswith("to build: ")
+    assert builds["same"][1] in planned and builds["edited"][1] in planned
+    assert builds["edited"][2] >= took[("edited", "build")] > 0

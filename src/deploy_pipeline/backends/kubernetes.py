@@ -73,6 +73,17 @@ class KubernetesBackend:
     # --- the step protocol ---------------------------------------------------------------------
 
     def build(self, ctx: StepContext) -> StepResult:
+        return self.images().build(ctx)
+
+    def image_status(self, service: Service) -> str:
+        """For `plan` and rehearsals: whether a build of the service would be reused (its
+        content-tagged image is in the registry) or is to build."""
+        plan = self.images().image(service)
+        return f"{'reused' if plan.exists else 'to build'}: {plan.ref}"
+
+    def images(self) -> Builder:
+        """The builder that makes and pushes this target's images (the engine is reached on
+        first use: a target with nothing to build never needs one)."""
         if not self.registry:
             raise PermanentError(
                 "a kubernetes target pulls its images from a registry: set "
@@ -83,7 +94,7 @@ class KubernetesBackend:
                 from deploy_pipeline.backends.engine import Engine
 
                 self.builder = Builder(Engine(), self.root, self.registry)
-        return self.builder.build(ctx)
+            return self.builder
 
     def deploy(self, ctx: StepContext) -> StepResult:
         svc, env = ctx.service, ctx.environment

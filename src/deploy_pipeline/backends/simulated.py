@@ -30,6 +30,9 @@ class SimulatedBackend:
         self.target = target
         self.state = state
         self.rehearsal = rehearsal
+        # a rehearsal of a real target: per service, what `plan` says of its image
+        # ("reused: REF", "to build: REF", "image unknown: why")
+        self.images: dict[str, str] = {}
 
     def _wait(self, ctx: StepContext) -> None:
         seconds = self.target.durations.get(ctx.service.name, {}).get(ctx.phase, 0.0)
@@ -58,8 +61,16 @@ class SimulatedBackend:
     def build(self, ctx: StepContext) -> StepResult:
         self._wait(ctx)
         spec = repr(ctx.service.build).encode()
-        tag = hashlib.sha256(spec).hexdigest()[:12]
-        return StepResult(artifact=f"{ctx.service.name}:{tag}", message="built (simulated)")
+        tag = f"{ctx.service.name}:{hashlib.sha256(spec).hexdigest()[:12]}"
+        note = self.images.get(ctx.service.name)
+        if note is None:
+            return StepResult(artifact=tag, message="built (simulated)")
+        verdict, _, ref = note.partition(": ")
+        if verdict == "reused":  # the real run would find it: so does its rehearsal
+            return StepResult(status="reused", artifact=ref, message=f"{note} (rehearsal)")
+        if verdict == "to build":
+            return StepResult(artifact=ref, message=f"{note} (rehearsal: not built)")
+        return StepResult(artifact=tag, message=f"{note} (rehearsal)")
 
     def deploy(self, ctx: StepContext) -> StepResult:
         self._wait(ctx)
