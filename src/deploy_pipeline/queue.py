@@ -232,6 +232,20 @@ class Queue:
             payload if isinstance(payload, dict) else {}
         )
 
+    def last_taken(self, environment: str) -> Mapping[str, Any] | None:
+        """The payload of the environment's newest pull_request delivery taken (queued, run
+        or superseded: not ignored); None when it has none."""
+        rows = self.store.query(
+            "SELECT body FROM deliveries WHERE environment = ? AND event = 'pull_request' "
+            "AND state <> 'ignored' ORDER BY received_at DESC, rowid DESC LIMIT 1",
+            (environment,),
+        )
+        try:
+            payload = json.loads(str(rows[0][0])) if rows else None
+        except ValueError:
+            return None
+        return payload if isinstance(payload, dict) else None
+
     def delivery(self, delivery: str) -> dict[str, object] | None:
         rows = self.store.query(
             "SELECT id, event, action, environment, pull_request, sha, reason, state, run_id, "

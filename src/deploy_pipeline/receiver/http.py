@@ -64,13 +64,15 @@ async def _answer_delivery(request: HttpRequest, receiver: Receiver) -> Response
     if decision.action == "ignore":
         return json_response({"ignored": decision.reason})
     loop = asyncio.get_running_loop()
-    new = await loop.run_in_executor(receiver.writer, receiver.accept, delivery, decision)
+    taken = await loop.run_in_executor(receiver.writer, receiver.accept, delivery, decision)
+    if taken is not None and taken.action == "ignore":
+        return json_response({"ignored": taken.reason})
     return json_response(
         {
             "queued": delivery.id,
             "action": decision.action,
             "environment": decision.environment,
-            "duplicate": not new,
+            "duplicate": taken is None,
         },
         202,
     )

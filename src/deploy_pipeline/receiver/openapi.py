@@ -218,7 +218,8 @@ PATHS: dict[str, Any] = {
                     "Stored and queued (also for a repeated delivery id)", _ref("WebhookQueued")
                 ),
                 "200": _answer(
-                    "An event that asks for nothing (ping, other events)",
+                    "An event that asks for nothing (ping, other events, another repository's, "
+                    "a replay of an older one)",
                     {
                         "type": "object",
                         "required": ["ignored"],

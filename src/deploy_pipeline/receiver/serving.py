@@ -27,6 +27,7 @@ def from_environ(config: Path, environ: Mapping[str, str]) -> Receiver:
         public_url=environ.get("DEPLOY_PIPELINE_PUBLIC_URL") or None,
         sweep_every=_number(environ, "DEPLOY_PIPELINE_SWEEP_SECONDS", int(SWEEP_EVERY)),
         source=environ.get("DEPLOY_PIPELINE_SOURCE", "file"),
+        repository=environ.get("DEPLOY_PIPELINE_REPOSITORY", "").strip() or None,
     )
 
 
