@@ -425,3 +425,22 @@ def test_a_pull_request_number_that_is_no_positive_integer_is_400(
     assert answer.status_code == 400
     assert "GitHub sends a whole number from 1 to 2147483647" in answer.json()["error"]
     assert client.get("/readyz").json()["queued"] == 0
+
+
+def test_made_up_event_names_of_rejected_deliveries_do_not_grow_the_metrics(
+    client: TestClient,
+) -> None:
+    """300 unsigned deliveries with made-up event names are counted under one fixed label; a
+    signed event the receiver does not handle is `other`: /metrics stays the size it was."""
+    before = len(client.get("/metrics").text)
+    for i in range(300):
+        headers = {"X-GitHub-Event": f"made-up-{i}-{'x' * 200}", "Content-Type": "text/plain"}
+        assert client.post("/webhooks/github", content=b"{}", headers=headers).status_code == 401
+    assert deliver(client, "star", {"action": "created"}).status_code == 200
+    metrics = client.get("/metrics").text
+    assert "made-up" not in metrics and "star" not in metrics
+    assert 'deploy_pipeline_deliveries_total{event="unverified",outcome="rejected"} 300.0' in (
+        metrics
+    )
+    assert 'deploy_pipeline_deliveries_total{event="other",outcome="ignored"} 1.0' in metrics
+    assert len(metrics) < before + 1000

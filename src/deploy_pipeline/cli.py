@@ -158,7 +158,10 @@ def _parser() -> argparse.ArgumentParser:
   DEPLOY_PIPELINE_API_TOKEN        bearer token for /api (writes are off without one)
   DEPLOY_PIPELINE_DATABASE_URL     postgresql://… to share the work between receivers
   DEPLOY_PIPELINE_PUBLIC_URL       where GitHub links to runs and the status page
+  DEPLOY_PIPELINE_REPOSITORY       owner/name: ignore the deliveries of any other repository
   DEPLOY_PIPELINE_WORKERS          runs at once (2); DEPLOY_PIPELINE_SWEEP_SECONDS (300)
+  DEPLOY_PIPELINE_UPLOADS          webhook bodies read at once (8), each within
+                                   DEPLOY_PIPELINE_READ_SECONDS (10)
 
 example:
   DEPLOY_PIPELINE_WEBHOOK_SECRET=… GITHUB_TOKEN=… deploy-pipeline serve --host 0.0.0.0""",

@@ -39,6 +39,15 @@ def verify(body: bytes, signature_header: str | None, secret: str) -> None:
             "no webhook secret is configured: set DEPLOY_PIPELINE_WEBHOOK_SECRET to the secret "
             "of the GitHub webhook"
         )
+    digest = signature_of(signature_header)
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(digest.lower().encode(), expected.encode()):
+        raise SignatureError("payload's signature does not align with the secret")
+
+
+def signature_of(signature_header: str | None) -> str:
+    """The hex digest an X-Hub-Signature-256 header carries; SignatureError when there is none
+    or it is malformed. Needs no body: the receiver asks before it reads one."""
     if signature_header is None:
         raise SignatureError(
             "no X-Hub-Signature-256 header: give the GitHub webhook a secret so it signs "
@@ -50,9 +59,7 @@ def verify(body: bytes, signature_header: str | None, secret: str) -> None:
             f"X-Hub-Signature-256 is {truncate(signature_header, 80)!r}, "
             "not sha256= and 64 hex digits"
         )
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(match[1].lower().encode(), expected.encode()):
-        raise SignatureError("payload's signature does not align with the secret")
+    return match[1]
 
 
 @dataclass(frozen=True)

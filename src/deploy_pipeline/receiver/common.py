@@ -4,6 +4,7 @@ bearer token check (DEPLOY_PIPELINE_API_TOKEN)."""
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request as HttpRequest
@@ -12,8 +13,10 @@ from starlette.responses import JSONResponse, Response
 from deploy_pipeline.receiver.service import Receiver
 
 
-def json_response(data: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(data, status_code=status)
+def json_response(
+    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(data, status_code=status, headers=headers)
 
 
 def receiver_of(request: HttpRequest) -> Receiver:

@@ -68,6 +68,11 @@ class Metrics:
         self.run_seconds = Histogram(
             "deploy_pipeline_run_seconds", "Run durations", ["action"], registry=r
         )
+        self.uploads = Gauge(
+            "deploy_pipeline_uploads",
+            "Webhook bodies being read (DEPLOY_PIPELINE_UPLOADS at most)",
+            registry=r,
+        )
         self.event_streams = Gauge(
             "deploy_pipeline_event_streams",
             "Run event streams open (GET /api/runs/{id}/events)",

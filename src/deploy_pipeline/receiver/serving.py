@@ -12,8 +12,9 @@ from pathlib import Path
 from deploy_pipeline.errors import UsageError
 from deploy_pipeline.github import GitHubClient
 from deploy_pipeline.receiver.housekeeping import SWEEP_EVERY
-from deploy_pipeline.receiver.http import create_app
+from deploy_pipeline.receiver.http import Uploads, create_app
 from deploy_pipeline.receiver.service import Receiver, log
+from deploy_pipeline.settings import seconds, whole
 
 
 def from_environ(config: Path, environ: Mapping[str, str]) -> Receiver:
@@ -38,6 +39,15 @@ def _number(environ: Mapping[str, str], name: str, default: int) -> int:
     if not text.isdigit() or int(text) < 1:
         raise UsageError(f"{name} is a whole number of at least 1, got {text!r}")
     return int(text)
+
+
+def uploads_from_environ(environ: Mapping[str, str]) -> Uploads:
+    """How webhook bodies are read: DEPLOY_PIPELINE_UPLOADS at once, each within
+    DEPLOY_PIPELINE_READ_SECONDS."""
+    return Uploads(
+        limit=whole(environ, "DEPLOY_PIPELINE_UPLOADS", Uploads.limit, 1, 1024),
+        seconds=seconds(environ, "DEPLOY_PIPELINE_READ_SECONDS", Uploads.seconds, 0.5, 600),
+    )
 
 
 class JsonLogs(logging.Formatter):
@@ -69,6 +79,7 @@ def serve(config: Path, environ: Mapping[str, str], *, host: str, port: int) -> 
     handler = logging.StreamHandler()
     handler.setFormatter(JsonLogs())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    uploads = uploads_from_environ(environ)
     receiver = from_environ(config, environ)
     if receiver.github is None:
         log.warning(
@@ -81,5 +92,5 @@ def serve(config: Path, environ: Mapping[str, str], *, host: str, port: int) -> 
             receiver.stopping.set()  # open event streams end now: uvicorn waits for none of them
             await super().shutdown(sockets)
 
-    app = create_app(receiver)
+    app = create_app(receiver, uploads)
     Server(uvicorn.Config(app, host=host, port=port, log_config=None, log_level="info")).run()
