@@ -444,3 +444,19 @@ def test_made_up_event_names_of_rejected_deliveries_do_not_grow_the_metrics(
     )
     assert 'deploy_pipeline_deliveries_total{event="other",outcome="ignored"} 1.0' in metrics
     assert len(metrics) < before + 1000
+
+
+def test_a_lone_surrogate_in_a_title_is_served_as_a_replacement_character(
+    client: TestClient, standin: GitHubStandin
+) -> None:
+    """A pull request titled with a lone surrogate (JSON's "\\ud800", which no UTF-8 carries)
+    deploys, and its environment's API answers 200 with U+FFFD in its place, every time."""
+    number = standin.add_pull("odd", head_sha="7" * 40)
+    data = payload("pull_request", "opened", number=number, sha="7" * 40)
+    data["pull_request"]["title"] = "fix \ud800 things"
+    answer = deliver(client, "pull_request", data)
+    assert settled(client, answer.json()["queued"])["result"] == "succeeded"
+    for _ in range(2):
+        shown = client.get(f"/api/environments/pr-{number}")
+        assert shown.status_code == 200
+        assert shown.json()["pull_request_title"] == "fix \ufffd things"

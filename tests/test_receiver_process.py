@@ -243,3 +243,74 @@ def test_a_delivery_without_a_signature_is_refused_before_its_body_is_read(
     connection = raw_post(server.port, unsigned)
     connection.settimeout(5)
     assert answer_of(connection)[0] == 401
+
+
+@pytest.mark.parametrize(
+    ("env", "port", "said"),
+    [
+        (
+            {"DEPLOY_PIPELINE_WORKERS": "\u00b2"},
+            None,
+            "DEPLOY_PIPELINE_WORKERS is a whole number from 1 to 64, got '\u00b2'",
+        ),
+        (
+            {"DEPLOY_PIPELINE_WORKERS": "100000"},
+            None,
+            "DEPLOY_PIPELINE_WORKERS is a whole number from 1 to 64",
+        ),
+        (
+            {"DEPLOY_PIPELINE_LEASE": "nan"},
+            None,
+            "DEPLOY_PIPELINE_LEASE is a number of seconds from 1 to 86400, got 'nan'",
+        ),
+        (
+            {"DEPLOY_PIPELINE_LOCK_TTL": "soon"},
+            None,
+            "DEPLOY_PIPELINE_LOCK_TTL is a number of seconds from 0.5 to 86400, got 'soon'",
+        ),
+        (
+            {"DEPLOY_PIPELINE_LOCK_TTL": "-1"},
+            None,
+            "DEPLOY_PIPELINE_LOCK_TTL is a number of seconds",
+        ),
+        (
+            {"DEPLOY_PIPELINE_UPLOADS": "0"},
+            None,
+            "DEPLOY_PIPELINE_UPLOADS is a whole number from 1 to 1024",
+        ),
+        (
+            {"DEPLOY_PIPELINE_READ_SECONDS": "inf"},
+            None,
+            "DEPLOY_PIPELINE_READ_SECONDS is a number of seconds from 0.5 to 600",
+        ),
+        ({}, "99999", "argument --port: a port is a number from 1 to 65535, got '99999'"),
+        ({}, "0", "argument --port: a port is a number from 1 to 65535, got '0'"),
+    ],
+)
+def test_a_bad_setting_stops_serve_with_exit_2_and_a_sentence(
+    write_config: Callable[[str], Path],
+    own_state: Path,
+    env: dict[str, str],
+    port: str | None,
+    said: str,
+) -> None:
+    """A variable out of its range, or a port beyond 1-65535, stops `serve` before it listens:
+    exit 2 and a sentence naming the value and what is accepted, no traceback."""
+    command = [sys.executable, "-m", "deploy_pipeline", "serve", "-f", str(write_config(PIPELINE))]
+    environ = {
+        **os.environ,
+        "DEPLOY_PIPELINE_WEBHOOK_SECRET": SECRET,
+        "DEPLOY_PIPELINE_STATE": str(own_state),
+        **env,
+    }
+    result = subprocess.run(
+        [*command, "--port", port or str(free_port())],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert said in result.stderr
+    assert "Traceback" not in result.stderr

@@ -20,10 +20,15 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import Response
 from starlette.routing import Route
 
-from deploy_pipeline.errors import DeployPipelineError, StoreError
+from deploy_pipeline.errors import DeployPipelineError, StoreError, truncate
 from deploy_pipeline.model import ACTIONS
 from deploy_pipeline.receiver import openapi, views
-from deploy_pipeline.receiver.common import json_response, receiver_of, unauthorized
+from deploy_pipeline.receiver.common import (
+    json_response,
+    receiver_of,
+    unauthorized,
+    whole_number,
+)
 from deploy_pipeline.receiver.service import Conflict, NotFound, Receiver
 from deploy_pipeline.webhooks import (
     MAX_BODY,
@@ -143,10 +148,10 @@ async def _run(request: HttpRequest) -> Response:
     if refused := unauthorized(request):
         return refused
     store = receiver_of(request).store
-    try:
-        run_id = int(request.path_params["id"])
-    except ValueError:
-        return json_response({"error": "a run id is a number"}, 404)
+    given = request.path_params["id"]
+    run_id = whole_number(given)
+    if run_id is None:
+        return json_response({"error": f"no run {truncate(given, 40)}: a run id is a number"}, 404)
     found = await run_in_threadpool(store.run, run_id)
     if found is None:
         return json_response({"error": f"no run {run_id}"}, 404)

@@ -124,6 +124,7 @@ class Receiver:
         public_url: str | None = None,
         sweep_every: float = SWEEP_EVERY,
         repository: str | None = None,
+        lease: float | None = None,
     ) -> None:
         if not secret:
             raise UsageError(
@@ -155,7 +156,7 @@ class Receiver:
         # deliveries are stored one at a time anyway (one connection, one lock): one thread
         # keeps the others from queueing on the lock and costs less than the async pool's
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="writer")
-        self.queue = Queue(self.store)
+        self.queue = Queue(self.store, lease=lease)
         self.metrics = Metrics()
         self.workers = workers
         self.threads: list[threading.Thread] = []
