@@ -540,8 +540,12 @@ OPENED, CLOSED, REOPENED = "2019-05-15T15:20:33Z", "2019-05-15T15:21:18Z", "2019
         (sequence("closed", CLOSED), sequence("opened", OPENED), "ignore"),
         # a `reopened` from before the close, sent again
         (sequence("closed", CLOSED), sequence("reopened", OPENED), "ignore"),
-        # whatever the times say, only a reopen follows a close
-        (sequence("closed", CLOSED), sequence("synchronize", REOPENED), "ignore"),
+        # a push after the close: the pull request was reopened (as a draft, or without the
+        # label, so that the reopen itself was ignored)
+        (sequence("closed", CLOSED), sequence("synchronize", REOPENED), "deploy"),
+        (sequence("closed", CLOSED), sequence("ready_for_review", REOPENED), "deploy"),
+        # not after the close: only a reopen follows it
+        (sequence("closed", CLOSED), sequence("synchronize", CLOSED), "ignore"),
         # an old `closed` sent again while the pull request is open again
         (sequence("reopened", REOPENED), sequence("closed", CLOSED), "ignore"),
         # a renamed repository keeps its id
@@ -554,8 +558,8 @@ def test_a_delivery_is_taken_in_sequence_with_the_last_one_taken_for_its_preview
     last: dict[str, Any] | None, now: dict[str, Any], taken: str
 ) -> None:
     """A delivery is ignored when the last one taken for its preview is another repository's,
-    is newer (a replay or a late delivery), or closed the pull request and this is no newer
-    reopen; else it stands as decided."""
+    is newer (a replay or a late delivery), or closed the pull request and this is neither a
+    reopen nor newer than the close; else it stands as decided."""
     assert in_sequence(decision_for(now), last).action == taken
 
 
@@ -571,7 +575,8 @@ def test_a_delivery_out_of_sequence_says_why() -> None:
         "of 2019-05-15 15:21:18 already taken (a replayed or late delivery changes nothing)"
     )
     assert in_sequence(decision_for(sequence("opened", CLOSED)), closed).reason == (
-        "pull request #2 was closed: opened does not bring its preview back (only reopened does)"
+        "pull request #2 was closed: opened does not bring its preview back (only reopening it "
+        "does)"
     )
 
 

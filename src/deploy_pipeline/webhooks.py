@@ -204,7 +204,8 @@ def in_sequence(decision: Decision, last: Mapping[str, Any] | None) -> Decision:
     """The decision, unless the last pull_request delivery taken for the same preview (`last`,
     its payload; None: none) says to leave the preview alone: the preview is another
     repository's, this delivery is older than that one (a replay, or one that came late), or
-    that one closed the pull request and this is not a reopen. A delivery GitHub signed once
+    that one closed the pull request and this is neither a reopen nor newer than the close.
+    A delivery GitHub signed once
     can be sent again by anyone who saw it: only the pull request's own times tell."""
     pr, environment = decision.pull_request, decision.environment
     if decision.action == "ignore" or pr is None or last is None:
@@ -229,9 +230,11 @@ def in_sequence(decision: Decision, last: Mapping[str, Any] | None) -> Decision:
             f"the {before.action} of {before.updated_at:%Y-%m-%d %H:%M:%S} already taken "
             "(a replayed or late delivery changes nothing)"
         )
-    if before.action == "closed" and pr.action not in ("closed", "reopened"):
+    # after a close: a reopen, or what GitHub sent after one (a draft reopened, then ready)
+    reopened = pr.updated_at and before.updated_at and pr.updated_at > before.updated_at
+    if before.action == "closed" and pr.action not in ("closed", "reopened") and not reopened:
         return ignore(
-            f"was closed: {pr.action} does not bring its preview back (only reopened does)"
+            f"was closed: {pr.action} does not bring its preview back (only reopening it does)"
         )
     return decision
 
