@@ -378,6 +378,23 @@ def test_a_secret_under_four_characters_is_refused_before_anything_runs(
     assert main(["deploy", "-f", path, "-e", "staging", "--events", "jsonl"]) == 0
 
 
+@pytest.mark.parametrize("ttl", ["soon", "nan", "-1", "\u00b3"])
+def test_a_bad_lock_ttl_exits_2_naming_the_variable(
+    write_config: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    ttl: str,
+) -> None:
+    """DEPLOY_PIPELINE_LOCK_TTL that is no number of seconds from 0.5 to 86400 stops a deploy
+    with exit 2 and a sentence, not a traceback or a lock that never (or always) expires."""
+    monkeypatch.setenv("DEPLOY_PIPELINE_LOCK_TTL", ttl)
+    assert main(["deploy", "-f", str(write_config(sim())), "-e", "staging"]) == 2
+    assert (
+        f"DEPLOY_PIPELINE_LOCK_TTL is a number of seconds from 0.5 to 86400, got {ttl!r}"
+        in capsys.readouterr().err
+    )
+
+
 def test_a_missing_file_says_how_to_fix_it(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

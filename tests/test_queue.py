@@ -282,3 +282,39 @@ def test_newer_than_names_a_later_delivery_of_the_same_environment(stores: Store
     assert queue.newer_than(job) == "d2"
     add(queue, "d3", "pr-1", "3" * 40)
     assert queue.newer_than(job) == "3" * 40
+
+
+def test_the_last_taken_is_the_newest_pull_request_delivery_of_the_environment(
+    stores: Stores,
+) -> None:
+    """last_taken gives the payload of the environment's newest pull_request delivery, whether
+    it is queued or superseded, and not an ignored one, another event's or another
+    environment's; None for an environment with none."""
+    queue = Queue(stores.open(clock=Clock(step=0.001)))
+    assert queue.last_taken("pr-1") is None
+    add(queue, "opened", "pr-1", "a" * 40)
+    add(queue, "closed", "pr-1", "b" * 40, action="delete")
+    add(queue, "elsewhere", "pr-2", "c" * 40)
+    queue.add(
+        "api-1",
+        "api",
+        {"reason": "x"},
+        action="deploy",
+        environment="pr-1",
+        pull_request=1,
+        sha=None,
+        reason="x",
+    )
+    queue.add(
+        "ignored",
+        "pull_request",
+        {"delivery": "ignored"},
+        action="ignore",
+        environment="pr-1",
+        pull_request=1,
+        sha=None,
+        reason="a label",
+    )
+    assert queue.last_taken("pr-1") == {"delivery": "closed"}
+    assert queue.claim() is not None  # pr-1's newest runs, the others are superseded
+    assert queue.last_taken("pr-1") == {"delivery": "closed"}

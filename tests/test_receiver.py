@@ -329,3 +329,134 @@ def test_fuzzed_headers_and_bodies_never_get_a_500(
             assert answer.status_code in (200, 202, 400, 401, 413), answer.text
 
         check()
+
+
+def names(client: TestClient) -> list[str]:
+    return [e["name"] for e in client.get("/api/environments").json()["environments"]]
+
+
+def test_a_delivery_of_another_repository_never_touches_this_ones_preview(
+    client: TestClient, standin: GitHubStandin
+) -> None:
+    """A `closed` for pull request #N of another repository is answered 200 with the reason
+    and counted as ignored; this repository's pr-N stays deployed."""
+    number = standin.add_pull("feature", head_sha="1" * 40)
+    opened = deliver(
+        client, "pull_request", payload("pull_request", "opened", number=number, sha="1" * 40)
+    )
+    assert settled(client, opened.json()["queued"])["result"] == "succeeded"
+    theirs = payload("pull_request", "closed", number=number, sha="9" * 40)
+    theirs["repository"]["id"], theirs["repository"]["full_name"] = 99, "someone/else"
+    answer = deliver(client, "pull_request", theirs)
+    assert answer.status_code == 200
+    assert answer.json()["ignored"] == (
+        f"pull request #{number} of someone/else: pr-{number} is the preview of {REPO}'s pull "
+        f"request #{number}, and a delivery of another repository never touches it"
+    )
+    assert client.get("/readyz").json()["queued"] == 0
+    envs = {e["name"]: e for e in client.get("/api/environments").json()["environments"]}
+    assert envs[f"pr-{number}"]["status"] == "deployed"
+    assert (
+        'deploy_pipeline_deliveries_total{event="pull_request",outcome="ignored"} 1.0'
+        in client.get("/metrics").text
+    )
+
+
+def test_a_receiver_for_one_repository_ignores_every_other(
+    write_config: Callable[[str], Path],
+) -> None:
+    """With DEPLOY_PIPELINE_REPOSITORY's owner/name, another repository's pull request is
+    answered 200 "not served here" and nothing is queued; a value that is no owner/name stops
+    the start, naming the variable."""
+    receiver = Receiver(write_config(PIPELINE), secret=SECRET, workers=1, repository=REPO)
+    with TestClient(create_app(receiver)) as client:
+        theirs = payload("pull_request", "opened", number=3, sha="3" * 40)
+        theirs["repository"]["full_name"] = "someone/else"
+        answer = deliver(client, "pull_request", theirs)
+        assert answer.status_code == 200
+        assert answer.json()["ignored"] == (
+            f"repository someone/else is not served here (this receiver serves {REPO}: "
+            "DEPLOY_PIPELINE_REPOSITORY)"
+        )
+        assert client.get("/readyz").json()["queued"] == 0
+    with pytest.raises(UsageError, match="DEPLOY_PIPELINE_REPOSITORY is the owner/name"):
+        Receiver(write_config(PIPELINE), secret=SECRET, repository="https://github.com/a/b")
+
+
+def test_a_replayed_opened_does_not_bring_back_a_closed_preview(
+    client: TestClient, standin: GitHubStandin
+) -> None:
+    """After the close deleted pr-N, the signed `opened` sent again under a new delivery id is
+    answered 200 and ignored (pr-N stays deleted); a reopen newer than the close deploys it."""
+    number = standin.add_pull("feature", head_sha="1" * 40)
+    opened = payload("pull_request", "opened", number=number, sha="1" * 40)
+    first = deliver(client, "pull_request", opened)
+    assert settled(client, first.json()["queued"])["result"] == "succeeded"
+    closed = deliver(
+        client, "pull_request", payload("pull_request", "closed", number=number, sha="1" * 40)
+    )
+    assert settled(client, closed.json()["queued"])["result"] == "succeeded"
+
+    replayed = deliver(client, "pull_request", opened)  # a new X-GitHub-Delivery
+    assert replayed.status_code == 200, replayed.text
+    assert "older than the closed" in replayed.json()["ignored"]
+    assert f"pr-{number}" not in names(client)
+    # GitHub's own redelivery keeps its id: the same 202, nothing done twice
+    again = deliver(client, "pull_request", opened, first.json()["queued"])
+    assert again.status_code == 202 and again.json()["duplicate"] is True
+
+    reopened = payload("pull_request", "reopened", number=number, sha="1" * 40)
+    reopened["pull_request"]["updated_at"] = "2019-05-15T15:30:00Z"  # after the recorded close
+    answer = deliver(client, "pull_request", reopened)
+    assert answer.status_code == 202
+    assert settled(client, answer.json()["queued"])["result"] == "succeeded"
+    assert f"pr-{number}" in names(client)
+
+
+@pytest.mark.parametrize("number", [2.7, -5, "3", True, 10**40])
+def test_a_pull_request_number_that_is_no_positive_integer_is_400(
+    client: TestClient, number: object
+) -> None:
+    """A signed pull_request whose number is a float, a negative one, a string, a boolean or
+    one beyond any database column is answered 400 with a sentence, and nothing is queued."""
+    data = payload("pull_request", "opened", sha="1" * 40)
+    data["number"] = data["pull_request"]["number"] = number
+    answer = deliver(client, "pull_request", data)
+    assert answer.status_code == 400
+    assert "GitHub sends a whole number from 1 to 2147483647" in answer.json()["error"]
+    assert client.get("/readyz").json()["queued"] == 0
+
+
+def test_made_up_event_names_of_rejected_deliveries_do_not_grow_the_metrics(
+    client: TestClient,
+) -> None:
+    """300 unsigned deliveries with made-up event names are counted under one fixed label; a
+    signed event the receiver does not handle is `other`: /metrics stays the size it was."""
+    before = len(client.get("/metrics").text)
+    for i in range(300):
+        headers = {"X-GitHub-Event": f"made-up-{i}-{'x' * 200}", "Content-Type": "text/plain"}
+        assert client.post("/webhooks/github", content=b"{}", headers=headers).status_code == 401
+    assert deliver(client, "star", {"action": "created"}).status_code == 200
+    metrics = client.get("/metrics").text
+    assert "made-up" not in metrics and "star" not in metrics
+    assert 'deploy_pipeline_deliveries_total{event="unverified",outcome="rejected"} 300.0' in (
+        metrics
+    )
+    assert 'deploy_pipeline_deliveries_total{event="other",outcome="ignored"} 1.0' in metrics
+    assert len(metrics) < before + 1000
+
+
+def test_a_lone_surrogate_in_a_title_is_served_as_a_replacement_character(
+    client: TestClient, standin: GitHubStandin
+) -> None:
+    """A pull request titled with a lone surrogate (JSON's "\\ud800", which no UTF-8 carries)
+    deploys, and its environment's API answers 200 with U+FFFD in its place, every time."""
+    number = standin.add_pull("odd", head_sha="7" * 40)
+    data = payload("pull_request", "opened", number=number, sha="7" * 40)
+    data["pull_request"]["title"] = "fix \ud800 things"
+    answer = deliver(client, "pull_request", data)
+    assert settled(client, answer.json()["queued"])["result"] == "succeeded"
+    for _ in range(2):
+        shown = client.get(f"/api/environments/pr-{number}")
+        assert shown.status_code == 200
+        assert shown.json()["pull_request_title"] == "fix \ufffd things"

@@ -4,6 +4,7 @@ bearer token, and every answer checked against the OpenAPI description the recei
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -166,3 +167,42 @@ def test_without_a_token_the_write_api_is_off(write_config: Callable[[str], Path
         answer = client.post("/api/environments/staging/delete")
         assert answer.status_code == 403
         assert "set DEPLOY_PIPELINE_API_TOKEN" in check(answer, "post")["error"]
+
+
+HUGE = "1" + "0" * 40  # beyond any integer column
+
+
+def test_a_run_id_no_database_holds_is_404(api: TestClient) -> None:
+    """A run id of 41 digits is 404 "no run", for the run and for its event stream."""
+    for path in (f"/api/runs/{HUGE}", f"/api/runs/{HUGE}/events"):
+        answer = api.get(path, headers=AUTH)
+        assert answer.status_code == 404
+        assert answer.json()["error"].startswith("no run 10000")
+
+
+def raw_get(client: TestClient, path: str, headers: dict[str, bytes]) -> httpx.Response:
+    """A GET whose header bytes reach the app as they are (TestClient re-encodes them as
+    UTF-8, so a lone latin-1 `\\xb2` could not be sent through it)."""
+
+    async def get() -> httpx.Response:
+        transport = httpx.ASGITransport(app=client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as c:
+            return await c.get(path, headers=headers)
+
+    return asyncio.run(get())
+
+
+@pytest.mark.parametrize("last", [b"\xb2", b"\xb9\xb3", b"-1", HUGE.encode()])  # ², ¹³ in latin-1
+def test_a_last_event_id_that_is_no_sequence_number_is_ignored(
+    api: TestClient, last: bytes
+) -> None:
+    """A Last-Event-ID that is no ASCII number (`²`, which str.isdigit takes) or is beyond any
+    sequence number is ignored: the stream replays the run from its first event."""
+    done = finished(
+        api, api.post("/api/environments/staging/deploy", headers=AUTH).json()["queued"]
+    )
+    events = check(api.get(f"/api/runs/{done['run_id']}", headers=AUTH))["events"]
+    headers = {"Authorization": f"Bearer {TOKEN}".encode(), "Last-Event-ID": last}
+    stream = raw_get(api, f"/api/runs/{done['run_id']}/events", headers)
+    assert stream.status_code == 200
+    assert stream.text.count("event: run-event") == len(events)

@@ -30,6 +30,7 @@ from deploy_pipeline.webhooks import (
     PreviewPolicy,
     SignatureError,
     decide,
+    in_sequence,
     verify,
 )
 from tests.helpers import fuzzing
@@ -452,6 +453,131 @@ def test_the_pull_request_reads_draft_fork_and_labels_from_the_recorded_payload(
     pr = pull_request(recorded("pull_request/opened.payload.json"))
     assert (pr.draft, pr.fork, pr.labels, pr.label) == (False, False, frozenset({"bug"}), None)
     assert pr.head_repository == pr.base_repository == "Codertocat/Hello-World"
+
+
+@pytest.mark.parametrize(
+    ("number", "shown"),
+    [
+        (2.7, "2.7"),  # int() made it #2: another pull request's preview
+        (2.0, "2.0"),
+        (-5, "-5"),  # gave pr--5
+        (0, "0"),
+        ("3", "'3'"),
+        (True, "True"),
+        (10**40, "1" + "0" * 40),  # overflowed the database's integer: a 500
+        (2**31, str(2**31)),
+    ],
+)
+def test_a_pull_request_number_is_a_positive_json_integer(number: object, shown: str) -> None:
+    """A number that is not a JSON integer from 1 to 2^31-1 (a float, a string, a boolean, 0,
+    a negative one, one no database column holds) is a PayloadError naming it, not a preview."""
+    payload = recorded("pull_request/opened.payload.json")
+    payload["number"] = payload["pull_request"]["number"] = number
+    with pytest.raises(PayloadError, match="whole number from 1 to 2147483647") as caught:
+        decision_for(payload)
+    assert f"the pull request number is {shown}" in str(caught.value)
+
+
+def test_a_number_that_differs_from_the_pull_requests_own_is_a_payload_error() -> None:
+    """`number` and `pull_request.number` name one pull request; two say the payload is not
+    GitHub's."""
+    payload = recorded("pull_request/opened.payload.json")
+    payload["number"] = 3
+    with pytest.raises(PayloadError, match=r"is 3 but pull_request\.number is 2"):
+        decision_for(payload)
+
+
+def test_labelling_a_closed_pull_request_does_not_deploy_it() -> None:
+    """`labeled` with the previews label on a pull request that is closed is ignored: the
+    close deleted its preview and only a reopen brings it back."""
+    payload = recorded("pull_request/closed.payload.json")
+    payload["action"] = "labeled"
+    payload["label"] = {**payload["pull_request"]["labels"][0], "name": "preview"}
+    as_github_sends(payload, "pull_request")
+    decision = decision_for(payload, LABELLED)
+    assert decision.action == "ignore"
+    assert decision.reason == "pull request #2 is closed: labeled does not bring its preview back"
+
+
+def test_a_repository_not_served_is_ignored() -> None:
+    """With the served repository set, a pull_request of another one is ignored, saying which;
+    the served one's is decided as before, its name matched in any case."""
+    served = PreviewPolicy(enabled=True, repository="codertocat/hello-world")
+    assert decision_for(pr_payload("closed"), served).action == "delete"
+    other = PreviewPolicy(enabled=True, repository="octo-org/app")
+    decision = decision_for(pr_payload("closed"), other)
+    assert decision == Decision(
+        "ignore",
+        "repository Codertocat/Hello-World is not served here (this receiver serves "
+        "octo-org/app: DEPLOY_PIPELINE_REPOSITORY)",
+    )
+
+
+def sequence(
+    action: str, updated_at: str, repository: tuple[int, str] | None = None
+) -> dict[str, Any]:
+    """The recorded PR #2 as `action` delivered it when the pull request changed at
+    `updated_at`, of the recorded repository or of another (id, owner/name)."""
+    payload = pr_payload(action)
+    payload["pull_request"]["updated_at"] = updated_at
+    if repository is not None:
+        payload["repository"]["id"], payload["repository"]["full_name"] = repository
+    return payload
+
+
+OPENED, CLOSED, REOPENED = "2019-05-15T15:20:33Z", "2019-05-15T15:21:18Z", "2019-05-15T15:22:00Z"
+
+
+@pytest.mark.parametrize(
+    ("last", "now", "taken"),
+    [
+        (None, sequence("opened", OPENED), "deploy"),  # nothing before: as decided
+        (sequence("opened", OPENED), sequence("synchronize", REOPENED), "deploy"),
+        (sequence("opened", OPENED), sequence("closed", CLOSED), "delete"),
+        (sequence("closed", CLOSED), sequence("reopened", REOPENED), "deploy"),
+        (sequence("closed", CLOSED), sequence("closed", CLOSED), "delete"),
+        # a signed `opened` sent again under a new delivery id after the close
+        (sequence("closed", CLOSED), sequence("opened", OPENED), "ignore"),
+        # a `reopened` from before the close, sent again
+        (sequence("closed", CLOSED), sequence("reopened", OPENED), "ignore"),
+        # a push after the close: the pull request was reopened (as a draft, or without the
+        # label, so that the reopen itself was ignored)
+        (sequence("closed", CLOSED), sequence("synchronize", REOPENED), "deploy"),
+        (sequence("closed", CLOSED), sequence("ready_for_review", REOPENED), "deploy"),
+        # not after the close: only a reopen follows it
+        (sequence("closed", CLOSED), sequence("synchronize", CLOSED), "ignore"),
+        # an old `closed` sent again while the pull request is open again
+        (sequence("reopened", REOPENED), sequence("closed", CLOSED), "ignore"),
+        # a renamed repository keeps its id
+        (sequence("opened", OPENED), sequence("closed", CLOSED, (186853002, "a/b")), "delete"),
+        # another repository's pull request #2
+        (sequence("opened", OPENED), sequence("closed", CLOSED, (1, "a/b")), "ignore"),
+    ],
+)
+def test_a_delivery_is_taken_in_sequence_with_the_last_one_taken_for_its_preview(
+    last: dict[str, Any] | None, now: dict[str, Any], taken: str
+) -> None:
+    """A delivery is ignored when the last one taken for its preview is another repository's,
+    is newer (a replay or a late delivery), or closed the pull request and this is neither a
+    reopen nor newer than the close; else it stands as decided."""
+    assert in_sequence(decision_for(now), last).action == taken
+
+
+def test_a_delivery_out_of_sequence_says_why() -> None:
+    """The reasons name the other repository, the two times, or the close."""
+    opened, closed = sequence("opened", OPENED), sequence("closed", CLOSED)
+    assert in_sequence(decision_for(closed), sequence("opened", OPENED, (1, "a/b"))).reason == (
+        "pull request #2 of Codertocat/Hello-World: pr-2 is the preview of a/b's pull request "
+        "#2, and a delivery of another repository never touches it"
+    )
+    assert in_sequence(decision_for(opened), closed).reason == (
+        "pull request #2 opened: this delivery is of 2019-05-15 15:20:33, older than the closed "
+        "of 2019-05-15 15:21:18 already taken (a replayed or late delivery changes nothing)"
+    )
+    assert in_sequence(decision_for(sequence("opened", CLOSED)), closed).reason == (
+        "pull request #2 was closed: opened does not bring its preview back (only reopening it "
+        "does)"
+    )
 
 
 # -- fuzz

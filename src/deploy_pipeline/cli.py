@@ -162,13 +162,16 @@ def _parser() -> argparse.ArgumentParser:
   DEPLOY_PIPELINE_API_TOKEN        bearer token for /api (writes are off without one)
   DEPLOY_PIPELINE_DATABASE_URL     postgresql://… to share the work between receivers
   DEPLOY_PIPELINE_PUBLIC_URL       where GitHub links to runs and the status page
+  DEPLOY_PIPELINE_REPOSITORY       owner/name: ignore the deliveries of any other repository
   DEPLOY_PIPELINE_WORKERS          runs at once (2); DEPLOY_PIPELINE_SWEEP_SECONDS (300)
+  DEPLOY_PIPELINE_UPLOADS          webhook bodies read at once (8), each within
+                                   DEPLOY_PIPELINE_READ_SECONDS (10)
 
 example:
   DEPLOY_PIPELINE_WEBHOOK_SECRET=… GITHUB_TOKEN=… deploy-pipeline serve --host 0.0.0.0""",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8080, help="port to listen on (8080)")
+    serve.add_argument("--port", type=_port, default=8080, help="port to listen on (8080)")
     env = sub.add_parser(
         "env",
         help="list, clone, recover and change the skip sets of environments",
@@ -206,6 +209,13 @@ example:
         cmd.add_argument("environment")
         cmd.add_argument("services", nargs="+", metavar="SERVICE")
     return parser
+
+
+def _port(text: str) -> int:
+    """argparse's type for --port: 1 to 65535 (a socket would take 99999 modulo 65536)."""
+    if text.isascii() and text.isdigit() and 1 <= int(text) <= 65535:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"a port is a number from 1 to 65535, got {text!r}")
 
 
 def _env_args(cmd: argparse.ArgumentParser) -> None:

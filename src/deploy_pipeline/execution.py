@@ -31,7 +31,7 @@ from deploy_pipeline.model import (
 )
 from deploy_pipeline.plan import check_services, environments, find_environment, plan_runs
 from deploy_pipeline.runner import Cancel, Run, RunOptions, RunResult
-from deploy_pipeline.store import LOCK_TTL, EventRecorder, Store, open_store, store_exists
+from deploy_pipeline.store import EventRecorder, Store, lock_ttl, open_store, store_exists
 from deploy_pipeline.trust import merge_pull_request
 
 SUPERSEDE_POLL = 0.1  # how soon a run sees that another asked it to stop (seconds)
@@ -413,7 +413,7 @@ class Execution:
         ttl: float | None = None,
     ) -> Iterator[int | None]:
         """Record the run and hold every environment's lock for as long as it lasts."""
-        ttl = ttl or float(os.environ.get("DEPLOY_PIPELINE_LOCK_TTL", LOCK_TTL))
+        ttl = ttl or lock_ttl()
         store = self.workspace.store
         if self.request.dry_run or store is None:
             yield None

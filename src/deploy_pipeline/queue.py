@@ -17,12 +17,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from deploy_pipeline.settings import seconds
 from deploy_pipeline.store import Store, dead_here, holder_id
 
 ACTIONS = ("deploy", "restart", "stop", "delete", "ignore")
 LEASE = 30.0  # seconds a running delivery stays its receiver's without a renewal
 LEASE_ENV = "DEPLOY_PIPELINE_LEASE"  # another number of seconds (tests shorten it)
 CANDIDATES = 20  # environments looked at per claim (others may be held by other receivers)
+
+
+def lease_of(environ: Mapping[str, str]) -> float:
+    """DEPLOY_PIPELINE_LEASE, checked (UsageError naming it when it is not a sane number)."""
+    return seconds(environ, LEASE_ENV, LEASE, 1, 86400)
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,7 @@ def repository_of(payload: Mapping[str, Any]) -> str | None:
 class Queue:
     def __init__(self, store: Store, *, lease: float | None = None) -> None:
         self.store = store
-        self.lease = lease or float(os.environ.get(LEASE_ENV) or LEASE)
+        self.lease = lease or lease_of(os.environ)
 
     def add(
         self,
@@ -231,6 +237,20 @@ class Queue:
         return (str(sha) if sha is not None else None), (
             payload if isinstance(payload, dict) else {}
         )
+
+    def last_taken(self, environment: str) -> Mapping[str, Any] | None:
+        """The payload of the environment's newest pull_request delivery taken (queued, run
+        or superseded: not ignored); None when it has none."""
+        rows = self.store.query(
+            "SELECT body FROM deliveries WHERE environment = ? AND event = 'pull_request' "
+            "AND state <> 'ignored' ORDER BY received_at DESC, rowid DESC LIMIT 1",
+            (environment,),
+        )
+        try:
+            payload = json.loads(str(rows[0][0])) if rows else None
+        except ValueError:
+            return None
+        return payload if isinstance(payload, dict) else None
 
     def delivery(self, delivery: str) -> dict[str, object] | None:
         rows = self.store.query(

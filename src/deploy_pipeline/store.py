@@ -29,9 +29,16 @@ from deploy_pipeline.database import (
 )
 from deploy_pipeline.migrations import MIGRATIONS
 from deploy_pipeline.model import EnvironmentRecord, Event
+from deploy_pipeline.settings import seconds
 
 STATE_ENV = "DEPLOY_PIPELINE_STATE"
 LOCK_TTL = 30.0  # a crashed run's lock is free again after this long without a heartbeat
+LOCK_TTL_ENV = "DEPLOY_PIPELINE_LOCK_TTL"  # another number of seconds (tests shorten it)
+
+
+def lock_ttl(environ: Mapping[str, str] = os.environ) -> float:
+    """DEPLOY_PIPELINE_LOCK_TTL, checked (UsageError naming it when it is not a sane number)."""
+    return seconds(environ, LOCK_TTL_ENV, LOCK_TTL, 0.5, 86400)
 
 
 def state_path(config_path: str | Path, environ: Mapping[str, str] = os.environ) -> Path:

@@ -39,6 +39,15 @@ def verify(body: bytes, signature_header: str | None, secret: str) -> None:
             "no webhook secret is configured: set DEPLOY_PIPELINE_WEBHOOK_SECRET to the secret "
             "of the GitHub webhook"
         )
+    digest = signature_of(signature_header)
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(digest.lower().encode(), expected.encode()):
+        raise SignatureError("payload's signature does not align with the secret")
+
+
+def signature_of(signature_header: str | None) -> str:
+    """The hex digest an X-Hub-Signature-256 header carries; SignatureError when there is none
+    or it is malformed. Needs no body: the receiver asks before it reads one."""
     if signature_header is None:
         raise SignatureError(
             "no X-Hub-Signature-256 header: give the GitHub webhook a secret so it signs "
@@ -50,9 +59,7 @@ def verify(body: bytes, signature_header: str | None, secret: str) -> None:
             f"X-Hub-Signature-256 is {truncate(signature_header, 80)!r}, "
             "not sha256= and 64 hex digits"
         )
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(match[1].lower().encode(), expected.encode()):
-        raise SignatureError("payload's signature does not align with the secret")
+    return match[1]
 
 
 @dataclass(frozen=True)
@@ -112,12 +119,13 @@ class PreviewPolicy:
     label: str | None = None  # set: only pull requests carrying this label get a preview
     drafts: bool = False  # draft pull requests get previews
     forks: bool = False  # pull requests from forks get previews (they run a stranger's code)
+    repository: str | None = None  # owner/name: the deliveries of any other one are ignored
 
     @classmethod
-    def of(cls, previews: Previews | None) -> PreviewPolicy:
+    def of(cls, previews: Previews | None, repository: str | None = None) -> PreviewPolicy:
         if previews is None:
-            return cls(enabled=False)
-        return cls(True, previews.name, previews.label, previews.drafts, previews.forks)
+            return cls(enabled=False, repository=repository)
+        return cls(True, previews.name, previews.label, previews.drafts, previews.forks, repository)
 
 
 @dataclass(frozen=True)
@@ -144,10 +152,17 @@ def decide(delivery: Delivery, policy: PreviewPolicy) -> Decision:
     try:
         pr = pull_request(delivery.payload)
     except UsageError as exc:
+        said = repr(exc.__cause__) if exc.__cause__ is not None else str(exc)
         raise PayloadError(
             f"pull_request delivery {truncate(delivery.id, 80)!r} lacks what a preview needs: "
-            f"{truncate(repr(exc.__cause__), 200)}"
+            f"{truncate(said, 200)}"
         ) from exc
+    if policy.repository is not None and pr.repository.lower() != policy.repository.lower():
+        return Decision(
+            "ignore",
+            f"repository {truncate(pr.repository, 100)} is not served here (this receiver "
+            f"serves {policy.repository}: DEPLOY_PIPELINE_REPOSITORY)",
+        )
     environment = policy.name.replace("{number}", str(pr.number))
 
     def decision(action: Literal["deploy", "delete", "ignore"], why: str) -> Decision:
@@ -171,6 +186,8 @@ def decide(delivery: Delivery, policy: PreviewPolicy) -> Decision:
         return decision(
             "ignore", f"{pr.action} without the label {policy.label!r}: no preview until labeled"
         )
+    if pr.state == "closed":  # e.g. labeled after the close: its preview stays deleted
+        return decision("ignore", f"is closed: {pr.action} does not bring its preview back")
     if pr.fork and not policy.forks:
         origin = pr.head_repository or "a deleted fork"
         return decision(
@@ -181,3 +198,49 @@ def decide(delivery: Delivery, policy: PreviewPolicy) -> Decision:
             "ignore", "is a draft: waits for ready_for_review (previews.drafts is false)"
         )
     return decision("deploy", f"{pr.action}: deploys {environment} at {pr.head_sha[:12]}")
+
+
+def in_sequence(decision: Decision, last: Mapping[str, Any] | None) -> Decision:
+    """The decision, unless the last pull_request delivery taken for the same preview (`last`,
+    its payload; None: none) says to leave the preview alone: the preview is another
+    repository's, this delivery is older than that one (a replay, or one that came late), or
+    that one closed the pull request and this is neither a reopen nor newer than the close.
+    A delivery GitHub signed once
+    can be sent again by anyone who saw it: only the pull request's own times tell."""
+    pr, environment = decision.pull_request, decision.environment
+    if decision.action == "ignore" or pr is None or last is None:
+        return decision
+    try:
+        before = pull_request(last)
+    except UsageError:  # what was stored was read by this function's caller before: unreachable
+        return decision
+
+    def ignore(why: str) -> Decision:
+        return Decision("ignore", f"pull request #{pr.number} {why}", pr, environment, pr.head_sha)
+
+    if not _same_repository(pr, before):
+        return ignore(
+            f"of {truncate(pr.repository, 100)}: {environment} is the preview of "
+            f"{before.repository}'s pull request #{before.number}, and a delivery of another "
+            "repository never touches it"
+        )
+    if pr.updated_at and before.updated_at and pr.updated_at < before.updated_at:
+        return ignore(
+            f"{pr.action}: this delivery is of {pr.updated_at:%Y-%m-%d %H:%M:%S}, older than "
+            f"the {before.action} of {before.updated_at:%Y-%m-%d %H:%M:%S} already taken "
+            "(a replayed or late delivery changes nothing)"
+        )
+    # after a close: a reopen, or what GitHub sent after one (a draft reopened, then ready)
+    reopened = pr.updated_at and before.updated_at and pr.updated_at > before.updated_at
+    if before.action == "closed" and pr.action not in ("closed", "reopened") and not reopened:
+        return ignore(
+            f"was closed: {pr.action} does not bring its preview back (only reopening it does)"
+        )
+    return decision
+
+
+def _same_repository(one: PullRequest, other: PullRequest) -> bool:
+    """By GitHub's id when both payloads carry it (a renamed repository keeps it), else by name."""
+    if one.repository_id is not None and other.repository_id is not None:
+        return one.repository_id == other.repository_id
+    return one.repository.lower() == other.repository.lower()

@@ -8,19 +8,27 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response
 from starlette.routing import Route
 
-from deploy_pipeline.errors import DeployPipelineError, StoreError
+from deploy_pipeline.errors import DeployPipelineError, StoreError, truncate
 from deploy_pipeline.model import ACTIONS
 from deploy_pipeline.receiver import openapi, views
-from deploy_pipeline.receiver.common import json_response, receiver_of, unauthorized
+from deploy_pipeline.receiver.common import (
+    json_response,
+    receiver_of,
+    unauthorized,
+    whole_number,
+)
 from deploy_pipeline.receiver.service import Conflict, NotFound, Receiver
 from deploy_pipeline.webhooks import (
     MAX_BODY,
@@ -28,34 +36,67 @@ from deploy_pipeline.webhooks import (
     PayloadError,
     SignatureError,
     decide,
+    signature_of,
 )
+
+# the event label of the deliveries' metric: the events handled, or `other` for any else of a
+# signed delivery; one that is not verified (or not read) is `unverified`, whatever it claims
+EVENTS = frozenset({"pull_request", "ping"})
+UNVERIFIED = frozenset({401, 408, 413, 503})
+
+
+@dataclass
+class Uploads:
+    """Webhook bodies being read: each within `seconds`, at most `limit` at once (each may hold
+    25 MiB), beyond which a delivery is answered 503 at once. Counted in the event loop."""
+
+    limit: int = 8
+    seconds: float = 10.0
+    reading: int = 0
 
 
 async def _webhook(request: HttpRequest) -> Response:
     started = time.perf_counter()
     receiver = receiver_of(request)
-    response = await _answer_delivery(request, receiver)
-    outcome = {202: "queued", 200: "ignored"}.get(response.status_code, "rejected")
-    if response.status_code == 202 and b'"duplicate":true' in bytes(response.body):
+    response = await _answer_delivery(request, receiver, request.app.state.uploads)
+    status = response.status_code
+    outcome = {202: "queued", 200: "ignored", 503: "busy"}.get(status, "rejected")
+    if status == 202 and b'"duplicate":true' in bytes(response.body):
         outcome = "duplicate"
-    event = request.headers.get("x-github-event", "") or "-"
-    receiver.metrics.deliveries.labels(event, outcome).inc()
+    event = request.headers.get("x-github-event", "")
+    label = "unverified" if status in UNVERIFIED else event if event in EVENTS else "other"
+    receiver.metrics.deliveries.labels(label, outcome).inc()
     receiver.metrics.ack.observe(time.perf_counter() - started)
     return response
 
 
-async def _answer_delivery(request: HttpRequest, receiver: Receiver) -> Response:
-    """DESIGN.md §6: size, then signature, then JSON; stored before the 202."""
+async def _answer_delivery(request: HttpRequest, receiver: Receiver, uploads: Uploads) -> Response:
+    """DESIGN.md §6: size, then signature, then JSON; stored before the 202. A missing or
+    malformed signature is refused before the body is read."""
     length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > MAX_BODY:
+    if length.isascii() and length.isdigit() and int(length) > MAX_BODY:
         return json_response({"error": "the payload is over 25 MiB"}, 413)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            return json_response({"error": "the payload is over 25 MiB"}, 413)
     try:
-        delivery = Delivery.from_http(dict(request.headers), bytes(body), receiver.secret)
+        signature_of(request.headers.get("x-hub-signature-256"))
+    except SignatureError as exc:
+        return json_response({"error": str(exc)}, 401)
+    if uploads.reading >= uploads.limit:
+        return json_response(
+            {"error": f"{uploads.limit} deliveries are being read already: send it again soon"},
+            503,
+            headers={"Retry-After": "5"},
+        )
+    uploads.reading += 1
+    receiver.metrics.uploads.inc()
+    try:
+        body = await _read_body(request, uploads.seconds)
+    finally:
+        uploads.reading -= 1
+        receiver.metrics.uploads.dec()
+    if isinstance(body, Response):
+        return body
+    try:
+        delivery = Delivery.from_http(dict(request.headers), body, receiver.secret)
         decision = decide(delivery, receiver.policy)
     except SignatureError as exc:
         return json_response({"error": str(exc)}, 401)
@@ -64,15 +105,35 @@ async def _answer_delivery(request: HttpRequest, receiver: Receiver) -> Response
     if decision.action == "ignore":
         return json_response({"ignored": decision.reason})
     loop = asyncio.get_running_loop()
-    new = await loop.run_in_executor(receiver.writer, receiver.accept, delivery, decision)
+    taken = await loop.run_in_executor(receiver.writer, receiver.accept, delivery, decision)
+    if taken is not None and taken.action == "ignore":
+        return json_response({"ignored": taken.reason})
     return json_response(
         {
             "queued": delivery.id,
             "action": decision.action,
             "environment": decision.environment,
-            "duplicate": not new,
+            "duplicate": taken is None,
         },
         202,
+    )
+
+
+async def _read_body(request: HttpRequest, seconds: float) -> bytes | Response:
+    """The body, or the answer when it is over 25 MiB, did not arrive within `seconds`, or its
+    sender went away."""
+    body = bytearray()
+    with anyio.move_on_after(seconds):
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_BODY:
+                    return json_response({"error": "the payload is over 25 MiB"}, 413)
+        except ClientDisconnect:
+            return json_response({"error": "the sender went away before its body arrived"}, 408)
+        return bytes(body)
+    return json_response(
+        {"error": f"the body did not arrive within {seconds:g} s: GitHub sends it at once"}, 408
     )
 
 
@@ -87,10 +148,10 @@ async def _run(request: HttpRequest) -> Response:
     if refused := unauthorized(request):
         return refused
     store = receiver_of(request).store
-    try:
-        run_id = int(request.path_params["id"])
-    except ValueError:
-        return json_response({"error": "a run id is a number"}, 404)
+    given = request.path_params["id"]
+    run_id = whole_number(given)
+    if run_id is None:
+        return json_response({"error": f"no run {truncate(given, 40)}: a run id is a number"}, 404)
     found = await run_in_threadpool(store.run, run_id)
     if found is None:
         return json_response({"error": f"no run {run_id}"}, 404)
@@ -215,7 +276,7 @@ async def _metrics(request: HttpRequest) -> Response:
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def create_app(receiver: Receiver) -> Starlette:
+def create_app(receiver: Receiver, uploads: Uploads | None = None) -> Starlette:
     """The ASGI app of DESIGN.md §6, over a Receiver whose workers it starts and stops."""
 
     @asynccontextmanager
@@ -241,4 +302,5 @@ def create_app(receiver: Receiver) -> Starlette:
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.receiver = receiver
+    app.state.uploads = uploads or Uploads()
     return app

@@ -218,7 +218,8 @@ PATHS: dict[str, Any] = {
                     "Stored and queued (also for a repeated delivery id)", _ref("WebhookQueued")
                 ),
                 "200": _answer(
-                    "An event that asks for nothing (ping, other events)",
+                    "An event that asks for nothing (ping, other events, another repository's, "
+                    "a replay of an older one)",
                     {
                         "type": "object",
                         "required": ["ignored"],
@@ -229,7 +230,14 @@ PATHS: dict[str, Any] = {
                     "The body is not JSON, or lacks what a preview needs", _ref("Error")
                 ),
                 "401": _answer("A missing or wrong signature", _ref("Error")),
+                "408": _answer(
+                    "The body did not arrive within DEPLOY_PIPELINE_READ_SECONDS", _ref("Error")
+                ),
                 "413": _answer("Over 25 MiB", _ref("Error")),
+                "503": _answer(
+                    "DEPLOY_PIPELINE_UPLOADS bodies are being read already (Retry-After)",
+                    _ref("Error"),
+                ),
             },
         }
     },

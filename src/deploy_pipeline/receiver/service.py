@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -26,7 +27,13 @@ from prometheus_client import (
 
 from deploy_pipeline import checkout
 from deploy_pipeline.config import load_config
-from deploy_pipeline.errors import ConfigErrors, DeployPipelineError, StoreError, UsageError
+from deploy_pipeline.errors import (
+    ConfigErrors,
+    DeployPipelineError,
+    StoreError,
+    UsageError,
+    truncate,
+)
 from deploy_pipeline.execution import Execution, Request, RunObserver, Workspace
 from deploy_pipeline.github import GitHubClient, GitHubReporter
 from deploy_pipeline.model import ACTIONS, Action, Event
@@ -39,6 +46,7 @@ from deploy_pipeline.webhooks import (
     Decision,
     Delivery,
     PreviewPolicy,
+    in_sequence,
 )
 
 log = logging.getLogger("deploy_pipeline.receiver")
@@ -66,6 +74,11 @@ class Metrics:
         self.run_seconds = Histogram(
             "deploy_pipeline_run_seconds", "Run durations", ["action"], registry=r
         )
+        self.uploads = Gauge(
+            "deploy_pipeline_uploads",
+            "Webhook bodies being read (DEPLOY_PIPELINE_UPLOADS at most)",
+            registry=r,
+        )
         self.event_streams = Gauge(
             "deploy_pipeline_event_streams",
             "Run event streams open (GET /api/runs/{id}/events)",
@@ -74,6 +87,7 @@ class Metrics:
 
 
 SOURCES = ("file", "pull-request")
+REPOSITORY = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+")  # GitHub's owner/name
 PIPELINE_FILE = ".deploy-pipeline.yml"
 
 
@@ -115,6 +129,8 @@ class Receiver:
         api_token: str | None = None,
         public_url: str | None = None,
         sweep_every: float = SWEEP_EVERY,
+        repository: str | None = None,
+        lease: float | None = None,
     ) -> None:
         if not secret:
             raise UsageError(
@@ -133,15 +149,20 @@ class Receiver:
                 "DEPLOY_PIPELINE_SOURCE=pull-request reads each pull request's pipeline file "
                 "from GitHub: set GITHUB_TOKEN, or GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY"
             )
-        self.source = source
+        if repository is not None and not REPOSITORY.fullmatch(repository):
+            raise UsageError(
+                f"DEPLOY_PIPELINE_REPOSITORY is the owner/name of the repository served here "
+                f"(e.g. octo-org/app), got {truncate(repository, 100)!r}"
+            )
+        self.source, self.repository = source, repository
         self.state = state_path(config)  # one state database, whichever file a run reads
         self.previews = pipeline.previews  # housekeeping's ttl and max
-        self.policy = PreviewPolicy.of(self.previews)  # what a delivery asks for
+        self.policy = PreviewPolicy.of(self.previews, repository)  # what a delivery asks for
         self.store = open_store(config, state=self.state)
         # deliveries are stored one at a time anyway (one connection, one lock): one thread
         # keeps the others from queueing on the lock and costs less than the async pool's
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="writer")
-        self.queue = Queue(self.store)
+        self.queue = Queue(self.store, lease=lease)
         self.metrics = Metrics()
         self.workers = workers
         self.threads: list[threading.Thread] = []
@@ -153,8 +174,14 @@ class Receiver:
 
     # --- the HTTP side -----------------------------------------------------------------------
 
-    def accept(self, delivery: Delivery, decision: Decision) -> bool:
-        """Store a delivery that asks for work; False when its id was seen before."""
+    def accept(self, delivery: Delivery, decision: Decision) -> Decision | None:
+        """Store a delivery that asks for work, unless what its preview was last asked says to
+        leave it alone (webhooks.in_sequence): the decision it stands by, stored when it is not
+        `ignore`; None when its id was seen before (a repeat, not run again)."""
+        if decision.environment and decision.pull_request:
+            decision = in_sequence(decision, self.queue.last_taken(decision.environment))
+            if decision.action == "ignore":
+                return None if self.queue.delivery(delivery.id) is not None else decision
         new = self.queue.add(
             delivery.id,
             delivery.event,
@@ -169,7 +196,7 @@ class Receiver:
         # a newer push: the run in flight stops at its next safe point
         stop = f"superseded by {(decision.sha or delivery.id)[:7]}" if new else None
         self.queued(decision.environment, stop)
-        return new
+        return decision if new else None
 
     def submit(
         self,

@@ -9,34 +9,42 @@ import socket
 from collections.abc import Mapping
 from pathlib import Path
 
-from deploy_pipeline.errors import UsageError
 from deploy_pipeline.github import GitHubClient
+from deploy_pipeline.queue import lease_of
 from deploy_pipeline.receiver.housekeeping import SWEEP_EVERY
-from deploy_pipeline.receiver.http import create_app
+from deploy_pipeline.receiver.http import Uploads, create_app
 from deploy_pipeline.receiver.service import Receiver, log
+from deploy_pipeline.settings import seconds, whole
+from deploy_pipeline.store import lock_ttl
 
 
 def from_environ(config: Path, environ: Mapping[str, str]) -> Receiver:
-    """A receiver configured as `deploy-pipeline serve` documents it (README: run the receiver)."""
+    """A receiver configured as `deploy-pipeline serve` documents it (README: run the receiver);
+    UsageError, naming the variable, for a value out of its range."""
+    lock_ttl(environ)  # read by each run: a bad value stops the start, not every run
     return Receiver(
         config,
         secret=environ.get("DEPLOY_PIPELINE_WEBHOOK_SECRET", ""),
         github=GitHubClient.from_environ(environ),
-        workers=_number(environ, "DEPLOY_PIPELINE_WORKERS", 2),
+        workers=whole(environ, "DEPLOY_PIPELINE_WORKERS", 2, 1, 64),
         api_token=environ.get("DEPLOY_PIPELINE_API_TOKEN") or None,
         public_url=environ.get("DEPLOY_PIPELINE_PUBLIC_URL") or None,
-        sweep_every=_number(environ, "DEPLOY_PIPELINE_SWEEP_SECONDS", int(SWEEP_EVERY)),
+        sweep_every=whole(
+            environ, "DEPLOY_PIPELINE_SWEEP_SECONDS", int(SWEEP_EVERY), 1, 7 * 24 * 3600
+        ),
         source=environ.get("DEPLOY_PIPELINE_SOURCE", "file"),
+        lease=lease_of(environ),
+        repository=environ.get("DEPLOY_PIPELINE_REPOSITORY", "").strip() or None,
     )
 
 
-def _number(environ: Mapping[str, str], name: str, default: int) -> int:
-    text = environ.get(name, "").strip()
-    if not text:
-        return default
-    if not text.isdigit() or int(text) < 1:
-        raise UsageError(f"{name} is a whole number of at least 1, got {text!r}")
-    return int(text)
+def uploads_from_environ(environ: Mapping[str, str]) -> Uploads:
+    """How webhook bodies are read: DEPLOY_PIPELINE_UPLOADS at once, each within
+    DEPLOY_PIPELINE_READ_SECONDS."""
+    return Uploads(
+        limit=whole(environ, "DEPLOY_PIPELINE_UPLOADS", Uploads.limit, 1, 1024),
+        seconds=seconds(environ, "DEPLOY_PIPELINE_READ_SECONDS", Uploads.seconds, 0.5, 600),
+    )
 
 
 class JsonLogs(logging.Formatter):
@@ -68,6 +76,7 @@ def serve(config: Path, environ: Mapping[str, str], *, host: str, port: int) -> 
     handler = logging.StreamHandler()
     handler.setFormatter(JsonLogs())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    uploads = uploads_from_environ(environ)
     receiver = from_environ(config, environ)
     if receiver.github is None:
         log.warning(
@@ -80,5 +89,5 @@ def serve(config: Path, environ: Mapping[str, str], *, host: str, port: int) -> 
             receiver.stopping.set()  # open event streams end now: uvicorn waits for none of them
             await super().shutdown(sockets)
 
-    app = create_app(receiver)
+    app = create_app(receiver, uploads)
     Server(uvicorn.Config(app, host=host, port=port, log_config=None, log_level="info")).run()

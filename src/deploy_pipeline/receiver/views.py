@@ -17,9 +17,15 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from deploy_pipeline.errors import truncate
 from deploy_pipeline.execution import Workspace
 from deploy_pipeline.queue import Queue, repository_of
-from deploy_pipeline.receiver.common import json_response, receiver_of, unauthorized
+from deploy_pipeline.receiver.common import (
+    json_response,
+    receiver_of,
+    unauthorized,
+    whole_number,
+)
 from deploy_pipeline.receiver.service import Receiver
 from deploy_pipeline.status import RunEvents, StageColumn, environment_url, stage_columns
 from deploy_pipeline.store import Store
@@ -169,15 +175,16 @@ async def _run_event_stream(request: HttpRequest) -> Response:
     if refused := unauthorized(request):
         return refused
     receiver = receiver_of(request)
-    try:
-        run_id = int(request.path_params["id"])
-    except ValueError:
-        return json_response({"error": "a run id is a number"}, 404)
+    given = request.path_params["id"]
+    run_id = whole_number(given)
+    if run_id is None:
+        return json_response({"error": f"no run {truncate(given, 40)}: a run id is a number"}, 404)
     if await run_in_threadpool(receiver.store.run, run_id) is None:
         return json_response({"error": f"no run {run_id}"}, 404)
-    after = request.headers.get("last-event-id", "").strip()
+    # a Last-Event-ID that is not one of ours is ignored: the stream starts from the beginning
+    after = whole_number(request.headers.get("last-event-id", "").strip())
     return StreamingResponse(
-        follow(receiver, run_id, int(after) if after.isdigit() else -1),
+        follow(receiver, run_id, -1 if after is None else after),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
