@@ -166,3 +166,20 @@ def test_the_log_is_json_lines_naming_the_delivery_pr_environment_and_run(
         "run": 1,
     }
     assert done[-1]["message"] == "deploy of pr-7: succeeded"
+
+
+def test_sigterm_with_a_run_in_flight_queues_it_again_and_a_restart_deploys_it(
+    server: Server,
+) -> None:
+    """SIGTERM while PR 4's preview deploys stops that run and puts its delivery back in the
+    queue (not `cancelled`): after a restart it runs again, and the preview ends deployed."""
+    server.start()
+    delivery = server.deliver(4, "4" * 40)
+    wait_for(lambda: server.state_of(delivery) == "running", "PR 4's run starting")
+    server.stop()
+
+    server.start()
+    wait_for(lambda: server.state_of(delivery) not in ("queued", "running"), "the rerun", 60)
+    assert server.get(f"/api/deliveries/{delivery}")["result"] == "succeeded"
+    envs = {e["name"]: e for e in server.get("/api/environments")["environments"]}
+    assert envs["pr-4"]["status"] == "deployed"

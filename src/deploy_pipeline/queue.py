@@ -187,6 +187,15 @@ class Queue:
             (state, result, self.store.clock(), delivery, holder_id()),
         )
 
+    def release(self, delivery: str) -> None:
+        """Put a delivery this receiver runs back in the queue (it is stopping): the next
+        receiver to start runs it again, as it would a lease that ran out."""
+        self.store.query(
+            "UPDATE deliveries SET state = 'queued', worker = NULL, lease_until = NULL, "
+            "run_id = NULL WHERE id = ? AND state = 'running' AND worker = ?",
+            (delivery, holder_id()),
+        )
+
     def requeue_abandoned(self) -> int:
         """Running deliveries whose receiver is a dead process of this machine, or whose lease
         ran out (a receiver elsewhere stopped renewing it), go back to the queue."""

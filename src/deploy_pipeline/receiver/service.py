@@ -43,6 +43,8 @@ from deploy_pipeline.webhooks import (
 
 log = logging.getLogger("deploy_pipeline.receiver")
 
+STOPPING = "the receiver is stopping; the run starts again when it is back"
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -231,7 +233,7 @@ class Receiver:
         self.stopping.set()
         with self.lock:
             for cancel in self.running.values():
-                cancel.set("the receiver is stopping")
+                cancel.set(STOPPING)
         with self.wake:
             self.wake.notify_all()
         for thread in self.threads:
@@ -283,6 +285,12 @@ class Receiver:
             self.queue.attach_run(job.delivery, execution.run_id)
             extra["run"] = execution.run_id
             outcome = result.status if result else "cancelled"
+            if outcome == "cancelled" and cancel.reason == STOPPING:
+                self.queue.release(job.delivery)  # a graceful stop loses no work either
+                log.info(
+                    "%s of %s: queued again, %s", action, job.environment, STOPPING, extra=extra
+                )
+                return
             self.queue.finish(job.delivery, "done", outcome)
             self.metrics.runs.labels(action, outcome).inc()
             log.info("%s of %s: %s", action, job.environment, outcome, extra=extra)
