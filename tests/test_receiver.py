@@ -8,6 +8,7 @@ import copy
 import hashlib
 import hmac
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -329,3 +330,45 @@ def test_fuzzed_headers_and_bodies_never_get_a_500(
             assert answer.status_code in (200, 202, 400, 401, 413), answer.text
 
         check()
+
+
+def test_an_unexpected_error_fails_the_delivery_and_the_worker_goes_on(
+    write_config: Callable[[str], Path], standin: GitHubStandin
+) -> None:
+    """A pipeline file whose timeout overflows the clock (`defaults.timeout: 200000d`) fails its
+    delivery with a one-line reason (no traceback), and the only worker then deploys the next
+    push once the file is fixed; /readyz stays ready."""
+    config = write_config(PIPELINE)
+    receiver = Receiver(config, secret=SECRET, workers=1)
+    with TestClient(create_app(receiver)) as client:
+        write_config(PIPELINE.replace("version: 1\n", "version: 1\ndefaults: {timeout: 200000d}\n"))
+        first = deliver(client, "pull_request", payload("pull_request", "opened", number=3))
+        failed = settled(client, first.json()["queued"])
+        assert failed["state"] == "failed"
+        assert failed["result"].startswith("deploy of pr-3 ")
+        assert "\n" not in failed["result"] and "Traceback" not in failed["result"]
+        write_config(PIPELINE)
+        second = deliver(client, "pull_request", payload("pull_request", "synchronize", number=3))
+        assert settled(client, second.json()["queued"])["result"] == "succeeded"
+        assert client.get("/readyz").status_code == 200
+
+
+class OneWorkerEnds(Receiver):
+    """A receiver whose worker-1 thread ends at once, as a worker killed by a defect would."""
+
+    def work(self) -> None:
+        if threading.current_thread().name != "worker-1":
+            super().work()
+
+
+def test_readyz_is_503_naming_a_worker_thread_that_is_gone(
+    write_config: Callable[[str], Path],
+) -> None:
+    """With one of its worker threads gone, the receiver is not ready: /readyz answers 503 and
+    names the worker."""
+    receiver = OneWorkerEnds(write_config(PIPELINE), secret=SECRET, workers=2)
+    with TestClient(create_app(receiver)) as client:
+        receiver.threads[1].join(10)
+        answer = client.get("/readyz")
+        assert answer.status_code == 503
+        assert answer.json()["error"] == "worker-1 stopped: restart the receiver"

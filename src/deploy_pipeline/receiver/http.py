@@ -203,6 +203,9 @@ async def _healthz(request: HttpRequest) -> Response:
 
 
 async def _readyz(request: HttpRequest) -> Response:
+    if dead := receiver_of(request).dead_workers():
+        error = f"{', '.join(dead)} stopped: restart the receiver"
+        return json_response({"status": "workers stopped", "error": error}, 503)
     try:
         depth = await run_in_threadpool(receiver_of(request).queue.depth)
     except StoreError as exc:

@@ -236,8 +236,11 @@ PATHS: dict[str, Any] = {
     "/healthz": {"get": {"summary": "The process answers", "responses": {"200": _answer("ok")}}},
     "/readyz": {
         "get": {
-            "summary": "The store is reachable",
-            "responses": {"200": _answer("ready"), "503": _answer("store unreachable")},
+            "summary": "The store is reachable and every worker runs",
+            "responses": {
+                "200": _answer("ready"),
+                "503": _answer("store unreachable, or workers stopped (named in `error`)"),
+            },
         }
     },
     "/metrics": {

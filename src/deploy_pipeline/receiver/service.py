@@ -26,7 +26,7 @@ from prometheus_client import (
 
 from deploy_pipeline import checkout
 from deploy_pipeline.config import load_config
-from deploy_pipeline.errors import DeployPipelineError, StoreError, UsageError
+from deploy_pipeline.errors import DeployPipelineError, StoreError, UsageError, truncate
 from deploy_pipeline.execution import Execution, Request, RunObserver, Workspace
 from deploy_pipeline.github import GitHubClient, GitHubReporter
 from deploy_pipeline.model import ACTIONS, Action, Event
@@ -255,7 +255,16 @@ class Receiver:
                 with self.wake:
                     self.wake.wait(1.0)
                 continue
-            self.execute(job)
+            try:
+                self.execute(job)
+            except Exception:  # a worker outlives any job: say it, and take the next one
+                log.exception("worker failed on delivery %s", job.delivery)
+
+    def dead_workers(self) -> list[str]:
+        """The names of the receiver's threads that have ended while it runs (for /readyz)."""
+        if self.stopping.is_set():
+            return []
+        return [t.name for t in self.threads if not t.is_alive()]
 
     def execute(self, job: Job) -> None:
         cancel = Cancel()
@@ -297,13 +306,18 @@ class Receiver:
             self.after(job, action, outcome)
         except DeployPipelineError as exc:
             said = str(exc).replace(f"{self.checkout_of(job.environment)}{os.sep}", "")
-            if execution is None:  # nothing started: no reporter told GitHub
-                self.tell_github(job, f"{action} could not start: {said}")
-            self.queue.finish(job.delivery, "failed", said)
-            self.metrics.runs.labels(action, "error").inc()
-            log.error(  # noqa: TRY400 (a user's error: said, no traceback)
-                "%s of %s could not run: %s", action, job.environment, said, extra=extra
+            # once a run started its reporter told GitHub; before, nothing did
+            tell = None if execution is not None else f"{action} could not start: {said}"
+            self.failed(job, action, said, tell=tell, extra=extra)
+        except Exception as exc:  # a defect, or a value no check caught: the delivery fails
+            said = (
+                f"{action} of {job.environment} stopped on an unexpected error: "
+                f"{type(exc).__name__}: {truncate(str(exc), 300)}"
             )
+            if execution is not None:
+                said = execution.redactor(said)
+            log.exception("%s", said, extra=extra)  # the traceback for whoever fixes it
+            self.failed(job, action, said, tell=said, extra=extra, logged=True)
         finally:
             done.set()
             if execution is not None:
@@ -314,6 +328,26 @@ class Receiver:
             with self.lock:
                 if self.running.get(job.environment) is cancel:
                     del self.running[job.environment]
+
+    def failed(
+        self,
+        job: Job,
+        action: Action,
+        said: str,
+        *,
+        tell: str | None,
+        extra: dict[str, object],
+        logged: bool = False,
+    ) -> None:
+        """A job that could not run: its delivery `failed` with `said`, GitHub told `tell`."""
+        if tell is not None:
+            self.tell_github(job, tell)
+        self.queue.finish(job.delivery, "failed", said)
+        self.metrics.runs.labels(action, "error").inc()
+        if not logged:
+            log.error(  # a user's error: said, no traceback
+                "%s of %s could not run: %s", action, job.environment, said, extra=extra
+            )
 
     def prepare(self, job: Job, action: Action) -> Execution:
         """The job's run, ready: its pipeline file, the preview made on its first push."""
