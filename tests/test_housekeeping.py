@@ -134,3 +134,49 @@ def test_without_github_the_sweeper_leaves_previews_alone(
         assert previews(client) == {"pr-5"}
     said = [r.getMessage() for r in caplog.records if "not swept" in r.getMessage()]
     assert said == ["previews of closed pull requests are not swept: GitHub access is off"]
+
+
+def deployments_of(standin: GitHubStandin, name: str) -> list[str]:
+    """The latest state of each of the environment's Deployments on the stand-in."""
+    return [
+        standin.deployment_statuses(d["id"])[-1]["state"]
+        for d in standin.deployments()
+        if d["environment"] == name
+    ]
+
+
+def inactive(standin: GitHubStandin, name: str, timeout: float = 30) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while (states := deployments_of(standin, name)) != ["inactive"] * len(states) or not states:
+        if time.monotonic() > deadline:
+            pytest.fail(f"{name}'s deployments are {states} after {timeout}s")
+        time.sleep(0.02)
+    return states
+
+
+def test_previews_removed_by_housekeeping_leave_their_deployments_inactive(
+    client: TestClient, receiver: Receiver, standin: GitHubStandin
+) -> None:
+    """A preview evicted by `previews.max`, one swept for its closed PR and one expired by
+    `previews.ttl` each end with every GitHub Deployment `inactive` (no longer `success`), the
+    state saying why, and the PR comment saying why."""
+    evicted = open_preview(client, standin, "4" * 40)
+    closed = open_preview(client, standin, "5" * 40)
+    expired = open_preview(client, standin, "6" * 40)
+    gone(client, f"pr-{evicted}")
+    assert inactive(standin, f"pr-{evicted}") == ["inactive"]
+    pulls = standin.repo().pulls
+    pulls[closed] = dataclasses.replace(pulls[closed], state="closed")
+    receiver.housekeeper.sweep()
+    gone(client, f"pr-{closed}")
+    assert inactive(standin, f"pr-{closed}") == ["inactive"]
+    receiver.housekeeper.clock = lambda: time.time() + 2 * 3600
+    receiver.housekeeper.sweep()
+    gone(client, f"pr-{expired}")
+    assert inactive(standin, f"pr-{expired}") == ["inactive"]
+    (last,) = [d for d in standin.deployments() if d["environment"] == f"pr-{expired}"]
+    assert standin.deployment_statuses(last["id"])[-1]["description"].startswith(
+        "removed: No push for 2 hours"
+    )
+    assert "previews expire 1 hour after" in standin.comments(expired)[0]["body"]
+    assert standin.violations == []

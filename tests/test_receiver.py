@@ -8,6 +8,7 @@ import copy
 import hashlib
 import hmac
 import json
+import logging
 import threading
 import time
 import uuid
@@ -21,10 +22,12 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from deploy_pipeline.errors import UsageError
-from deploy_pipeline.github import GitHubClient
+from deploy_pipeline.github import GitHubApp, GitHubClient
 from deploy_pipeline.receiver import Receiver, create_app
 from tests.github_standin import REPO, TOKEN, GitHubStandin
+from tests.github_standin.unreachable import Unreachable
 from tests.helpers import fuzzing
+from tests.test_github_app import other_key
 from tests.test_webhooks import SECRET  # GitHub's documented test vector's
 
 FIXTURES = Path(__file__).parent / "fixtures" / "github-webhooks"
@@ -205,8 +208,8 @@ def test_a_newer_push_supersedes_the_run_in_flight(
     write_config: Callable[[str], Path], standin: GitHubStandin
 ) -> None:
     """While pr-N's first deploy is in its long apps stage, a push arrives: that run stops at its
-    next safe point, GitHub shows it `error` "cancelled: superseded by 2222222", and the push's
-    run deploys."""
+    next safe point, GitHub shows it `error` "cancelled: superseded by 2222222" with its
+    Deployment `inactive` (not `failure`), and the push's run deploys."""
     config = write_config(
         PIPELINE.replace("{kind: simulated}", "{kind: simulated, durations: {web: {deploy: 60s}}}")
     )
@@ -239,6 +242,8 @@ def test_a_newer_push_supersedes_the_run_in_flight(
         "deploy cancelled: superseded by 2222222",
     )
     assert [s for s in standin.statuses(sha2) if s["context"] == context][-1]["state"] == "success"
+    (superseded,) = [d for d in standin.deployments() if d["sha"] == sha1]
+    assert standin.deployment_statuses(superseded["id"])[-1]["state"] == "inactive"
 
 
 def test_a_fork_pull_request_gets_no_preview_by_default(client: TestClient) -> None:
@@ -372,3 +377,36 @@ def test_readyz_is_503_naming_a_worker_thread_that_is_gone(
         answer = client.get("/readyz")
         assert answer.status_code == 503
         assert answer.json()["error"] == "worker-1 stopped: restart the receiver"
+
+
+def test_github_out_of_reach_neither_fails_nor_holds_up_a_deploy_or_a_delete(
+    write_config: Callable[[str], Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """With GitHub out of reach of the receiver's GitHub App (every connection reset), a pull
+    request's preview deploys and is deleted, both deliveries succeeding; the reporter tries
+    GitHub again with backoff, `retries` times, then says it gave up."""
+    caplog.set_level(logging.WARNING, logger="deploy_pipeline.receiver")
+    with Unreachable() as away:
+        github = GitHubClient(
+            app=GitHubApp("1", other_key()),
+            api_url=away.base_url,
+            retries=3,
+            backoff=0.01,
+            write_pause=0.0,
+        )
+        receiver = Receiver(write_config(PIPELINE), secret=SECRET, github=github, workers=1)
+        with TestClient(create_app(receiver)) as client:
+            opened = deliver(client, "pull_request", payload("pull_request", "opened", number=8))
+            assert settled(client, opened.json()["queued"], timeout=10)["result"] == "succeeded"
+            assert away.wait_for(3)  # the first update, tried three times
+            closed = deliver(client, "pull_request", payload("pull_request", "closed", number=8))
+            assert settled(client, closed.json()["queued"], timeout=10)["result"] == "succeeded"
+            deadline = time.monotonic() + 10
+            while not any("not tried again" in r.getMessage() for r in caplog.records):
+                assert time.monotonic() < deadline, "the reporter never gave up"
+                time.sleep(0.02)
+    gave_up = next(r.getMessage() for r in caplog.records if "not tried again" in r.getMessage())
+    assert gave_up.startswith(
+        f"GitHub could not find the installation of the GitHub App 1 on {REPO}: cannot reach "
+    )
+    assert gave_up.endswith("(tried 3 times; not tried again)")

@@ -32,6 +32,7 @@ class PullRequests(Protocol):
 
     def open_pulls(self, repository: str) -> set[int]: ...
     def comment(self, repository: str, number: int, environment: str, body: str) -> None: ...
+    def deactivate(self, repository: str, environment: str, why: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -161,17 +162,20 @@ class Housekeeper:
             pull_request=preview.pull_request,
             event="housekeeping",
         )
-        repository = self.repository(preview) if self.github is not None else None
-        if self.github is not None and repository:
-            try:
-                self.github.comment(
-                    repository,
-                    preview.pull_request,
-                    preview.name,
-                    removal_comment(preview.name, why),
-                )
-            except DeployPipelineError as exc:
-                log.warning("cannot comment on #%d: %s", preview.pull_request, exc)
+        github = self.github
+        repository = self.repository(preview) if github is not None else None
+        if github is None or not repository:
+            return
+        # from the outbox's thread: a GitHub out of reach holds no worker up, and is retried
+        body = removal_comment(preview.name, why)
+        self.receiver.outbox.send(
+            f"comment on #{preview.pull_request}",
+            lambda: github.comment(repository, preview.pull_request, preview.name, body),
+        )
+        self.receiver.outbox.send(
+            f"mark the deployments of {preview.name} inactive",
+            lambda: github.deactivate(repository, preview.name, f"removed: {why}"),
+        )
 
     def loop(self) -> None:
         """Sweep on start, then every `every` seconds until the receiver stops."""

@@ -33,6 +33,7 @@ from deploy_pipeline.model import ACTIONS, Action, Event
 from deploy_pipeline.plan import check_services
 from deploy_pipeline.queue import Job, Queue
 from deploy_pipeline.receiver.housekeeping import SWEEP_EVERY, Housekeeper
+from deploy_pipeline.receiver.outbox import Outbox
 from deploy_pipeline.runner import Cancel, RunResult
 from deploy_pipeline.store import open_store, state_path
 from deploy_pipeline.webhooks import (
@@ -44,6 +45,7 @@ from deploy_pipeline.webhooks import (
 log = logging.getLogger("deploy_pipeline.receiver")
 
 STOPPING = "the receiver is stopping; the run starts again when it is back"
+REPORT_WAIT = 5.0  # seconds a stopping receiver waits for its GitHub updates (each sender)
 
 
 class Metrics:
@@ -152,6 +154,10 @@ class Receiver:
         self.running: dict[str, Cancel] = {}
         self.lock = threading.Lock()
         self.housekeeper = Housekeeper(self, github=github, every=sweep_every)
+        self.outbox = Outbox(
+            tries=github.retries if github else 1, backoff=github.backoff if github else 0.5
+        )
+        self.reporting: list[GitHubReporter] = []  # still sending, GitHub being out of reach
 
     # --- the HTTP side -----------------------------------------------------------------------
 
@@ -238,6 +244,9 @@ class Receiver:
             self.wake.notify_all()
         for thread in self.threads:
             thread.join(timeout)
+        self.outbox.close(REPORT_WAIT)
+        for reporter in self.reporting:
+            reporter.close(REPORT_WAIT)
         if self.github is not None:
             self.github.close()
         self.writer.shutdown()
@@ -289,7 +298,7 @@ class Receiver:
             watching: list[RunObserver] = [attach, *observers]
             result = execution.perform([], cancel, observers=watching)
             for reporter in observers:  # GitHub shows the end before the delivery says done
-                reporter.close()
+                self.detach(reporter)  # unless GitHub is out of reach: the run's result is kept
             observers = []
             self.queue.attach_run(job.delivery, execution.run_id)
             extra["run"] = execution.run_id
@@ -323,7 +332,7 @@ class Receiver:
             if execution is not None:
                 execution.close()
             for reporter in observers:
-                reporter.close()
+                self.detach(reporter)
             self.metrics.run_seconds.labels(action).observe(time.monotonic() - started)
             with self.lock:
                 if self.running.get(job.environment) is cancel:
@@ -348,6 +357,15 @@ class Receiver:
             log.error(  # a user's error: said, no traceback
                 "%s of %s could not run: %s", action, job.environment, said, extra=extra
             )
+
+    def detach(self, reporter: GitHubReporter) -> None:
+        """Wait for a run's updates to GitHub while it answers; when it is out of reach, leave
+        them to the reporter's thread (retried with backoff) and go on."""
+        with self.lock:
+            self.reporting = [r for r in self.reporting if r.worker.is_alive()]
+        if not reporter.detach():
+            with self.lock:
+                self.reporting.append(reporter)
 
     def prepare(self, job: Job, action: Action) -> Execution:
         """The job's run, ready: its pipeline file, the preview made on its first push."""
@@ -395,12 +413,13 @@ class Receiver:
     def tell_github(self, job: Job, text: str) -> None:
         """A commit status `error` saying why a pull request's run could not start."""
         repository = job.repository
-        if self.github is None or not repository or not job.sha:
+        github, sha = self.github, job.sha
+        if github is None or not repository or not sha:
             return
-        try:
-            self.github.status(repository, job.sha, job.environment, "error", text)
-        except DeployPipelineError as exc:
-            log.warning("cannot tell GitHub: %s", exc, extra={"environment": job.environment})
+        self.outbox.send(
+            f"set the status of {sha[:7]}",
+            lambda: github.status(repository, sha, job.environment, "error", text),
+        )
 
     def checkout_of(self, environment: str) -> Path:
         return self.state.parent / "checkouts" / environment
@@ -438,9 +457,15 @@ class Receiver:
         run_url = None
         if self.public_url:
             run_url = f"{self.public_url.rstrip('/')}/api/deliveries/{job.delivery}"
-        settings = self.github.settings(repository, job.sha, run_url=run_url)
+        # the token is taken on the reporter's thread: an unreachable GitHub holds no run up
+        settings = self.github.settings(repository, job.sha, run_url=run_url, lazy=True)
         return GitHubReporter(
-            settings, execution.run_plan, action, log=log.warning, redact=execution.redactor
+            settings,
+            execution.run_plan,
+            action,
+            log=log.warning,
+            redact=execution.redactor,
+            cancelled="inactive",  # superseded by a newer push (or queued again): not a failure
         )
 
     # --- what the API does -------------------------------------------------------------------
