@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 
 from deploy_pipeline.github import GitHubClient
 from deploy_pipeline.receiver import Receiver, create_app
+from deploy_pipeline.receiver.serving import from_environ
 from tests.github_standin import TOKEN, GitHubStandin
 from tests.test_receiver import SECRET, deliver, payload, settled
 
@@ -180,3 +181,24 @@ def test_previews_removed_by_housekeeping_leave_their_deployments_inactive(
     )
     assert "previews expire 1 hour after" in standin.comments(expired)[0]["body"]
     assert standin.violations == []
+
+
+def test_housekeeping_forgets_deliveries_and_runs_past_the_retention(
+    write_config: Callable[[str], Path], standin: GitHubStandin
+) -> None:
+    """With DEPLOY_PIPELINE_RETENTION_DAYS=7, a deleted preview's deliveries and runs are still
+    there after 6 days and forgotten by housekeeping after 8."""
+    environ = {"DEPLOY_PIPELINE_WEBHOOK_SECRET": SECRET, "DEPLOY_PIPELINE_RETENTION_DAYS": "7"}
+    receiver = from_environ(write_config(PIPELINE), environ)
+    with TestClient(create_app(receiver)) as client:
+        number = open_preview(client, standin, "7" * 40)
+        closed = deliver(
+            client, "pull_request", payload("pull_request", "closed", number=number, sha="7" * 40)
+        )
+        delivery = settled(client, closed.json()["queued"])
+        receiver.housekeeper.clock = lambda: time.time() + 6 * 86400
+        assert receiver.housekeeper.prune() == (0, 0)
+        receiver.housekeeper.clock = lambda: time.time() + 8 * 86400
+        assert receiver.housekeeper.prune() == (2, 2)  # the preview's deploy and delete
+        assert client.get(f"/api/deliveries/{delivery['id']}").status_code == 404
+        assert client.get(f"/api/runs/{delivery['run_id']}").status_code == 404

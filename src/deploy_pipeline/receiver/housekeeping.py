@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("deploy_pipeline.receiver")
 
 SWEEP_EVERY = 300.0
+RETENTION_DAYS = (
+    30  # finished deliveries and runs are kept this long (DEPLOY_PIPELINE_RETENTION_DAYS)
+)
 
 
 class PullRequests(Protocol):
@@ -177,11 +180,23 @@ class Housekeeper:
             lambda: github.deactivate(repository, preview.name, f"removed: {why}"),
         )
 
+    def prune(self) -> tuple[int, int]:
+        """Forget deliveries and runs (events and logs with them) that ended more than the
+        receiver's retention ago; (deliveries, runs) forgotten."""
+        before = self.clock() - self.receiver.retention
+        deliveries = self.receiver.queue.prune(before)
+        runs = self.receiver.store.prune_runs(before)
+        if deliveries or runs:
+            days = _days(self.receiver.retention)
+            log.info("forgot %d deliveries and %d runs over %s old", deliveries, runs, days)
+        return deliveries, runs
+
     def loop(self) -> None:
-        """Sweep on start, then every `every` seconds until the receiver stops."""
+        """Sweep (and prune) on start, then every `every` seconds until the receiver stops."""
         while True:
             try:
                 self.sweep()
+                self.prune()
             except DeployPipelineError as exc:
                 log.error("housekeeping failed: %s", exc)  # noqa: TRY400 (said, no traceback)
             if self.receiver.stopping.wait(self.every):

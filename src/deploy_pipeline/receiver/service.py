@@ -32,7 +32,7 @@ from deploy_pipeline.github import GitHubClient, GitHubReporter
 from deploy_pipeline.model import ACTIONS, Action, Event
 from deploy_pipeline.plan import check_services
 from deploy_pipeline.queue import Job, Queue
-from deploy_pipeline.receiver.housekeeping import SWEEP_EVERY, Housekeeper
+from deploy_pipeline.receiver.housekeeping import RETENTION_DAYS, SWEEP_EVERY, Housekeeper
 from deploy_pipeline.receiver.outbox import Outbox
 from deploy_pipeline.runner import Cancel, RunResult
 from deploy_pipeline.store import open_store, state_path
@@ -119,6 +119,7 @@ class Receiver:
         api_token: str | None = None,
         public_url: str | None = None,
         sweep_every: float = SWEEP_EVERY,
+        retention_days: int = RETENTION_DAYS,
     ) -> None:
         if not secret:
             raise UsageError(
@@ -127,6 +128,7 @@ class Receiver:
             )
         self.config, self.secret, self.github = config, secret, github
         self.api_token, self.public_url = api_token, public_url
+        self.retention = retention_days * 86400.0  # seconds finished work stays in the store
         pipeline = load_config(config)  # a bad file stops the start, with its errors
         if source not in SOURCES:
             raise UsageError(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from deploy_pipeline.errors import UsageError
 from deploy_pipeline.github import GitHubClient
-from deploy_pipeline.receiver.housekeeping import SWEEP_EVERY
+from deploy_pipeline.receiver.housekeeping import RETENTION_DAYS, SWEEP_EVERY
 from deploy_pipeline.receiver.http import create_app
 from deploy_pipeline.receiver.service import Receiver, log
 
@@ -27,6 +27,7 @@ def from_environ(config: Path, environ: Mapping[str, str]) -> Receiver:
         public_url=environ.get("DEPLOY_PIPELINE_PUBLIC_URL") or None,
         sweep_every=_number(environ, "DEPLOY_PIPELINE_SWEEP_SECONDS", int(SWEEP_EVERY)),
         source=environ.get("DEPLOY_PIPELINE_SOURCE", "file"),
+        retention_days=_number(environ, "DEPLOY_PIPELINE_RETENTION_DAYS", RETENTION_DAYS),
     )
 
 
