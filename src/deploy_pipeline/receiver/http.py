@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from deploy_pipeline.errors import DeployPipelineError, StoreError
 from deploy_pipeline.model import ACTIONS
-from deploy_pipeline.receiver import openapi, views
+from deploy_pipeline.receiver import openapi, paging, views
 from deploy_pipeline.receiver.common import json_response, receiver_of, unauthorized
 from deploy_pipeline.receiver.service import Conflict, NotFound, Receiver
 from deploy_pipeline.webhooks import (
@@ -79,8 +79,15 @@ async def _answer_delivery(request: HttpRequest, receiver: Receiver) -> Response
 async def _environments(request: HttpRequest) -> Response:
     if refused := unauthorized(request):
         return refused
+    try:
+        wanted = paging.asked(request.query_params)
+    except paging.PageError as exc:
+        return json_response({"error": str(exc)}, 400)
     listing = await run_in_threadpool(receiver_of(request).environments)
-    return json_response({"environments": listing})
+    if wanted is None:
+        return json_response({"environments": listing})
+    shown, after = paging.page(listing, *wanted)
+    return json_response({"environments": shown, "next": after, "total": len(listing)})
 
 
 async def _run(request: HttpRequest) -> Response:
