@@ -67,10 +67,10 @@ def environment_view(receiver: Receiver, name: str) -> dict[str, object] | None:
     """An environment as `GET /api/environments/{name}` shows it; None when there is none."""
     workspace = Workspace(receiver.config_of(name), write=False, state=receiver.state)
     try:
-        listed = next((e for e in workspace.listing() if e["name"] == name), None)
-        if listed is None:
+        found = workspace.listed(name)  # not the whole listing: there may be a thousand
+        if found is None:
             return None
-        environment = workspace.environments()[name]
+        listed, environment = found
         pipeline = workspace.pipeline
     finally:
         workspace.close()
