@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 
 from deploy_pipeline.github import GitHubClient
 from deploy_pipeline.receiver import Receiver, create_app
+from deploy_pipeline.receiver.housekeeping import Housekeeper
 from deploy_pipeline.receiver.serving import from_environ
 from tests.github_standin import TOKEN, GitHubStandin
 from tests.test_receiver import SECRET, deliver, payload, settled
@@ -202,3 +203,28 @@ def test_housekeeping_forgets_deliveries_and_runs_past_the_retention(
         assert receiver.housekeeper.prune() == (2, 2)  # the preview's deploy and delete
         assert client.get(f"/api/deliveries/{delivery['id']}").status_code == 404
         assert client.get(f"/api/runs/{delivery['run_id']}").status_code == 404
+
+
+class SweepFails(Housekeeper):
+    """Housekeeping whose sweep meets a defect (an error no check expects) every time."""
+
+    def sweep(self, *, closed: bool = True) -> list[tuple[str, str]]:
+        raise ZeroDivisionError("division by zero")
+
+
+def test_housekeeping_outlives_an_unexpected_error_and_says_it(
+    write_config: Callable[[str], Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sweep that fails on an unexpected error is logged with its traceback and the
+    housekeeping thread goes on: the receiver stays ready."""
+    caplog.set_level(logging.ERROR, logger="deploy_pipeline.receiver")
+    receiver = Receiver(write_config(PIPELINE), secret=SECRET, workers=1, sweep_every=3600)
+    receiver.housekeeper = SweepFails(receiver, every=3600)
+    with TestClient(create_app(receiver)) as client:
+        deadline = time.monotonic() + 10
+        while not any(r.getMessage() == "housekeeping failed" for r in caplog.records):
+            assert time.monotonic() < deadline, "the sweep never ran"
+            time.sleep(0.02)
+        assert client.get("/readyz").status_code == 200
+    (failed,) = [r for r in caplog.records if r.getMessage() == "housekeeping failed"]
+    assert failed.exc_info is not None and failed.exc_info[0] is ZeroDivisionError

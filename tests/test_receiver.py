@@ -24,6 +24,7 @@ from starlette.testclient import TestClient
 from deploy_pipeline.errors import UsageError
 from deploy_pipeline.github import GitHubApp, GitHubClient
 from deploy_pipeline.receiver import Receiver, create_app
+from deploy_pipeline.receiver.outbox import Outbox
 from tests.github_standin import REPO, TOKEN, GitHubStandin
 from tests.github_standin.unreachable import Unreachable
 from tests.helpers import fuzzing
@@ -410,3 +411,20 @@ def test_github_out_of_reach_neither_fails_nor_holds_up_a_deploy_or_a_delete(
         f"GitHub could not find the installation of the GitHub App 1 on {REPO}: cannot reach "
     )
     assert gave_up.endswith("(tried 3 times; not tried again)")
+
+
+def test_the_github_outbox_outlives_a_call_that_fails_unexpectedly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A call to GitHub that fails on an unexpected error is logged, with what it was for, and
+    the outbox sends the next one."""
+    caplog.set_level(logging.ERROR, logger="deploy_pipeline.receiver")
+    outbox, made = Outbox(tries=1), threading.Event()
+
+    def broken() -> None:
+        raise KeyError("state")
+
+    assert outbox.send("comment on #1", broken).wait(10)
+    assert outbox.send("comment on #2", made.set).wait(10) and made.is_set()
+    outbox.close(5)
+    assert [r.getMessage() for r in caplog.records] == ["cannot comment on #1"]

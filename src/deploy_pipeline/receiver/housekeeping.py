@@ -199,6 +199,8 @@ class Housekeeper:
                 self.prune()
             except DeployPipelineError as exc:
                 log.error("housekeeping failed: %s", exc)  # noqa: TRY400 (said, no traceback)
+            except Exception:  # a defect: said with its traceback, and the next sweep happens
+                log.exception("housekeeping failed")
             if self.receiver.stopping.wait(self.every):
                 return
 

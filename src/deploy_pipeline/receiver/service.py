@@ -45,7 +45,7 @@ from deploy_pipeline.webhooks import (
 log = logging.getLogger("deploy_pipeline.receiver")
 
 STOPPING = "the receiver is stopping; the run starts again when it is back"
-REPORT_WAIT = 5.0  # seconds a stopping receiver waits for its GitHub updates (each sender)
+REPORT_WAIT = 5.0  # seconds to wait for an update GitHub answers (a stopping receiver: per sender)
 
 
 class Metrics:
@@ -418,10 +418,11 @@ class Receiver:
         github, sha = self.github, job.sha
         if github is None or not repository or not sha:
             return
-        self.outbox.send(
+        sent = self.outbox.send(
             f"set the status of {sha[:7]}",
             lambda: github.status(repository, sha, job.environment, "error", text),
         )
+        sent.wait(REPORT_WAIT)  # the commit says it before the delivery does, if GitHub answers
 
     def checkout_of(self, environment: str) -> Path:
         return self.state.parent / "checkouts" / environment
