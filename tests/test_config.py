@@ -655,6 +655,32 @@ def test_previews_name_must_give_an_environment_name(
     )
 
 
+def test_previews_are_capped_at_20_unless_the_file_says_otherwise(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without `previews.max` at most 20 previews exist (`null` lifts the cap), and the schema
+    shows that default."""
+    path = write_config("""\
+        version: 1
+        services: {api: {type: container, image: x}}
+        environments: {staging: {}}
+        previews: {from: staging}
+        """)
+    previews = load_config(path).previews
+    assert previews is not None and previews.max == 20
+    uncapped = write_config("""\
+        version: 1
+        services: {api: {type: container, image: x}}
+        environments: {staging: {}}
+        previews: {from: staging, max: null}
+        """)
+    previews = load_config(uncapped).previews
+    assert previews is not None and previews.max is None
+    definitions = schema_document(capsys)["$defs"]
+    assert isinstance(definitions, dict)
+    assert definitions["PreviewsModel"]["properties"]["max"]["default"] == 20
+
+
 def test_simulated_durations_and_failures_name_services(write_config: WriteConfig) -> None:
     """A simulated target's durations and failures must name services of the file."""
     path = write_config("""\

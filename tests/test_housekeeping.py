@@ -15,6 +15,8 @@ from starlette.testclient import TestClient
 
 from deploy_pipeline.github import GitHubClient
 from deploy_pipeline.receiver import Receiver, create_app
+from deploy_pipeline.receiver.housekeeping import Housekeeper
+from deploy_pipeline.receiver.serving import from_environ
 from tests.github_standin import TOKEN, GitHubStandin
 from tests.test_receiver import SECRET, deliver, payload, settled
 
@@ -134,3 +136,95 @@ def test_without_github_the_sweeper_leaves_previews_alone(
         assert previews(client) == {"pr-5"}
     said = [r.getMessage() for r in caplog.records if "not swept" in r.getMessage()]
     assert said == ["previews of closed pull requests are not swept: GitHub access is off"]
+
+
+def deployments_of(standin: GitHubStandin, name: str) -> list[str]:
+    """The latest state of each of the environment's Deployments on the stand-in."""
+    return [
+        standin.deployment_statuses(d["id"])[-1]["state"]
+        for d in standin.deployments()
+        if d["environment"] == name
+    ]
+
+
+def inactive(standin: GitHubStandin, name: str, timeout: float = 30) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while (states := deployments_of(standin, name)) != ["inactive"] * len(states) or not states:
+        if time.monotonic() > deadline:
+            pytest.fail(f"{name}'s deployments are {states} after {timeout}s")
+        time.sleep(0.02)
+    return states
+
+
+def test_previews_removed_by_housekeeping_leave_their_deployments_inactive(
+    client: TestClient, receiver: Receiver, standin: GitHubStandin
+) -> None:
+    """A preview evicted by `previews.max`, one swept for its closed PR and one expired by
+    `previews.ttl` each end with every GitHub Deployment `inactive` (no longer `success`), the
+    state saying why, and the PR comment saying why."""
+    evicted = open_preview(client, standin, "4" * 40)
+    closed = open_preview(client, standin, "5" * 40)
+    expired = open_preview(client, standin, "6" * 40)
+    gone(client, f"pr-{evicted}")
+    assert inactive(standin, f"pr-{evicted}") == ["inactive"]
+    pulls = standin.repo().pulls
+    pulls[closed] = dataclasses.replace(pulls[closed], state="closed")
+    receiver.housekeeper.sweep()
+    gone(client, f"pr-{closed}")
+    assert inactive(standin, f"pr-{closed}") == ["inactive"]
+    receiver.housekeeper.clock = lambda: time.time() + 2 * 3600
+    receiver.housekeeper.sweep()
+    gone(client, f"pr-{expired}")
+    assert inactive(standin, f"pr-{expired}") == ["inactive"]
+    (last,) = [d for d in standin.deployments() if d["environment"] == f"pr-{expired}"]
+    assert standin.deployment_statuses(last["id"])[-1]["description"].startswith(
+        "removed: No push for 2 hours"
+    )
+    assert "previews expire 1 hour after" in standin.comments(expired)[0]["body"]
+    assert standin.violations == []
+
+
+def test_housekeeping_forgets_deliveries_and_runs_past_the_retention(
+    write_config: Callable[[str], Path], standin: GitHubStandin
+) -> None:
+    """With DEPLOY_PIPELINE_RETENTION_DAYS=7, a deleted preview's deliveries and runs are still
+    there after 6 days and forgotten by housekeeping after 8."""
+    environ = {"DEPLOY_PIPELINE_WEBHOOK_SECRET": SECRET, "DEPLOY_PIPELINE_RETENTION_DAYS": "7"}
+    receiver = from_environ(write_config(PIPELINE), environ)
+    with TestClient(create_app(receiver)) as client:
+        number = open_preview(client, standin, "7" * 40)
+        closed = deliver(
+            client, "pull_request", payload("pull_request", "closed", number=number, sha="7" * 40)
+        )
+        delivery = settled(client, closed.json()["queued"])
+        receiver.housekeeper.clock = lambda: time.time() + 6 * 86400
+        assert receiver.housekeeper.prune() == (0, 0)
+        receiver.housekeeper.clock = lambda: time.time() + 8 * 86400
+        assert receiver.housekeeper.prune() == (2, 2)  # the preview's deploy and delete
+        assert client.get(f"/api/deliveries/{delivery['id']}").status_code == 404
+        assert client.get(f"/api/runs/{delivery['run_id']}").status_code == 404
+
+
+class SweepFails(Housekeeper):
+    """Housekeeping whose sweep meets a defect (an error no check expects) every time."""
+
+    def sweep(self, *, closed: bool = True) -> list[tuple[str, str]]:
+        raise ZeroDivisionError("division by zero")
+
+
+def test_housekeeping_outlives_an_unexpected_error_and_says_it(
+    write_config: Callable[[str], Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sweep that fails on an unexpected error is logged with its traceback and the
+    housekeeping thread goes on: the receiver stays ready."""
+    caplog.set_level(logging.ERROR, logger="deploy_pipeline.receiver")
+    receiver = Receiver(write_config(PIPELINE), secret=SECRET, workers=1, sweep_every=3600)
+    receiver.housekeeper = SweepFails(receiver, every=3600)
+    with TestClient(create_app(receiver)) as client:
+        deadline = time.monotonic() + 10
+        while not any(r.getMessage() == "housekeeping failed" for r in caplog.records):
+            assert time.monotonic() < deadline, "the sweep never ran"
+            time.sleep(0.02)
+        assert client.get("/readyz").status_code == 200
+    (failed,) = [r for r in caplog.records if r.getMessage() == "housekeeping failed"]
+    assert failed.exc_info is not None and failed.exc_info[0] is ZeroDivisionError

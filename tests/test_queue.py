@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from deploy_pipeline.model import EnvironmentRecord
 from deploy_pipeline.queue import Job, Queue
 from deploy_pipeline.store import holder_id
 from tests.helpers import Clock, dead_holder
@@ -318,3 +319,38 @@ def test_the_last_taken_is_the_newest_pull_request_delivery_of_the_environment(
     assert queue.last_taken("pr-1") == {"delivery": "closed"}
     assert queue.claim() is not None  # pr-1's newest runs, the others are superseded
     assert queue.last_taken("pr-1") == {"delivery": "closed"}
+
+
+def test_deliveries_past_the_retention_are_forgotten_but_not_the_ones_still_needed(
+    stores: Stores,
+) -> None:
+    """`prune` forgets deliveries that ended or were ignored before the cut-off; queued and
+    running ones stay, and so do a live environment's newest deploy and newest pull_request
+    delivery (its last push, its repository), however old."""
+    clock = Clock(now=1000.0, step=0.001)
+    store = stores.open(clock=clock)
+    queue = Queue(store)
+    store.save_environment(EnvironmentRecord("pr-1", "preview", "staging", pull_request=1))
+    for delivery, environment in (("old-1", "pr-1"), ("new-1", "pr-1"), ("gone", "pr-9")):
+        add(queue, delivery, environment, pull_request=1)
+        job = queue.claim()
+        assert job is not None and job.delivery == delivery
+        queue.finish(delivery, "done", "succeeded")
+    queue.add(
+        "ping",
+        "ping",
+        {},
+        action="ignore",
+        environment=None,
+        pull_request=None,
+        sha=None,
+        reason="ping: nothing to do",
+    )
+    add(queue, "waiting", "pr-2")
+    add(queue, "busy", "pr-3")
+    clock.now = 2000.0
+    assert queue.claim() is not None  # pr-2's or pr-3's: one running, one queued
+
+    assert queue.prune(before=1500.0) == 3  # old-1, gone and the ping
+    left = {str(r[0]) for r in store.query("SELECT id FROM deliveries")}
+    assert left == {"new-1", "waiting", "busy"}

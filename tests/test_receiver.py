@@ -8,6 +8,8 @@ import copy
 import hashlib
 import hmac
 import json
+import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,10 +22,16 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from deploy_pipeline.errors import UsageError
-from deploy_pipeline.github import GitHubClient
+from deploy_pipeline.execution import Execution
+from deploy_pipeline.github import GitHubApp, GitHubClient
+from deploy_pipeline.model import Action
+from deploy_pipeline.queue import Job
 from deploy_pipeline.receiver import Receiver, create_app
+from deploy_pipeline.receiver.outbox import Outbox
 from tests.github_standin import REPO, TOKEN, GitHubStandin
+from tests.github_standin.unreachable import Unreachable
 from tests.helpers import fuzzing
+from tests.test_github_app import other_key
 from tests.test_webhooks import SECRET  # GitHub's documented test vector's
 
 FIXTURES = Path(__file__).parent / "fixtures" / "github-webhooks"
@@ -204,8 +212,8 @@ def test_a_newer_push_supersedes_the_run_in_flight(
     write_config: Callable[[str], Path], standin: GitHubStandin
 ) -> None:
     """While pr-N's first deploy is in its long apps stage, a push arrives: that run stops at its
-    next safe point, GitHub shows it `error` "cancelled: superseded by 2222222", and the push's
-    run deploys."""
+    next safe point, GitHub shows it `error` "cancelled: superseded by 2222222" with its
+    Deployment `inactive` (not `failure`), and the push's run deploys."""
     config = write_config(
         PIPELINE.replace("{kind: simulated}", "{kind: simulated, durations: {web: {deploy: 60s}}}")
     )
@@ -238,6 +246,8 @@ def test_a_newer_push_supersedes_the_run_in_flight(
         "deploy cancelled: superseded by 2222222",
     )
     assert [s for s in standin.statuses(sha2) if s["context"] == context][-1]["state"] == "success"
+    (superseded,) = [d for d in standin.deployments() if d["sha"] == sha1]
+    assert standin.deployment_statuses(superseded["id"])[-1]["state"] == "inactive"
 
 
 def test_a_fork_pull_request_gets_no_preview_by_default(client: TestClient) -> None:
@@ -460,3 +470,119 @@ def test_a_lone_surrogate_in_a_title_is_served_as_a_replacement_character(
         shown = client.get(f"/api/environments/pr-{number}")
         assert shown.status_code == 200
         assert shown.json()["pull_request_title"] == "fix \ufffd things"
+
+
+class FirstRunBreaks(Receiver):
+    """A receiver whose first run meets a defect: the OverflowError `defaults.timeout: 200000d`
+    once raised deep in a run (`validate` refuses that value now; a defect like it may remain)."""
+
+    broken = False
+
+    def prepare(self, job: Job, action: Action) -> Execution:
+        if not self.broken:
+            self.broken = True
+            raise OverflowError("timestamp too large to convert to C _PyTime_t")
+        return super().prepare(job, action)
+
+
+def test_an_unexpected_error_fails_the_delivery_and_the_worker_goes_on(
+    write_config: Callable[[str], Path], standin: GitHubStandin
+) -> None:
+    """An unexpected error in a run fails its delivery with a one-line reason (no traceback),
+    and the only worker then deploys the next push; /readyz stays ready. A file whose timeout
+    would overflow the clock fails its delivery with the config error, the worker alive too."""
+    config = write_config(PIPELINE)
+    receiver = FirstRunBreaks(config, secret=SECRET, workers=1)
+    with TestClient(create_app(receiver)) as client:
+        first = deliver(client, "pull_request", payload("pull_request", "opened", number=3))
+        failed = settled(client, first.json()["queued"])
+        assert failed["state"] == "failed"
+        assert failed["result"] == (
+            "deploy of pr-3 stopped on an unexpected error: OverflowError: timestamp too large "
+            "to convert to C _PyTime_t"
+        )
+        second = deliver(client, "pull_request", payload("pull_request", "synchronize", number=3))
+        assert settled(client, second.json()["queued"])["result"] == "succeeded"
+        write_config(PIPELINE.replace("version: 1\n", "version: 1\ndefaults: {timeout: 200000d}\n"))
+        third = deliver(client, "pull_request", payload("pull_request", "synchronize", number=3))
+        refused = settled(client, third.json()["queued"])
+        assert refused["state"] == "failed"
+        assert refused["result"].endswith(
+            "defaults.timeout: expected a timeout from 0 to 7d (like 30s, 10m, 2h or 1d), "
+            "got '200000d'"
+        )
+        write_config(PIPELINE)
+        fourth = deliver(client, "pull_request", payload("pull_request", "synchronize", number=3))
+        assert settled(client, fourth.json()["queued"])["result"] == "succeeded"
+        assert client.get("/readyz").status_code == 200
+
+
+class OneWorkerEnds(Receiver):
+    """A receiver whose worker-1 thread ends at once, as a worker killed by a defect would."""
+
+    def work(self) -> None:
+        if threading.current_thread().name != "worker-1":
+            super().work()
+
+
+def test_readyz_is_503_naming_a_worker_thread_that_is_gone(
+    write_config: Callable[[str], Path],
+) -> None:
+    """With one of its worker threads gone, the receiver is not ready: /readyz answers 503 and
+    names the worker."""
+    receiver = OneWorkerEnds(write_config(PIPELINE), secret=SECRET, workers=2)
+    with TestClient(create_app(receiver)) as client:
+        receiver.threads[1].join(10)
+        answer = client.get("/readyz")
+        assert answer.status_code == 503
+        assert answer.json()["error"] == "worker-1 stopped: restart the receiver"
+
+
+def test_github_out_of_reach_neither_fails_nor_holds_up_a_deploy_or_a_delete(
+    write_config: Callable[[str], Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """With GitHub out of reach of the receiver's GitHub App (every connection reset), a pull
+    request's preview deploys and is deleted, both deliveries succeeding; the reporter tries
+    GitHub again with backoff, `retries` times, then says it gave up."""
+    caplog.set_level(logging.WARNING, logger="deploy_pipeline.receiver")
+    with Unreachable() as away:
+        github = GitHubClient(
+            app=GitHubApp("1", other_key()),
+            api_url=away.base_url,
+            retries=3,
+            backoff=0.01,
+            write_pause=0.0,
+        )
+        receiver = Receiver(write_config(PIPELINE), secret=SECRET, github=github, workers=1)
+        with TestClient(create_app(receiver)) as client:
+            opened = deliver(client, "pull_request", payload("pull_request", "opened", number=8))
+            assert settled(client, opened.json()["queued"], timeout=10)["result"] == "succeeded"
+            assert away.wait_for(3)  # the first update, tried three times
+            closed = deliver(client, "pull_request", payload("pull_request", "closed", number=8))
+            assert settled(client, closed.json()["queued"], timeout=10)["result"] == "succeeded"
+            deadline = time.monotonic() + 10
+            while not any("not tried again" in r.getMessage() for r in caplog.records):
+                assert time.monotonic() < deadline, "the reporter never gave up"
+                time.sleep(0.02)
+    gave_up = next(r.getMessage() for r in caplog.records if "not tried again" in r.getMessage())
+    assert gave_up.startswith(
+        f"GitHub could not find the installation of the GitHub App 1 on {REPO}: cannot reach "
+    )
+    assert gave_up.endswith("(tried 3 times; not tried again)")
+
+
+def test_the_github_outbox_outlives_a_call_that_fails_unexpectedly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A call to GitHub that fails on an unexpected error is logged, with what it was for, and
+    the outbox sends the next one."""
+    caplog.set_level(logging.ERROR, logger="deploy_pipeline.receiver")
+    outbox, made = Outbox(tries=1), threading.Event()
+
+    def broken() -> None:
+        raise KeyError("state")
+
+    assert outbox.send("comment on #1", broken).wait(10)
+    assert outbox.send("comment on #2", made.set).wait(10) and made.is_set()
+    outbox.close(5)
+    assert [r.getMessage() for r in caplog.records] == ["cannot comment on #1"]

@@ -5,6 +5,7 @@ bearer token, and every answer checked against the OpenAPI description the recei
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from starlette.testclient import TestClient
 
 from deploy_pipeline.receiver import Receiver, create_app
 from deploy_pipeline.receiver.openapi import DESCRIPTION
-from tests.test_receiver import PIPELINE, SECRET
+from tests.test_receiver import PIPELINE, SECRET, payload, signed
 
 TOKEN = "api-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -206,3 +207,38 @@ def test_a_last_event_id_that_is_no_sequence_number_is_ignored(
     stream = raw_get(api, f"/api/runs/{done['run_id']}/events", headers)
     assert stream.status_code == 200
     assert stream.text.count("event: run-event") == len(events)
+
+
+def test_the_environments_come_a_page_at_a_time_when_asked(api: TestClient) -> None:
+    """With `limit`, `GET /api/environments` answers a page and the path of the next one, the
+    file's environments and clones first, then previews newest first, every environment once
+    however the pages are cut; without parameters it is the whole list, as before, and a bad
+    `limit` or `cursor` is a 400 that says what is right."""
+    for name in ("demo-a", "demo-b"):
+        check(
+            api.post("/api/environments/staging/clone", json={"name": name}, headers=AUTH), "post"
+        )
+    for number in (3, 12, 7):
+        deliver = payload("pull_request", "opened", number=number)
+        body = json.dumps(deliver).encode()
+        queued = api.post(
+            "/webhooks/github", content=body, headers=signed(body, "pull_request")
+        ).json()["queued"]
+        assert finished(api, queued)["result"] == "succeeded"
+    whole = check(api.get("/api/environments", headers=AUTH))
+    assert set(whole) == {"environments"} and len(whole["environments"]) == 6
+
+    pages, path = [], "/api/environments?limit=4"
+    while path:
+        answer = check(api.get(path, headers=AUTH))
+        assert answer["total"] == 6
+        pages.append([e["name"] for e in answer["environments"]])
+        path = answer["next"]
+    assert pages == [["demo-a", "demo-b", "staging", "pr-12"], ["pr-7", "pr-3"]]
+
+    bad = api.get("/api/environments?limit=0", headers=AUTH)
+    assert check(bad)["error"] == "limit is a whole number from 1 to 200, got '0'"
+    bad = api.get("/api/environments?cursor=page-2", headers=AUTH)
+    assert check(bad)["error"] == (
+        "cursor 'page-2' is not one this receiver gave: use the `next` of an answer"
+    )

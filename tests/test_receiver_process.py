@@ -314,3 +314,20 @@ def test_a_bad_setting_stops_serve_with_exit_2_and_a_sentence(
     assert result.returncode == 2, result.stderr[-2000:]
     assert said in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_sigterm_with_a_run_in_flight_queues_it_again_and_a_restart_deploys_it(
+    server: Server,
+) -> None:
+    """SIGTERM while PR 4's preview deploys stops that run and puts its delivery back in the
+    queue (not `cancelled`): after a restart it runs again, and the preview ends deployed."""
+    server.start()
+    delivery = server.deliver(4, "4" * 40)
+    wait_for(lambda: server.state_of(delivery) == "running", "PR 4's run starting")
+    server.stop()
+
+    server.start()
+    wait_for(lambda: server.state_of(delivery) not in ("queued", "running"), "the rerun", 60)
+    assert server.get(f"/api/deliveries/{delivery}")["result"] == "succeeded"
+    envs = {e["name"]: e for e in server.get("/api/environments")["environments"]}
+    assert envs["pr-4"]["status"] == "deployed"

@@ -334,7 +334,8 @@ def test_a_stopping_receiver_ends_its_streams_and_exits_without_waiting_for_the_
 ) -> None:
     """SIGTERM while a client follows a run with most of its 11 s to go: the stream ends (with
     no `end`: the run did not, so a client comes back with Last-Event-ID) and the process exits
-    within seconds, its run cancelled, instead of holding on until the run is over."""
+    within seconds, its run stopped and queued again, instead of holding on until the run is
+    over."""
     server.deliver(42, "56" * 20)
     run = running_run(server, "pr-42")
     assert server.process is not None
@@ -348,7 +349,8 @@ def test_a_stopping_receiver_ends_its_streams_and_exits_without_waiting_for_the_
     took = time.monotonic() - stopped
     assert took < 4, f"the receiver took {took:.1f}s to stop with a stream open"
     assert all(m.get("event") != "end" for m in rest), rest
-    assert "deploy of pr-42: cancelled" in server.log.read_text()
+    # the run in flight is stopped and its delivery queued again for the next start (issue 11)
+    assert "deploy of pr-42: queued again, the receiver is stopping" in server.log.read_text()
 
 
 def open_streams(server: Server) -> float:
@@ -373,3 +375,38 @@ def test_the_page_and_its_files_are_served_without_a_token(server: Server) -> No
         urllib.request.urlopen(server.url("/static/nothing.js"), timeout=5)
     with caught.value as answer:
         assert answer.code == 404
+
+
+def test_the_page_reads_and_draws_a_page_of_environments_at_a_time(server: Server) -> None:
+    """With 26 environments the page asks for the first 20 (`?limit=20`, never the whole list),
+    reads the details of those 20 only and says how many there are; "Show more" brings the
+    rest."""
+    for n in range(1, 26):
+        body = json.dumps({"name": f"clone-{n:02}"}).encode()
+        request = urllib.request.Request(
+            server.url("/api/environments/staging/clone"),
+            data=body,
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            assert answer.status == 201
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        from playwright.sync_api import expect
+
+        asked: list[str] = []
+        page.on("request", lambda r: asked.append(r.url) if "/api/environments" in r.url else None)
+        page.goto(server.url(f"/#token={TOKEN}"))
+        cards = page.locator("[data-env]")
+        expect(cards).to_have_count(20)
+        expect(page.locator("#more-text")).to_have_text("Showing 20 of 26 environments")
+        expect(page.locator('[data-env="clone-20"]')).to_be_visible()
+        listings = [u for u in asked if "/api/environments?" in u or u.endswith("/environments")]
+        assert listings and all(u.endswith("/api/environments?limit=20") for u in listings)
+        details = {u.rsplit("/", 1)[1] for u in asked if re.search(r"/environments/[^/?]+$", u)}
+        assert details == {f"clone-{n:02}" for n in range(1, 21)}
+
+        page.locator("#more-button").click()
+        expect(cards).to_have_count(26)
+        expect(page.locator('[data-env="staging"]')).to_be_visible()
+        expect(page.locator("#more")).to_be_hidden()

@@ -319,3 +319,32 @@ def test_a_database_url_that_is_not_postgresql_is_refused(tmp_path: Path) -> Non
         r"SQLite file",
     ):
         Store(tmp_path / "state.db", url="mysql://root:hunter2@db/state")
+
+
+def test_runs_past_the_retention_are_forgotten_with_their_events_and_logs(
+    stores: Stores,
+) -> None:
+    """`prune_runs` forgets runs that finished before the cut-off, their events and log folder;
+    a newer run, one still running and an environment's last run (however old) stay."""
+    clock = Clock(now=1000.0)
+    store = stores.open(clock=clock)
+    old, last = store.create_run(["a"], "deploy", []), store.create_run(["b"], "deploy", [])
+    running = store.create_run(["c"], "deploy", [])
+    event = Event(0, "a", "eu", "s", "api", "deploy", "started")
+    for run in (old, last, running):
+        store.add_events(run, [event], 0)
+    store.finish_run(old, "succeeded")
+    store.finish_run(last, "succeeded")
+    store.save_environment(EnvironmentRecord("b", "file", None, frozenset(), last_run=last))
+    logs = store.path.parent / "logs" / f"run-{old}"
+    logs.mkdir(parents=True)
+    (logs / "api.log").write_text("deployed\n")
+    clock.now = 5000.0
+    recent = store.create_run(["a"], "deploy", [])
+    store.finish_run(recent, "failed")
+
+    assert store.prune_runs(before=4000.0) == 1
+    assert store.run(old) is None and store.events(old) == []
+    assert not logs.exists()
+    assert [store.run(r) is not None for r in (last, running, recent)] == [True, True, True]
+    assert len(store.events(last)) == 1

@@ -106,19 +106,17 @@ class Workspace:
 
     def listing(self) -> list[dict[str, object]]:
         """Every environment as `env list --format json` and the receiver's API show it."""
-        records = self.records
+        records = self.records  # read once: a thousand previews are a thousand rows
         return [
-            {
-                "name": name,
-                "source": env.source,
-                "targets": list(env.targets),
-                "skipped": sorted(env.skipped),
-                "pull_request": env.pull_request,
-                "status": records[name].status if name in records else "not deployed",
-                "last_run": records[name].last_run if name in records else None,
-            }
-            for name, env in self.environments().items()
+            _listed(name, env, records)
+            for name, env in environments(self.pipeline, records).items()
         ]
+
+    def listed(self, name: str) -> tuple[dict[str, object], Environment] | None:
+        """One environment as `listing` shows it, with its Environment; None when unknown."""
+        records = self.records
+        env = environments(self.pipeline, records).get(name)
+        return None if env is None else (_listed(name, env, records), env)
 
     def record(self, name: str) -> EnvironmentRecord:
         """The store's record of an environment, made from the file's on first use."""
@@ -280,6 +278,20 @@ def _check_maskable(secrets: Mapping[str, Mapping[str, str]]) -> None:
             "characters: too short to mask in logs; give "
             f"{'it a longer value' if one else 'them longer values'}"
         )
+
+
+def _listed(
+    name: str, env: Environment, records: Mapping[str, EnvironmentRecord]
+) -> dict[str, object]:
+    return {
+        "name": name,
+        "source": env.source,
+        "targets": list(env.targets),
+        "skipped": sorted(env.skipped),
+        "pull_request": env.pull_request,
+        "status": records[name].status if name in records else "not deployed",
+        "last_run": records[name].last_run if name in records else None,
+    }
 
 
 def preview_name(pattern: str, number: int) -> str:

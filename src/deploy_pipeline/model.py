@@ -109,7 +109,7 @@ class Previews:
     drafts: bool = False
     forks: bool = False
     ttl: float | None = None  # seconds after the last push
-    max: int | None = None  # previews at most; the longest untouched is evicted
+    max: int | None = 20  # previews at most (null: no cap); the longest untouched is evicted
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ def environments(
             result[rec.name] = Environment(
                 rec.name, base.targets, known, base.strategy, rec.source, rec.pull_request, False
             )
-        pending = [r for r in pending if r not in ready]
+        pending = [r for r in pending if r.name not in result]  # by name: a thousand previews
     return result
 
 

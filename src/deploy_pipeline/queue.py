@@ -193,6 +193,15 @@ class Queue:
             (state, result, self.store.clock(), delivery, holder_id()),
         )
 
+    def release(self, delivery: str) -> None:
+        """Put a delivery this receiver runs back in the queue (it is stopping): the next
+        receiver to start runs it again, as it would a lease that ran out."""
+        self.store.query(
+            "UPDATE deliveries SET state = 'queued', worker = NULL, lease_until = NULL, "
+            "run_id = NULL WHERE id = ? AND state = 'running' AND worker = ?",
+            (delivery, holder_id()),
+        )
+
     def requeue_abandoned(self) -> int:
         """Running deliveries whose receiver is a dead process of this machine, or whose lease
         ran out (a receiver elsewhere stopped renewing it), go back to the queue."""
@@ -212,6 +221,25 @@ class Queue:
                 (delivery,),
             )
         return len(dead)
+
+    def prune(self, before: float) -> int:
+        """Forget deliveries that ended (or were ignored) before `before`, seconds since the
+        epoch; queued and running ones stay, and so do each environment's newest deploy and
+        newest pull_request delivery (its last push and its repository, for housekeeping).
+        How many went."""
+        with self.store.transaction() as db:
+            gone = db.execute(
+                "DELETE FROM deliveries WHERE state NOT IN ('queued', 'running') "
+                "AND COALESCE(finished_at, received_at) < ? AND id NOT IN (SELECT kept FROM ("
+                "SELECT (SELECT d.id FROM deliveries d WHERE d.environment = e.name "
+                "AND d.action = 'deploy' ORDER BY d.received_at DESC LIMIT 1) AS kept "
+                "FROM environments e UNION SELECT (SELECT d.id FROM deliveries d "
+                "WHERE d.environment = e.name AND d.event = 'pull_request' "
+                "AND d.state <> 'ignored' ORDER BY d.received_at DESC LIMIT 1) AS kept "
+                "FROM environments e) AS newest WHERE kept IS NOT NULL)",
+                (before,),
+            )
+            return max(gone.rowcount, 0)
 
     def depth(self) -> int:
         rows = self.store.query("SELECT COUNT(*) FROM deliveries WHERE state = 'queued'")

@@ -214,7 +214,8 @@ class PreviewsModel(Strict):
     drafts: bool = False  # draft pull requests get previews too
     forks: bool = False  # pull requests from forks get previews (and the secrets) too
     ttl: Duration | None = None  # a preview is deleted this long after its last push
-    max: int | None = Field(default=None, ge=1)  # at most this many; the oldest is evicted
+    # at most this many (20 unless said; null: no cap); the longest untouched is evicted
+    max: int | None = Field(default=20, ge=1)
 
 
 class PipelineModel(Strict):

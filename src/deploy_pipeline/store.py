@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import threading
 import time
@@ -210,6 +211,21 @@ class Store:
                     (self.clock(), run_id, *BUSY),
                 )
         return len(dead)
+
+    def prune_runs(self, before: float) -> int:
+        """Forget runs that finished before `before` (seconds since the epoch), their events and
+        their log folders; an environment's last run is kept however old. How many went."""
+        old_runs = (
+            "FROM runs WHERE status <> 'running' AND finished_at < ? AND id NOT IN "
+            "(SELECT last_run FROM environments WHERE last_run IS NOT NULL)"
+        )
+        with self.transaction() as db:
+            old = [int(str(r[0])) for r in db.execute(f"SELECT id {old_runs}", (before,)).rows]
+            db.execute(f"DELETE FROM events WHERE run_id IN (SELECT id {old_runs})", (before,))
+            db.execute(f"DELETE {old_runs}", (before,))
+        for run_id in old:
+            shutil.rmtree(self.path.parent / "logs" / f"run-{run_id}", ignore_errors=True)
+        return len(old)
 
     def run(self, run_id: int) -> dict[str, object] | None:
         rows = self.query(

@@ -3,7 +3,7 @@ Deployments and one PR comment; `client` is the receiver's access (a token or a 
 installation tokens, the pipeline file at a commit, open pull requests, the clone URL."""
 
 from deploy_pipeline.github.client import GitHubApp, GitHubClient
-from deploy_pipeline.github.common import GitHubError, GitHubSettings, describe
+from deploy_pipeline.github.common import GitHubError, GitHubSettings, describe, unreachable
 from deploy_pipeline.github.reporter import GitHubReporter
 
 __all__ = [
@@ -13,4 +13,5 @@ __all__ = [
     "GitHubReporter",
     "GitHubSettings",
     "describe",
+    "unreachable",
 ]

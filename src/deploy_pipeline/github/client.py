@@ -85,7 +85,9 @@ class GitHubClient:
             GithubIntegration(
                 base_url=self.api_url,
                 auth=Auth.AppAuth(app.app_id, app.private_key),  # JWT: iat −60 s, exp +5 min
-                retry=retry_policy(retries, backoff, 60.0),
+                # an unreachable GitHub fails a token's request at once: the reporter retries
+                # it on its own thread, with backoff, and the run goes on
+                retry=retry_policy(retries, backoff, 60.0, unreachable=False),
                 timeout=timeout,
                 seconds_between_requests=0,
                 seconds_between_writes=0,
@@ -130,11 +132,15 @@ class GitHubClient:
                 issued = self._issued[installation] = self._issue(installation)
             return issued.token
 
-    def settings(self, repository: str, sha: str, *, run_url: str | None = None) -> GitHubSettings:
-        """What a `GitHubReporter` of one run needs, with a token taken now."""
+    def settings(
+        self, repository: str, sha: str, *, run_url: str | None = None, lazy: bool = False
+    ) -> GitHubSettings:
+        """What a `GitHubReporter` of one run needs, with a token taken now (`lazy`: taken by
+        the reporter, on its own thread, when it first calls GitHub)."""
         return GitHubSettings(
             repository=repository,
-            token=self.token(repository),
+            token="" if lazy else self.token(repository),
+            token_source=(lambda: self.token(repository)) if lazy else None,
             sha=sha,
             api_url=self.api_url,
             run_url=run_url,
@@ -254,6 +260,16 @@ class GitHubClient:
             f"comment on pull request #{number}",
             lambda repo: post_or_edit_comment(repo, number, environment, body),
         )
+
+    def deactivate(self, repository: str, environment: str, why: str) -> None:
+        """Mark the environment's Deployments `inactive` (a preview that was removed): GitHub
+        no longer shows them as live."""
+
+        def inactive(repo: Repository) -> None:
+            for deployment in repo.get_deployments(environment=environment):
+                deployment.create_status("inactive", description=clip(why))
+
+        self._call(repository, f"mark the deployments of {environment} inactive", inactive)
 
     def status(self, repository: str, sha: str, environment: str, state: str, text: str) -> None:
         """The environment's commit status (`deploy-pipeline/<environment>`), for what failed

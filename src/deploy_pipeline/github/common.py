@@ -3,7 +3,7 @@ the settings of a run's reports, and the preview's one comment."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -61,6 +61,9 @@ class GitHubSettings:
     write_pause: float = 0.5  # between writes, as GitHub asks of integrations
     secondary_rate_wait: float = 60.0
     app: bool = False  # the token is a GitHub App's: a missing permission is the app's to grant
+    # where the token comes from when `token` is empty: asked on the reporter's own thread, so
+    # a GitHub out of reach never holds a run up (an App's installation token)
+    token_source: Callable[[], str] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_actions(
@@ -133,15 +136,28 @@ def _app_permissions(accepted: str) -> str:
     return " or ".join(alternatives)
 
 
-def retry_policy(retries: int, backoff: float, secondary_wait: float) -> GithubRetry:
-    """Transient failures (5xx, 429, rate limits) retried with backoff; never a 4xx."""
+def retry_policy(
+    retries: int, backoff: float, secondary_wait: float, *, unreachable: bool = True
+) -> GithubRetry:
+    """Transient failures (5xx, 429, rate limits) retried with backoff; never a 4xx. Without
+    `unreachable`, a GitHub that cannot be reached fails at once: the caller retries (the
+    reporter, on its own thread) rather than holding a run up for half a minute."""
+    more: dict[str, int] = {} if unreachable else {"connect": 0, "read": 0}
     return GithubRetry(
         total=retries,
         backoff_factor=backoff,
         status_forcelist=[*range(500, 600), 429],
         secondary_rate_wait=secondary_wait,
         max_rate_limit_wait=secondary_wait,
+        **more,
     )
+
+
+def unreachable(error: BaseException) -> bool:
+    """GitHub could not be reached (refused, reset, timed out): worth another try later."""
+    if isinstance(error, requests.RequestException):
+        return True
+    return isinstance(error, GitHubError) and isinstance(error.__cause__, requests.RequestException)
 
 
 def post_or_edit_comment(repo: Repository, number: int, environment: str, body: str) -> None:

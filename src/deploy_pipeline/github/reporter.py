@@ -3,12 +3,14 @@ statuses, and one PR comment per preview, edited in place.
 
 A subscriber to the runner's events: calls go out from a thread of its own, so a slow or failing
 GitHub never slows or fails a deploy (it is logged, and the log says which permission is missing).
+A GitHub out of reach is tried again with backoff, a bounded number of times, then given up.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,10 +24,12 @@ from github import (
 from deploy_pipeline.events import Redactor
 from deploy_pipeline.github.common import (
     API_VERSION,
+    GitHubError,
     GitHubSettings,
     describe,
     post_or_edit_comment,
     retry_policy,
+    unreachable,
 )
 from deploy_pipeline.model import Action, Event, Plan, RunPlan
 from deploy_pipeline.report import (
@@ -36,6 +40,8 @@ from deploy_pipeline.report import (
     service_rows,
 )
 from deploy_pipeline.runner import RunResult
+
+MAX_BACKOFF = 30.0  # seconds between two tries at an unreachable GitHub, at most
 
 
 class GitHubReporter:
@@ -49,21 +55,15 @@ class GitHubReporter:
         *,
         log: Callable[[str], None],
         redact: Redactor | None = None,
+        cancelled: str = "failure",
     ) -> None:
+        """`cancelled`: the Deployment state of a cancelled run: `failure` for a workflow run
+        cancelled halfway, `inactive` for a preview's run a newer push superseded."""
         self.settings, self.run_plan, self.action = settings, run_plan, action
+        self.cancelled = cancelled
         self.log, self.redact = log, redact or Redactor()
-        retry = retry_policy(settings.retries, settings.backoff, settings.secondary_rate_wait)
-        self.gh = Github(
-            base_url=settings.api_url,
-            auth=Auth.Token(settings.token),
-            retry=retry,
-            timeout=15,
-            seconds_between_requests=0,
-            seconds_between_writes=settings.write_pause,
-            lazy=True,
-            api_version=API_VERSION,
-        )
-        self.repo = self.gh.get_repo(settings.repository)
+        self.tries = max(1, settings.retries)  # of an update while GitHub is out of reach
+        self.gh: Github | None = None  # made on the worker thread, with the token taken there
         self.plans: dict[str, Plan] = {p.environment.name: p for p in run_plan.plans}
         self.progress = Progress(run_plan)
         self.deployments: dict[str, Any] = {}
@@ -72,6 +72,8 @@ class GitHubReporter:
         self.problems: list[str] = []
         self.lock = threading.Lock()
         self.tasks: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self.out_of_reach = False  # an update used up its tries: the others get one each
+        self.settled = threading.Event()  # all sent, or GitHub is out of reach and retried
         self.worker = threading.Thread(target=self._work, name="github", daemon=True)
         self.worker.start()
 
@@ -120,7 +122,9 @@ class GitHubReporter:
             public = [s for tp in plan.targets for sp in tp.stages for s in sp.services]
             url = environment_url(mine, (p.service.name for p in public if p.service.public))
             if self.action in ("deploy", "restart"):
-                deployment_state = "success" if status == "succeeded" else "failure"
+                deployment_state = {"succeeded": "success", "cancelled": self.cancelled}.get(
+                    status, "failure"
+                )
                 self._do(
                     f"set the deployment status of {name}",
                     self._deployment_status,
@@ -151,23 +155,76 @@ class GitHubReporter:
         self.worker.join(timeout)
         if self.worker.is_alive():
             self._problem(f"GitHub: gave up waiting after {timeout:.0f}s; some updates are lost")
-        self.gh.close()
         return list(self.problems)
+
+    def detach(self, timeout: float = 120.0) -> bool:
+        """Wait for what is queued while GitHub answers (at most `timeout` s); when GitHub is
+        out of reach, return at once and leave the updates to this reporter's thread, which
+        retries them with backoff and then ends. True when everything was sent."""
+        self.tasks.put(None)
+        self.settled.wait(timeout)
+        return not self.worker.is_alive()
+
+    @property
+    def repo(self) -> Any:
+        return self._client().get_repo(self.settings.repository)
+
+    def _client(self) -> Github:
+        """The client, made with the token on first use (on the worker thread)."""
+        if self.gh is None:
+            settings = self.settings
+            token = settings.token or (settings.token_source() if settings.token_source else "")
+            self.gh = Github(
+                base_url=settings.api_url,
+                auth=Auth.Token(token),
+                retry=retry_policy(
+                    settings.retries,
+                    settings.backoff,
+                    settings.secondary_rate_wait,
+                    unreachable=False,  # retried here, with backoff, not inside one request
+                ),
+                timeout=15,
+                seconds_between_requests=0,
+                seconds_between_writes=settings.write_pause,
+                lazy=True,
+                api_version=API_VERSION,
+            )
+        return self.gh
 
     # --- the calls, on the worker thread ---------------------------------------------------
 
     def _do(self, what: str, fn: Callable[..., None], *args: Any) -> None:
         def task() -> None:
-            try:
-                fn(*args)
-            except (GithubException, requests.RequestException) as exc:
-                self._problem(describe(exc, what, app=self.settings.app))
+            tries = 1 if self.out_of_reach else self.tries
+            for attempt in range(1, tries + 1):
+                try:
+                    fn(*args)
+                except (GithubException, requests.RequestException, GitHubError) as exc:
+                    said = str(exc) if isinstance(exc, GitHubError) else None
+                    said = said or describe(exc, what, app=self.settings.app)
+                    if not unreachable(exc):
+                        self._problem(said)
+                        return
+                    if attempt == tries:
+                        self.out_of_reach = True
+                        self._problem(f"{said} (tried {tries} times; not tried again)")
+                        return
+                    self.settled.set()  # nobody waits for GitHub while it is out of reach
+                    time.sleep(min(self.settings.backoff * 2 ** (attempt - 1), MAX_BACKOFF))
+                else:
+                    self.out_of_reach = False
+                    return
 
         self.tasks.put(task)
 
     def _work(self) -> None:
-        while (task := self.tasks.get()) is not None:
-            task()
+        try:
+            while (task := self.tasks.get()) is not None:
+                task()
+        finally:
+            if self.gh is not None:
+                self.gh.close()
+            self.settled.set()
 
     def _problem(self, message: str) -> None:
         message = self.redact(message)
@@ -224,7 +281,9 @@ class GitHubReporter:
         if url:
             body["environment_url"] = url
         # PyGithub's create_status has no log_url: the request is sent as GitHub documents it
-        self.gh.requester.requestJsonAndCheck("POST", f"{deployment_url}/statuses", input=body)
+        self._client().requester.requestJsonAndCheck(
+            "POST", f"{deployment_url}/statuses", input=body
+        )
 
     def _deactivate(self, name: str) -> None:
         for deployment in self.repo.get_deployments(environment=name):

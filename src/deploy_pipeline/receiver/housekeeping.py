@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("deploy_pipeline.receiver")
 
 SWEEP_EVERY = 300.0
+RETENTION_DAYS = (
+    30  # finished deliveries and runs are kept this long (DEPLOY_PIPELINE_RETENTION_DAYS)
+)
 
 
 class PullRequests(Protocol):
@@ -32,6 +35,7 @@ class PullRequests(Protocol):
 
     def open_pulls(self, repository: str) -> set[int]: ...
     def comment(self, repository: str, number: int, environment: str, body: str) -> None: ...
+    def deactivate(self, repository: str, environment: str, why: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -161,25 +165,42 @@ class Housekeeper:
             pull_request=preview.pull_request,
             event="housekeeping",
         )
-        repository = self.repository(preview) if self.github is not None else None
-        if self.github is not None and repository:
-            try:
-                self.github.comment(
-                    repository,
-                    preview.pull_request,
-                    preview.name,
-                    removal_comment(preview.name, why),
-                )
-            except DeployPipelineError as exc:
-                log.warning("cannot comment on #%d: %s", preview.pull_request, exc)
+        github = self.github
+        repository = self.repository(preview) if github is not None else None
+        if github is None or not repository:
+            return
+        # from the outbox's thread: a GitHub out of reach holds no worker up, and is retried
+        body = removal_comment(preview.name, why)
+        self.receiver.outbox.send(
+            f"comment on #{preview.pull_request}",
+            lambda: github.comment(repository, preview.pull_request, preview.name, body),
+        )
+        self.receiver.outbox.send(
+            f"mark the deployments of {preview.name} inactive",
+            lambda: github.deactivate(repository, preview.name, f"removed: {why}"),
+        )
+
+    def prune(self) -> tuple[int, int]:
+        """Forget deliveries and runs (events and logs with them) that ended more than the
+        receiver's retention ago; (deliveries, runs) forgotten."""
+        before = self.clock() - self.receiver.retention
+        deliveries = self.receiver.queue.prune(before)
+        runs = self.receiver.store.prune_runs(before)
+        if deliveries or runs:
+            days = _days(self.receiver.retention)
+            log.info("forgot %d deliveries and %d runs over %s old", deliveries, runs, days)
+        return deliveries, runs
 
     def loop(self) -> None:
-        """Sweep on start, then every `every` seconds until the receiver stops."""
+        """Sweep (and prune) on start, then every `every` seconds until the receiver stops."""
         while True:
             try:
                 self.sweep()
+                self.prune()
             except DeployPipelineError as exc:
                 log.error("housekeeping failed: %s", exc)  # noqa: TRY400 (said, no traceback)
+            except Exception:  # a defect: said with its traceback, and the next sweep happens
+                log.exception("housekeeping failed")
             if self.receiver.stopping.wait(self.every):
                 return
 

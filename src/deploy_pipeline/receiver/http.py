@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from deploy_pipeline.errors import DeployPipelineError, StoreError, truncate
 from deploy_pipeline.model import ACTIONS
-from deploy_pipeline.receiver import openapi, views
+from deploy_pipeline.receiver import openapi, paging, views
 from deploy_pipeline.receiver.common import (
     json_response,
     receiver_of,
@@ -140,8 +140,15 @@ async def _read_body(request: HttpRequest, seconds: float) -> bytes | Response:
 async def _environments(request: HttpRequest) -> Response:
     if refused := unauthorized(request):
         return refused
+    try:
+        wanted = paging.asked(request.query_params)
+    except paging.PageError as exc:
+        return json_response({"error": str(exc)}, 400)
     listing = await run_in_threadpool(receiver_of(request).environments)
-    return json_response({"environments": listing})
+    if wanted is None:
+        return json_response({"environments": listing})
+    shown, after = paging.page(listing, *wanted)
+    return json_response({"environments": shown, "next": after, "total": len(listing)})
 
 
 async def _run(request: HttpRequest) -> Response:
@@ -264,6 +271,9 @@ async def _healthz(request: HttpRequest) -> Response:
 
 
 async def _readyz(request: HttpRequest) -> Response:
+    if dead := receiver_of(request).dead_workers():
+        error = f"{', '.join(dead)} stopped: restart the receiver"
+        return json_response({"status": "workers stopped", "error": error}, 503)
     try:
         depth = await run_in_threadpool(receiver_of(request).queue.depth)
     except StoreError as exc:

@@ -244,8 +244,11 @@ PATHS: dict[str, Any] = {
     "/healthz": {"get": {"summary": "The process answers", "responses": {"200": _answer("ok")}}},
     "/readyz": {
         "get": {
-            "summary": "The store is reachable",
-            "responses": {"200": _answer("ready"), "503": _answer("store unreachable")},
+            "summary": "The store is reachable and every worker runs",
+            "responses": {
+                "200": _answer("ready"),
+                "503": _answer("store unreachable, or workers stopped (named in `error`)"),
+            },
         }
     },
     "/metrics": {
@@ -261,19 +264,46 @@ PATHS: dict[str, Any] = {
     },
     "/api/environments": {
         "get": {
-            "summary": "Every environment: the file's, clones and previews",
+            "summary": "Every environment: the file's, clones and previews (a page at a time "
+            "with `limit` or `cursor`)",
             "security": [{"bearer": []}],
+            "parameters": [
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "description": "Environments on a page (the file's and clones first, then "
+                    "previews, newest pull request first); 50 when only `cursor` is given",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+                },
+                {
+                    "name": "cursor",
+                    "in": "query",
+                    "required": False,
+                    "description": "Where the page starts: from the `next` of the page before",
+                    "schema": {"type": "string"},
+                },
+            ],
             "responses": {
                 "200": _answer(
-                    "The environments",
+                    "The environments; with `limit` or `cursor`, one page of them",
                     {
                         "type": "object",
                         "required": ["environments"],
                         "properties": {
-                            "environments": {"type": "array", "items": _ref("Environment")}
+                            "environments": {"type": "array", "items": _ref("Environment")},
+                            "next": {
+                                "type": ["string", "null"],
+                                "description": "The path of the next page; null on the last",
+                            },
+                            "total": {
+                                "type": "integer",
+                                "description": "How many environments there are in all",
+                            },
                         },
                     },
                 ),
+                "400": _answer("A `limit` or `cursor` that is not one", _ref("Error")),
                 **_AUTH,
             },
         }

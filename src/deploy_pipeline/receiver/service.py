@@ -39,7 +39,8 @@ from deploy_pipeline.github import GitHubClient, GitHubReporter
 from deploy_pipeline.model import ACTIONS, Action, Event
 from deploy_pipeline.plan import check_services
 from deploy_pipeline.queue import Job, Queue
-from deploy_pipeline.receiver.housekeeping import SWEEP_EVERY, Housekeeper
+from deploy_pipeline.receiver.housekeeping import RETENTION_DAYS, SWEEP_EVERY, Housekeeper
+from deploy_pipeline.receiver.outbox import Outbox
 from deploy_pipeline.runner import Cancel, RunResult
 from deploy_pipeline.store import open_store, state_path
 from deploy_pipeline.webhooks import (
@@ -50,6 +51,9 @@ from deploy_pipeline.webhooks import (
 )
 
 log = logging.getLogger("deploy_pipeline.receiver")
+
+STOPPING = "the receiver is stopping; the run starts again when it is back"
+REPORT_WAIT = 5.0  # seconds to wait for an update GitHub answers (a stopping receiver: per sender)
 
 
 class Metrics:
@@ -131,6 +135,7 @@ class Receiver:
         sweep_every: float = SWEEP_EVERY,
         repository: str | None = None,
         lease: float | None = None,
+        retention_days: int = RETENTION_DAYS,
     ) -> None:
         if not secret:
             raise UsageError(
@@ -139,6 +144,7 @@ class Receiver:
             )
         self.config, self.secret, self.github = config, secret, github
         self.api_token, self.public_url = api_token, public_url
+        self.retention = retention_days * 86400.0  # seconds finished work stays in the store
         pipeline = load_config(config)  # a bad file stops the start, with its errors
         if source not in SOURCES:
             raise UsageError(
@@ -171,6 +177,10 @@ class Receiver:
         self.running: dict[str, Cancel] = {}
         self.lock = threading.Lock()
         self.housekeeper = Housekeeper(self, github=github, every=sweep_every)
+        self.outbox = Outbox(
+            tries=github.retries if github else 1, backoff=github.backoff if github else 0.5
+        )
+        self.reporting: list[GitHubReporter] = []  # still sending, GitHub being out of reach
 
     # --- the HTTP side -----------------------------------------------------------------------
 
@@ -258,11 +268,14 @@ class Receiver:
         self.stopping.set()
         with self.lock:
             for cancel in self.running.values():
-                cancel.set("the receiver is stopping")
+                cancel.set(STOPPING)
         with self.wake:
             self.wake.notify_all()
         for thread in self.threads:
             thread.join(timeout)
+        self.outbox.close(REPORT_WAIT)
+        for reporter in self.reporting:
+            reporter.close(REPORT_WAIT)
         if self.github is not None:
             self.github.close()
         self.writer.shutdown()
@@ -280,7 +293,16 @@ class Receiver:
                 with self.wake:
                     self.wake.wait(1.0)
                 continue
-            self.execute(job)
+            try:
+                self.execute(job)
+            except Exception:  # a worker outlives any job: say it, and take the next one
+                log.exception("worker failed on delivery %s", job.delivery)
+
+    def dead_workers(self) -> list[str]:
+        """The names of the receiver's threads that have ended while it runs (for /readyz)."""
+        if self.stopping.is_set():
+            return []
+        return [t.name for t in self.threads if not t.is_alive()]
 
     def execute(self, job: Job) -> None:
         cancel = Cancel()
@@ -305,34 +327,74 @@ class Receiver:
             watching: list[RunObserver] = [attach, *observers]
             result = execution.perform([], cancel, observers=watching)
             for reporter in observers:  # GitHub shows the end before the delivery says done
-                reporter.close()
+                self.detach(reporter)  # unless GitHub is out of reach: the run's result is kept
             observers = []
             self.queue.attach_run(job.delivery, execution.run_id)
             extra["run"] = execution.run_id
             outcome = result.status if result else "cancelled"
+            if outcome == "cancelled" and cancel.reason == STOPPING:
+                self.queue.release(job.delivery)  # a graceful stop loses no work either
+                log.info(
+                    "%s of %s: queued again, %s", action, job.environment, STOPPING, extra=extra
+                )
+                return
             self.queue.finish(job.delivery, "done", outcome)
             self.metrics.runs.labels(action, outcome).inc()
             log.info("%s of %s: %s", action, job.environment, outcome, extra=extra)
             self.after(job, action, outcome)
         except DeployPipelineError as exc:
             said = str(exc).replace(f"{self.checkout_of(job.environment)}{os.sep}", "")
-            if execution is None:  # nothing started: no reporter told GitHub
-                self.tell_github(job, f"{action} could not start: {said}")
-            self.queue.finish(job.delivery, "failed", said)
-            self.metrics.runs.labels(action, "error").inc()
-            log.error(  # noqa: TRY400 (a user's error: said, no traceback)
-                "%s of %s could not run: %s", action, job.environment, said, extra=extra
+            # once a run started its reporter told GitHub; before, nothing did
+            tell = None if execution is not None else f"{action} could not start: {said}"
+            self.failed(job, action, said, tell=tell, extra=extra)
+        except Exception as exc:  # a defect, or a value no check caught: the delivery fails
+            said = (
+                f"{action} of {job.environment} stopped on an unexpected error: "
+                f"{type(exc).__name__}: {truncate(str(exc), 300)}"
             )
+            if execution is not None:
+                said = execution.redactor(said)
+            log.exception("%s", said, extra=extra)  # the traceback for whoever fixes it
+            self.failed(job, action, said, tell=said, extra=extra, logged=True)
         finally:
             done.set()
             if execution is not None:
                 execution.close()
             for reporter in observers:
-                reporter.close()
+                self.detach(reporter)
             self.metrics.run_seconds.labels(action).observe(time.monotonic() - started)
             with self.lock:
                 if self.running.get(job.environment) is cancel:
                     del self.running[job.environment]
+
+    def failed(
+        self,
+        job: Job,
+        action: Action,
+        said: str,
+        *,
+        tell: str | None,
+        extra: dict[str, object],
+        logged: bool = False,
+    ) -> None:
+        """A job that could not run: its delivery `failed` with `said`, GitHub told `tell`."""
+        if tell is not None:
+            self.tell_github(job, tell)
+        self.queue.finish(job.delivery, "failed", said)
+        self.metrics.runs.labels(action, "error").inc()
+        if not logged:
+            log.error(  # a user's error: said, no traceback
+                "%s of %s could not run: %s", action, job.environment, said, extra=extra
+            )
+
+    def detach(self, reporter: GitHubReporter) -> None:
+        """Wait for a run's updates to GitHub while it answers; when it is out of reach, leave
+        them to the reporter's thread (retried with backoff) and go on."""
+        with self.lock:
+            self.reporting = [r for r in self.reporting if r.worker.is_alive()]
+        if not reporter.detach():
+            with self.lock:
+                self.reporting.append(reporter)
 
     def prepare(self, job: Job, action: Action) -> Execution:
         """The job's run, ready: its pipeline file, the preview made on its first push."""
@@ -404,12 +466,14 @@ class Receiver:
     def tell_github(self, job: Job, text: str) -> None:
         """A commit status `error` saying why a pull request's run could not start."""
         repository = job.repository
-        if self.github is None or not repository or not job.sha:
+        github, sha = self.github, job.sha
+        if github is None or not repository or not sha:
             return
-        try:
-            self.github.status(repository, job.sha, job.environment, "error", text)
-        except DeployPipelineError as exc:
-            log.warning("cannot tell GitHub: %s", exc, extra={"environment": job.environment})
+        sent = self.outbox.send(
+            f"set the status of {sha[:7]}",
+            lambda: github.status(repository, sha, job.environment, "error", text),
+        )
+        sent.wait(REPORT_WAIT)  # the commit says it before the delivery does, if GitHub answers
 
     def checkout_of(self, environment: str) -> Path:
         return self.state.parent / "checkouts" / environment
@@ -453,9 +517,15 @@ class Receiver:
         run_url = None
         if self.public_url:
             run_url = f"{self.public_url.rstrip('/')}/api/deliveries/{job.delivery}"
-        settings = self.github.settings(repository, job.sha, run_url=run_url)
+        # the token is taken on the reporter's thread: an unreachable GitHub holds no run up
+        settings = self.github.settings(repository, job.sha, run_url=run_url, lazy=True)
         return GitHubReporter(
-            settings, execution.run_plan, action, log=log.warning, redact=execution.redactor
+            settings,
+            execution.run_plan,
+            action,
+            log=log.warning,
+            redact=execution.redactor,
+            cancelled="inactive",  # superseded by a newer push (or queued again): not a failure
         )
 
     # --- what the API does -------------------------------------------------------------------

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from deploy_pipeline.github import GitHubClient
 from deploy_pipeline.queue import lease_of
-from deploy_pipeline.receiver.housekeeping import SWEEP_EVERY
+from deploy_pipeline.receiver.housekeeping import RETENTION_DAYS, SWEEP_EVERY
 from deploy_pipeline.receiver.http import Uploads, create_app
 from deploy_pipeline.receiver.service import Receiver, log
 from deploy_pipeline.settings import seconds, whole
@@ -35,6 +35,7 @@ def from_environ(config: Path, environ: Mapping[str, str]) -> Receiver:
         source=environ.get("DEPLOY_PIPELINE_SOURCE", "file"),
         lease=lease_of(environ),
         repository=environ.get("DEPLOY_PIPELINE_REPOSITORY", "").strip() or None,
+        retention_days=whole(environ, "DEPLOY_PIPELINE_RETENTION_DAYS", RETENTION_DAYS, 1, 36500),
     )
 
 

@@ -75,10 +75,10 @@ def environment_view(receiver: Receiver, name: str) -> dict[str, object] | None:
     trusted = receiver.trusted_for(config)
     workspace = Workspace(config, write=False, state=receiver.state, trusted=trusted)
     try:
-        listed = next((e for e in workspace.listing() if e["name"] == name), None)
-        if listed is None:
+        found = workspace.listed(name)  # not the whole listing: there may be a thousand
+        if found is None:
             return None
-        environment = workspace.environments()[name]
+        listed, environment = found
         pipeline = workspace.pipeline
     finally:
         workspace.close()

@@ -1,11 +1,15 @@
 // The receiver's status page. It reads the API with the token it was given (#token=… in the
 // URL, kept in this tab's sessionStorage), follows every running run's Server-Sent Events
 // through fetch (so the Authorization header can be sent), and polls the environment list for
-// new runs. Everything on screen is built with textContent: nothing from the API is parsed as HTML.
+// new runs, a page at a time: the first PAGE environments, PAGE more for each "Show more", so a
+// receiver with a thousand previews is asked for (and draws) only what is shown.
+// Everything on screen is built with textContent: nothing from the API is parsed as HTML.
 
 const LIST_EVERY = 3000; // ms between looks at /api/environments for new runs and environments
 const REFRESH_AFTER = 250; // ms an environment's events are gathered before it is read again
 const RECONNECT_AFTER = 2000; // ms before a dropped event stream is opened again
+const PAGE = 20; // environments shown at first, and added by each "Show more"
+const PAGE_MAX = 200; // the most the API gives on one page
 
 const TONES = {
   deployed: "ok",
@@ -43,6 +47,7 @@ const state = {
   streams: new Map(), // run id → {controller, environment, lastId}
   log: null, // the run shown in the log dialog: {id, lines}
   listing: false,
+  limit: PAGE, // environments asked for and shown
   loaded: false, // the list was read once: "no environments" can be said
 };
 
@@ -342,11 +347,25 @@ function forget(name) {
   arrange();
 }
 
+// The first state.limit environments, read a page (of at most PAGE_MAX) at a time.
+async function firstEnvironments() {
+  const environments = [];
+  let path = `/api/environments?limit=${Math.min(state.limit, PAGE_MAX)}`;
+  let total = 0;
+  while (path && environments.length < state.limit) {
+    const answer = await api(path);
+    environments.push(...answer.environments);
+    total = answer.total;
+    path = answer.next;
+  }
+  return { environments: environments.slice(0, state.limit), total };
+}
+
 async function list() {
   if (state.listing) return;
   state.listing = true;
   try {
-    const answer = await api("/api/environments");
+    const answer = await firstEnvironments();
     document.getElementById("token-form").hidden = true;
     const seen = new Set();
     for (const summary of answer.environments) {
@@ -359,6 +378,11 @@ async function list() {
     }
     for (const name of [...state.environments.keys()]) if (!seen.has(name)) forget(name);
     state.loaded = true;
+    const more = answer.total > answer.environments.length;
+    document.getElementById("more").hidden = !more;
+    document.getElementById("more-text").textContent = more
+      ? `Showing ${answer.environments.length} of ${answer.total} environments`
+      : "";
     arrange();
     showLive();
     document.getElementById("notice").hidden = true;
@@ -545,6 +569,10 @@ function start() {
     sessionStorage.setItem("deploy-pipeline-token", value);
     state.token = value;
     document.getElementById("token-form").hidden = true;
+    list().catch(failed);
+  });
+  document.getElementById("more-button").addEventListener("click", () => {
+    state.limit += PAGE;
     list().catch(failed);
   });
   const dialog = document.getElementById("log");
