@@ -20,8 +20,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from deploy_pipeline.database import Migration, redact_url
-from deploy_pipeline.store import MIGRATIONS, Store
+from deploy_pipeline.store.database import Migration, redact_url
+from deploy_pipeline.store.state import MIGRATIONS, Store
 from tests.docker_testbed import unavailable
 
 URL_ENV = "DEPLOY_PIPELINE_TEST_DATABASE_URL"

@@ -479,7 +479,7 @@ def test_the_terminal_view_shows_names_and_messages_as_text() -> None:
     from rich.console import Console
 
     from deploy_pipeline.backends.base import StepContext, StepResult
-    from deploy_pipeline.progress import print_summary
+    from deploy_pipeline.reporting.terminal import print_summary
     from tests.helpers import harness
 
     def answer(ctx: StepContext) -> StepResult:
@@ -585,7 +585,7 @@ def test_a_superseded_run_stops_at_once_not_at_its_next_lock_renewal(
     fraction of a second, long before its next lock renewal (every 10 s with the 30 s lease)."""
     from deploy_pipeline.execution import Execution, Request
     from deploy_pipeline.runner import Cancel
-    from deploy_pipeline.store import open_store
+    from deploy_pipeline.store.state import open_store
 
     path = write_config(sim(durations="{db: {deploy: 60s}}"))
     holder = Execution(Request(path, ["staging"], "deploy"))
@@ -620,7 +620,7 @@ def test_a_superseding_run_asks_every_holder_once_and_says_so_once(
     that one is asked (and told of) too; then the superseding run takes the lock."""
     from deploy_pipeline.execution import Execution, Request
     from deploy_pipeline.runner import Cancel
-    from deploy_pipeline.store import open_store
+    from deploy_pipeline.store.state import open_store
 
     path = write_config(sim())
     store = open_store(path)
@@ -670,7 +670,7 @@ def test_a_run_stopped_while_it_waits_leaves_the_environment_to_its_holder(
     from deploy_pipeline.execution import Execution, Request
     from deploy_pipeline.model import EnvironmentRecord
     from deploy_pipeline.runner import Cancel
-    from deploy_pipeline.store import open_store
+    from deploy_pipeline.store.state import open_store
 
     path = write_config(sim())
     store = open_store(path)

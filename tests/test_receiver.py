@@ -25,9 +25,9 @@ from deploy_pipeline.errors import UsageError
 from deploy_pipeline.execution import Execution
 from deploy_pipeline.github import GitHubApp, GitHubClient
 from deploy_pipeline.model import Action
-from deploy_pipeline.queue import Job
 from deploy_pipeline.receiver import Receiver, create_app
 from deploy_pipeline.receiver.outbox import Outbox
+from deploy_pipeline.store.queue import Job
 from tests.github_standin import REPO, TOKEN, GitHubStandin
 from tests.github_standin.unreachable import Unreachable
 from tests.helpers import fuzzing

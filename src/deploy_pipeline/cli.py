@@ -442,7 +442,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from deploy_pipeline.events import EventSink, JsonLines, PlainLines
     from deploy_pipeline.execution import Execution, Request
-    from deploy_pipeline.progress import LiveView, print_summary
+    from deploy_pipeline.reporting.terminal import LiveView, print_summary
     from deploy_pipeline.runner import Cancel
 
     request = Request(

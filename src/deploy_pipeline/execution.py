@@ -31,7 +31,7 @@ from deploy_pipeline.model import (
 )
 from deploy_pipeline.plan import check_services, environments, find_environment, plan_runs
 from deploy_pipeline.runner import Cancel, Run, RunOptions, RunResult
-from deploy_pipeline.store import EventRecorder, Store, lock_ttl, open_store, store_exists
+from deploy_pipeline.store.state import EventRecorder, Store, lock_ttl, open_store, store_exists
 from deploy_pipeline.trust import merge_pull_request
 
 SUPERSEDE_POLL = 0.1  # how soon a run sees that another asked it to stop (seconds)

@@ -30,7 +30,7 @@ from deploy_pipeline.github.common import (
     post_or_edit_comment,
     retry_policy,
 )
-from deploy_pipeline.report import clip
+from deploy_pipeline.reporting.markdown import clip
 
 
 @dataclass(frozen=True)

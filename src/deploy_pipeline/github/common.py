@@ -15,7 +15,7 @@ from github import (
 from github.Repository import Repository
 
 from deploy_pipeline.errors import DeployPipelineError, truncate
-from deploy_pipeline.report import (
+from deploy_pipeline.reporting.markdown import (
     comment_marker,
 )
 

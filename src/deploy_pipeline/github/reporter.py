@@ -32,7 +32,7 @@ from deploy_pipeline.github.common import (
     unreachable,
 )
 from deploy_pipeline.model import Action, Event, Plan, RunPlan
-from deploy_pipeline.report import (
+from deploy_pipeline.reporting.markdown import (
     Progress,
     clip,
     environment_url,

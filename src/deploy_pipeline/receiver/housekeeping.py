@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from deploy_pipeline.errors import DeployPipelineError
-from deploy_pipeline.queue import repository_of
-from deploy_pipeline.report import removal_comment
+from deploy_pipeline.reporting.markdown import removal_comment
+from deploy_pipeline.store.queue import repository_of
 
 if TYPE_CHECKING:
     from deploy_pipeline.receiver.service import Receiver

@@ -25,7 +25,6 @@ from prometheus_client import (
     Histogram,
 )
 
-from deploy_pipeline import checkout
 from deploy_pipeline.config import load_config
 from deploy_pipeline.errors import (
     ConfigErrors,
@@ -38,11 +37,12 @@ from deploy_pipeline.execution import Execution, Request, RunObserver, Workspace
 from deploy_pipeline.github import GitHubClient, GitHubReporter
 from deploy_pipeline.model import ACTIONS, Action, Event
 from deploy_pipeline.plan import check_services
-from deploy_pipeline.queue import Job, Queue
+from deploy_pipeline.receiver import checkout
 from deploy_pipeline.receiver.housekeeping import RETENTION_DAYS, SWEEP_EVERY, Housekeeper
 from deploy_pipeline.receiver.outbox import Outbox
 from deploy_pipeline.runner import Cancel, RunResult
-from deploy_pipeline.store import open_store, state_path
+from deploy_pipeline.store.queue import Job, Queue
+from deploy_pipeline.store.state import open_store, state_path
 from deploy_pipeline.webhooks import (
     Decision,
     Delivery,

@@ -10,12 +10,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from deploy_pipeline.github import GitHubClient
-from deploy_pipeline.queue import lease_of
 from deploy_pipeline.receiver.housekeeping import RETENTION_DAYS, SWEEP_EVERY
 from deploy_pipeline.receiver.http import Uploads, create_app
 from deploy_pipeline.receiver.service import Receiver, log
 from deploy_pipeline.settings import seconds, whole
-from deploy_pipeline.store import lock_ttl
+from deploy_pipeline.store.queue import lease_of
+from deploy_pipeline.store.state import lock_ttl
 
 
 def from_environ(config: Path, environ: Mapping[str, str]) -> Receiver:

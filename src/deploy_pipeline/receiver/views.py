@@ -19,7 +19,7 @@ from starlette.staticfiles import StaticFiles
 
 from deploy_pipeline.errors import truncate
 from deploy_pipeline.execution import Workspace
-from deploy_pipeline.queue import Queue, repository_of
+from deploy_pipeline.receiver.cards import RunEvents, StageColumn, environment_url, stage_columns
 from deploy_pipeline.receiver.common import (
     json_response,
     receiver_of,
@@ -27,8 +27,8 @@ from deploy_pipeline.receiver.common import (
     whole_number,
 )
 from deploy_pipeline.receiver.service import Receiver
-from deploy_pipeline.status import RunEvents, StageColumn, environment_url, stage_columns
-from deploy_pipeline.store import Store
+from deploy_pipeline.store.queue import Queue, repository_of
+from deploy_pipeline.store.state import Store
 
 STATIC = Path(__file__).parent / "static"
 POLL = 0.25  # seconds between looks at the store for a run's new events (written every ≤0.5 s)

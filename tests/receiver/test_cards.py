@@ -1,4 +1,4 @@
-"""status.py: an environment's stages and service cards from the stored events of its runs, as
+"""receiver/cards.py: an environment's stages and service cards from the stored events of its runs, as
 the receiver's status page and `GET /api/environments/{name}` show them."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 from deploy_pipeline.config import parse_config
 from deploy_pipeline.model import Environment, Pipeline
 from deploy_pipeline.plan import environments
-from deploy_pipeline.status import RunEvents, environment_url, stage_columns
+from deploy_pipeline.receiver.cards import RunEvents, environment_url, stage_columns
 
 PIPELINE = parse_config("""
 version: 1

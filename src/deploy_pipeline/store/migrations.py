@@ -3,7 +3,7 @@ N, on SQLite and on PostgreSQL (database.py applies them and keeps the version).
 
 from __future__ import annotations
 
-from deploy_pipeline.database import Dialects, Migration
+from deploy_pipeline.store.database import Dialects, Migration
 
 # Migration N takes a database from version N-1 to N. Append; never edit a released one (the
 # SQLite text of 1 and 2 is as released; their PostgreSQL forms came with PostgreSQL).

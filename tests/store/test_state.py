@@ -15,7 +15,7 @@ import pytest
 
 from deploy_pipeline.errors import StoreError
 from deploy_pipeline.model import EnvironmentRecord, Event
-from deploy_pipeline.store import MIGRATIONS, Store, open_store, store_exists
+from deploy_pipeline.store.state import MIGRATIONS, Store, open_store, store_exists
 from tests.helpers import Clock, dead_holder
 
 if TYPE_CHECKING:  # imported only as the plugin: a plain import comes before pytest can rewrite it

@@ -12,7 +12,7 @@ from markdown_it.token import Token
 from deploy_pipeline.backends.base import StepContext, StepResult
 from deploy_pipeline.errors import PermanentError
 from deploy_pipeline.model import RunPlan
-from deploy_pipeline.report import job_summary, preview_comment
+from deploy_pipeline.reporting.markdown import job_summary, preview_comment
 from deploy_pipeline.runner import RunResult
 from tests.helpers import harness
 

@@ -3,7 +3,7 @@ events, the one-run-per-environment lock, and the simulated target's memory.
 
 SQLite (stdlib, WAL) in `.deploy-pipeline/state.db` next to the config, or `DEPLOY_PIPELINE_STATE`;
 PostgreSQL when `DEPLOY_PIPELINE_DATABASE_URL` names one, so several receivers share the state and
-the queue (database.py holds what differs). The schema is versioned; older databases are migrated
+the queue (store/database.py holds what differs). The schema is versioned; older databases are migrated
 forward on open and one from a newer version is refused rather than misread.
 """
 
@@ -19,7 +19,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from deploy_pipeline.database import (
+from deploy_pipeline.model import EnvironmentRecord, Event
+from deploy_pipeline.settings import seconds
+from deploy_pipeline.store.database import (
     DATABASE_URL_ENV,
     Database,
     Migration,
@@ -28,9 +30,7 @@ from deploy_pipeline.database import (
     SQLite,
     Transaction,
 )
-from deploy_pipeline.migrations import MIGRATIONS
-from deploy_pipeline.model import EnvironmentRecord, Event
-from deploy_pipeline.settings import seconds
+from deploy_pipeline.store.migrations import MIGRATIONS
 
 STATE_ENV = "DEPLOY_PIPELINE_STATE"
 LOCK_TTL = 30.0  # a crashed run's lock is free again after this long without a heartbeat

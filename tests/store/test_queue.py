@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from deploy_pipeline.model import EnvironmentRecord
-from deploy_pipeline.queue import Job, Queue
-from deploy_pipeline.store import holder_id
+from deploy_pipeline.store.queue import Job, Queue
+from deploy_pipeline.store.state import holder_id
 from tests.helpers import Clock, dead_holder
 
 if TYPE_CHECKING:  # imported only as the plugin: a plain import comes before pytest can rewrite it
