@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_spec
@@ -26,7 +26,7 @@ TOKEN = "api-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def check(response: httpx.Response, method: str = "get") -> Any:
+def check(response: httpx2.Response, method: str = "get") -> Any:
     """The response's body, after checking it against the OpenAPI description of its route."""
     path = response.request.url.path
     for template, operations in DESCRIPTION["paths"].items():
@@ -181,13 +181,13 @@ def test_a_run_id_no_database_holds_is_404(api: TestClient) -> None:
         assert answer.json()["error"].startswith("no run 10000")
 
 
-def raw_get(client: TestClient, path: str, headers: dict[str, bytes]) -> httpx.Response:
+def raw_get(client: TestClient, path: str, headers: dict[str, bytes]) -> httpx2.Response:
     """A GET whose header bytes reach the app as they are (TestClient re-encodes them as
     UTF-8, so a lone latin-1 `\\xb2` could not be sent through it)."""
 
-    async def get() -> httpx.Response:
-        transport = httpx.ASGITransport(app=client.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as c:
+    async def get() -> httpx2.Response:
+        transport = httpx2.ASGITransport(app=client.app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://receiver") as c:
             return await c.get(path, headers=headers)
 
     return asyncio.run(get())
