@@ -141,7 +141,7 @@ def test_stop_scales_to_zero_restart_rolls_and_delete_removes_the_namespace(
 ) -> None:
     """stop scales to 0 (and a later deploy scales back), restart stamps restartedAt and rolls
     out, delete removes the namespace, skipped services included."""
-    monkeypatch.setenv("API_TOKEN", "t")
+    monkeypatch.setenv("API_TOKEN", "token-t")
     path = str(write_config(PIPELINE.format(env=env)))
     assert run(capsys, "deploy", "-f", path, "-e", env)[0] == 0
     assert run(capsys, "deploy", "-f", path, "-e", env, "--service", "report")[0] == 0
@@ -305,7 +305,7 @@ def test_deleting_a_clone_removes_a_skipped_service_deployed_on_its_own(
 ) -> None:
     """A clone inherits the skip set (report is left out), report is then deployed on its own,
     and deleting the clone removes it too, with the clone's namespace and its record."""
-    monkeypatch.setenv("API_TOKEN", "t")
+    monkeypatch.setenv("API_TOKEN", "token-t")
     path = str(write_config(PIPELINE.format(env=env)))
     clone = f"{env}-pr1"
     assert main(["env", "clone", env, clone, "-f", path]) == 0
@@ -342,7 +342,7 @@ def test_environments_are_read_back_from_the_cluster_when_the_store_is_gone(
     """With the state database deleted, `env recover` restores a clone's source and skip set and
     the file environment's skip change from the namespaces, and a delete of a clone nobody here
     knows reads its record by itself and removes it."""
-    monkeypatch.setenv("API_TOKEN", "t")
+    monkeypatch.setenv("API_TOKEN", "token-t")
     path = str(write_config(PIPELINE.format(env=env)))
     clones = [f"{env}-a", f"{env}-b"]
     try:
