@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy_pipeline.backends.base import StepContext, StepResult
-from deploy_pipeline.backends.engine import MANAGED, BuildStopped, Engine
+from deploy_pipeline.backends.containers import MANAGED
+from deploy_pipeline.backends.engine import BuildStopped, Engine
 from deploy_pipeline.config import escapes, outside_message
 from deploy_pipeline.errors import Cancelled, PermanentError, StepError, StepTimeout, UsageError
 from deploy_pipeline.model import BuildSpec, Service

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from deploy_pipeline.backends.base import BackendState, StepContext, StepResult, data_path
 from deploy_pipeline.backends.build import Builder
-from deploy_pipeline.backends.engine import Container, ContainerSpec, Engine
+from deploy_pipeline.backends.containers import Container, ContainerSpec
+from deploy_pipeline.backends.engine import Engine
 from deploy_pipeline.errors import DeployPipelineError, PermanentError
 from deploy_pipeline.model import Service, Target
 

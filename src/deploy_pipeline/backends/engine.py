@@ -2,7 +2,8 @@
 
 Every call goes through `mapped()`, which turns SDK and HTTP errors into TransientError (worth a
 retry: connection refused, 5xx, 409) or PermanentError (a 4xx, a missing image), with the
-engine's message truncated. The rest of the project sees plain dataclasses, never SDK objects.
+engine's message truncated. The rest of the project sees plain dataclasses (`containers`), never
+SDK objects.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ import os
 import socket
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
@@ -24,40 +24,18 @@ import urllib3
 from docker.models.images import Image
 from docker.utils import build as build_utils
 
+from deploy_pipeline.backends.containers import (
+    MANAGED,
+    Container,
+    ContainerSpec,
+    container_of,
+    label_filters,
+)
 from deploy_pipeline.errors import PermanentError, StepError, TransientError, truncate
-
-MANAGED = {"app.kubernetes.io/managed-by": "deploy-pipeline"}
 
 
 class BuildStopped(PermanentError):
     """The build was cut short on purpose (timeout or cancel); the caller says which."""
-
-
-@dataclass(frozen=True)
-class Container:
-    id: str
-    name: str
-    status: str  # created, running, restarting, exited, dead, paused
-    exit_code: int
-    health: str | None  # starting, healthy, unhealthy, or None without a HEALTHCHECK
-    labels: Mapping[str, str]
-    ports: Mapping[int, int]  # container port → host port on 127.0.0.1
-    started_at: str = ""
-    restarts: int = 0
-
-
-@dataclass(frozen=True)
-class ContainerSpec:
-    name: str
-    image: str
-    labels: Mapping[str, str]
-    network: str
-    alias: str
-    command: Sequence[str] | None = None
-    env: Mapping[str, str] = field(default_factory=dict)
-    port: int | None = None
-    volumes: Mapping[str, str] = field(default_factory=dict)  # volume name → path inside
-    restart: bool = True
 
 
 @contextmanager
@@ -305,7 +283,8 @@ class Engine:
     def volumes(self, labels: Mapping[str, str]) -> list[str]:
         with mapped("listing volumes"):
             return [
-                str(v.name) for v in self.client.volumes.list(filters={"label": _filters(labels)})
+                str(v.name)
+                for v in self.client.volumes.list(filters={"label": label_filters(labels)})
             ]
 
     def ensure_volume(self, name: str, labels: Mapping[str, str]) -> None:
@@ -325,15 +304,15 @@ class Engine:
         with mapped("listing containers"):
             found = []
             for summary in self.client.api.containers(
-                all=True, filters={"label": _filters(labels)}
+                all=True, filters={"label": label_filters(labels)}
             ):
                 with suppress(docker.errors.NotFound):  # removed meanwhile by a parallel step
-                    found.append(_container(self.client.api.inspect_container(summary["Id"])))
+                    found.append(container_of(self.client.api.inspect_container(summary["Id"])))
             return sorted(found, key=lambda c: c.name)
 
     def inspect(self, container_id: str) -> Container:
         with mapped(f"inspecting container {container_id[:12]}"):
-            return _container(self.client.api.inspect_container(container_id))
+            return container_of(self.client.api.inspect_container(container_id))
 
     def run(self, spec: ContainerSpec) -> Container:
         with mapped(f"starting {spec.name}"):
@@ -358,7 +337,7 @@ class Engine:
                 networking_config=networking,
             )
             self.client.api.start(created["Id"])
-            return _container(self.client.api.inspect_container(created["Id"]))
+            return container_of(self.client.api.inspect_container(created["Id"]))
 
     def logs(self, container_id: str, tail: int = 20, since: float | None = None) -> str:
         """The last `tail` lines the container wrote (since a UNIX time, when given)."""
@@ -398,32 +377,3 @@ class Engine:
     def remove(self, container_id: str) -> None:
         with mapped(f"removing {container_id[:12]}"), suppress(docker.errors.NotFound):
             self.client.api.remove_container(container_id, force=True, v=False)
-
-
-def _filters(labels: Mapping[str, str]) -> list[str]:
-    return [f"{k}={v}" for k, v in {**MANAGED, **labels}.items()]
-
-
-def _container(attrs: Mapping[str, object]) -> Container:
-    state = attrs.get("State") or {}
-    assert isinstance(state, dict)
-    config = attrs.get("Config") or {}
-    assert isinstance(config, dict)
-    settings = attrs.get("NetworkSettings") or {}
-    assert isinstance(settings, dict)
-    ports: dict[int, int] = {}
-    for key, bindings in (settings.get("Ports") or {}).items():
-        if bindings:
-            ports[int(str(key).split("/")[0])] = int(bindings[0]["HostPort"])
-    health = state.get("Health")
-    return Container(
-        id=str(attrs.get("Id")),
-        name=str(attrs.get("Name", "")).lstrip("/"),
-        status=str(state.get("Status", "unknown")),
-        exit_code=int(state.get("ExitCode", 0) or 0),
-        health=str(health.get("Status")) if isinstance(health, dict) else None,
-        labels=dict(config.get("Labels") or {}),
-        ports=ports,
-        started_at=str(state.get("StartedAt", "")),
-        restarts=int(str(attrs.get("RestartCount", 0) or 0)),
-    )

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from deploy_pipeline.settings import seconds
-from deploy_pipeline.store.state import Store, dead_here, holder_id
+from deploy_pipeline.store.holders import dead_here, holder_id
+from deploy_pipeline.store.state import Store
 
 ACTIONS = ("deploy", "restart", "stop", "delete", "ignore")
 LEASE = 30.0  # seconds a running delivery stays its receiver's without a renewal

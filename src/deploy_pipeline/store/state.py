@@ -3,8 +3,11 @@ events, the one-run-per-environment lock, and the simulated target's memory.
 
 SQLite (stdlib, WAL) in `.deploy-pipeline/state.db` next to the config, or `DEPLOY_PIPELINE_STATE`;
 PostgreSQL when `DEPLOY_PIPELINE_DATABASE_URL` names one, so several receivers share the state and
-the queue (store/database.py holds what differs). The schema is versioned; older databases are migrated
-forward on open and one from a newer version is refused rather than misread.
+the queue (store/database.py holds what differs). The schema is versioned; older databases are
+migrated forward on open and one from a newer version is refused rather than misread.
+
+Who holds a run or a lock is `store/holders.py`'s; the sink that writes a run's events here as
+they happen is `store/recording.py`'s (both still importable from here).
 """
 
 from __future__ import annotations
@@ -12,8 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -30,7 +31,26 @@ from deploy_pipeline.store.database import (
     SQLite,
     Transaction,
 )
+from deploy_pipeline.store.holders import dead_here, holder_id, run_holder
 from deploy_pipeline.store.migrations import MIGRATIONS
+from deploy_pipeline.store.recording import EventRecorder
+
+__all__ = [
+    "BUSY",
+    "LOCK_TTL",
+    "LOCK_TTL_ENV",
+    "MIGRATIONS",
+    "STATE_ENV",
+    "EventRecorder",
+    "Store",
+    "TargetState",
+    "dead_here",
+    "holder_id",
+    "lock_ttl",
+    "open_store",
+    "state_path",
+    "store_exists",
+]
 
 STATE_ENV = "DEPLOY_PIPELINE_STATE"
 LOCK_TTL = 30.0  # a crashed run's lock is free again after this long without a heartbeat
@@ -63,29 +83,6 @@ def store_exists(config: str | Path, environ: Mapping[str, str] = os.environ) ->
 
 
 BUSY = ("deploying", "stopping", "deleting")  # an environment's status while a run works on it
-
-
-def holder_id() -> str:
-    """Who holds a delivery's lease: `host:pid`."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def run_holder() -> str:
-    """Who holds a run and its locks: `host:pid`, and the process's start time where the system
-    tells it (`host:pid:start`), so a pid used again by a later process is not taken for the one
-    that died."""
-    start = process_start(os.getpid())
-    return holder_id() + (f":{start}" if start else "")
-
-
-def process_start(pid: int) -> str | None:
-    """When a process started, in clock ticks since boot (Linux's /proc); None where unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return None
-    fields = stat.rpartition(")")[2].split()
-    return fields[19] if len(fields) > 19 else None
 
 
 class Store:
@@ -368,44 +365,6 @@ class TargetState:
             )
 
 
-class EventRecorder:
-    """An event sink that keeps a run's events in the store, written in batches: an event is
-    there at most `every` seconds after it happened, so those who watch the run (the status
-    page, its event stream) see a step start while it runs, not when the next event comes."""
-
-    def __init__(self, store: Store, run_id: int, batch: int = 200, every: float = 0.5) -> None:
-        self.store, self.run_id, self.batch, self.every = store, run_id, batch, every
-        self.pending: list[Event] = []
-        self.seq = 0
-        self.last = time.monotonic()
-        self.lock = threading.Lock()
-        self.timer: threading.Timer | None = None
-
-    def __call__(self, event: Event) -> None:
-        with self.lock:
-            self.pending.append(event)
-            if len(self.pending) >= self.batch or time.monotonic() - self.last >= self.every:
-                self._flush()
-            elif self.timer is None:  # a quiet spell: write what waits once `every` is up
-                self.timer = threading.Timer(self.every, self.flush)
-                self.timer.daemon = True
-                self.timer.start()
-
-    def flush(self) -> None:
-        with self.lock:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if self.pending:
-            self.store.add_events(self.run_id, self.pending, self.seq)
-            self.seq += len(self.pending)
-            self.pending = []
-        self.last = time.monotonic()
-
-
 def _names(values: frozenset[str]) -> str:
     return json.dumps(sorted(values))
 
@@ -424,18 +383,3 @@ def _record(row: tuple[object, ...]) -> EnvironmentRecord:
         status=str(row[7]),
         last_run=int(str(row[8])) if row[8] is not None else None,
     )
-
-
-def dead_here(holder: str) -> bool:
-    """A lock held by a process of this machine that no longer exists is free at once; so is
-    one whose pid a later process has taken (its start time differs)."""
-    host, pid, start = [*holder.split(":"), "", ""][:3]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        pass
-    return bool(start) and process_start(int(pid)) not in (None, start)
