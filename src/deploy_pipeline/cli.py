@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from deploy_pipeline.errors import ConfigErrors, DeployPipelineError, UsageError
 
 if TYPE_CHECKING:
-    from deploy_pipeline.execution import Workspace
-    from deploy_pipeline.model import EnvironmentRecord
+    from deploy_pipeline.workspace import Workspace
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_TERMINATED = 143  # SIGTERM (128 + 15): stopped like Ctrl-C, said apart from it
@@ -352,19 +351,18 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from deploy_pipeline.execution import Workspace, image_states
     from deploy_pipeline.plan import plan_json, plan_runs, plan_text
+    from deploy_pipeline.rehearsal import image_states
+    from deploy_pipeline.workspace import Workspace
 
-    ws = Workspace(args.file, write=False)
-    try:
+    with Workspace(args.file, write=False) as ws:
         run_plan = plan_runs(
             ws.pipeline, ws.environments(), args.environments, args.action, args.services
         )
         images = {}
         if args.format == "text" and args.action == "deploy":
-            images = image_states(ws, run_plan, Path(args.file).resolve().parent)
-    finally:
-        ws.close()
+            root = Path(args.file).resolve().parent
+            images = image_states(run_plan, root, ws.pipeline.registry)
     if args.format == "json":
         docs = [plan_json(p) for p in run_plan.plans]
         print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
@@ -381,10 +379,9 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _env(args: argparse.Namespace) -> int:
-    from deploy_pipeline.execution import Workspace
+    from deploy_pipeline.workspace import Workspace
 
-    ws = Workspace(args.file, write=args.env_command != "list")
-    try:
+    with Workspace(args.file, write=args.env_command != "list") as ws:
         if args.env_command == "list":
             return _env_list(ws, args.format)
         if args.env_command == "clone":
@@ -395,23 +392,13 @@ def _env(args: argparse.Namespace) -> int:
         if args.env_command == "recover":
             recovered = ws.recover(args.environments or None)
             for rec in recovered:
-                print(f"✔ {_recovered(rec, ws)}")
+                print(f"✔ {ws.describe(rec)}")
             if not recovered:
                 print("nothing to read back: the state database knows every environment deployed")
             return EXIT_OK
         env = ws.set_skipped(args.environment, args.services, args.env_command == "skip")
         print(f"✔ {env.name} skips: {', '.join(sorted(env.skipped)) or 'nothing'}")
         return EXIT_OK
-    finally:
-        ws.close()
-
-
-def _recovered(rec: EnvironmentRecord, ws: Workspace) -> str:
-    skipped = ", ".join(sorted(ws.environments()[rec.name].skipped)) or "nothing"
-    if rec.origin == "file":
-        return f"{rec.name} skips {skipped}"
-    what = f"preview of PR #{rec.pull_request}" if rec.pull_request else "clone"
-    return f"{rec.name}, {what} of {rec.source}, skips {skipped}"
 
 
 def _env_list(ws: Workspace, fmt: str) -> int:
@@ -441,7 +428,7 @@ def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from deploy_pipeline.events import EventSink, JsonLines, PlainLines
-    from deploy_pipeline.execution import Execution, Request
+    from deploy_pipeline.operation import Operation, Request
     from deploy_pipeline.reporting.terminal import LiveView, print_summary
     from deploy_pipeline.runner import Cancel
 
@@ -455,58 +442,49 @@ def _run(args: argparse.Namespace) -> int:
         args.supersede,
         args.force_conflicts,
     )
-    execution = Execution(request)
-    jsonl = args.events == "jsonl"
-    console = Console(stderr=jsonl, highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = 120  # logs are read in wide windows; don't wrap them at 80
-    live = console.is_terminal and not jsonl and "DEPLOY_PIPELINE_PLAIN" not in os.environ
-    sinks: list[EventSink] = (
-        [JsonLines(sys.stdout)] if jsonl else [] if live else [PlainLines(sys.stdout)]
-    )
-    view = LiveView(console)
-    cancel = Cancel()
+    with Operation(request) as operation:
+        jsonl = args.events == "jsonl"
+        console = Console(stderr=jsonl, highlight=False)
+        if not console.is_terminal and "COLUMNS" not in os.environ:
+            console.width = 120  # logs are read in wide windows; don't wrap them at 80
+        live = console.is_terminal and not jsonl and "DEPLOY_PIPELINE_PLAIN" not in os.environ
+        sinks: list[EventSink] = (
+            [JsonLines(sys.stdout)] if jsonl else [] if live else [PlainLines(sys.stdout)]
+        )
+        view = LiveView(console, live=live, numbered=not jsonl)
+        cancel = Cancel()
 
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        """Ctrl-C, or SIGTERM (a service manager, CI, `kill`): stop at the next safe point,
-        record the run cancelled and print the report; a second signal quits at once."""
-        if cancel.is_set():
-            raise KeyboardInterrupt
-        cancel.set("interrupted" if signum == signal.SIGINT else TERMINATED)
-        again = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
-        console.print(f"[yellow]stopping at the next safe point ({again} again to quit now)[/]")
-
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        if args.dry_run and not jsonl:
-            console.print("[dim]rehearsal (--dry-run): simulated targets, nothing is touched[/]")
-        for rec in execution.recovered:
-            console.print(
-                f"[dim]read back from the targets: {_recovered(rec, execution.workspace)}[/]"
-            )
+        def interrupt(signum: int, frame: FrameType | None) -> None:
+            """Ctrl-C, or SIGTERM (a service manager, CI, `kill`): stop at the next safe point,
+            record the run cancelled and print the report; a second signal quits at once."""
+            if cancel.is_set():
+                raise KeyboardInterrupt
+            cancel.set("interrupted" if signum == signal.SIGINT else TERMINATED)
+            again = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+            console.print(f"[yellow]stopping at the next safe point ({again} again to quit now)[/]")
 
         def waiting(message: str) -> None:
             view.waiting(message)
             if not live and not jsonl:
                 print(f"waiting: {message}", flush=True)
 
-        with execution.locked(cancel, on_wait=waiting) as run_id:
-            if cancel.is_set():
-                return EXIT_TERMINATED if cancel.reason == TERMINATED else EXIT_INTERRUPTED
-            run = execution.run(sinks, cancel)
-            if run_id is not None and not jsonl:
-                console.print(f"[dim]run {run_id}[/]")
-            view.attach(run)
-            if live:
-                with view.showing():
-                    result = run.execute()
-            else:
-                result = run.execute()
-            execution.finish(result)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        execution.close()
+        previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            if args.dry_run and not jsonl:
+                console.print(
+                    "[dim]rehearsal (--dry-run): simulated targets, nothing is touched[/]"
+                )
+            for rec in operation.recovered:
+                said = operation.workspace.describe(rec)
+                console.print(f"[dim]read back from the targets: {said}[/]")
+            view.follow(operation)
+            result = operation.perform(sinks, cancel, observers=[view], on_wait=waiting)
+        finally:
+            view.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    if result is None:
+        return EXIT_TERMINATED if cancel.reason == TERMINATED else EXIT_INTERRUPTED
     print_summary(console, result, args.command)
     if result.status == "succeeded":
         return EXIT_OK
