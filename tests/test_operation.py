@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-import os
+import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,13 +29,13 @@ environments:
 def open_files(state: Path) -> list[str]:
     """The state database's files (`state.db`, `-wal`, `-shm`) this process holds open."""
     found = []
-    for fd in os.listdir("/proc/self/fd"):
+    for fd in Path("/proc/self/fd").iterdir():
         try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:  # the descriptor listdir itself used, closed by now
+            target = fd.readlink()
+        except OSError:  # the descriptor the listing itself used, closed by now
             continue
-        if Path(target).name.startswith(state.name):
-            found.append(Path(target).name)
+        if target.name.startswith(state.name):
+            found.append(target.name)
     return sorted(found)
 
 
@@ -88,3 +88,24 @@ def test_an_operation_leaves_nothing_open_after_its_run(
     with Workspace(path, write=False) as workspace:
         assert workspace.records["staging"].status == "deployed"
     assert open_files(own_state) == []
+
+
+def test_the_terminal_view_follows_a_run_as_an_observer(
+    write_config: Callable[[str], Path], own_state: Path
+) -> None:
+    """The CLI's live view drives nothing: as the operation's observer it says the run's number
+    when the run starts, draws it while it runs, and has stopped drawing once it is recorded."""
+    from rich.console import Console
+
+    from deploy_pipeline.reporting.terminal import LiveView
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=100, highlight=False)
+    view = LiveView(console, live=True, numbered=True)
+    with Operation(Request(write_config(PIPELINE), ["staging"], "deploy")) as operation:
+        view.follow(operation)
+        result = operation.perform([], Cancel(), observers=[view])
+    assert result is not None and result.status == "succeeded"
+    assert view.run is operation.run
+    assert view.shown is None  # the live display ended with the run
+    assert "run 1" in out.getvalue()
