@@ -664,11 +664,11 @@ class Recorder:
 
 
 def profile(bed: Bed, root: Path, base: str) -> dict[str, Any]:
-    """A first and a second deploy of one more shop through `deploy_pipeline.execution` (what the
+    """A first and a second deploy of one more shop through `deploy_pipeline.operation` (what the
     CLI runs), with every engine call timed and filed under the step that made it."""
     from deploy_pipeline.backends import build, docker, engine
     from deploy_pipeline.events import Collect
-    from deploy_pipeline.execution import Execution, Request
+    from deploy_pipeline.operation import Operation, Request
     from deploy_pipeline.runner import Cancel
 
     rnd = make_round(root, 0, bed.registry, base)
@@ -688,14 +688,8 @@ def profile(bed: Bed, root: Path, base: str) -> dict[str, Any]:
             sink = Collect()
             t0 = time.perf_counter()
             try:
-                execution = Execution(Request(rnd.config, [rnd.environment], "deploy"))
-                cancel = Cancel()
-                try:
-                    with execution.locked(cancel):
-                        result = execution.run([sink], cancel).execute()
-                        execution.finish(result)
-                finally:
-                    execution.workspace.close()
+                with Operation(Request(rnd.config, [rnd.environment], "deploy")) as operation:
+                    result = operation.perform([sink], Cancel())
             finally:
                 rec.restore()
             out[which] = {

@@ -451,8 +451,8 @@ def test_hostile_text_never_starts_a_workflow_command_in_the_log() -> None:
     """Names and engine messages with line breaks and `::set-output`/`##[` commands are printed
     on one line each, shown and never obeyed: no line the runner would read as a command but
     the Action's own groups."""
-    from deploy_pipeline.action import Commands, StageGroups
     from deploy_pipeline.backends.base import StepContext, StepResult
+    from deploy_pipeline.workflow_commands import Commands, StageGroups
     from tests.helpers import harness
 
     hostile = "x\n::warning::owned\r\n  ::set-output name=status::hacked\n##[set-output name=a;]b"

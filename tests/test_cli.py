@@ -583,12 +583,12 @@ def test_a_superseded_run_stops_at_once_not_at_its_next_lock_renewal(
 ) -> None:
     """A run asked to stop through the store (as `--supersede` asks) is cancelled within a
     fraction of a second, long before its next lock renewal (every 10 s with the 30 s lease)."""
-    from deploy_pipeline.execution import Execution, Request
+    from deploy_pipeline.operation import Operation, Request
     from deploy_pipeline.runner import Cancel
     from deploy_pipeline.store.state import open_store
 
     path = write_config(sim(durations="{db: {deploy: 60s}}"))
-    holder = Execution(Request(path, ["staging"], "deploy"))
+    holder = Operation(Request(path, ["staging"], "deploy"))
     cancel = Cancel()
     stopped = threading.Event()
     cancel.listeners.append(stopped.set)
@@ -618,22 +618,22 @@ def test_a_superseding_run_asks_every_holder_once_and_says_so_once(
     """While it waits, a `--supersede` run asks the run holding the environment to stop and
     says so once, however often it tries the lock; when a plain waiter takes the lock first,
     that one is asked (and told of) too; then the superseding run takes the lock."""
-    from deploy_pipeline.execution import Execution, Request
+    from deploy_pipeline.operation import Operation, Request
     from deploy_pipeline.runner import Cancel
     from deploy_pipeline.store.state import open_store
 
     path = write_config(sim())
     store = open_store(path)
     store.try_lock("staging", 101)  # a run of this (live) process holds staging
-    execution = Execution(Request(path, ["staging"], "deploy", supersede=True))
+    operation = Operation(Request(path, ["staging"], "deploy", supersede=True))
     clock = CountingClock()
-    assert execution.workspace.store is not None
-    execution.workspace.store.clock = clock
+    assert operation.workspace.store is not None
+    operation.workspace.store.clock = clock
     said: list[str] = []
     entered = threading.Event()
 
     def supersede() -> None:
-        with execution.locked(Cancel(), on_wait=said.append, poll=0.002):
+        with operation.locked(Cancel(), on_wait=said.append, poll=0.002):
             entered.set()
 
     def asked_by(run: int) -> object:
@@ -644,7 +644,7 @@ def test_a_superseding_run_asks_every_holder_once_and_says_so_once(
     thread.start()
     try:
         clock.wait_for(25)
-        me = execution.run_id
+        me = operation.run_id
         assert asked_by(101) == me
         # 101 lets go and a plain waiter, 102, is quicker to take the lock
         store.query("UPDATE locks SET run_id = 102, superseded_by = NULL WHERE run_id = 101")
@@ -654,7 +654,7 @@ def test_a_superseding_run_asks_every_holder_once_and_says_so_once(
         assert entered.wait(30), "the superseding run never took the lock"
     finally:
         thread.join(30)
-        execution.close()
+        operation.close()
         store.close()
     assert said == [
         "environment staging locked by run 101, asked it to stop",
@@ -667,8 +667,8 @@ def test_a_run_stopped_while_it_waits_leaves_the_environment_to_its_holder(
 ) -> None:
     """A run cancelled (Ctrl-C, SIGTERM) while it waits for the lock is recorded cancelled and
     does not mark the environment as its own (`deploying` with its run number)."""
-    from deploy_pipeline.execution import Execution, Request
     from deploy_pipeline.model import EnvironmentRecord
+    from deploy_pipeline.operation import Operation, Request
     from deploy_pipeline.runner import Cancel
     from deploy_pipeline.store.state import open_store
 
@@ -678,13 +678,13 @@ def test_a_run_stopped_while_it_waits_leaves_the_environment_to_its_holder(
     store.save_environment(
         EnvironmentRecord(name="staging", origin="file", status="deployed", last_run=100)
     )
-    execution = Execution(Request(path, ["staging"], "deploy"))
+    operation = Operation(Request(path, ["staging"], "deploy"))
     cancel = Cancel()
     try:
-        with execution.locked(cancel, on_wait=lambda m: cancel.set("terminated (SIGTERM)")):
+        with operation.locked(cancel, on_wait=lambda m: cancel.set("terminated (SIGTERM)")):
             assert cancel.is_set()
     finally:
-        execution.close()
+        operation.close()
     rec = store.environments()["staging"]
     assert (rec.status, rec.last_run) == ("deployed", 100)
     assert (store.run(1) or {}).get("status") == "cancelled"

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from deploy_pipeline.errors import UsageError
-from deploy_pipeline.execution import Execution
 from deploy_pipeline.github import GitHubApp, GitHubClient
 from deploy_pipeline.model import Action
+from deploy_pipeline.operation import Operation
 from deploy_pipeline.receiver import Receiver, create_app
 from deploy_pipeline.receiver.outbox import Outbox
 from deploy_pipeline.store.queue import Job
@@ -478,7 +478,7 @@ class FirstRunBreaks(Receiver):
 
     broken = False
 
-    def prepare(self, job: Job, action: Action) -> Execution:
+    def prepare(self, job: Job, action: Action) -> Operation:
         if not self.broken:
             self.broken = True
             raise OverflowError("timestamp too large to convert to C _PyTime_t")

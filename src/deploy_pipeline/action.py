@@ -1,4 +1,4 @@
-"""The GitHub Action: `INPUT_*` in, the same Execution as the CLI, and back out as GitHub reads
+"""The GitHub Action: `INPUT_*` in, the same Operation as the CLI, and back out as GitHub reads
 it — workflow commands in the log (masks first, a group per stage, errors on the file's line),
 `$GITHUB_OUTPUT`, the job summary, and statuses, deployments and the PR comment via `github`.
 """
@@ -8,13 +8,11 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import signal
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
@@ -23,13 +21,15 @@ import yaml
 
 from deploy_pipeline.config import load_config
 from deploy_pipeline.errors import ConfigError, ConfigErrors, DeployPipelineError, UsageError
-from deploy_pipeline.events import Redactor, format_event
-from deploy_pipeline.execution import Execution, Request, Workspace
-from deploy_pipeline.model import Action, Event, RunPlan
-from deploy_pipeline.reporting.markdown import DONE, environment_url, job_summary, service_rows
+from deploy_pipeline.events import secret_values
+from deploy_pipeline.model import Action
+from deploy_pipeline.operation import Operation, Request
+from deploy_pipeline.reporting.markdown import environment_url, job_summary, service_rows
 from deploy_pipeline.runner import Cancel, RunResult
 from deploy_pipeline.trust import ungranted
 from deploy_pipeline.webhooks import Delivery, PreviewPolicy, decide
+from deploy_pipeline.workflow_commands import Commands, StageGroups
+from deploy_pipeline.workspace import Workspace
 
 if TYPE_CHECKING:
     from deploy_pipeline.github import GitHubReporter
@@ -67,147 +67,6 @@ class Inputs:
     def names(self, name: str) -> list[str]:
         """A list input: comma-, space- or newline-separated."""
         return [n for n in self.get(name).replace(",", " ").split() if n]
-
-
-# Line breaks of every kind a log viewer splits on, and the other control characters (a
-# terminal's escape sequences) are shown, never obeyed.
-_BREAKS = re.compile(r"\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
-_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
-
-
-def plain(text: str) -> str:
-    """Text from the pipeline file, an engine or a pull request as one harmless log line: its
-    line breaks shown as ⏎, control characters as \\xNN, and never the start of a workflow
-    command (`::name::`, which the runner reads after leading blanks) nor the older `##[name]`
-    form (read anywhere in a line)."""
-    text = _BREAKS.sub("⏎", text)
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text).replace("##[", "# #[")
-    return "> " + text if text.lstrip().startswith("::") else text
-
-
-@dataclass
-class Commands:
-    """GitHub's workflow commands, written to the step's log. `emit` writes a command of ours;
-    everything else goes through `line`, which makes sure it cannot be read as one."""
-
-    out: TextIO
-
-    def emit(self, line: str) -> None:
-        self.out.write(line + "\n")
-        self.out.flush()
-
-    def line(self, text: str) -> None:
-        self.emit(plain(text))
-
-    def mask(self, values: Iterable[str]) -> None:
-        for value in values:
-            for line in value.splitlines():
-                if len(line.strip()) >= 4:
-                    self.emit(f"::add-mask::{line.strip()}")
-
-    def group(self, title: str) -> None:
-        self.emit(f"::group::{_data(title)}")
-
-    def error(self, message: str, **where: object) -> None:
-        props = ",".join(f"{k}={_prop(v)}" for k, v in where.items() if v is not None)
-        self.emit(f"::error{' ' + props if props else ''}::{_data(message)}")
-
-    def warning(self, message: str) -> None:
-        self.emit(f"::warning::{_data(message)}")
-
-
-def _data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _prop(value: object) -> str:
-    return _data(str(value)).replace(":", "%3A").replace(",", "%2C")
-
-
-GroupKey = tuple[str | None, str | None, str | None]  # environment, target, stage
-
-
-class StageGroups:
-    """Plain lines of the run's events, folded into one `::group::` per stage and target, each
-    opened once, in the plan's order. Builds run ahead of their stage: a line of a stage other
-    than the open one waits, and is printed when that stage's group opens; a group closes when
-    every service of its stage has ended (or its environment's run has)."""
-
-    def __init__(self, commands: Commands, run_plan: RunPlan) -> None:
-        self.commands = commands
-        self.left: dict[GroupKey, int] = {}  # main steps not ended yet, per group
-        self.order: list[GroupKey] = []
-        self.skipped = {(p.environment.name, s.name) for p in run_plan.plans for s in p.skipped}
-        for plan in run_plan.plans:
-            for tp in plan.targets:
-                for sp in tp.stages:
-                    key = (plan.environment.name, tp.target.name, sp.name)
-                    if sp.services:  # a stage with nothing to run has no lines to group
-                        self.left[key] = len(sp.services)
-                        self.order.append(key)
-        self.waiting: dict[GroupKey, list[str]] = {}
-        self.done: set[GroupKey] = set()
-        self.current: GroupKey | None = None
-
-    def __call__(self, event: Event) -> None:
-        line = format_event(event)
-        if event.stage is None:  # an environment's (or the run's) last line: after its stages
-            self.close()
-            self.flush(event.environment)
-            self.commands.line(line)
-            self.advance()
-            return
-        key = (event.environment, event.target, event.stage)
-        if (event.environment, event.service) in self.skipped or key in self.done:
-            self.commands.line(line)  # skipped services are told at the start, outside groups
-            return
-        if key == self.current:
-            self.commands.line(line)
-        else:
-            self.waiting.setdefault(key, []).append(line)
-        if event.phase != "build" and event.status in DONE and key in self.left:
-            self.left[key] -= 1
-        if key == self.current and self.left[key] <= 0:
-            self.close()
-        self.advance()
-
-    def next(self) -> GroupKey | None:
-        """The group to open: the first of the plan's order with lines waiting whose stage is
-        the first one of its environment and target not ended yet."""
-        first: dict[tuple[str | None, str | None], GroupKey] = {}
-        for key in self.order:
-            if key not in self.done:
-                first.setdefault(key[:2], key)
-        return next((k for k in self.order if k in self.waiting and first.get(k[:2]) == k), None)
-
-    def advance(self) -> None:
-        while self.current is None and (key := self.next()) is not None:
-            self.open(key)
-            if self.left.get(key, 1) <= 0:  # it ended while it waited: shown whole, at once
-                self.close()
-
-    def open(self, key: GroupKey) -> None:
-        environment, target, stage = key
-        self.commands.group(f"{environment} → {target}: {stage}")
-        self.current = key
-        for line in self.waiting.pop(key, []):
-            self.commands.line(line)
-
-    def close(self) -> None:
-        if self.current is not None:
-            self.commands.emit("::endgroup::")
-            self.done.add(self.current)
-            self.current = None
-
-    def flush(self, environment: str | None) -> None:
-        """Whatever still waits (a run stopped early), each stage in its own group."""
-        for key in [k for k in self.order if k in self.waiting]:
-            if environment is None or key[0] == environment:
-                self.open(key)
-                self.close()
-        for key in [k for k in self.waiting if environment in (None, k[0])]:
-            for line in self.waiting.pop(key):  # not in the plan: nothing to group it by
-                self.commands.line(line)
 
 
 def _secret_values(kubeconfig: str) -> list[str]:
@@ -405,32 +264,32 @@ def _run(
     if granted is not None:  # the services get these variables of the step, no other
         _check_granted(config, granted)
         secrets_from = {name: value for name, value in env.items() if name in granted}
-    execution = Execution(request, environ=secrets_from)
-    cmd.mask(v for values in execution.secrets.values() for v in values.values())
-    groups = StageGroups(cmd, execution.run_plan)
-    observers = _reporters(cmd, env, token, sha, execution, run_action_)
-    cancel = Cancel()
+    with Operation(request, environ=secrets_from) as operation:
+        cmd.mask(secret_values(operation.secrets))
+        groups = StageGroups(cmd, operation.run_plan)
+        observers = _reporters(cmd, env, token, sha, operation, run_action_)
+        cancel = Cancel()
 
-    def stop(signum: int, frame: FrameType | None) -> None:
-        cancel.set("the workflow run was cancelled")  # GitHub's cancel: SIGINT, then SIGTERM
+        def stop(signum: int, frame: FrameType | None) -> None:
+            cancel.set("the workflow run was cancelled")  # GitHub's cancel: SIGINT, then SIGTERM
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        result = execution.perform(
-            [groups], cancel, observers=observers, on_wait=lambda m: cmd.emit(f"waiting: {m}")
-        )
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        groups.close()
-        groups.flush(None)
-        execution.close()
-        for observer in observers:
-            observer.close()
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            result = operation.perform(
+                [groups], cancel, observers=observers, on_wait=lambda m: cmd.emit(f"waiting: {m}")
+            )
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            groups.close()
+            groups.flush(None)
+            operation.close()  # released before waiting for GitHub to hear the end
+            for observer in observers:
+                observer.close()
     if result is None:
         cmd.error("cancelled while waiting for the environment's lock")
         return 1
-    _finish(cmd, env, execution, result, run_action_, sha)
+    _finish(cmd, env, operation, result, run_action_, sha)
     return 0 if result.status == "succeeded" else 1
 
 
@@ -446,8 +305,7 @@ def _preview(
             "run it in a workflow `on: pull_request`"
         )
     payload = json.loads(Path(event_path).read_text(encoding="utf-8"))
-    ws = Workspace(config, write=not dry_run)
-    try:
+    with Workspace(config, write=not dry_run) as ws:
         policy = PreviewPolicy.of(ws.pipeline.previews)
         decision = decide(Delivery("action", "pull_request", payload), policy)
         if decision.action == "ignore" or decision.pull_request is None:
@@ -455,8 +313,6 @@ def _preview(
             _set_output(env, {"status": "skipped", "environment-url": "", "services": "{}"})
             return None
         name = ws.preview(decision.pull_request.number, recover=not dry_run).name
-    finally:
-        ws.close()
     return decision.action, name, decision.sha
 
 
@@ -465,7 +321,7 @@ def _reporters(
     env: Mapping[str, str],
     token: str,
     sha: str,
-    execution: Execution,
+    operation: Operation,
     action: Action,
 ) -> list[GitHubReporter]:
     from deploy_pipeline.github import GitHubReporter, GitHubSettings
@@ -484,7 +340,7 @@ def _reporters(
         cmd.line(f"GitHub reporting is off: {_missing(missing)}")
         return []
     reporter = GitHubReporter(
-        settings, execution.run_plan, action, log=cmd.warning, redact=execution.redactor
+        settings, operation.run_plan, action, log=cmd.warning, redact=operation.redactor
     )
     return [reporter]
 
@@ -501,16 +357,16 @@ def _missing(names: list[str]) -> str:
 def _finish(
     cmd: Commands,
     env: Mapping[str, str],
-    execution: Execution,
+    operation: Operation,
     result: RunResult,
     action: Action,
     sha: str,
 ) -> None:
-    redact: Redactor = execution.redactor
-    rows = service_rows(result, execution.run_plan)
-    public = [s.name for s in execution.pipeline.services.values() if s.public]
+    redact = operation.redactor
+    rows = service_rows(result, operation.run_plan)
+    public = [s.name for s in operation.pipeline.services.values() if s.public]
     services = {
-        f"{r.environment}/{r.service}" if len(execution.run_plan.plans) > 1 else r.service: {
+        f"{r.environment}/{r.service}" if len(operation.run_plan.plans) > 1 else r.service: {
             "image": r.image,
             "url": r.url,
             "result": r.status,
@@ -527,7 +383,7 @@ def _finish(
             "services": json.dumps(services, sort_keys=True),
         },
     )
-    _summary(env, redact(job_summary(result, execution.run_plan, action=action, sha=sha or None)))
+    _summary(env, redact(job_summary(result, operation.run_plan, action=action, sha=sha or None)))
     for failure in result.failures:
         cmd.error(failure)
     took = f"{result.duration:.1f}s"

@@ -8,25 +8,16 @@ is fast and never loads an engine's SDK.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from contextlib import redirect_stdout
 from pathlib import Path
-from types import FrameType
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
+from deploy_pipeline.cli_commands import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, dispatch
 from deploy_pipeline.errors import ConfigErrors, DeployPipelineError, UsageError
 
-if TYPE_CHECKING:
-    from deploy_pipeline.execution import Workspace
-    from deploy_pipeline.model import EnvironmentRecord
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-EXIT_TERMINATED = 143  # SIGTERM (128 + 15): stopped like Ctrl-C, said apart from it
-TERMINATED = "terminated (SIGTERM)"
 ACTIONS = ("deploy", "restart", "stop", "delete")
 
 DESCRIPTION = """\
@@ -247,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = ReaderMayLeave(sys.stdout)
     try:
         with redirect_stdout(out):
-            return _dispatch(args)
+            return dispatch(args)
     except ConfigErrors as exc:
         for error in exc.errors:
             print(error, file=sys.stderr)
@@ -308,208 +299,5 @@ class ReaderMayLeave:
         return getattr(self.stream, name)
 
 
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
 def entry() -> None:
     sys.exit(main())
-
-
-def _dispatch(args: argparse.Namespace) -> int:
-    if args.command == "schema":
-        from deploy_pipeline.schema import json_schema
-
-        print(json.dumps(json_schema(), indent=2))
-        return EXIT_OK
-    if args.command == "validate":
-        from deploy_pipeline.config import load_config
-
-        p = load_config(args.file)
-        counts = ", ".join(
-            _count(n, word)
-            for n, word in [(len(p.environments), "environment"), (len(p.targets), "target")]
-        )
-        print(
-            f"✔ {args.file} is valid: {_count(len(p.services), 'service')} in "
-            f"{_count(len(p.stages), 'stage')}, {counts}"
-        )
-        return EXIT_OK
-    if args.command == "plan":
-        return _plan(args)
-    if args.command == "env":
-        return _env(args)
-    if args.command == "serve":
-        return _serve(args)
-    return _run(args)
-
-
-def _serve(args: argparse.Namespace) -> int:
-    from deploy_pipeline.receiver import serve
-
-    serve(args.file, os.environ, host=args.host, port=args.port)
-    return EXIT_OK
-
-
-def _plan(args: argparse.Namespace) -> int:
-    from deploy_pipeline.execution import Workspace, image_states
-    from deploy_pipeline.plan import plan_json, plan_runs, plan_text
-
-    ws = Workspace(args.file, write=False)
-    try:
-        run_plan = plan_runs(
-            ws.pipeline, ws.environments(), args.environments, args.action, args.services
-        )
-        images = {}
-        if args.format == "text" and args.action == "deploy":
-            images = image_states(ws, run_plan, Path(args.file).resolve().parent)
-    finally:
-        ws.close()
-    if args.format == "json":
-        docs = [plan_json(p) for p in run_plan.plans]
-        print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
-    else:
-        order = run_plan.environment_order
-        if len(run_plan.plans) > 1:
-            print(
-                f"{len(run_plan.plans)} environments, {order}; a failure stops the ones after it"
-                if order == "sequential"
-                else f"{len(run_plan.plans)} environments, in parallel"
-            )
-        print("\n\n".join(plan_text(p, images) for p in run_plan.plans))
-    return EXIT_OK
-
-
-def _env(args: argparse.Namespace) -> int:
-    from deploy_pipeline.execution import Workspace
-
-    ws = Workspace(args.file, write=args.env_command != "list")
-    try:
-        if args.env_command == "list":
-            return _env_list(ws, args.format)
-        if args.env_command == "clone":
-            rec = ws.clone(args.source, args.new)
-            skipped = ", ".join(sorted(rec.skipped)) or "nothing"
-            print(f"✔ cloned {args.source} → {args.new} (skipped: {skipped})")
-            return EXIT_OK
-        if args.env_command == "recover":
-            recovered = ws.recover(args.environments or None)
-            for rec in recovered:
-                print(f"✔ {_recovered(rec, ws)}")
-            if not recovered:
-                print("nothing to read back: the state database knows every environment deployed")
-            return EXIT_OK
-        env = ws.set_skipped(args.environment, args.services, args.env_command == "skip")
-        print(f"✔ {env.name} skips: {', '.join(sorted(env.skipped)) or 'nothing'}")
-        return EXIT_OK
-    finally:
-        ws.close()
-
-
-def _recovered(rec: EnvironmentRecord, ws: Workspace) -> str:
-    skipped = ", ".join(sorted(ws.environments()[rec.name].skipped)) or "nothing"
-    if rec.origin == "file":
-        return f"{rec.name} skips {skipped}"
-    what = f"preview of PR #{rec.pull_request}" if rec.pull_request else "clone"
-    return f"{rec.name}, {what} of {rec.source}, skips {skipped}"
-
-
-def _env_list(ws: Workspace, fmt: str) -> int:
-    rows: list[dict[str, Any]] = ws.listing()
-    if fmt == "json":
-        print(json.dumps({"environments": rows}, indent=2))
-        return EXIT_OK
-    header = ["NAME", "SOURCE", "TARGETS", "SKIPPED", "STATUS", "LAST RUN"]
-    table = [header] + [
-        [
-            str(r["name"]),
-            str(r["source"] or "(file)"),
-            ",".join(r["targets"]),
-            ",".join(r["skipped"]) or "-",
-            str(r["status"]),
-            str(r["last_run"] or "-"),
-        ]
-        for r in rows
-    ]
-    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
-    for row in table:
-        print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    return EXIT_OK
-
-
-def _run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from deploy_pipeline.events import EventSink, JsonLines, PlainLines
-    from deploy_pipeline.execution import Execution, Request
-    from deploy_pipeline.reporting.terminal import LiveView, print_summary
-    from deploy_pipeline.runner import Cancel
-
-    request = Request(
-        args.file,
-        args.environments,
-        args.command,
-        args.services,
-        args.targets,
-        args.dry_run,
-        args.supersede,
-        args.force_conflicts,
-    )
-    execution = Execution(request)
-    jsonl = args.events == "jsonl"
-    console = Console(stderr=jsonl, highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = 120  # logs are read in wide windows; don't wrap them at 80
-    live = console.is_terminal and not jsonl and "DEPLOY_PIPELINE_PLAIN" not in os.environ
-    sinks: list[EventSink] = (
-        [JsonLines(sys.stdout)] if jsonl else [] if live else [PlainLines(sys.stdout)]
-    )
-    view = LiveView(console)
-    cancel = Cancel()
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        """Ctrl-C, or SIGTERM (a service manager, CI, `kill`): stop at the next safe point,
-        record the run cancelled and print the report; a second signal quits at once."""
-        if cancel.is_set():
-            raise KeyboardInterrupt
-        cancel.set("interrupted" if signum == signal.SIGINT else TERMINATED)
-        again = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
-        console.print(f"[yellow]stopping at the next safe point ({again} again to quit now)[/]")
-
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        if args.dry_run and not jsonl:
-            console.print("[dim]rehearsal (--dry-run): simulated targets, nothing is touched[/]")
-        for rec in execution.recovered:
-            console.print(
-                f"[dim]read back from the targets: {_recovered(rec, execution.workspace)}[/]"
-            )
-
-        def waiting(message: str) -> None:
-            view.waiting(message)
-            if not live and not jsonl:
-                print(f"waiting: {message}", flush=True)
-
-        with execution.locked(cancel, on_wait=waiting) as run_id:
-            if cancel.is_set():
-                return EXIT_TERMINATED if cancel.reason == TERMINATED else EXIT_INTERRUPTED
-            run = execution.run(sinks, cancel)
-            if run_id is not None and not jsonl:
-                console.print(f"[dim]run {run_id}[/]")
-            view.attach(run)
-            if live:
-                with view.showing():
-                    result = run.execute()
-            else:
-                result = run.execute()
-            execution.finish(result)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        execution.close()
-    print_summary(console, result, args.command)
-    if result.status == "succeeded":
-        return EXIT_OK
-    if cancel.reason == TERMINATED:
-        return EXIT_TERMINATED
-    return EXIT_INTERRUPTED if cancel.reason == "interrupted" else EXIT_FAILED

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TextIO
 
 from deploy_pipeline.errors import truncate
@@ -17,6 +17,12 @@ EventSink = Callable[[Event], None]
 MASK = "***"
 # Shorter values would mask ordinary words, so they are not masked: a run refuses them.
 MIN_SECRET = 4
+RunSecrets = Mapping[str, Mapping[str, str]]  # per service, the secrets handed to it by name
+
+
+def secret_values(secrets: RunSecrets) -> list[str]:
+    """Every value a run's services are handed, service by service, in order."""
+    return [value for values in secrets.values() for value in values.values()]
 
 
 class Redactor:
@@ -24,6 +30,11 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self.values = sorted({s for s in secrets if len(s) >= MIN_SECRET}, key=len, reverse=True)
+
+    @classmethod
+    def of(cls, secrets: RunSecrets) -> Redactor:
+        """The redactor of a run: every value its services are handed (the one way to make it)."""
+        return cls(secret_values(secrets))
 
     def __call__(self, text: str) -> str:
         for value in self.values:

@@ -537,7 +537,7 @@ class Run:
         self.cancel = cancel or Cancel()
         self.secrets = secrets or {}
         # messages reach the summary and GitHub through views and failures, not only as events
-        self.redact = Redactor(v for values in self.secrets.values() for v in values.values())
+        self.redact = Redactor.of(self.secrets)
         self.options, self.clock, self.logs = options, clock, logs
         self.label = label or time.strftime("%Y%m%d%H%M%S", time.gmtime())
         self.t0 = clock()

@@ -13,8 +13,8 @@ from deploy_pipeline.backends.build import content_tag
 from deploy_pipeline.backends.engine import Engine
 from deploy_pipeline.cli import main
 from deploy_pipeline.errors import PermanentError
-from deploy_pipeline.execution import Execution, Request
 from deploy_pipeline.model import BuildSpec
+from deploy_pipeline.operation import Operation, Request
 from deploy_pipeline.runner import Cancel
 from tests.docker_testbed import DockerBed, busybox_context
 
@@ -240,13 +240,13 @@ def test_a_context_that_turns_into_a_link_out_of_the_repository_after_loading_is
         "version: 1\ntargets: {l: {kind: docker}}\nservices:\n"
         "  app: {type: job, build: ./app}\nenvironments: {e: {}}\n"
     )
-    execution = Execution(Request(path, ["e"], "deploy"))
+    operation = Operation(Request(path, ["e"], "deploy"))
     try:
         (tmp_path / "app").rename(tmp_path / "gone")
         (tmp_path / "app").symlink_to("/etc")
-        result = execution.perform([], Cancel())
+        result = operation.perform([], Cancel())
     finally:
-        execution.close()
+        operation.close()
     assert result is not None and result.status == "failed"
     assert result.failures == [
         "e/l app build failed: services.app.build.context: must stay inside the repository: "

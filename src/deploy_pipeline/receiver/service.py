@@ -33,9 +33,9 @@ from deploy_pipeline.errors import (
     UsageError,
     truncate,
 )
-from deploy_pipeline.execution import Execution, Request, RunObserver, Workspace
 from deploy_pipeline.github import GitHubClient, GitHubReporter
 from deploy_pipeline.model import ACTIONS, Action, Event
+from deploy_pipeline.operation import Operation, Request, RunObserver
 from deploy_pipeline.plan import check_services
 from deploy_pipeline.receiver import checkout
 from deploy_pipeline.receiver.housekeeping import RETENTION_DAYS, SWEEP_EVERY, Housekeeper
@@ -49,6 +49,7 @@ from deploy_pipeline.webhooks import (
     PreviewPolicy,
     in_sequence,
 )
+from deploy_pipeline.workspace import Workspace
 
 log = logging.getLogger("deploy_pipeline.receiver")
 
@@ -106,11 +107,11 @@ class Conflict(UsageError):
 class AttachRun:
     """Tells the queue which run a delivery started as soon as it starts (for the API's SSE)."""
 
-    def __init__(self, queue: Queue, delivery: str, execution: Execution) -> None:
-        self.queue, self.delivery, self.execution = queue, delivery, execution
+    def __init__(self, queue: Queue, delivery: str, operation: Operation) -> None:
+        self.queue, self.delivery, self.operation = queue, delivery, operation
 
     def start(self) -> None:
-        self.queue.attach_run(self.delivery, self.execution.run_id)
+        self.queue.attach_run(self.delivery, self.operation.run_id)
 
     def __call__(self, event: Event) -> None:
         pass
@@ -317,20 +318,20 @@ class Receiver:
             "pr": job.pull_request,
             "environment": job.environment,
         }
-        execution: Execution | None = None
+        operation: Operation | None = None
         observers: list[GitHubReporter] = []
         try:
-            execution = self.prepare(job, action)
-            reporter = self.reporter(job, execution, action)
+            operation = self.prepare(job, action)
+            reporter = self.reporter(job, operation, action)
             observers = [reporter] if reporter else []
-            attach = AttachRun(self.queue, job.delivery, execution)
+            attach = AttachRun(self.queue, job.delivery, operation)
             watching: list[RunObserver] = [attach, *observers]
-            result = execution.perform([], cancel, observers=watching)
+            result = operation.perform([], cancel, observers=watching)
             for reporter in observers:  # GitHub shows the end before the delivery says done
                 self.detach(reporter)  # unless GitHub is out of reach: the run's result is kept
             observers = []
-            self.queue.attach_run(job.delivery, execution.run_id)
-            extra["run"] = execution.run_id
+            self.queue.attach_run(job.delivery, operation.run_id)
+            extra["run"] = operation.run_id
             outcome = result.status if result else "cancelled"
             if outcome == "cancelled" and cancel.reason == STOPPING:
                 self.queue.release(job.delivery)  # a graceful stop loses no work either
@@ -345,21 +346,21 @@ class Receiver:
         except DeployPipelineError as exc:
             said = str(exc).replace(f"{self.checkout_of(job.environment)}{os.sep}", "")
             # once a run started its reporter told GitHub; before, nothing did
-            tell = None if execution is not None else f"{action} could not start: {said}"
+            tell = None if operation is not None else f"{action} could not start: {said}"
             self.failed(job, action, said, tell=tell, extra=extra)
         except Exception as exc:  # a defect, or a value no check caught: the delivery fails
             said = (
                 f"{action} of {job.environment} stopped on an unexpected error: "
                 f"{type(exc).__name__}: {truncate(str(exc), 300)}"
             )
-            if execution is not None:
-                said = execution.redactor(said)
+            if operation is not None:
+                said = operation.redactor(said)
             log.exception("%s", said, extra=extra)  # the traceback for whoever fixes it
             self.failed(job, action, said, tell=said, extra=extra, logged=True)
         finally:
             done.set()
-            if execution is not None:
-                execution.close()
+            if operation is not None:
+                operation.close()
             for reporter in observers:
                 self.detach(reporter)
             self.metrics.run_seconds.labels(action).observe(time.monotonic() - started)
@@ -396,7 +397,7 @@ class Receiver:
             with self.lock:
                 self.reporting.append(reporter)
 
-    def prepare(self, job: Job, action: Action) -> Execution:
+    def prepare(self, job: Job, action: Action) -> Operation:
         """The job's run, ready: its pipeline file, the preview made on its first push."""
         config = self.pipeline_for(job, action)
         trusted = self.trusted_for(config)
@@ -411,28 +412,25 @@ class Receiver:
         )
         try:
             if job.pull_request is not None:
-                workspace = Workspace(config, state=self.state, trusted=trusted)
-                try:
+                with Workspace(config, state=self.state, trusted=trusted) as workspace:
                     workspace.preview(job.pull_request)
-                finally:
-                    workspace.close()
-            execution = Execution(request)
+            operation = Operation(request)
         except ConfigErrors:
             if trusted is not None:  # a refused file is not kept: the preview's later runs (its
                 config.unlink(missing_ok=True)  # delete on close) and its page read -f FILE
             raise
-        if execution.workspace.ignored:
+        if operation.workspace.ignored:
             log.warning(
                 "the pull request's %s sets %s: ignored, the receiver's own file decides them",
                 PIPELINE_FILE,
-                ", ".join(execution.workspace.ignored),
+                ", ".join(operation.workspace.ignored),
                 extra={
                     "delivery": job.delivery,
                     "pr": job.pull_request,
                     "environment": job.environment,
                 },
             )
-        return execution
+        return operation
 
     def after(self, job: Job, action: Action, outcome: str) -> None:
         """What a finished run leaves to do: keep previews within previews.max, and drop a
@@ -510,7 +508,7 @@ class Receiver:
         (dest / PIPELINE_FILE).write_text(text)  # what the API said is what runs
         return dest / PIPELINE_FILE
 
-    def reporter(self, job: Job, execution: Execution, action: Action) -> GitHubReporter | None:
+    def reporter(self, job: Job, operation: Operation, action: Action) -> GitHubReporter | None:
         repository = job.repository
         if self.github is None or not repository or not job.sha:
             return None
@@ -521,10 +519,10 @@ class Receiver:
         settings = self.github.settings(repository, job.sha, run_url=run_url, lazy=True)
         return GitHubReporter(
             settings,
-            execution.run_plan,
+            operation.run_plan,
             action,
             log=log.warning,
-            redact=execution.redactor,
+            redact=operation.redactor,
             cancelled="inactive",  # superseded by a newer push (or queued again): not a failure
         )
 
@@ -532,8 +530,7 @@ class Receiver:
 
     def clone(self, source: str, new: str) -> dict[str, object]:
         """`POST /api/environments/{source}/clone`: the new environment as the listing shows it."""
-        workspace = Workspace(self.config)
-        try:
+        with Workspace(self.config) as workspace:
             envs = workspace.environments()
             if source not in envs:
                 raise NotFound(f"no environment named '{source}' (known: {', '.join(envs)})")
@@ -541,23 +538,17 @@ class Receiver:
                 raise Conflict(f"environment '{new}' already exists; pick another name")
             workspace.clone(source, new)
             return next(e for e in workspace.listing() if e["name"] == new)
-        finally:
-            workspace.close()
 
     def order(self, name: str, action: Action, services: Sequence[str]) -> str:
         """`POST /api/environments/{name}/{action}`: queued like a delivery; its id."""
         config = self.config_of(name)
-        workspace = Workspace(
-            config, write=False, state=self.state, trusted=self.trusted_for(config)
-        )
-        try:
+        trusted = self.trusted_for(config)
+        with Workspace(config, write=False, state=self.state, trusted=trusted) as workspace:
             envs = workspace.environments()
             if name not in envs:
                 raise NotFound(f"no environment named '{name}' (known: {', '.join(envs)})")
             check_services(workspace.pipeline, services)
             record = workspace.records.get(name)
-        finally:
-            workspace.close()
         what = f" of {', '.join(services)}" if services else ""
         return self.submit(
             name,
@@ -570,8 +561,5 @@ class Receiver:
     # --- what the API shows ------------------------------------------------------------------
 
     def environments(self) -> list[dict[str, object]]:
-        workspace = Workspace(self.config, write=False)
-        try:
+        with Workspace(self.config, write=False) as workspace:
             return workspace.listing()
-        finally:
-            workspace.close()

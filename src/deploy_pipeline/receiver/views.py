@@ -18,7 +18,6 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from deploy_pipeline.errors import truncate
-from deploy_pipeline.execution import Workspace
 from deploy_pipeline.receiver.cards import RunEvents, StageColumn, environment_url, stage_columns
 from deploy_pipeline.receiver.common import (
     json_response,
@@ -29,6 +28,7 @@ from deploy_pipeline.receiver.common import (
 from deploy_pipeline.receiver.service import Receiver
 from deploy_pipeline.store.queue import Queue, repository_of
 from deploy_pipeline.store.state import Store
+from deploy_pipeline.workspace import Workspace
 
 STATIC = Path(__file__).parent / "static"
 POLL = 0.25  # seconds between looks at the store for a run's new events (written every ≤0.5 s)
@@ -73,15 +73,12 @@ def environment_view(receiver: Receiver, name: str) -> dict[str, object] | None:
     """An environment as `GET /api/environments/{name}` shows it; None when there is none."""
     config = receiver.config_of(name)
     trusted = receiver.trusted_for(config)
-    workspace = Workspace(config, write=False, state=receiver.state, trusted=trusted)
-    try:
+    with Workspace(config, write=False, state=receiver.state, trusted=trusted) as workspace:
         found = workspace.listed(name)  # not the whole listing: there may be a thousand
         if found is None:
             return None
         listed, environment = found
         pipeline = workspace.pipeline
-    finally:
-        workspace.close()
     store = receiver.store
     last_run = listed["last_run"]
     runs: list[RunEvents] = []

@@ -8,14 +8,15 @@ from __future__ import annotations
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from typing import Protocol
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from deploy_pipeline.model import Event
 from deploy_pipeline.runner import Run, RunResult, StepView
 
 STYLE = {
@@ -46,29 +47,65 @@ def _text(text: str, style: str = "") -> Text:
     return Text(CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text), style=style)
 
 
-class LiveView:
-    """Redraws the run's state a few times a second while it runs."""
+class Followed(Protocol):
+    """What the live view reads of the operation it follows: the run's number and the run."""
 
-    def __init__(self, console: Console) -> None:
-        self.console = console
+    run_id: int | None
+    run: Run | None
+
+
+class LiveView:
+    """Redraws the run's state a few times a second while it runs. It observes the run (the
+    operation's RunObserver): from the run's start, its number said (when `numbered`), to its
+    end, redrawn when `live`."""
+
+    def __init__(self, console: Console, *, live: bool = True, numbered: bool = True) -> None:
+        self.console, self.live, self.numbered = console, live, numbered
         self.run: Run | None = None
         self.note = ""
         self.lock = threading.Lock()
+        self.followed: Followed | None = None
+        self.shown: Live | None = None
 
     def waiting(self, message: str) -> None:
         with self.lock:
             self.note = f"waiting: {message}"
 
+    def follow(self, operation: Followed) -> None:
+        self.followed = operation
+
     def attach(self, run: Run) -> None:
         with self.lock:
             self.run, self.note = run, ""
 
-    @contextmanager
-    def showing(self) -> Iterator[LiveView]:
-        with Live(
-            console=self.console, refresh_per_second=8, transient=True, get_renderable=self.render
-        ):
-            yield self
+    def start(self) -> None:
+        followed = self.followed
+        if followed is None:
+            return
+        if followed.run_id is not None and self.numbered:
+            self.console.print(f"[dim]run {followed.run_id}[/]")
+        if followed.run is not None:
+            self.attach(followed.run)
+        if self.live:
+            self.shown = Live(
+                console=self.console,
+                refresh_per_second=8,
+                transient=True,
+                get_renderable=self.render,
+            )
+            self.shown.start()
+
+    def __call__(self, event: Event) -> None:
+        pass  # it draws the run's steps, not its events
+
+    def finish(self, result: RunResult) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop redrawing (the run ended, or stopped on an error)."""
+        if self.shown is not None:
+            self.shown.stop()
+            self.shown = None
 
     def render(self) -> RenderableType:
         with self.lock:

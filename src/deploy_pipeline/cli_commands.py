@@ -1,0 +1,205 @@
+"""What each command of `deploy-pipeline` does, given its parsed arguments (cli.py parses them
+and turns errors into exit codes): validate, schema, plan, env, serve, and the runs (deploy,
+restart, stop, delete) through one Operation with the terminal's view observing it. Heavy
+imports wait until a command needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from deploy_pipeline.workspace import Workspace
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_TERMINATED = 143  # SIGTERM (128 + 15): stopped like Ctrl-C, said apart from it
+TERMINATED = "terminated (SIGTERM)"
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    if args.command == "schema":
+        from deploy_pipeline.schema import json_schema
+
+        print(json.dumps(json_schema(), indent=2))
+        return EXIT_OK
+    if args.command == "validate":
+        from deploy_pipeline.config import load_config
+
+        p = load_config(args.file)
+        counts = ", ".join(
+            _count(n, word)
+            for n, word in [(len(p.environments), "environment"), (len(p.targets), "target")]
+        )
+        print(
+            f"✔ {args.file} is valid: {_count(len(p.services), 'service')} in "
+            f"{_count(len(p.stages), 'stage')}, {counts}"
+        )
+        return EXIT_OK
+    if args.command == "plan":
+        return _plan(args)
+    if args.command == "env":
+        return _env(args)
+    if args.command == "serve":
+        return _serve(args)
+    return _run(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from deploy_pipeline.receiver import serve
+
+    serve(args.file, os.environ, host=args.host, port=args.port)
+    return EXIT_OK
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from deploy_pipeline.plan import plan_json, plan_runs, plan_text
+    from deploy_pipeline.rehearsal import image_states
+    from deploy_pipeline.workspace import Workspace
+
+    with Workspace(args.file, write=False) as ws:
+        run_plan = plan_runs(
+            ws.pipeline, ws.environments(), args.environments, args.action, args.services
+        )
+        images = {}
+        if args.format == "text" and args.action == "deploy":
+            root = Path(args.file).resolve().parent
+            images = image_states(run_plan, root, ws.pipeline.registry)
+    if args.format == "json":
+        docs = [plan_json(p) for p in run_plan.plans]
+        print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
+    else:
+        order = run_plan.environment_order
+        if len(run_plan.plans) > 1:
+            print(
+                f"{len(run_plan.plans)} environments, {order}; a failure stops the ones after it"
+                if order == "sequential"
+                else f"{len(run_plan.plans)} environments, in parallel"
+            )
+        print("\n\n".join(plan_text(p, images) for p in run_plan.plans))
+    return EXIT_OK
+
+
+def _env(args: argparse.Namespace) -> int:
+    from deploy_pipeline.workspace import Workspace
+
+    with Workspace(args.file, write=args.env_command != "list") as ws:
+        if args.env_command == "list":
+            return _env_list(ws, args.format)
+        if args.env_command == "clone":
+            rec = ws.clone(args.source, args.new)
+            skipped = ", ".join(sorted(rec.skipped)) or "nothing"
+            print(f"✔ cloned {args.source} → {args.new} (skipped: {skipped})")
+            return EXIT_OK
+        if args.env_command == "recover":
+            recovered = ws.recover(args.environments or None)
+            for rec in recovered:
+                print(f"✔ {ws.describe(rec)}")
+            if not recovered:
+                print("nothing to read back: the state database knows every environment deployed")
+            return EXIT_OK
+        env = ws.set_skipped(args.environment, args.services, args.env_command == "skip")
+        print(f"✔ {env.name} skips: {', '.join(sorted(env.skipped)) or 'nothing'}")
+        return EXIT_OK
+
+
+def _env_list(ws: Workspace, fmt: str) -> int:
+    rows: list[dict[str, Any]] = ws.listing()
+    if fmt == "json":
+        print(json.dumps({"environments": rows}, indent=2))
+        return EXIT_OK
+    header = ["NAME", "SOURCE", "TARGETS", "SKIPPED", "STATUS", "LAST RUN"]
+    table = [header] + [
+        [
+            str(r["name"]),
+            str(r["source"] or "(file)"),
+            ",".join(r["targets"]),
+            ",".join(r["skipped"]) or "-",
+            str(r["status"]),
+            str(r["last_run"] or "-"),
+        ]
+        for r in rows
+    ]
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from deploy_pipeline.events import EventSink, JsonLines, PlainLines
+    from deploy_pipeline.operation import Operation, Request
+    from deploy_pipeline.reporting.terminal import LiveView, print_summary
+    from deploy_pipeline.runner import Cancel
+
+    request = Request(
+        args.file,
+        args.environments,
+        args.command,
+        args.services,
+        args.targets,
+        args.dry_run,
+        args.supersede,
+        args.force_conflicts,
+    )
+    with Operation(request) as operation:
+        jsonl = args.events == "jsonl"
+        console = Console(stderr=jsonl, highlight=False)
+        if not console.is_terminal and "COLUMNS" not in os.environ:
+            console.width = 120  # logs are read in wide windows; don't wrap them at 80
+        live = console.is_terminal and not jsonl and "DEPLOY_PIPELINE_PLAIN" not in os.environ
+        sinks: list[EventSink] = (
+            [JsonLines(sys.stdout)] if jsonl else [] if live else [PlainLines(sys.stdout)]
+        )
+        view = LiveView(console, live=live, numbered=not jsonl)
+        cancel = Cancel()
+
+        def interrupt(signum: int, frame: FrameType | None) -> None:
+            """Ctrl-C, or SIGTERM (a service manager, CI, `kill`): stop at the next safe point,
+            record the run cancelled and print the report; a second signal quits at once."""
+            if cancel.is_set():
+                raise KeyboardInterrupt
+            cancel.set("interrupted" if signum == signal.SIGINT else TERMINATED)
+            again = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+            console.print(f"[yellow]stopping at the next safe point ({again} again to quit now)[/]")
+
+        def waiting(message: str) -> None:
+            view.waiting(message)
+            if not live and not jsonl:
+                print(f"waiting: {message}", flush=True)
+
+        previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            if args.dry_run and not jsonl:
+                console.print(
+                    "[dim]rehearsal (--dry-run): simulated targets, nothing is touched[/]"
+                )
+            for rec in operation.recovered:
+                said = operation.workspace.describe(rec)
+                console.print(f"[dim]read back from the targets: {said}[/]")
+            view.follow(operation)
+            result = operation.perform(sinks, cancel, observers=[view], on_wait=waiting)
+        finally:
+            view.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    if result is None:
+        return EXIT_TERMINATED if cancel.reason == TERMINATED else EXIT_INTERRUPTED
+    print_summary(console, result, args.command)
+    if result.status == "succeeded":
+        return EXIT_OK
+    if cancel.reason == TERMINATED:
+        return EXIT_TERMINATED
+    return EXIT_INTERRUPTED if cancel.reason == "interrupted" else EXIT_FAILED
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
