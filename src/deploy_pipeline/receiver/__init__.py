@@ -7,7 +7,8 @@ on the same stage runner as the CLI and the Action, reported to GitHub the same 
 """
 
 from deploy_pipeline.receiver.http import create_app
-from deploy_pipeline.receiver.service import Metrics, Receiver
+from deploy_pipeline.receiver.metrics import Metrics
+from deploy_pipeline.receiver.service import Receiver
 from deploy_pipeline.receiver.serving import JsonLogs, from_environ, serve
 
 __all__ = ["JsonLogs", "Metrics", "Receiver", "create_app", "from_environ", "serve"]

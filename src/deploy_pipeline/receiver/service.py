@@ -18,13 +18,6 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-)
-
 from deploy_pipeline.config import load_config
 from deploy_pipeline.errors import (
     ConfigErrors,
@@ -37,9 +30,10 @@ from deploy_pipeline.execution import Execution, Request, RunObserver, Workspace
 from deploy_pipeline.github import GitHubClient, GitHubReporter
 from deploy_pipeline.model import ACTIONS, Action, Event
 from deploy_pipeline.plan import check_services
-from deploy_pipeline.receiver import checkout
 from deploy_pipeline.receiver.housekeeping import RETENTION_DAYS, SWEEP_EVERY, Housekeeper
+from deploy_pipeline.receiver.metrics import Metrics
 from deploy_pipeline.receiver.outbox import Outbox
+from deploy_pipeline.receiver.sources import PIPELINE_FILE, Sources
 from deploy_pipeline.runner import Cancel, RunResult
 from deploy_pipeline.store.queue import Job, Queue
 from deploy_pipeline.store.state import open_store, state_path
@@ -56,43 +50,7 @@ STOPPING = "the receiver is stopping; the run starts again when it is back"
 REPORT_WAIT = 5.0  # seconds to wait for an update GitHub answers (a stopping receiver: per sender)
 
 
-class Metrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.deliveries = Counter(
-            "deploy_pipeline_deliveries", "Webhook deliveries", ["event", "outcome"], registry=r
-        )
-        self.ack = Histogram(
-            "deploy_pipeline_ack_seconds",
-            "Time from a delivery's arrival to its answer",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0),
-            registry=r,
-        )
-        self.queue_depth = Gauge(
-            "deploy_pipeline_queue_depth", "Deliveries waiting to run", registry=r
-        )
-        self.runs = Counter(
-            "deploy_pipeline_runs", "Runs finished", ["action", "result"], registry=r
-        )
-        self.run_seconds = Histogram(
-            "deploy_pipeline_run_seconds", "Run durations", ["action"], registry=r
-        )
-        self.uploads = Gauge(
-            "deploy_pipeline_uploads",
-            "Webhook bodies being read (DEPLOY_PIPELINE_UPLOADS at most)",
-            registry=r,
-        )
-        self.event_streams = Gauge(
-            "deploy_pipeline_event_streams",
-            "Run event streams open (GET /api/runs/{id}/events)",
-            registry=r,
-        )
-
-
-SOURCES = ("file", "pull-request")
 REPOSITORY = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+")  # GitHub's owner/name
-PIPELINE_FILE = ".deploy-pipeline.yml"
 
 
 class NotFound(UsageError):
@@ -146,22 +104,14 @@ class Receiver:
         self.api_token, self.public_url = api_token, public_url
         self.retention = retention_days * 86400.0  # seconds finished work stays in the store
         pipeline = load_config(config)  # a bad file stops the start, with its errors
-        if source not in SOURCES:
-            raise UsageError(
-                f"DEPLOY_PIPELINE_SOURCE is one of {', '.join(SOURCES)}, got {source!r}"
-            )
-        if source == "pull-request" and github is None:
-            raise UsageError(
-                "DEPLOY_PIPELINE_SOURCE=pull-request reads each pull request's pipeline file "
-                "from GitHub: set GITHUB_TOKEN, or GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY"
-            )
+        self.state = state_path(config)  # one state database, whichever file a run reads
+        self.sources = Sources(config, state=self.state, source=source, github=github)
         if repository is not None and not REPOSITORY.fullmatch(repository):
             raise UsageError(
                 f"DEPLOY_PIPELINE_REPOSITORY is the owner/name of the repository served here "
                 f"(e.g. octo-org/app), got {truncate(repository, 100)!r}"
             )
         self.source, self.repository = source, repository
-        self.state = state_path(config)  # one state database, whichever file a run reads
         self.previews = pipeline.previews  # housekeeping's ttl and max
         self.policy = PreviewPolicy.of(self.previews, repository)  # what a delivery asks for
         self.store = open_store(config, state=self.state)
@@ -176,9 +126,19 @@ class Receiver:
         self.wake = threading.Condition()
         self.running: dict[str, Cancel] = {}
         self.lock = threading.Lock()
-        self.housekeeper = Housekeeper(self, github=github, every=sweep_every)
         self.outbox = Outbox(
             tries=github.retries if github else 1, backoff=github.backoff if github else 0.5
+        )
+        self.housekeeper = Housekeeper(
+            self.store,
+            self.queue,
+            submit=self.submit,
+            outbox=self.outbox,
+            stopping=self.stopping,
+            previews=self.previews,
+            retention=self.retention,
+            github=github,
+            every=sweep_every,
         )
         self.reporting: list[GitHubReporter] = []  # still sending, GitHub being out of reach
 
@@ -442,7 +402,7 @@ class Receiver:
         if job.pull_request is not None and action == "deploy":
             self.housekeeper.sweep(closed=False)  # a new one may be one over previews.max
         if action == "delete" and not job.services:
-            checkout.remove(self.checkout_of(job.environment))
+            self.sources.remove(job.environment)
 
     def watch(self, job: Job, cancel: Cancel, done: threading.Event, every: float = 1.0) -> None:
         """While a job runs: renew its lease, and stop a preview's run when any receiver has
@@ -475,40 +435,19 @@ class Receiver:
         )
         sent.wait(REPORT_WAIT)  # the commit says it before the delivery does, if GitHub answers
 
+    # --- where a run's pipeline file comes from (sources.py) --------------------------------
+
     def checkout_of(self, environment: str) -> Path:
-        return self.state.parent / "checkouts" / environment
+        return self.sources.checkout_of(environment)
 
     def config_of(self, environment: str) -> Path:
-        """The pipeline file an environment last ran: its pull request's, fetched for its last
-        deploy (DEPLOY_PIPELINE_SOURCE=pull-request), else `-f FILE`."""
-        kept = self.checkout_of(environment) / PIPELINE_FILE
-        return kept if self.source == "pull-request" and kept.exists() else self.config
+        return self.sources.config_of(environment)
 
     def trusted_for(self, config: Path) -> Path | None:
-        """The file that decides what a run of `config` may reach: `-f FILE` when `config` is a
-        pull request's (see trust.py), else None (it is `-f FILE` itself)."""
-        return None if config == self.config else self.config
+        return self.sources.trusted_for(config)
 
     def pipeline_for(self, job: Job, action: Action) -> Path:
-        """The pipeline file a job runs: `-f FILE`, or with DEPLOY_PIPELINE_SOURCE=pull-request
-        the PR head's, read through the API, with its build contexts fetched (depth 1)."""
-        repository = job.repository
-        if self.source != "pull-request" or job.pull_request is None or self.github is None:
-            return self.config
-        if action != "deploy" or not job.sha or not repository:  # the last commit deployed
-            return self.config_of(job.environment)
-        dest = self.checkout_of(job.environment)
-        text = self.github.pipeline_file(repository, job.sha, PIPELINE_FILE)
-        if text is None:
-            raise UsageError(
-                f"{repository} has no {PIPELINE_FILE} at {job.sha[:7]}: nothing to deploy "
-                f"for pull request #{job.pull_request}"
-            )
-        clone_url = self.github.clone_url(repository)
-        checkout.fetch(clone_url, job.sha, self.github.token(repository), dest)
-        (dest / PIPELINE_FILE).unlink(missing_ok=True)  # a committed link: not written through
-        (dest / PIPELINE_FILE).write_text(text)  # what the API said is what runs
-        return dest / PIPELINE_FILE
+        return self.sources.pipeline_for(job, action)
 
     def reporter(self, job: Job, execution: Execution, action: Action) -> GitHubReporter | None:
         repository = job.repository
