@@ -26,10 +26,11 @@ from deploy_pipeline.errors import ConfigError, ConfigErrors, DeployPipelineErro
 from deploy_pipeline.events import Redactor, format_event
 from deploy_pipeline.execution import Execution, Request, Workspace
 from deploy_pipeline.model import Action, Event, RunPlan
+from deploy_pipeline.previews import PreviewPolicy, decide
 from deploy_pipeline.reporting.markdown import DONE, environment_url, job_summary, service_rows
 from deploy_pipeline.runner import Cancel, RunResult
 from deploy_pipeline.trust import ungranted
-from deploy_pipeline.webhooks import Delivery, PreviewPolicy, decide
+from deploy_pipeline.webhooks import Delivery
 
 if TYPE_CHECKING:
     from deploy_pipeline.github import GitHubReporter

@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from deploy_pipeline.errors import DeployPipelineError, StoreError, truncate
 from deploy_pipeline.model import ACTIONS
+from deploy_pipeline.previews import decide
 from deploy_pipeline.receiver import openapi, paging, views
 from deploy_pipeline.receiver.common import (
     json_response,
@@ -35,7 +36,6 @@ from deploy_pipeline.webhooks import (
     Delivery,
     PayloadError,
     SignatureError,
-    decide,
     signature_of,
 )
 

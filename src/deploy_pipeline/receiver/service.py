@@ -30,6 +30,7 @@ from deploy_pipeline.execution import Execution, Request, RunObserver, Workspace
 from deploy_pipeline.github import GitHubClient, GitHubReporter
 from deploy_pipeline.model import ACTIONS, Action, Event
 from deploy_pipeline.plan import check_services
+from deploy_pipeline.previews import Decision, PreviewPolicy, in_sequence
 from deploy_pipeline.receiver.housekeeping import RETENTION_DAYS, SWEEP_EVERY, Housekeeper
 from deploy_pipeline.receiver.metrics import Metrics
 from deploy_pipeline.receiver.outbox import Outbox
@@ -37,12 +38,7 @@ from deploy_pipeline.receiver.sources import PIPELINE_FILE, Sources
 from deploy_pipeline.runner import Cancel, RunResult
 from deploy_pipeline.store.queue import Job, Queue
 from deploy_pipeline.store.state import open_store, state_path
-from deploy_pipeline.webhooks import (
-    Decision,
-    Delivery,
-    PreviewPolicy,
-    in_sequence,
-)
+from deploy_pipeline.webhooks import Delivery
 
 log = logging.getLogger("deploy_pipeline.receiver")
 
@@ -146,7 +142,7 @@ class Receiver:
 
     def accept(self, delivery: Delivery, decision: Decision) -> Decision | None:
         """Store a delivery that asks for work, unless what its preview was last asked says to
-        leave it alone (webhooks.in_sequence): the decision it stands by, stored when it is not
+        leave it alone (previews.in_sequence): the decision it stands by, stored when it is not
         `ignore`; None when its id was seen before (a repeat, not run again)."""
         if decision.environment and decision.pull_request:
             decision = in_sequence(decision, self.queue.last_taken(decision.environment))
