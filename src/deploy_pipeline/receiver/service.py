@@ -29,7 +29,6 @@ from deploy_pipeline.errors import (
 from deploy_pipeline.execution import Execution, Request, RunObserver, Workspace
 from deploy_pipeline.github import GitHubClient, GitHubReporter
 from deploy_pipeline.model import ACTIONS, Action, Event
-from deploy_pipeline.plan import check_services
 from deploy_pipeline.previews import Decision, PreviewPolicy, in_sequence
 from deploy_pipeline.receiver.housekeeping import RETENTION_DAYS, SWEEP_EVERY, Housekeeper
 from deploy_pipeline.receiver.metrics import Metrics
@@ -462,51 +461,3 @@ class Receiver:
             redact=execution.redactor,
             cancelled="inactive",  # superseded by a newer push (or queued again): not a failure
         )
-
-    # --- what the API does -------------------------------------------------------------------
-
-    def clone(self, source: str, new: str) -> dict[str, object]:
-        """`POST /api/environments/{source}/clone`: the new environment as the listing shows it."""
-        workspace = Workspace(self.config)
-        try:
-            envs = workspace.environments()
-            if source not in envs:
-                raise NotFound(f"no environment named '{source}' (known: {', '.join(envs)})")
-            if new in envs:
-                raise Conflict(f"environment '{new}' already exists; pick another name")
-            workspace.clone(source, new)
-            return next(e for e in workspace.listing() if e["name"] == new)
-        finally:
-            workspace.close()
-
-    def order(self, name: str, action: Action, services: Sequence[str]) -> str:
-        """`POST /api/environments/{name}/{action}`: queued like a delivery; its id."""
-        config = self.config_of(name)
-        workspace = Workspace(
-            config, write=False, state=self.state, trusted=self.trusted_for(config)
-        )
-        try:
-            envs = workspace.environments()
-            if name not in envs:
-                raise NotFound(f"no environment named '{name}' (known: {', '.join(envs)})")
-            check_services(workspace.pipeline, services)
-            record = workspace.records.get(name)
-        finally:
-            workspace.close()
-        what = f" of {', '.join(services)}" if services else ""
-        return self.submit(
-            name,
-            action,
-            services=services,
-            reason=f"{action}{what} asked through the API",
-            pull_request=record.pull_request if record else None,
-        )
-
-    # --- what the API shows ------------------------------------------------------------------
-
-    def environments(self) -> list[dict[str, object]]:
-        workspace = Workspace(self.config, write=False)
-        try:
-            return workspace.listing()
-        finally:
-            workspace.close()
