@@ -32,7 +32,7 @@ from deploy_pipeline.model import ACTIONS, Action, Event
 from deploy_pipeline.previews import Decision, PreviewPolicy, in_sequence
 from deploy_pipeline.receiver.housekeeping import RETENTION_DAYS, SWEEP_EVERY, Housekeeper
 from deploy_pipeline.receiver.metrics import Metrics
-from deploy_pipeline.receiver.outbox import Outbox
+from deploy_pipeline.receiver.outbox import REPORT_WAIT, Outbox
 from deploy_pipeline.receiver.sources import PIPELINE_FILE, Sources
 from deploy_pipeline.runner import Cancel, RunResult
 from deploy_pipeline.store.queue import Job, Queue
@@ -42,9 +42,6 @@ from deploy_pipeline.webhooks import Delivery
 log = logging.getLogger("deploy_pipeline.receiver")
 
 STOPPING = "the receiver is stopping; the run starts again when it is back"
-REPORT_WAIT = 5.0  # seconds to wait for an update GitHub answers (a stopping receiver: per sender)
-
-
 REPOSITORY = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+")  # GitHub's owner/name
 
 
@@ -122,7 +119,7 @@ class Receiver:
         self.running: dict[str, Cancel] = {}
         self.lock = threading.Lock()
         self.outbox = Outbox(
-            tries=github.retries if github else 1, backoff=github.backoff if github else 0.5
+            github, tries=github.retries if github else 1, backoff=github.backoff if github else 0.5
         )
         self.housekeeper = Housekeeper(
             self.store,
@@ -135,7 +132,6 @@ class Receiver:
             github=github,
             every=sweep_every,
         )
-        self.reporting: list[GitHubReporter] = []  # still sending, GitHub being out of reach
 
     # --- the HTTP side -----------------------------------------------------------------------
 
@@ -228,9 +224,7 @@ class Receiver:
             self.wake.notify_all()
         for thread in self.threads:
             thread.join(timeout)
-        self.outbox.close(REPORT_WAIT)
-        for reporter in self.reporting:
-            reporter.close(REPORT_WAIT)
+        self.outbox.close(REPORT_WAIT)  # and the runs' reporters still sending
         if self.github is not None:
             self.github.close()
         self.writer.shutdown()
@@ -334,7 +328,7 @@ class Receiver:
     ) -> None:
         """A job that could not run: its delivery `failed` with `said`, GitHub told `tell`."""
         if tell is not None:
-            self.tell_github(job, tell)
+            self.outbox.tell(job, tell)
         self.queue.finish(job.delivery, "failed", said)
         self.metrics.runs.labels(action, "error").inc()
         if not logged:
@@ -343,13 +337,8 @@ class Receiver:
             )
 
     def detach(self, reporter: GitHubReporter) -> None:
-        """Wait for a run's updates to GitHub while it answers; when it is out of reach, leave
-        them to the reporter's thread (retried with backoff) and go on."""
-        with self.lock:
-            self.reporting = [r for r in self.reporting if r.worker.is_alive()]
-        if not reporter.detach():
-            with self.lock:
-                self.reporting.append(reporter)
+        """A run's reporter done with: its updates sent, or left sending (outbox.py)."""
+        self.outbox.detach(reporter)
 
     def prepare(self, job: Job, action: Action) -> Execution:
         """The job's run, ready: its pipeline file, the preview made on its first push."""
@@ -417,18 +406,6 @@ class Receiver:
             if newer is not None:
                 cancel.set(f"superseded by {newer[:7]}")
                 return
-
-    def tell_github(self, job: Job, text: str) -> None:
-        """A commit status `error` saying why a pull request's run could not start."""
-        repository = job.repository
-        github, sha = self.github, job.sha
-        if github is None or not repository or not sha:
-            return
-        sent = self.outbox.send(
-            f"set the status of {sha[:7]}",
-            lambda: github.status(repository, sha, job.environment, "error", text),
-        )
-        sent.wait(REPORT_WAIT)  # the commit says it before the delivery does, if GitHub answers
 
     # --- where a run's pipeline file comes from (sources.py) --------------------------------
 
