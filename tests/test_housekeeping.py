@@ -219,7 +219,15 @@ def test_housekeeping_outlives_an_unexpected_error_and_says_it(
     housekeeping thread goes on: the receiver stays ready."""
     caplog.set_level(logging.ERROR, logger="deploy_pipeline.receiver")
     receiver = Receiver(write_config(PIPELINE), secret=SECRET, workers=1, sweep_every=3600)
-    receiver.housekeeper = SweepFails(receiver, every=3600)
+    receiver.housekeeper = SweepFails(
+        receiver.store,
+        receiver.queue,
+        submit=receiver.submit,
+        outbox=receiver.outbox,
+        stopping=receiver.stopping,
+        previews=receiver.previews,
+        every=3600,
+    )
     with TestClient(create_app(receiver)) as client:
         deadline = time.monotonic() + 10
         while not any(r.getMessage() == "housekeeping failed" for r in caplog.records):

@@ -21,18 +21,8 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT7
 
 from deploy_pipeline.errors import DeployPipelineError
-from deploy_pipeline.previews import pull_request
-from deploy_pipeline.webhooks import (
-    MAX_BODY,
-    Decision,
-    Delivery,
-    PayloadError,
-    PreviewPolicy,
-    SignatureError,
-    decide,
-    in_sequence,
-    verify,
-)
+from deploy_pipeline.previews import Decision, PreviewPolicy, decide, in_sequence, pull_request
+from deploy_pipeline.webhooks import MAX_BODY, Delivery, PayloadError, SignatureError, verify
 from tests.helpers import fuzzing
 
 FIXTURES = Path(__file__).parent / "fixtures" / "github-webhooks"

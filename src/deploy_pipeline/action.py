@@ -24,10 +24,11 @@ from deploy_pipeline.errors import ConfigError, ConfigErrors, DeployPipelineErro
 from deploy_pipeline.events import secret_values
 from deploy_pipeline.model import Action
 from deploy_pipeline.operation import Operation, Request
+from deploy_pipeline.previews import PreviewPolicy, decide
 from deploy_pipeline.reporting.markdown import environment_url, job_summary, service_rows
 from deploy_pipeline.runner import Cancel, RunResult
 from deploy_pipeline.trust import ungranted
-from deploy_pipeline.webhooks import Delivery, PreviewPolicy, decide
+from deploy_pipeline.webhooks import Delivery
 from deploy_pipeline.workflow_commands import Commands, StageGroups
 from deploy_pipeline.workspace import Workspace
 

@@ -354,3 +354,22 @@ def test_deliveries_past_the_retention_are_forgotten_but_not_the_ones_still_need
     assert queue.prune(before=1500.0) == 3  # old-1, gone and the ping
     left = {str(r[0]) for r in store.query("SELECT id FROM deliveries")}
     assert left == {"new-1", "waiting", "busy"}
+
+
+def test_last_pushes_and_leaving_are_read_from_deploys_and_deletes(stores: Stores) -> None:
+    """Housekeeping's questions: each environment's newest deploy delivery's arrival, and which
+    environments have a delete queued or running (not one that finished)."""
+    clock = Clock(now=1000.0, step=0.0)
+    queue = Queue(stores.open(clock=clock))
+    add(queue, "first", "pr-1")
+    clock.now = 1010.0
+    add(queue, "second", "pr-1")
+    add(queue, "other", "pr-2")
+    add(queue, "drop-2", "pr-2", action="delete")
+    add(queue, "drop-3", "pr-3", action="delete")
+    claimed = {job.delivery for job in iter(queue.claim, None)}
+    assert claimed == {"second", "drop-2", "drop-3"}  # each environment's newest
+    assert queue.last_pushes() == {"pr-1": 1010.0, "pr-2": 1010.0}
+    assert queue.leaving() == {"pr-2", "pr-3"}
+    queue.finish("drop-2", "done", "succeeded")
+    assert queue.leaving() == {"pr-3"}

@@ -4,6 +4,7 @@ how a store is chosen, and what it says when PostgreSQL cannot be reached."""
 
 from __future__ import annotations
 
+import json
 import socket
 import sqlite3
 import threading
@@ -348,3 +349,20 @@ def test_runs_past_the_retention_are_forgotten_with_their_events_and_logs(
     assert not logs.exists()
     assert [store.run(r) is not None for r in (last, running, recent)] == [True, True, True]
     assert len(store.events(last)) == 1
+
+
+def test_run_ids_and_events_after_read_an_environments_runs_and_a_runs_later_events(
+    stores: Stores,
+) -> None:
+    """The status page's reads: an environment's run ids up to one, newest first and no more
+    than asked (another environment's runs left out), and a run's events after a sequence."""
+    store = stores.open()
+    ids = [store.create_run([name], "deploy", []) for name in ("pr-1", "pr-10", "pr-1", "pr-1")]
+    assert store.run_ids("pr-1", ids[3], 10) == [ids[3], ids[2], ids[0]]
+    assert store.run_ids("pr-1", ids[2], 1) == [ids[2]]
+    events = [Event(i, "pr-1", "eu", "s", "api", "deploy", "started") for i in range(3)]
+    store.add_events(ids[0], events, 0)
+    later = store.events_after(ids[0], 0)
+    assert [seq for seq, _ in later] == [1, 2]
+    assert [json.loads(body)["ts"] for _, body in later] == [1, 2]
+    assert store.events_after(ids[1], -1) == []

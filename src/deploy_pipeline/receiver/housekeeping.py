@@ -3,7 +3,9 @@ after its last push, `previews.max` caps how many exist (the longest untouched g
 previews whose pull request is closed are deleted (GitHub does not redeliver a missed webhook).
 
 Each removal is queued as a delete like a webhook's, so it is serialized with the preview's other
-runs, and the PR's preview comment says why it went.
+runs, and the PR's preview comment says why it went. Housekeeping knows only what it needs: the
+store and the queue it reads, a `submit` callable that queues a delete, the outbox that tells
+GitHub, and the event that says the receiver is stopping.
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from deploy_pipeline.errors import DeployPipelineError
+from deploy_pipeline.model import Action, Previews
+from deploy_pipeline.receiver.outbox import Outbox
 from deploy_pipeline.reporting.markdown import removal_comment
-from deploy_pipeline.store.queue import repository_of
-
-if TYPE_CHECKING:
-    from deploy_pipeline.receiver.service import Receiver
+from deploy_pipeline.store.queue import Queue, repository_of
+from deploy_pipeline.store.state import Store
 
 log = logging.getLogger("deploy_pipeline.receiver")
 
@@ -36,6 +38,14 @@ class PullRequests(Protocol):
     def open_pulls(self, repository: str) -> set[int]: ...
     def comment(self, repository: str, number: int, environment: str, body: str) -> None: ...
     def deactivate(self, repository: str, environment: str, why: str) -> None: ...
+
+
+class Submit(Protocol):
+    """Queues work that did not come from a webhook; its delivery id (Receiver.submit)."""
+
+    def __call__(
+        self, environment: str, action: Action, *, reason: str, pull_request: int | None, event: str
+    ) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -56,25 +66,27 @@ def _days(seconds: float) -> str:
 class Housekeeper:
     def __init__(
         self,
-        receiver: Receiver,
+        store: Store,
+        queue: Queue,
         *,
+        submit: Submit,
+        outbox: Outbox,
+        stopping: threading.Event,
+        previews: Previews | None,
+        retention: float = RETENTION_DAYS * 86400.0,
         github: PullRequests | None = None,
         every: float = SWEEP_EVERY,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.receiver, self.github, self.every, self.clock = receiver, github, every, clock
+        self.store, self.queue, self.submit, self.outbox = store, queue, submit, outbox
+        self.stopping, self.policy, self.retention = stopping, previews, retention
+        self.github, self.every, self.clock = github, every, clock
         self.said_no_github = False
 
     def previews(self) -> list[Preview]:
         """The previews the store knows, with their last push."""
-        records = self.receiver.store.environments()
-        pushes = {
-            str(r[0]): float(str(r[1]))
-            for r in self.receiver.store.query(
-                "SELECT environment, MAX(received_at) FROM deliveries WHERE action = 'deploy' "
-                "AND environment IS NOT NULL GROUP BY environment"
-            )
-        }
+        records = self.store.environments()
+        pushes = self.queue.last_pushes()
         found = []
         for rec in records.values():
             if rec.origin != "preview" or rec.pull_request is None:
@@ -84,24 +96,16 @@ class Housekeeper:
 
     def repository(self, preview: Preview) -> str | None:
         """The owner/name of the preview's repository, from its newest pull_request delivery."""
-        return repository_of(self.receiver.queue.latest_pull_request(preview.name)[1])
-
-    def leaving(self) -> set[str]:
-        """Environments with a delete queued or running already."""
-        rows = self.receiver.store.query(
-            "SELECT DISTINCT environment FROM deliveries WHERE action = 'delete' "
-            "AND state IN ('queued', 'running') AND environment IS NOT NULL"
-        )
-        return {str(r[0]) for r in rows}
+        return repository_of(self.queue.latest_pull_request(preview.name)[1])
 
     def sweep(self, *, closed: bool = True) -> list[tuple[str, str]]:
         """Queue the deletes housekeeping calls for; returns (preview, why) for each. Without
         `closed`, GitHub is not asked which pull requests are open (after each deploy, only
         `previews.max` and `ttl` need a look)."""
-        policy = self.receiver.previews
+        policy = self.policy
         if policy is None:
             return []
-        now, gone = self.clock(), self.leaving()
+        now, gone = self.clock(), self.queue.leaving()
         previews = [p for p in self.previews() if p.name not in gone]
         removals: list[tuple[Preview, str]] = []
         if policy.ttl is not None:
@@ -158,7 +162,7 @@ class Housekeeper:
 
     def remove(self, preview: Preview, why: str) -> None:
         log.info("removing %s: %s", preview.name, why, extra={"environment": preview.name})
-        self.receiver.submit(
+        self.submit(
             preview.name,
             "delete",
             reason=why,
@@ -171,11 +175,11 @@ class Housekeeper:
             return
         # from the outbox's thread: a GitHub out of reach holds no worker up, and is retried
         body = removal_comment(preview.name, why)
-        self.receiver.outbox.send(
+        self.outbox.send(
             f"comment on #{preview.pull_request}",
             lambda: github.comment(repository, preview.pull_request, preview.name, body),
         )
-        self.receiver.outbox.send(
+        self.outbox.send(
             f"mark the deployments of {preview.name} inactive",
             lambda: github.deactivate(repository, preview.name, f"removed: {why}"),
         )
@@ -183,11 +187,11 @@ class Housekeeper:
     def prune(self) -> tuple[int, int]:
         """Forget deliveries and runs (events and logs with them) that ended more than the
         receiver's retention ago; (deliveries, runs) forgotten."""
-        before = self.clock() - self.receiver.retention
-        deliveries = self.receiver.queue.prune(before)
-        runs = self.receiver.store.prune_runs(before)
+        before = self.clock() - self.retention
+        deliveries = self.queue.prune(before)
+        runs = self.store.prune_runs(before)
         if deliveries or runs:
-            days = _days(self.receiver.retention)
+            days = _days(self.retention)
             log.info("forgot %d deliveries and %d runs over %s old", deliveries, runs, days)
         return deliveries, runs
 
@@ -201,7 +205,7 @@ class Housekeeper:
                 log.error("housekeeping failed: %s", exc)  # noqa: TRY400 (said, no traceback)
             except Exception:  # a defect: said with its traceback, and the next sweep happens
                 log.exception("housekeeping failed")
-            if self.receiver.stopping.wait(self.every):
+            if self.stopping.wait(self.every):
                 return
 
     def start(self) -> threading.Thread:

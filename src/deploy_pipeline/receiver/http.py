@@ -22,7 +22,8 @@ from starlette.routing import Route
 
 from deploy_pipeline.errors import DeployPipelineError, StoreError, truncate
 from deploy_pipeline.model import ACTIONS
-from deploy_pipeline.receiver import openapi, paging, views
+from deploy_pipeline.previews import decide
+from deploy_pipeline.receiver import environments, openapi, paging, views
 from deploy_pipeline.receiver.common import (
     json_response,
     receiver_of,
@@ -35,7 +36,6 @@ from deploy_pipeline.webhooks import (
     Delivery,
     PayloadError,
     SignatureError,
-    decide,
     signature_of,
 )
 
@@ -144,7 +144,7 @@ async def _environments(request: HttpRequest) -> Response:
         wanted = paging.asked(request.query_params)
     except paging.PageError as exc:
         return json_response({"error": str(exc)}, 400)
-    listing = await run_in_threadpool(receiver_of(request).environments)
+    listing = await run_in_threadpool(environments.listing, receiver_of(request))
     if wanted is None:
         return json_response({"environments": listing})
     shown, after = paging.page(listing, *wanted)
@@ -222,7 +222,9 @@ async def _clone(request: HttpRequest) -> Response:
     if not isinstance(new, str) or not new:
         return json_response({"error": 'name the new environment: {"name": "staging-2"}'}, 400)
     try:
-        made = await run_in_threadpool(receiver_of(request).clone, request.path_params["name"], new)
+        made = await run_in_threadpool(
+            environments.clone, receiver_of(request), request.path_params["name"], new
+        )
     except DeployPipelineError as exc:
         return _api_error(exc)
     return json_response({"environment": made}, 201)
@@ -247,7 +249,7 @@ async def _order(request: HttpRequest) -> Response:
     name = request.path_params["name"]
     receiver = receiver_of(request)
     try:
-        queued = await run_in_threadpool(receiver.order, name, action, services)
+        queued = await run_in_threadpool(environments.order, receiver, name, action, services)
     except DeployPipelineError as exc:
         return _api_error(exc)
     return json_response(

@@ -1,7 +1,8 @@
-"""The receiver's calls to GitHub outside a run's reporter (the commit status of a run that could
-not start, a removed preview's comment and Deployments), sent from a thread of their own: a
-GitHub out of reach never holds a worker up, and is tried again with backoff, a bounded number
-of times."""
+"""What the receiver still has to tell GitHub, off its workers: calls outside a run's reporter
+(the commit status of a run that could not start, a removed preview's comment and Deployments),
+sent from a thread of their own, and the runs' reporters left sending while GitHub is out of
+reach. A GitHub out of reach never holds a worker up, and is tried again with backoff, a bounded
+number of times."""
 
 from __future__ import annotations
 
@@ -11,16 +12,22 @@ import threading
 from collections.abc import Callable
 
 from deploy_pipeline.errors import DeployPipelineError
-from deploy_pipeline.github import unreachable
+from deploy_pipeline.github import GitHubClient, GitHubReporter, unreachable
+from deploy_pipeline.store.queue import Job
 
 log = logging.getLogger("deploy_pipeline.receiver")
 
 MAX_BACKOFF = 30.0  # seconds between two tries, at most
+REPORT_WAIT = 5.0  # seconds to wait for an update GitHub answers (a stopping receiver: per sender)
 
 
 class Outbox:
-    def __init__(self, *, tries: int = 6, backoff: float = 0.5) -> None:
-        self.tries, self.backoff = max(1, tries), backoff
+    def __init__(
+        self, github: GitHubClient | None = None, *, tries: int = 6, backoff: float = 0.5
+    ) -> None:
+        self.github, self.tries, self.backoff = github, max(1, tries), backoff
+        self.reporting: list[GitHubReporter] = []  # still sending, GitHub being out of reach
+        self.lock = threading.Lock()
         self.tasks: queue.Queue[tuple[str, Callable[[], None], threading.Event] | None] = (
             queue.Queue()
         )
@@ -36,11 +43,35 @@ class Outbox:
         self.tasks.put((what, call, settled))
         return settled
 
-    def close(self, timeout: float) -> None:
-        """Send what is queued, waiting at most `timeout` s; retries stop waiting at once."""
+    def tell(self, job: Job, text: str) -> None:
+        """A commit status `error` saying why a pull request's run could not start."""
+        repository = job.repository
+        github, sha = self.github, job.sha
+        if github is None or not repository or not sha:
+            return
+        sent = self.send(
+            f"set the status of {sha[:7]}",
+            lambda: github.status(repository, sha, job.environment, "error", text),
+        )
+        sent.wait(REPORT_WAIT)  # the commit says it before the delivery does, if GitHub answers
+
+    def detach(self, reporter: GitHubReporter) -> None:
+        """Wait for a run's updates to GitHub while it answers; when it is out of reach, leave
+        them to the reporter's thread (retried with backoff) and go on."""
+        with self.lock:
+            self.reporting = [r for r in self.reporting if r.worker.is_alive()]
+        if not reporter.detach():
+            with self.lock:
+                self.reporting.append(reporter)
+
+    def close(self, timeout: float = REPORT_WAIT) -> None:
+        """Send what is queued, waiting at most `timeout` s (then as long again for each
+        reporter still sending); retries stop waiting at once."""
         self.tasks.put(None)
         self.stopping.set()
         self.thread.join(timeout)
+        for reporter in self.reporting:
+            reporter.close(timeout)
 
     def _work(self) -> None:
         while (task := self.tasks.get()) is not None:

@@ -18,13 +18,6 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-)
-
 from deploy_pipeline.config import load_config
 from deploy_pipeline.errors import (
     ConfigErrors,
@@ -36,64 +29,21 @@ from deploy_pipeline.errors import (
 from deploy_pipeline.github import GitHubClient, GitHubReporter
 from deploy_pipeline.model import ACTIONS, Action, Event
 from deploy_pipeline.operation import Operation, Request, RunObserver
-from deploy_pipeline.plan import check_services
-from deploy_pipeline.receiver import checkout
+from deploy_pipeline.previews import Decision, PreviewPolicy, in_sequence
 from deploy_pipeline.receiver.housekeeping import RETENTION_DAYS, SWEEP_EVERY, Housekeeper
-from deploy_pipeline.receiver.outbox import Outbox
+from deploy_pipeline.receiver.metrics import Metrics
+from deploy_pipeline.receiver.outbox import REPORT_WAIT, Outbox
+from deploy_pipeline.receiver.sources import PIPELINE_FILE, Sources
 from deploy_pipeline.runner import Cancel, RunResult
 from deploy_pipeline.store.queue import Job, Queue
 from deploy_pipeline.store.state import open_store, state_path
-from deploy_pipeline.webhooks import (
-    Decision,
-    Delivery,
-    PreviewPolicy,
-    in_sequence,
-)
+from deploy_pipeline.webhooks import Delivery
 from deploy_pipeline.workspace import Workspace
 
 log = logging.getLogger("deploy_pipeline.receiver")
 
 STOPPING = "the receiver is stopping; the run starts again when it is back"
-REPORT_WAIT = 5.0  # seconds to wait for an update GitHub answers (a stopping receiver: per sender)
-
-
-class Metrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.deliveries = Counter(
-            "deploy_pipeline_deliveries", "Webhook deliveries", ["event", "outcome"], registry=r
-        )
-        self.ack = Histogram(
-            "deploy_pipeline_ack_seconds",
-            "Time from a delivery's arrival to its answer",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0),
-            registry=r,
-        )
-        self.queue_depth = Gauge(
-            "deploy_pipeline_queue_depth", "Deliveries waiting to run", registry=r
-        )
-        self.runs = Counter(
-            "deploy_pipeline_runs", "Runs finished", ["action", "result"], registry=r
-        )
-        self.run_seconds = Histogram(
-            "deploy_pipeline_run_seconds", "Run durations", ["action"], registry=r
-        )
-        self.uploads = Gauge(
-            "deploy_pipeline_uploads",
-            "Webhook bodies being read (DEPLOY_PIPELINE_UPLOADS at most)",
-            registry=r,
-        )
-        self.event_streams = Gauge(
-            "deploy_pipeline_event_streams",
-            "Run event streams open (GET /api/runs/{id}/events)",
-            registry=r,
-        )
-
-
-SOURCES = ("file", "pull-request")
 REPOSITORY = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+")  # GitHub's owner/name
-PIPELINE_FILE = ".deploy-pipeline.yml"
 
 
 class NotFound(UsageError):
@@ -147,22 +97,14 @@ class Receiver:
         self.api_token, self.public_url = api_token, public_url
         self.retention = retention_days * 86400.0  # seconds finished work stays in the store
         pipeline = load_config(config)  # a bad file stops the start, with its errors
-        if source not in SOURCES:
-            raise UsageError(
-                f"DEPLOY_PIPELINE_SOURCE is one of {', '.join(SOURCES)}, got {source!r}"
-            )
-        if source == "pull-request" and github is None:
-            raise UsageError(
-                "DEPLOY_PIPELINE_SOURCE=pull-request reads each pull request's pipeline file "
-                "from GitHub: set GITHUB_TOKEN, or GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY"
-            )
+        self.state = state_path(config)  # one state database, whichever file a run reads
+        self.sources = Sources(config, state=self.state, source=source, github=github)
         if repository is not None and not REPOSITORY.fullmatch(repository):
             raise UsageError(
                 f"DEPLOY_PIPELINE_REPOSITORY is the owner/name of the repository served here "
                 f"(e.g. octo-org/app), got {truncate(repository, 100)!r}"
             )
         self.source, self.repository = source, repository
-        self.state = state_path(config)  # one state database, whichever file a run reads
         self.previews = pipeline.previews  # housekeeping's ttl and max
         self.policy = PreviewPolicy.of(self.previews, repository)  # what a delivery asks for
         self.store = open_store(config, state=self.state)
@@ -177,17 +119,26 @@ class Receiver:
         self.wake = threading.Condition()
         self.running: dict[str, Cancel] = {}
         self.lock = threading.Lock()
-        self.housekeeper = Housekeeper(self, github=github, every=sweep_every)
         self.outbox = Outbox(
-            tries=github.retries if github else 1, backoff=github.backoff if github else 0.5
+            github, tries=github.retries if github else 1, backoff=github.backoff if github else 0.5
         )
-        self.reporting: list[GitHubReporter] = []  # still sending, GitHub being out of reach
+        self.housekeeper = Housekeeper(
+            self.store,
+            self.queue,
+            submit=self.submit,
+            outbox=self.outbox,
+            stopping=self.stopping,
+            previews=self.previews,
+            retention=self.retention,
+            github=github,
+            every=sweep_every,
+        )
 
     # --- the HTTP side -----------------------------------------------------------------------
 
     def accept(self, delivery: Delivery, decision: Decision) -> Decision | None:
         """Store a delivery that asks for work, unless what its preview was last asked says to
-        leave it alone (webhooks.in_sequence): the decision it stands by, stored when it is not
+        leave it alone (previews.in_sequence): the decision it stands by, stored when it is not
         `ignore`; None when its id was seen before (a repeat, not run again)."""
         if decision.environment and decision.pull_request:
             decision = in_sequence(decision, self.queue.last_taken(decision.environment))
@@ -274,9 +225,7 @@ class Receiver:
             self.wake.notify_all()
         for thread in self.threads:
             thread.join(timeout)
-        self.outbox.close(REPORT_WAIT)
-        for reporter in self.reporting:
-            reporter.close(REPORT_WAIT)
+        self.outbox.close(REPORT_WAIT)  # and the runs' reporters still sending
         if self.github is not None:
             self.github.close()
         self.writer.shutdown()
@@ -380,7 +329,7 @@ class Receiver:
     ) -> None:
         """A job that could not run: its delivery `failed` with `said`, GitHub told `tell`."""
         if tell is not None:
-            self.tell_github(job, tell)
+            self.outbox.tell(job, tell)
         self.queue.finish(job.delivery, "failed", said)
         self.metrics.runs.labels(action, "error").inc()
         if not logged:
@@ -389,13 +338,8 @@ class Receiver:
             )
 
     def detach(self, reporter: GitHubReporter) -> None:
-        """Wait for a run's updates to GitHub while it answers; when it is out of reach, leave
-        them to the reporter's thread (retried with backoff) and go on."""
-        with self.lock:
-            self.reporting = [r for r in self.reporting if r.worker.is_alive()]
-        if not reporter.detach():
-            with self.lock:
-                self.reporting.append(reporter)
+        """A run's reporter done with: its updates sent, or left sending (outbox.py)."""
+        self.outbox.detach(reporter)
 
     def prepare(self, job: Job, action: Action) -> Operation:
         """The job's run, ready: its pipeline file, the preview made on its first push."""
@@ -440,7 +384,7 @@ class Receiver:
         if job.pull_request is not None and action == "deploy":
             self.housekeeper.sweep(closed=False)  # a new one may be one over previews.max
         if action == "delete" and not job.services:
-            checkout.remove(self.checkout_of(job.environment))
+            self.sources.remove(job.environment)
 
     def watch(self, job: Job, cancel: Cancel, done: threading.Event, every: float = 1.0) -> None:
         """While a job runs: renew its lease, and stop a preview's run when any receiver has
@@ -461,52 +405,19 @@ class Receiver:
                 cancel.set(f"superseded by {newer[:7]}")
                 return
 
-    def tell_github(self, job: Job, text: str) -> None:
-        """A commit status `error` saying why a pull request's run could not start."""
-        repository = job.repository
-        github, sha = self.github, job.sha
-        if github is None or not repository or not sha:
-            return
-        sent = self.outbox.send(
-            f"set the status of {sha[:7]}",
-            lambda: github.status(repository, sha, job.environment, "error", text),
-        )
-        sent.wait(REPORT_WAIT)  # the commit says it before the delivery does, if GitHub answers
+    # --- where a run's pipeline file comes from (sources.py) --------------------------------
 
     def checkout_of(self, environment: str) -> Path:
-        return self.state.parent / "checkouts" / environment
+        return self.sources.checkout_of(environment)
 
     def config_of(self, environment: str) -> Path:
-        """The pipeline file an environment last ran: its pull request's, fetched for its last
-        deploy (DEPLOY_PIPELINE_SOURCE=pull-request), else `-f FILE`."""
-        kept = self.checkout_of(environment) / PIPELINE_FILE
-        return kept if self.source == "pull-request" and kept.exists() else self.config
+        return self.sources.config_of(environment)
 
     def trusted_for(self, config: Path) -> Path | None:
-        """The file that decides what a run of `config` may reach: `-f FILE` when `config` is a
-        pull request's (see trust.py), else None (it is `-f FILE` itself)."""
-        return None if config == self.config else self.config
+        return self.sources.trusted_for(config)
 
     def pipeline_for(self, job: Job, action: Action) -> Path:
-        """The pipeline file a job runs: `-f FILE`, or with DEPLOY_PIPELINE_SOURCE=pull-request
-        the PR head's, read through the API, with its build contexts fetched (depth 1)."""
-        repository = job.repository
-        if self.source != "pull-request" or job.pull_request is None or self.github is None:
-            return self.config
-        if action != "deploy" or not job.sha or not repository:  # the last commit deployed
-            return self.config_of(job.environment)
-        dest = self.checkout_of(job.environment)
-        text = self.github.pipeline_file(repository, job.sha, PIPELINE_FILE)
-        if text is None:
-            raise UsageError(
-                f"{repository} has no {PIPELINE_FILE} at {job.sha[:7]}: nothing to deploy "
-                f"for pull request #{job.pull_request}"
-            )
-        clone_url = self.github.clone_url(repository)
-        checkout.fetch(clone_url, job.sha, self.github.token(repository), dest)
-        (dest / PIPELINE_FILE).unlink(missing_ok=True)  # a committed link: not written through
-        (dest / PIPELINE_FILE).write_text(text)  # what the API said is what runs
-        return dest / PIPELINE_FILE
+        return self.sources.pipeline_for(job, action)
 
     def reporter(self, job: Job, operation: Operation, action: Action) -> GitHubReporter | None:
         repository = job.repository
@@ -525,41 +436,3 @@ class Receiver:
             redact=operation.redactor,
             cancelled="inactive",  # superseded by a newer push (or queued again): not a failure
         )
-
-    # --- what the API does -------------------------------------------------------------------
-
-    def clone(self, source: str, new: str) -> dict[str, object]:
-        """`POST /api/environments/{source}/clone`: the new environment as the listing shows it."""
-        with Workspace(self.config) as workspace:
-            envs = workspace.environments()
-            if source not in envs:
-                raise NotFound(f"no environment named '{source}' (known: {', '.join(envs)})")
-            if new in envs:
-                raise Conflict(f"environment '{new}' already exists; pick another name")
-            workspace.clone(source, new)
-            return next(e for e in workspace.listing() if e["name"] == new)
-
-    def order(self, name: str, action: Action, services: Sequence[str]) -> str:
-        """`POST /api/environments/{name}/{action}`: queued like a delivery; its id."""
-        config = self.config_of(name)
-        trusted = self.trusted_for(config)
-        with Workspace(config, write=False, state=self.state, trusted=trusted) as workspace:
-            envs = workspace.environments()
-            if name not in envs:
-                raise NotFound(f"no environment named '{name}' (known: {', '.join(envs)})")
-            check_services(workspace.pipeline, services)
-            record = workspace.records.get(name)
-        what = f" of {', '.join(services)}" if services else ""
-        return self.submit(
-            name,
-            action,
-            services=services,
-            reason=f"{action}{what} asked through the API",
-            pull_request=record.pull_request if record else None,
-        )
-
-    # --- what the API shows ------------------------------------------------------------------
-
-    def environments(self) -> list[dict[str, object]]:
-        with Workspace(self.config, write=False) as workspace:
-            return workspace.listing()

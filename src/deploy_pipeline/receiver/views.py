@@ -83,7 +83,7 @@ def environment_view(receiver: Receiver, name: str) -> dict[str, object] | None:
     last_run = listed["last_run"]
     runs: list[RunEvents] = []
     latest: dict[str, object] | None = None
-    older = _run_ids(store, name, last_run) if isinstance(last_run, int) else []
+    older = store.run_ids(name, last_run, RUNS_BACK) if isinstance(last_run, int) else []
     columns = stage_columns(pipeline, environment, runs)
     for run_id in older:  # most often the newest run speaks for every service
         if runs and not _unknown(columns):
@@ -111,15 +111,6 @@ def _unknown(columns: Sequence[StageColumn]) -> bool:
         for column in columns
         for card in column.services
     )
-
-
-def _run_ids(store: Store, environment: str, last: int) -> list[int]:
-    """The environment's runs up to `last`, newest first (its names are [a-z0-9-], no wildcard)."""
-    rows = store.query(
-        "SELECT id FROM runs WHERE id <= ? AND environments LIKE ? ORDER BY id DESC LIMIT ?",
-        (last, f'%"{environment}"%', RUNS_BACK),
-    )
-    return [int(str(r[0])) for r in rows]
 
 
 def _run_events(store: Store, run: dict[str, object]) -> RunEvents:
@@ -219,10 +210,7 @@ def _poll(store: Store, run_id: int, after: int) -> tuple[str, list[tuple[int, s
     events are all there (the recorder writes the last ones before the run is marked)."""
     run = store.run(run_id)
     status = str(run["status"]) if run is not None else "gone"
-    rows = store.query(
-        "SELECT seq, body FROM events WHERE run_id = ? AND seq > ? ORDER BY seq", (run_id, after)
-    )
-    return status, [(int(str(seq)), str(body)) for seq, body in rows]
+    return status, store.events_after(run_id, after)
 
 
 ROUTES: list[BaseRoute] = [

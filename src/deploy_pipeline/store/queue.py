@@ -294,3 +294,21 @@ class Queue:
         found = dict(zip(keys, rows[0], strict=True))
         found["services"] = json.loads(str(found["services"]))
         return found
+
+    # --- what housekeeping reads -----------------------------------------------------------------
+
+    def last_pushes(self) -> dict[str, float]:
+        """Environment → when its newest deploying delivery arrived (seconds since the epoch)."""
+        rows = self.store.query(
+            "SELECT environment, MAX(received_at) FROM deliveries WHERE action = 'deploy' "
+            "AND environment IS NOT NULL GROUP BY environment"
+        )
+        return {str(r[0]): float(str(r[1])) for r in rows}
+
+    def leaving(self) -> set[str]:
+        """The environments with a delete queued or running already."""
+        rows = self.store.query(
+            "SELECT DISTINCT environment FROM deliveries WHERE action = 'delete' "
+            "AND state IN ('queued', 'running') AND environment IS NOT NULL"
+        )
+        return {str(r[0]) for r in rows}

@@ -339,6 +339,25 @@ class Store:
     def backend_state(self, target: str) -> TargetState:
         return TargetState(self, target)
 
+    # --- what the receiver's views read --------------------------------------------------------
+
+    def run_ids(self, environment: str, last: int, limit: int) -> list[int]:
+        """The ids of the environment's runs up to `last`, newest first, `limit` at most (its
+        names are [a-z0-9-]: no LIKE wildcard in them)."""
+        rows = self.query(
+            "SELECT id FROM runs WHERE id <= ? AND environments LIKE ? ORDER BY id DESC LIMIT ?",
+            (last, f'%"{environment}"%', limit),
+        )
+        return [int(str(r[0])) for r in rows]
+
+    def events_after(self, run_id: int, after: int) -> list[tuple[int, str]]:
+        """The run's events after sequence number `after`, as (seq, JSON text) in order."""
+        rows = self.query(
+            "SELECT seq, body FROM events WHERE run_id = ? AND seq > ? ORDER BY seq",
+            (run_id, after),
+        )
+        return [(int(str(seq)), str(body)) for seq, body in rows]
+
 
 class TargetState:
     """The BackendState of one target, kept in the store."""
