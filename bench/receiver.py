@@ -57,7 +57,7 @@ services:
   search: {type: container, image: search:1, stage: apps}
 environments:
   staging: {target: rehearse}
-previews: {from: staging}
+previews: {from: staging, max: null}  # all --prs previews live (the default cap is 20)
 """
 
 
