@@ -205,6 +205,7 @@ class Operation:
         self.run_id = run_id = store.create_run(names, self.request.action, self.request.services)
         held: list[str] = []
         stop = threading.Event()
+        beat: threading.Thread | None = None
         try:
             for name in names:
                 supersede = self.request.supersede
@@ -224,6 +225,8 @@ class Operation:
             yield run_id
         finally:
             stop.set()
+            if beat is not None:  # its last look at the store ends before the store may close
+                beat.join()
             if not self.finished:  # interrupted while waiting, or an error before the run ended
                 for name in held:  # what it left behind is not known: not `deploying`
                     rec = self.workspace.record(name)
