@@ -1,5 +1,5 @@
-"""receiver/cards.py: an environment's stages and service cards from the stored events of its runs, as
-the receiver's status page and `GET /api/environments/{name}` show them."""
+"""receiver/cards.py: an environment's stages and service cards from the stored events of its
+runs, as the receiver's status page and `GET /api/environments/{name}` show them."""
 
 from __future__ import annotations
 
