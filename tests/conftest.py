@@ -1,4 +1,6 @@
-"""Shared fixtures: every test gets its own state database, and pipelines are written as files."""
+"""Fixtures that wire `tests.support` into pytest: every test gets its own state database,
+pipelines are written as files, and the test beds, the GitHub stand-in and in-process receivers
+are a parameter away. What they hand out lives in `tests/support/`."""
 
 from __future__ import annotations
 
@@ -9,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.docker_testbed import DockerBed, require_bed
-from tests.github_standin import GitHubStandin
-from tests.kube_testbed import require_kubeconfig
+from tests.support.docker_testbed import DockerBed, require_bed
+from tests.support.github_standin import GitHubStandin
+from tests.support.kube_testbed import require_kubeconfig
+from tests.support.receiver import ReceiverFactory
 
 
 @pytest.fixture(autouse=True)
@@ -91,3 +94,10 @@ def standin() -> Iterator[GitHubStandin]:
     """A running GitHub stand-in on loopback that knows REPO and accepts TOKEN."""
     with GitHubStandin() as server:
         yield server
+
+
+@pytest.fixture
+def make_receiver(write_config: Callable[[str], Path]) -> ReceiverFactory:
+    """Receivers of pipeline files this test writes, checking deliveries against SECRET; serve
+    one in-process with `tests.support.receiver.serving`."""
+    return ReceiverFactory(write_config)

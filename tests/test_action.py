@@ -4,14 +4,12 @@ workflow commands, and what happens when GitHub refuses or fails."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import io
 import json
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,9 +17,10 @@ from typing import Any
 import pytest
 
 from deploy_pipeline.action import run_action
-from tests.github_standin import REPO, TOKEN, GitHubStandin
+from tests.support.eventually import eventually
+from tests.support.github_standin import REPO, TOKEN, GitHubStandin
+from tests.support.webhooks import pr_event
 
-FIXTURES = Path(__file__).parent / "fixtures" / "github-webhooks" / "pull_request"
 CANARY = "canary-secret-4f1c9d"  # a service's secret: must appear in no log line but its mask
 
 PIPELINE = """
@@ -101,19 +100,6 @@ def parse_outputs(text: str) -> dict[str, str]:
 def step(standin: GitHubStandin, tmp_path: Path, write_config: Callable[[str], Path]) -> Step:
     write_config(PIPELINE)
     return Step(standin, tmp_path)
-
-
-def pr_event(tmp_path: Path, action: str, number: int, sha: str) -> str:
-    """A recorded pull_request payload, made ours: this repository, this PR, this head commit."""
-    payload: dict[str, Any] = json.loads((FIXTURES / "opened.payload.json").read_text())
-    payload = copy.deepcopy(payload)
-    payload["action"], payload["number"] = action, number
-    payload["pull_request"]["number"] = number
-    payload["pull_request"]["head"]["sha"] = sha
-    payload["repository"]["full_name"] = REPO
-    path = tmp_path / f"event-{action}.json"
-    path.write_text(json.dumps(payload))
-    return str(path)
 
 
 def contexts(standin: GitHubStandin, sha: str, context: str) -> list[dict[str, Any]]:
@@ -321,14 +307,14 @@ def test_cancelling_the_workflow_stops_the_run_and_says_so(
     )
 
     def cancel_when_web_deploys() -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if any(
+        eventually(
+            lambda: any(
                 "stage 2/2 apps" in (s["description"] or "") for s in standin.statuses(step.sha)
-            ):
-                os.kill(os.getpid(), signal.SIGTERM)
-                return
-            time.sleep(0.02)
+            ),
+            timeout=20,
+            message="the run reaching its apps stage",
+        )
+        os.kill(os.getpid(), signal.SIGTERM)
 
     killer = threading.Thread(target=cancel_when_web_deploys)
     killer.start()
@@ -453,7 +439,7 @@ def test_hostile_text_never_starts_a_workflow_command_in_the_log() -> None:
     the Action's own groups."""
     from deploy_pipeline.backends.base import StepContext, StepResult
     from deploy_pipeline.workflow_commands import Commands, StageGroups
-    from tests.helpers import harness
+    from tests.support.runner import harness
 
     hostile = "x\n::warning::owned\r\n  ::set-output name=status::hacked\n##[set-output name=a;]b"
 

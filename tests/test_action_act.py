@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.action_testbed import ActRun, act, copy_action, require_act
-from tests.docker_testbed import HTTPD, DockerBed, busybox_context
-from tests.github_standin import REPO, TOKEN, GitHubStandin
-from tests.test_action import pr_event
+from tests.support.action_testbed import ActRun, act, copy_action, require_act
+from tests.support.docker_testbed import HTTPD, DockerBed, busybox_context
+from tests.support.github_standin import REPO, TOKEN, GitHubStandin
+from tests.support.webhooks import pr_event
 
 pytestmark = pytest.mark.engine
 
-FIXTURES = Path(__file__).parent / "fixtures" / "github-webhooks" / "pull_request"
 CANARY = "canary-not-a-secret-to-act-7d2e"  # given as a plain variable: only our mask hides it
 
 PIPELINE = """

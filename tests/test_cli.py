@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from deploy_pipeline.cli import main
+from tests.support.eventually import eventually
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOP = ROOT / "examples" / "shop" / ".deploy-pipeline.yml"
@@ -49,15 +50,6 @@ def cli(*args: str, env: dict[str, str] | None = None, **kw: object) -> subproce
         env={**os.environ, **(env or {})},
         **kw,
     )  # type: ignore[call-overload]
-
-
-def until(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    """Poll for a state another process reaches (a deadline, not a sleep-and-hope)."""
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def lock_holder(state: Path) -> bool:
@@ -409,7 +401,7 @@ def test_a_second_run_waits_for_the_environment_lock_then_runs(
     """While one process deploys staging, a second says it waits for run 1, then succeeds."""
     path = str(write_config(sim(durations="{db: {deploy: 2s}}")))
     first = cli("deploy", "-f", path, "-e", "staging")
-    until(lambda: lock_holder(own_state), "the first run to take the lock")
+    eventually(lambda: lock_holder(own_state), message="the first run to take the lock")
     second = cli("deploy", "-f", path, "-e", "staging")
     out2, err2 = second.communicate(timeout=60)
     out1, _ = first.communicate(timeout=60)
@@ -425,7 +417,7 @@ def test_supersede_asks_the_running_deploy_to_stop_and_takes_over(
     path = str(write_config(sim(durations="{db: {deploy: 60s}}")))
     fast = {"DEPLOY_PIPELINE_LOCK_TTL": "0.6"}
     first = cli("deploy", "-f", path, "-e", "staging", env=fast)
-    until(lambda: lock_holder(own_state), "the first run to take the lock")
+    eventually(lambda: lock_holder(own_state), message="the first run to take the lock")
     second = cli("deploy", "-f", path, "-e", "staging", "--service", "web", "--supersede", env=fast)
     out1, _ = first.communicate(timeout=60)
     out2, err2 = second.communicate(timeout=60)
@@ -480,7 +472,7 @@ def test_the_terminal_view_shows_names_and_messages_as_text() -> None:
 
     from deploy_pipeline.backends.base import StepContext, StepResult
     from deploy_pipeline.reporting.terminal import print_summary
-    from tests.helpers import harness
+    from tests.support.runner import harness
 
     def answer(ctx: StepContext) -> StepResult:
         return StepResult(message="done \x1b[2J\x1b[31mred[/]")

@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from deploy_pipeline.cli import main
-from tests.helpers import fuzzing
+from tests.support.fuzzing import fuzzing
 
 SHOP = Path(__file__).resolve().parents[1] / "examples" / "shop" / ".deploy-pipeline.yml"
 SHOP_TEXT = SHOP.read_text(encoding="utf-8")

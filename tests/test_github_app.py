@@ -20,9 +20,10 @@ from deploy_pipeline.config import parse_config
 from deploy_pipeline.errors import UsageError
 from deploy_pipeline.github import GitHubApp, GitHubClient, GitHubError, GitHubReporter
 from deploy_pipeline.plan import environments, plan_runs
-from tests.github_standin import REPO, TOKEN, App, GitHubStandin
-from tests.github_standin.apps import EXPIRED, TOO_FAR, UNDECODABLE
-from tests.helpers import Clock
+from tests.support.clock import Clock
+from tests.support.github import other_key
+from tests.support.github_standin import REPO, TOKEN, App, GitHubStandin
+from tests.support.github_standin.apps import EXPIRED, TOO_FAR, UNDECODABLE
 
 PIPELINE = "version: 1\nservices:\n  web: {type: container, image: nginx:1.27}\n"
 
@@ -38,15 +39,6 @@ def app_client(standin: GitHubStandin, app: App, **options: Any) -> GitHubClient
 def token_client(standin: GitHubStandin, token: str = TOKEN, **options: Any) -> GitHubClient:
     options = {"retries": 0, "write_pause": 0.0, **options}
     return GitHubClient(token=token, api_url=standin.base_url, **options)
-
-
-def other_key() -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    ).decode()
 
 
 def key_body(pem: str) -> str:

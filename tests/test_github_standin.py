@@ -19,7 +19,7 @@ from github import (
 )
 from urllib3 import Retry
 
-from tests.github_standin import BOT, REPO, TOKEN, GitHubStandin, description
+from tests.support.github_standin import BOT, REPO, TOKEN, GitHubStandin, description
 
 
 def client(standin: GitHubStandin, token: str | None = TOKEN, **options: Any) -> Github:

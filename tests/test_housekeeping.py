@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from deploy_pipeline.github import GitHubClient
-from deploy_pipeline.receiver import Receiver, create_app
+from deploy_pipeline.receiver import Receiver
 from deploy_pipeline.receiver.housekeeping import Housekeeper
 from deploy_pipeline.receiver.serving import from_environ
-from tests.github_standin import TOKEN, GitHubStandin
-from tests.test_receiver import SECRET, deliver, payload, settled
+from tests.support.eventually import eventually
+from tests.support.github_standin import GitHubStandin
+from tests.support.receiver import ReceiverFactory, deliver, serving, settled
+from tests.support.webhooks import SECRET, payload
 
 PIPELINE = """
 version: 1
@@ -33,17 +34,14 @@ previews: {from: staging, ttl: 1h, max: 2}
 
 
 @pytest.fixture
-def receiver(write_config: Callable[[str], Path], standin: GitHubStandin) -> Receiver:
-    github = GitHubClient(token=TOKEN, api_url=standin.base_url, write_pause=0.01)
+def receiver(make_receiver: ReceiverFactory, standin: GitHubStandin) -> Receiver:
     # sweeps happen when the test says (and after each preview deploy), not on a timer
-    return Receiver(
-        write_config(PIPELINE), secret=SECRET, github=github, workers=1, sweep_every=3600
-    )
+    return make_receiver(PIPELINE, standin=standin, workers=1, sweep_every=3600)
 
 
 @pytest.fixture
 def client(receiver: Receiver) -> Iterator[TestClient]:
-    with TestClient(create_app(receiver)) as test_client:
+    with serving(receiver) as test_client:
         yield test_client
 
 
@@ -61,11 +59,12 @@ def previews(client: TestClient) -> set[str]:
 
 
 def gone(client: TestClient, name: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while name in previews(client):
-        if time.monotonic() > deadline:
-            pytest.fail(f"{name} is still listed after {timeout}s")
-        time.sleep(0.02)
+    eventually(
+        lambda: previews(client),
+        lambda listed: name not in listed,
+        timeout=timeout,
+        message=f"{name} no longer listed",
+    )
 
 
 def test_a_preview_expires_ttl_after_its_last_push(
@@ -119,13 +118,13 @@ def test_the_sweeper_deletes_previews_of_pull_requests_closed_without_a_webhook(
 
 
 def test_without_github_the_sweeper_leaves_previews_alone(
-    write_config: Callable[[str], Path], caplog: pytest.LogCaptureFixture
+    make_receiver: ReceiverFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     """With no GitHub access the sweeper cannot know which PRs are closed: it says so once
     in the log and deletes nothing."""
     caplog.set_level(logging.INFO, logger="deploy_pipeline.receiver")
-    receiver = Receiver(write_config(PIPELINE), secret=SECRET, workers=1, sweep_every=3600)
-    with TestClient(create_app(receiver)) as client:
+    receiver = make_receiver(PIPELINE, workers=1, sweep_every=3600)
+    with serving(receiver) as client:
         sha = "d" * 40
         answer = deliver(
             client, "pull_request", payload("pull_request", "opened", number=5, sha=sha)
@@ -148,11 +147,12 @@ def deployments_of(standin: GitHubStandin, name: str) -> list[str]:
 
 
 def inactive(standin: GitHubStandin, name: str, timeout: float = 30) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while (states := deployments_of(standin, name)) != ["inactive"] * len(states) or not states:
-        if time.monotonic() > deadline:
-            pytest.fail(f"{name}'s deployments are {states} after {timeout}s")
-        time.sleep(0.02)
+    states: list[str] = eventually(
+        lambda: deployments_of(standin, name),
+        lambda states: states and states == ["inactive"] * len(states),
+        timeout=timeout,
+        message=f"every deployment of {name} inactive",
+    )
     return states
 
 
@@ -191,7 +191,7 @@ def test_housekeeping_forgets_deliveries_and_runs_past_the_retention(
     there after 6 days and forgotten by housekeeping after 8."""
     environ = {"DEPLOY_PIPELINE_WEBHOOK_SECRET": SECRET, "DEPLOY_PIPELINE_RETENTION_DAYS": "7"}
     receiver = from_environ(write_config(PIPELINE), environ)
-    with TestClient(create_app(receiver)) as client:
+    with serving(receiver) as client:
         number = open_preview(client, standin, "7" * 40)
         closed = deliver(
             client, "pull_request", payload("pull_request", "closed", number=number, sha="7" * 40)
@@ -213,12 +213,12 @@ class SweepFails(Housekeeper):
 
 
 def test_housekeeping_outlives_an_unexpected_error_and_says_it(
-    write_config: Callable[[str], Path], caplog: pytest.LogCaptureFixture
+    make_receiver: ReceiverFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A sweep that fails on an unexpected error is logged with its traceback and the
     housekeeping thread goes on: the receiver stays ready."""
     caplog.set_level(logging.ERROR, logger="deploy_pipeline.receiver")
-    receiver = Receiver(write_config(PIPELINE), secret=SECRET, workers=1, sweep_every=3600)
+    receiver = make_receiver(PIPELINE, workers=1, sweep_every=3600)
     receiver.housekeeper = SweepFails(
         receiver.store,
         receiver.queue,
@@ -228,11 +228,12 @@ def test_housekeeping_outlives_an_unexpected_error_and_says_it(
         previews=receiver.previews,
         every=3600,
     )
-    with TestClient(create_app(receiver)) as client:
-        deadline = time.monotonic() + 10
-        while not any(r.getMessage() == "housekeeping failed" for r in caplog.records):
-            assert time.monotonic() < deadline, "the sweep never ran"
-            time.sleep(0.02)
+    with serving(receiver) as client:
+        eventually(
+            lambda: any(r.getMessage() == "housekeeping failed" for r in caplog.records),
+            timeout=10,
+            message="the sweep running",
+        )
         assert client.get("/readyz").status_code == 200
     (failed,) = [r for r in caplog.records if r.getMessage() == "housekeeping failed"]
     assert failed.exc_info is not None and failed.exc_info[0] is ZeroDivisionError

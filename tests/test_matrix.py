@@ -8,7 +8,7 @@ import threading
 
 from deploy_pipeline.backends.base import StepContext
 from deploy_pipeline.errors import PermanentError
-from tests.helpers import barrier, harness
+from tests.support.runner import barrier, harness
 
 
 def matrix(services: str, targets: str) -> str:

@@ -4,17 +4,11 @@ the simulated target, with the GitHub stand-in showing what GitHub would."""
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import hmac
 import json
 import logging
 import threading
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given
@@ -25,94 +19,24 @@ from deploy_pipeline.errors import UsageError
 from deploy_pipeline.github import GitHubApp, GitHubClient
 from deploy_pipeline.model import Action
 from deploy_pipeline.operation import Operation
-from deploy_pipeline.receiver import Receiver, create_app
+from deploy_pipeline.receiver import Receiver
 from deploy_pipeline.receiver.outbox import Outbox
 from deploy_pipeline.store.queue import Job
-from tests.github_standin import REPO, TOKEN, GitHubStandin
-from tests.github_standin.unreachable import Unreachable
-from tests.helpers import fuzzing
-from tests.test_github_app import other_key
-from tests.test_webhooks import SECRET  # GitHub's documented test vector's
+from tests.support.eventually import eventually
+from tests.support.fuzzing import fuzzing
+from tests.support.github import other_key
+from tests.support.github_standin import REPO, GitHubStandin
+from tests.support.github_standin.unreachable import Unreachable
+from tests.support.receiver import PIPELINE, ReceiverFactory, deliver, serving, settled
+from tests.support.webhooks import payload, signed
 
-FIXTURES = Path(__file__).parent / "fixtures" / "github-webhooks"
 FUZZ = fuzzing(300)
-
-PIPELINE = """
-version: 1
-stages: [data, apps]
-targets:
-  rehearse: {kind: simulated}
-services:
-  db: {type: database, image: postgres:16, port: 5432, stage: data}
-  web: {type: container, image: nginx:1.27, port: 80, public: true, stage: apps}
-  search: {type: container, image: search:1, stage: apps}
-environments:
-  staging: {target: rehearse, skip: [search]}
-previews: {from: staging}
-"""
-
-
-def payload(event: str, action: str | None = None, **changes: Any) -> dict[str, Any]:
-    """A recorded delivery's payload, edited: another action, PR number or head commit."""
-    name = {"pull_request": f"pull_request/{action or 'opened'}.payload.json"}.get(
-        event, f"{event}/payload.json"
-    )
-    path = FIXTURES / name
-    if not path.exists():  # e.g. reopened: the opened payload with another action
-        path = FIXTURES / "pull_request" / "opened.payload.json"
-    data: dict[str, Any] = copy.deepcopy(json.loads(path.read_text()))
-    if event == "pull_request":
-        data["action"] = action
-        data["repository"]["full_name"] = REPO
-        if "number" in changes:
-            data["number"] = data["pull_request"]["number"] = changes["number"]
-        if "sha" in changes:
-            data["pull_request"]["head"]["sha"] = changes["sha"]
-    return data
-
-
-def signed(
-    body: bytes, event: str, delivery: str | None = None, secret: str = SECRET
-) -> dict[str, str]:
-    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return {
-        "X-GitHub-Event": event,
-        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
-        "X-Hub-Signature-256": f"sha256={digest}",
-        "Content-Type": "application/json",
-        "User-Agent": "GitHub-Hookshot/test",
-    }
 
 
 @pytest.fixture
-def client(write_config: Callable[[str], Path], standin: GitHubStandin) -> Iterator[TestClient]:
-    config = write_config(PIPELINE)
-    receiver = Receiver(
-        config,
-        secret=SECRET,
-        github=GitHubClient(token=TOKEN, api_url=standin.base_url, write_pause=0.01),
-        workers=2,
-    )
-    with TestClient(create_app(receiver)) as test_client:
+def client(make_receiver: ReceiverFactory, standin: GitHubStandin) -> Iterator[TestClient]:
+    with serving(make_receiver(PIPELINE, standin=standin, workers=2)) as test_client:
         yield test_client
-
-
-def deliver(
-    client: TestClient, event: str, data: dict[str, Any], delivery: str | None = None
-) -> Any:
-    body = json.dumps(data).encode()
-    return client.post("/webhooks/github", content=body, headers=signed(body, event, delivery))
-
-
-def settled(client: TestClient, delivery: str, timeout: float = 30) -> dict[str, Any]:
-    """The delivery once a worker has finished with it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found: dict[str, Any] = client.get(f"/api/deliveries/{delivery}").json()
-        if found.get("state") not in ("queued", "running"):
-            return found
-        time.sleep(0.02)
-    pytest.fail(f"delivery {delivery} still {found.get('state')} after {timeout}s")
 
 
 def test_a_wrong_or_missing_signature_is_401_before_anything_is_parsed(client: TestClient) -> None:
@@ -209,30 +133,29 @@ def test_a_preview_lives_from_open_to_close_and_github_shows_it(
 
 
 def test_a_newer_push_supersedes_the_run_in_flight(
-    write_config: Callable[[str], Path], standin: GitHubStandin
+    make_receiver: ReceiverFactory, write_config: Callable[[str], Path], standin: GitHubStandin
 ) -> None:
     """While pr-N's first deploy is in its long apps stage, a push arrives: that run stops at its
     next safe point, GitHub shows it `error` "cancelled: superseded by 2222222" with its
     Deployment `inactive` (not `failure`), and the push's run deploys."""
-    config = write_config(
-        PIPELINE.replace("{kind: simulated}", "{kind: simulated, durations: {web: {deploy: 60s}}}")
-    )
-    receiver = Receiver(
-        config,
-        secret=SECRET,
-        github=GitHubClient(token=TOKEN, api_url=standin.base_url, write_pause=0.01),
+    receiver = make_receiver(
+        PIPELINE.replace("{kind: simulated}", "{kind: simulated, durations: {web: {deploy: 60s}}}"),
+        standin=standin,
     )
     sha1, sha2 = "1" * 40, "2" * 40
     number = standin.add_pull("feature", head_sha=sha1)
     context = f"deploy-pipeline/pr-{number}"
-    with TestClient(create_app(receiver)) as client:
+    with serving(receiver) as client:
         first = deliver(
             client, "pull_request", payload("pull_request", "opened", number=number, sha=sha1)
         )
-        deadline = time.monotonic() + 20
-        while not any("stage 2/2 apps" in (s["description"] or "") for s in standin.statuses(sha1)):
-            assert time.monotonic() < deadline, "the first run never reached its apps stage"
-            time.sleep(0.02)
+        eventually(
+            lambda: any(
+                "stage 2/2 apps" in (s["description"] or "") for s in standin.statuses(sha1)
+            ),
+            timeout=20,
+            message="the first run reaching its apps stage",
+        )
         # the second run must not wait out web's 60 s: it supersedes, so let it deploy fast
         write_config(PIPELINE)
         second = deliver(
@@ -289,12 +212,10 @@ def test_the_receiver_refuses_to_start_without_a_webhook_secret(
         Receiver(write_config(PIPELINE), secret="")
 
 
-def test_fuzzed_headers_and_bodies_never_get_a_500(
-    write_config: Callable[[str], Path], standin: GitHubStandin
-) -> None:
+def test_fuzzed_headers_and_bodies_never_get_a_500(make_receiver: ReceiverFactory) -> None:
     """Random headers and bodies, signed or not, and signed edits of a recorded pull_request,
     are answered 200, 202, 400, 401 or 413: never a server error."""
-    receiver = Receiver(write_config(PIPELINE), secret=SECRET, workers=1)
+    receiver = make_receiver(PIPELINE, workers=1)
     header = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
     json_values = st.recursive(
         st.none() | st.booleans() | st.integers() | st.text(max_size=8),
@@ -303,7 +224,7 @@ def test_fuzzed_headers_and_bodies_never_get_a_500(
         ),
         max_leaves=10,
     )
-    with TestClient(create_app(receiver)) as client:
+    with serving(receiver) as client:
 
         @FUZZ
         @given(
@@ -373,13 +294,13 @@ def test_a_delivery_of_another_repository_never_touches_this_ones_preview(
 
 
 def test_a_receiver_for_one_repository_ignores_every_other(
-    write_config: Callable[[str], Path],
+    make_receiver: ReceiverFactory,
 ) -> None:
     """With DEPLOY_PIPELINE_REPOSITORY's owner/name, another repository's pull request is
     answered 200 "not served here" and nothing is queued; a value that is no owner/name stops
     the start, naming the variable."""
-    receiver = Receiver(write_config(PIPELINE), secret=SECRET, workers=1, repository=REPO)
-    with TestClient(create_app(receiver)) as client:
+    receiver = make_receiver(PIPELINE, workers=1, repository=REPO)
+    with serving(receiver) as client:
         theirs = payload("pull_request", "opened", number=3, sha="3" * 40)
         theirs["repository"]["full_name"] = "someone/else"
         answer = deliver(client, "pull_request", theirs)
@@ -390,7 +311,7 @@ def test_a_receiver_for_one_repository_ignores_every_other(
         )
         assert client.get("/readyz").json()["queued"] == 0
     with pytest.raises(UsageError, match="DEPLOY_PIPELINE_REPOSITORY is the owner/name"):
-        Receiver(write_config(PIPELINE), secret=SECRET, repository="https://github.com/a/b")
+        make_receiver(PIPELINE, repository="https://github.com/a/b")
 
 
 def test_a_replayed_opened_does_not_bring_back_a_closed_preview(
@@ -486,14 +407,13 @@ class FirstRunBreaks(Receiver):
 
 
 def test_an_unexpected_error_fails_the_delivery_and_the_worker_goes_on(
-    write_config: Callable[[str], Path], standin: GitHubStandin
+    make_receiver: ReceiverFactory, write_config: Callable[[str], Path]
 ) -> None:
     """An unexpected error in a run fails its delivery with a one-line reason (no traceback),
     and the only worker then deploys the next push; /readyz stays ready. A file whose timeout
     would overflow the clock fails its delivery with the config error, the worker alive too."""
-    config = write_config(PIPELINE)
-    receiver = FirstRunBreaks(config, secret=SECRET, workers=1)
-    with TestClient(create_app(receiver)) as client:
+    receiver = make_receiver(PIPELINE, kind=FirstRunBreaks, workers=1)
+    with serving(receiver) as client:
         first = deliver(client, "pull_request", payload("pull_request", "opened", number=3))
         failed = settled(client, first.json()["queued"])
         assert failed["state"] == "failed"
@@ -526,12 +446,12 @@ class OneWorkerEnds(Receiver):
 
 
 def test_readyz_is_503_naming_a_worker_thread_that_is_gone(
-    write_config: Callable[[str], Path],
+    make_receiver: ReceiverFactory,
 ) -> None:
     """With one of its worker threads gone, the receiver is not ready: /readyz answers 503 and
     names the worker."""
-    receiver = OneWorkerEnds(write_config(PIPELINE), secret=SECRET, workers=2)
-    with TestClient(create_app(receiver)) as client:
+    receiver = make_receiver(PIPELINE, kind=OneWorkerEnds, workers=2)
+    with serving(receiver) as client:
         receiver.threads[1].join(10)
         answer = client.get("/readyz")
         assert answer.status_code == 503
@@ -539,7 +459,7 @@ def test_readyz_is_503_naming_a_worker_thread_that_is_gone(
 
 
 def test_github_out_of_reach_neither_fails_nor_holds_up_a_deploy_or_a_delete(
-    write_config: Callable[[str], Path], caplog: pytest.LogCaptureFixture
+    make_receiver: ReceiverFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     """With GitHub out of reach of the receiver's GitHub App (every connection reset), a pull
     request's preview deploys and is deleted, both deliveries succeeding; the reporter tries
@@ -553,17 +473,18 @@ def test_github_out_of_reach_neither_fails_nor_holds_up_a_deploy_or_a_delete(
             backoff=0.01,
             write_pause=0.0,
         )
-        receiver = Receiver(write_config(PIPELINE), secret=SECRET, github=github, workers=1)
-        with TestClient(create_app(receiver)) as client:
+        receiver = make_receiver(PIPELINE, github=github, workers=1)
+        with serving(receiver) as client:
             opened = deliver(client, "pull_request", payload("pull_request", "opened", number=8))
             assert settled(client, opened.json()["queued"], timeout=10)["result"] == "succeeded"
             assert away.wait_for(3)  # the first update, tried three times
             closed = deliver(client, "pull_request", payload("pull_request", "closed", number=8))
             assert settled(client, closed.json()["queued"], timeout=10)["result"] == "succeeded"
-            deadline = time.monotonic() + 10
-            while not any("not tried again" in r.getMessage() for r in caplog.records):
-                assert time.monotonic() < deadline, "the reporter never gave up"
-                time.sleep(0.02)
+            eventually(
+                lambda: any("not tried again" in r.getMessage() for r in caplog.records),
+                timeout=10,
+                message="the reporter giving up",
+            )
     gave_up = next(r.getMessage() for r in caplog.records if "not tried again" in r.getMessage())
     assert gave_up.startswith(
         f"GitHub could not find the installation of the GitHub App 1 on {REPO}: cannot reach "

@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import httpx2
@@ -18,9 +16,10 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_spec
 from starlette.testclient import TestClient
 
-from deploy_pipeline.receiver import Receiver, create_app
 from deploy_pipeline.receiver.openapi import DESCRIPTION
-from tests.test_receiver import PIPELINE, SECRET, payload, signed
+from tests.support.eventually import eventually
+from tests.support.receiver import PIPELINE, ReceiverFactory, serving
+from tests.support.webhooks import payload, signed
 
 TOKEN = "api-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -47,20 +46,19 @@ def check(response: httpx2.Response, method: str = "get") -> Any:
 
 
 @pytest.fixture
-def api(write_config: Callable[[str], Path]) -> Iterator[TestClient]:
-    receiver = Receiver(write_config(PIPELINE), secret=SECRET, workers=2, api_token=TOKEN)
-    with TestClient(create_app(receiver)) as client:
+def api(make_receiver: ReceiverFactory) -> Iterator[TestClient]:
+    with serving(make_receiver(PIPELINE, workers=2, api_token=TOKEN)) as client:
         yield client
 
 
 def finished(client: TestClient, delivery: str, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found: dict[str, Any] = check(client.get(f"/api/deliveries/{delivery}", headers=AUTH))
-        if found["state"] not in ("queued", "running"):
-            return found
-        time.sleep(0.02)
-    pytest.fail(f"{delivery} still {found['state']} after {timeout}s")
+    found: dict[str, Any] = eventually(
+        lambda: check(client.get(f"/api/deliveries/{delivery}", headers=AUTH)),
+        lambda found: found["state"] not in ("queued", "running"),
+        timeout=timeout,
+        message=f"delivery {delivery} finishing",
+    )
+    return found
 
 
 def test_the_openapi_description_is_valid_openapi_3_1() -> None:
@@ -159,11 +157,10 @@ def test_the_api_needs_its_token(api: TestClient) -> None:
         assert "DEPLOY_PIPELINE_API_TOKEN" in check(answer, "post")["error"]
 
 
-def test_without_a_token_the_write_api_is_off(write_config: Callable[[str], Path]) -> None:
+def test_without_a_token_the_write_api_is_off(make_receiver: ReceiverFactory) -> None:
     """A receiver with no API token keeps its reads open (DESIGN.md §6) and refuses writes,
     saying how to turn them on."""
-    receiver = Receiver(write_config(PIPELINE), secret=SECRET, workers=1)
-    with TestClient(create_app(receiver)) as client:
+    with serving(make_receiver(PIPELINE, workers=1)) as client:
         assert check(client.get("/api/environments"))["environments"]
         answer = client.post("/api/environments/staging/delete")
         assert answer.status_code == 403

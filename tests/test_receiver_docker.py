@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import dataclasses
 import urllib.request
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 from starlette.testclient import TestClient
 
-from deploy_pipeline.github import GitHubApp, GitHubClient
-from deploy_pipeline.receiver import Receiver, create_app
-from tests.docker_testbed import BUSYBOX, DockerBed
-from tests.github_standin import GitHubStandin
-from tests.test_receiver import SECRET, deliver, payload, settled
+from tests.support.docker_testbed import BUSYBOX, DockerBed
+from tests.support.github_standin import GitHubStandin
+from tests.support.receiver import ReceiverFactory, deliver, serving, settled
+from tests.support.webhooks import payload
 
 pytestmark = pytest.mark.engine
 
@@ -49,7 +47,7 @@ CMD ["/bin/busybox", "sh", "-c", "{SERVE}"]
 
 @pytest.fixture
 def client(
-    write_config: Callable[[str], Path], standin: GitHubStandin, docker_env: DockerBed
+    make_receiver: ReceiverFactory, standin: GitHubStandin, docker_env: DockerBed
 ) -> Iterator[TestClient]:
     """A receiver installed as a GitHub App, running each PR head's own pipeline file."""
     app = standin.add_app(
@@ -70,13 +68,8 @@ def client(
         executable=["web/busybox"],
         message="the shop",
     )
-    github = GitHubClient(
-        app=GitHubApp(str(app.id), app.private_key), api_url=standin.base_url, write_pause=0.01
-    )
-    receiver = Receiver(
-        write_config(PIPELINE), secret=SECRET, github=github, workers=1, source="pull-request"
-    )
-    with TestClient(create_app(receiver)) as test_client:
+    receiver = make_receiver(PIPELINE, standin=standin, app=app, workers=1, source="pull-request")
+    with serving(receiver) as test_client:
         yield test_client
 
 

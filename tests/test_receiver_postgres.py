@@ -5,7 +5,6 @@ run once, both do work, and a push arriving at one stops the run in flight on th
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,10 +13,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.test_receiver import payload, signed
-from tests.test_receiver_process import Server
+from tests.support.eventually import eventually
+from tests.support.serve import Server
+from tests.support.webhooks import payload, signed
 
-pytest_plugins = ["tests.postgres_testbed"]
+pytest_plugins = ["tests.support.postgres_testbed"]
 
 PIPELINE = """
 version: 1
@@ -76,12 +76,11 @@ def pid_of(server: Server) -> int:
 def wait_until(
     check: Callable[[], bool], what: str, servers: tuple[Server, ...], timeout: float
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            logs = "\n".join(s.log.read_text()[-1500:] for s in servers if s.log.exists())
-            pytest.fail(f"{what}: not within {timeout} s; the receivers' logs end:\n{logs}")
-        time.sleep(0.1)
+    def said() -> str:
+        logs = "\n".join(s.log.read_text()[-1500:] for s in servers if s.log.exists())
+        return f"{what}; the receivers' logs end:\n{logs}\n"
+
+    eventually(check, message=said, timeout=timeout, every=0.1)
 
 
 def test_deliveries_sent_to_either_receiver_each_run_once_and_both_do_work(

@@ -16,10 +16,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from deploy_pipeline.errors import UsageError
-from deploy_pipeline.github import GitHubApp, GitHubClient
-from deploy_pipeline.receiver import Receiver, create_app
-from tests.github_standin import GitHubStandin
-from tests.test_receiver import SECRET, deliver, payload, settled
+from deploy_pipeline.receiver import Receiver
+from tests.support.github_standin import GitHubStandin
+from tests.support.receiver import ReceiverFactory, deliver, serving, settled
+from tests.support.webhooks import SECRET, payload
 
 BASE = """
 version: 1
@@ -56,35 +56,30 @@ RECEIVERS = {
 
 
 def serve(
-    operator: str, write_config: Callable[[str], Path], standin: GitHubStandin
+    operator: str, make_receiver: ReceiverFactory, standin: GitHubStandin
 ) -> Iterator[TestClient]:
     """A receiver installed as a GitHub App, with `operator` as its `-f` file and as the
     repository's default branch, running each PR head's own pipeline file."""
     app = standin.add_app()
     standin.add_repository_files({".deploy-pipeline.yml": operator}, message="the base")
-    github = GitHubClient(
-        app=GitHubApp(str(app.id), app.private_key), api_url=standin.base_url, write_pause=0.01
-    )
-    receiver = Receiver(
-        write_config(operator), secret=SECRET, github=github, workers=1, source="pull-request"
-    )
-    with TestClient(create_app(receiver)) as test_client:
+    receiver = make_receiver(operator, standin=standin, app=app, workers=1, source="pull-request")
+    with serving(receiver) as test_client:
         yield test_client
 
 
 @pytest.fixture
-def client(write_config: Callable[[str], Path], standin: GitHubStandin) -> Iterator[TestClient]:
-    yield from serve(BASE, write_config, standin)
+def client(make_receiver: ReceiverFactory, standin: GitHubStandin) -> Iterator[TestClient]:
+    yield from serve(BASE, make_receiver, standin)
 
 
 @pytest.fixture
 def guarded(
-    write_config: Callable[[str], Path], standin: GitHubStandin, monkeypatch: pytest.MonkeyPatch
+    make_receiver: ReceiverFactory, standin: GitHubStandin, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[TestClient]:
     """A receiver serving OPERATOR, with the receiver's own secrets in its environment."""
     for name, value in RECEIVERS.items():
         monkeypatch.setenv(name, value)
-    yield from serve(OPERATOR, write_config, standin)
+    yield from serve(OPERATOR, make_receiver, standin)
 
 
 def open_pull(

@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.test_receiver import SECRET, payload, signed
+from tests.support.eventually import eventually
+from tests.support.serve import Server, free_port
+from tests.support.webhooks import SECRET
 
 PIPELINE = """
 version: 1
@@ -31,97 +30,11 @@ previews: {from: staging}
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """One `deploy-pipeline serve` process, stopped by its PID."""
-
-    def __init__(self, config: Path, state: Path, env: dict[str, str] | None = None) -> None:
-        self.config, self.state, self.port = config, state, free_port()
-        self.env = env or {}
-        self.log = state.parent / "serve.log"
-        state.parent.mkdir(parents=True, exist_ok=True)
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Server:
-        env = {
-            **os.environ,
-            "DEPLOY_PIPELINE_WEBHOOK_SECRET": SECRET,
-            "DEPLOY_PIPELINE_STATE": str(self.state),
-            "DEPLOY_PIPELINE_WORKERS": "1",
-            **self.env,
-        }
-        env.pop("GITHUB_TOKEN", None)
-        command = [sys.executable, "-m", "deploy_pipeline", "serve", "-f", str(self.config)]
-        with self.log.open("ab") as log:  # the child keeps its own copy of the descriptor
-            self.process = subprocess.Popen(
-                [*command, "--port", str(self.port)],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                self.get("/healthz")
-            except OSError:
-                assert self.process.poll() is None, "the receiver exited while starting"
-                time.sleep(0.05)
-            else:
-                return self
-        pytest.fail("the receiver did not answer /healthz within 30 s")
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.url(path), timeout=5) as answer:
-            return json.loads(answer.read())
-
-    def deliver(self, number: int, sha: str) -> str:
-        body = json.dumps(payload("pull_request", "opened", number=number, sha=sha)).encode()
-        request = urllib.request.Request(
-            self.url("/webhooks/github"), data=body, headers=signed(body, "pull_request")
-        )
-        with urllib.request.urlopen(request, timeout=5) as answer:
-            assert answer.status == 202
-            return str(json.loads(answer.read())["queued"])
-
-    def state_of(self, delivery: str) -> str:
-        return str(self.get(f"/api/deliveries/{delivery}")["state"])
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-
-
 @pytest.fixture
 def server(write_config: Callable[[str], Path], own_state: Path) -> Iterator[Server]:
     s = Server(write_config(PIPELINE), own_state)
     yield s
     s.stop()
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout} s")
-        time.sleep(0.05)
 
 
 def test_sigkill_with_work_running_and_queued_loses_nothing_and_runs_each_once(
@@ -132,13 +45,15 @@ def test_sigkill_with_work_running_and_queued_loses_nothing_and_runs_each_once(
     delivery ends succeeded, each with exactly one finished run."""
     server.start()
     deliveries = [server.deliver(n, str(n) * 40) for n in (1, 2, 3)]
-    wait_for(lambda: server.state_of(deliveries[0]) == "running", "PR 1's run starting")
+    eventually(lambda: server.state_of(deliveries[0]) == "running", message="PR 1's run starting")
     assert [server.state_of(d) for d in deliveries[1:]] == ["queued", "queued"]
     server.kill()
 
     server.start()
-    wait_for(
-        lambda: all(server.state_of(d) == "done" for d in deliveries), "every delivery done", 60
+    eventually(
+        lambda: all(server.state_of(d) == "done" for d in deliveries),
+        message="every delivery done",
+        timeout=60,
     )
     results = [server.get(f"/api/deliveries/{d}") for d in deliveries]
     assert [r["result"] for r in results] == ["succeeded"] * 3
@@ -157,7 +72,7 @@ def test_the_log_is_json_lines_naming_the_delivery_pr_environment_and_run(
     delivery id, PR number, environment and run id."""
     server.start()
     delivery = server.deliver(7, "7" * 40)
-    wait_for(lambda: server.state_of(delivery) == "done", "the delivery done")
+    eventually(lambda: server.state_of(delivery) == "done", message="the delivery done")
     server.stop()
     lines = [json.loads(line) for line in server.log.read_text().splitlines() if line.strip()]
     done = [line for line in lines if line.get("delivery") == delivery]
@@ -222,12 +137,12 @@ def test_slow_uploads_are_capped_and_cut_off_at_the_read_deadline(
     try:
         server.start()
         slow = [raw_post(server.port, SLOW, b'{"action": ') for _ in range(2)]
-        wait_for(lambda: uploads(server) == 2, "two bodies being read", timeout=10)
+        eventually(lambda: uploads(server) == 2, message="two bodies being read", timeout=10)
         status, head = answer_of(raw_post(server.port, SLOW, b"{"))
         assert status == 503 and "retry-after: 5" in head
         for connection in slow:  # within the sockets' 10 s: the deadline cut them off
             assert answer_of(connection)[0] == 408
-        wait_for(lambda: uploads(server) == 0, "the bodies let go", timeout=10)
+        eventually(lambda: uploads(server) == 0, message="the bodies let go", timeout=10)
         server.deliver(1, "1" * 40)
     finally:
         server.stop()
@@ -323,11 +238,15 @@ def test_sigterm_with_a_run_in_flight_queues_it_again_and_a_restart_deploys_it(
     queue (not `cancelled`): after a restart it runs again, and the preview ends deployed."""
     server.start()
     delivery = server.deliver(4, "4" * 40)
-    wait_for(lambda: server.state_of(delivery) == "running", "PR 4's run starting")
+    eventually(lambda: server.state_of(delivery) == "running", message="PR 4's run starting")
     server.stop()
 
     server.start()
-    wait_for(lambda: server.state_of(delivery) not in ("queued", "running"), "the rerun", 60)
+    eventually(
+        lambda: server.state_of(delivery) not in ("queued", "running"),
+        message="the rerun",
+        timeout=60,
+    )
     assert server.get(f"/api/deliveries/{delivery}")["result"] == "succeeded"
     envs = {e["name"]: e for e in server.get("/api/environments")["environments"]}
     assert envs["pr-4"]["status"] == "deployed"

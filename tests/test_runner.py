@@ -11,7 +11,7 @@ from deploy_pipeline.errors import PermanentError, TransientError
 from deploy_pipeline.events import Collect, EventBus, Redactor
 from deploy_pipeline.model import Event
 from deploy_pipeline.runner import Cancel
-from tests.helpers import WAIT, barrier, gate, harness, until_cancelled
+from tests.support.runner import WAIT, barrier, gate, harness, until_cancelled
 
 TWO_STAGES = """
 version: 1

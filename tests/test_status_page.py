@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
-from tests.browser import artifacts, chromium
-from tests.github_standin import REPO
-from tests.test_receiver_process import Server, wait_for
+from tests.support.browser import artifacts, chromium
+from tests.support.eventually import eventually
+from tests.support.github_standin import REPO
+from tests.support.serve import Server
 
 TOKEN = "page-token-0123"
 # Three stages; `search` is skipped in staging and so in its previews; slow enough to watch.
@@ -96,12 +97,14 @@ def running_run(server: Server, environment: str) -> int:
         found.update(next((e for e in listing if e["name"] == environment), {}))
         return found.get("last_run") is not None
 
-    wait_for(started, f"a run of {environment} starting")
+    eventually(started, message=f"a run of {environment} starting")
     return int(found["last_run"])
 
 
 def finished(server: Server, run: int) -> dict[str, Any]:
-    wait_for(lambda: api(server, f"/api/runs/{run}")["status"] != "running", f"run {run} ending")
+    eventually(
+        lambda: api(server, f"/api/runs/{run}")["status"] != "running", message=f"run {run} ending"
+    )
     result: dict[str, Any] = api(server, f"/api/runs/{run}")
     return result
 
@@ -323,8 +326,8 @@ def test_a_client_that_leaves_lets_go_of_its_stream_while_the_run_goes_on(server
     run = running_run(server, "pr-42")
     with Stream(server, run) as stream:
         next(iter(stream))  # the retry line: the stream is open
-        wait_for(lambda: open_streams(server) == 1, "the stream counted")
-    wait_for(lambda: open_streams(server) == 0, "the stream let go")
+        eventually(lambda: open_streams(server) == 1, message="the stream counted")
+    eventually(lambda: open_streams(server) == 0, message="the stream let go")
     assert api(server, f"/api/runs/{run}")["status"] == "running"
     finished(server, run)
 

@@ -23,7 +23,8 @@ from referencing.jsonschema import DRAFT7
 from deploy_pipeline.errors import DeployPipelineError
 from deploy_pipeline.previews import Decision, PreviewPolicy, decide, in_sequence, pull_request
 from deploy_pipeline.webhooks import MAX_BODY, Delivery, PayloadError, SignatureError, verify
-from tests.helpers import fuzzing
+from tests.support.fuzzing import fuzzing
+from tests.support.webhooks import SECRET  # GitHub's documented test vector's
 
 FIXTURES = Path(__file__).parent / "fixtures" / "github-webhooks"
 SCHEMAS = Registry().with_resources(
@@ -33,7 +34,6 @@ SCHEMAS = Registry().with_resources(
         for path in sorted((FIXTURES / "schemas").rglob("*.schema.json"))
     )
 )
-SECRET = "It's a Secret to Everybody"
 GUID = "72d3162e-cc78-11e3-81ab-4c9367dc0958"
 HEAD_SHA = "ec26c3e57ca3a959ca5aad62de7213c562f8c821"  # the recorded PR #2's head commit
 ON = PreviewPolicy(enabled=True)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from deploy_pipeline.cli import main
-from tests.docker_testbed import HTTPD, DockerBed, busybox_context
+from tests.support.docker_testbed import HTTPD, DockerBed, busybox_context
 
 MANAGED = "app.kubernetes.io/managed-by=deploy-pipeline"
 ENV_LABEL = "io.deploy-pipeline.environment"

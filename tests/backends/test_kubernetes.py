@@ -20,8 +20,8 @@ import pytest
 from kubernetes import client, config
 
 from deploy_pipeline.cli import main
-from tests.docker_testbed import DockerBed, busybox_context
-from tests.kube_testbed import control_plane_pid
+from tests.support.docker_testbed import DockerBed, busybox_context
+from tests.support.kube_testbed import control_plane_pid
 
 pytestmark = pytest.mark.engine
 

@@ -16,7 +16,7 @@ import yaml
 from kubernetes import client, config
 
 from deploy_pipeline.cli import main
-from tests.kube_testbed import require_kubeconfig
+from tests.support.kube_testbed import require_kubeconfig
 
 pytestmark = pytest.mark.engine
 

@@ -15,7 +15,7 @@ import pytest
 
 from deploy_pipeline.github import GitHubApp, GitHubClient
 from deploy_pipeline.receiver.checkout import CheckoutError, fetch, remove
-from tests.github_standin import REPO, App, GitHubStandin, Recorded
+from tests.support.github_standin import REPO, App, GitHubStandin, Recorded
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from deploy_pipeline.errors import PermanentError
 from deploy_pipeline.model import RunPlan
 from deploy_pipeline.reporting.markdown import job_summary, preview_comment
 from deploy_pipeline.runner import RunResult
-from tests.helpers import harness
+from tests.support.runner import harness
 
 PIPELINE = """
 version: 1

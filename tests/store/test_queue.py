@@ -14,12 +14,13 @@ import pytest
 from deploy_pipeline.model import EnvironmentRecord
 from deploy_pipeline.store.queue import Job, Queue
 from deploy_pipeline.store.state import holder_id
-from tests.helpers import Clock, dead_holder
+from tests.support.clock import Clock
+from tests.support.locks import dead_holder
 
 if TYPE_CHECKING:  # imported only as the plugin: a plain import comes before pytest can rewrite it
-    from tests.postgres_testbed import Stores
+    from tests.support.postgres_testbed import Stores
 
-pytest_plugins = ["tests.postgres_testbed"]
+pytest_plugins = ["tests.support.postgres_testbed"]
 
 
 def add(queue: Queue, delivery: str, environment: str, sha: str | None = None, **extra: object):  # type: ignore[no-untyped-def]

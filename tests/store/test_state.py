@@ -17,12 +17,13 @@ import pytest
 from deploy_pipeline.errors import StoreError
 from deploy_pipeline.model import EnvironmentRecord, Event
 from deploy_pipeline.store.state import MIGRATIONS, Store, open_store, store_exists
-from tests.helpers import Clock, dead_holder
+from tests.support.clock import Clock
+from tests.support.locks import dead_holder
 
 if TYPE_CHECKING:  # imported only as the plugin: a plain import comes before pytest can rewrite it
-    from tests.postgres_testbed import Stores
+    from tests.support.postgres_testbed import Stores
 
-pytest_plugins = ["tests.postgres_testbed"]
+pytest_plugins = ["tests.support.postgres_testbed"]
 
 
 def test_a_new_database_is_at_the_current_schema_version(stores: Stores) -> None:

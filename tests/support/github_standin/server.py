@@ -15,14 +15,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from tests.github_standin.answering import Answering
-from tests.github_standin.apps import Apps
-from tests.github_standin.description import description
-from tests.github_standin.faults import Faults
-from tests.github_standin.gitserver import GIT_PATH, GitServer
-from tests.github_standin.handlers import Handlers
-from tests.github_standin.rendering import _made_up_sha, _now
-from tests.github_standin.state import (
+from tests.support.github_standin.answering import Answering
+from tests.support.github_standin.apps import Apps
+from tests.support.github_standin.description import description
+from tests.support.github_standin.faults import Faults
+from tests.support.github_standin.gitserver import GIT_PATH, GitServer
+from tests.support.github_standin.handlers import Handlers
+from tests.support.github_standin.rendering import _made_up_sha, _now
+from tests.support.github_standin.state import (
     App,
     AppHandler,
     Fault,

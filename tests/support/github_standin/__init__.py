@@ -4,8 +4,8 @@ behaves like GitHub for the operations the project calls, GitHub Apps and git ov
 Tests can make it fail on purpose.
 """
 
-from tests.github_standin.apps import APP_PERMISSIONS
-from tests.github_standin.description import (
+from tests.support.github_standin.apps import APP_PERMISSIONS
+from tests.support.github_standin.description import (
     DESCRIPTION,
     DOCS,
     LEGACY_ROUTES,
@@ -13,8 +13,8 @@ from tests.github_standin.description import (
     Operation,
     description,
 )
-from tests.github_standin.server import BOT, REPO, TOKEN, GitHubStandin
-from tests.github_standin.state import (
+from tests.support.github_standin.server import BOT, REPO, TOKEN, GitHubStandin
+from tests.support.github_standin.state import (
     PERMISSIONS,
     Answer,
     App,

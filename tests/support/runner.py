@@ -6,15 +6,10 @@ on a barrier, which breaks (and fails the test with a clear message) if they nev
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-
-from hypothesis import HealthCheck, Phase, settings
 
 from deploy_pipeline.backends.base import StepContext, StepResult
 from deploy_pipeline.config import parse_config
@@ -161,40 +156,3 @@ def harness(
         bus = EventBus([events], Redactor(v for s in secrets.values() for v in s.values()))
     run = Run(run_plan, backends, bus, cancel=cancel, secrets=secrets, options=options)
     return Harness(pipeline, journal, events, run)
-
-
-class Clock:
-    """A clock the test moves by hand (`clock.now += 25`); with `step`, each reading is that much
-    later than the one before (deliveries received one after the other)."""
-
-    def __init__(self, now: float = 1000.0, step: float = 0.0) -> None:
-        self.now, self.step = now, step
-
-    def __call__(self) -> float:
-        self.now += self.step
-        return self.now
-
-
-def fuzzing(max_examples: int) -> settings:
-    """Hypothesis settings for the fuzzed tests: the same cases on every run, no example
-    database, and no `explain` phase (it imports libcst, which warns, and warnings are errors;
-    it also traced every shrink step of a failure, which took a minute)."""
-    return settings(
-        max_examples=max_examples,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow],
-        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
-    )
-
-
-def dead_holder() -> str:
-    """A lock or lease holder id (`host:pid`) of a process of this machine that has exited."""
-    pid = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    return f"{socket.gethostname()}:{pid}"

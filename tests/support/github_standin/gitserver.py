@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tests.github_standin.state import Recorded, Repo, Token
+from tests.support.github_standin.state import Recorded, Repo, Token
 
 GIT_PATH = re.compile(r"/(?P<owner>[^/]+)/(?P<name>[^/]+?)\.git(?P<rest>/.*)?")
 _IDENTITY = {

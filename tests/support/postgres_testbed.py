@@ -2,8 +2,8 @@
 (or the env file `scripts/postgres-testenv start` writes), and a fresh schema per test, so tests
 never see each other's rows. Without a server a test skips when run by hand and fails under CI=true.
 
-A plugin (`pytest_plugins = ["tests.postgres_testbed"]`): `stores` runs a test on SQLite and on
-PostgreSQL; `database_url` is a fresh schema's URL for tests that need PostgreSQL only.
+A plugin (`pytest_plugins = ["tests.support.postgres_testbed"]`): `stores` runs a test on SQLite
+and on PostgreSQL; `database_url` is a fresh schema's URL for tests that need PostgreSQL only.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pytest
 
 from deploy_pipeline.store.database import Migration, redact_url
 from deploy_pipeline.store.state import MIGRATIONS, Store
-from tests.docker_testbed import unavailable
+from tests.support.docker_testbed import unavailable
 
 URL_ENV = "DEPLOY_PIPELINE_TEST_DATABASE_URL"
 START = 'run `scripts/postgres-testenv start` and `eval "$(scripts/postgres-testenv env)"`'

@@ -18,7 +18,9 @@ from jsonschema import Draft7Validator, ValidationError
 from referencing import Registry
 from referencing.jsonschema import DRAFT7
 
-DESCRIPTION = Path(__file__).parent.parent / "fixtures" / "github-rest" / "openapi-subset.json"
+from tests.support.paths import FIXTURES
+
+DESCRIPTION = FIXTURES / "github-rest" / "openapi-subset.json"
 DOCS = "https://docs.github.com/rest"
 
 # "This resource is also available via a legacy route" (list-commit-statuses-for-ref's text);

@@ -19,8 +19,16 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.github_standin.rendering import Rendering
-from tests.github_standin.state import _LEVELS, Answer, App, AppCall, Installation, Repo, Token
+from tests.support.github_standin.rendering import Rendering
+from tests.support.github_standin.state import (
+    _LEVELS,
+    Answer,
+    App,
+    AppCall,
+    Installation,
+    Repo,
+    Token,
+)
 
 # What an installation of the project's app is usually granted (GitHub's permission names).
 APP_PERMISSIONS = {

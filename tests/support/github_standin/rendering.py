@@ -13,8 +13,8 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from tests.github_standin.description import Description
-from tests.github_standin.state import Call, Pull, Repo
+from tests.support.github_standin.description import Description
+from tests.support.github_standin.state import Call, Pull, Repo
 
 _EXAMPLE_REPOS = ("octocat/Hello-World", "octocat/example", "octokit/octokit.rb")
 

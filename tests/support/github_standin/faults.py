@@ -10,8 +10,8 @@ from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
-from tests.github_standin.description import DOCS, Operation
-from tests.github_standin.state import PERMISSIONS, Fault
+from tests.support.github_standin.description import DOCS, Operation
+from tests.support.github_standin.state import PERMISSIONS, Fault
 
 _RATE_LIMITS = f"{DOCS}/using-the-rest-api/rate-limits-for-the-rest-api"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tests.docker_testbed import unavailable
+from tests.support.docker_testbed import unavailable
 
 TMP = Path(os.environ.get("TMPDIR", "/tmp"))
 

@@ -1,5 +1,5 @@
 """The GitHub stand-in as a process of its own, to try the receiver by hand as the README's "Run
-the receiver" says, with no GitHub: `python -m tests.github_standin --port 9900 --repo DIR`.
+the receiver" says, with no GitHub: `python -m tests.support.github_standin --port 9900 --repo DIR`.
 
 It registers a GitHub App installed on the repository (its private key written beside `--out`),
 commits DIR's files to the default branch and, changed by `--change`, to a `feature` branch with a
@@ -19,9 +19,10 @@ import threading
 import uuid
 from pathlib import Path
 
-from tests.github_standin import REPO, GitHubStandin
+from tests.support.github_standin import REPO, GitHubStandin
+from tests.support.paths import WEBHOOKS
 
-OPENED = Path(__file__).parent.parent / "fixtures" / "github-webhooks" / "pull_request"
+OPENED = WEBHOOKS / "pull_request"
 
 
 def files_of(folder: Path) -> tuple[dict[str, bytes], list[str]]:
@@ -35,7 +36,7 @@ def files_of(folder: Path) -> tuple[dict[str, bytes], list[str]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m tests.github_standin")
+    parser = argparse.ArgumentParser(prog="python -m tests.support.github_standin")
     parser.add_argument("--port", type=int, default=9900)
     parser.add_argument("--repo", type=Path, required=True, help="the repository's files")
     parser.add_argument(

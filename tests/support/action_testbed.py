@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.docker_testbed import DockerBed, unavailable
+from tests.support.docker_testbed import DockerBed, unavailable
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "action-testenv"
 # what GitHub's build of the Action reads (act sends the whole folder as the build context)
 ACTION_FILES = (

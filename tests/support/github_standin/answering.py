@@ -11,8 +11,8 @@ import time
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
-from tests.github_standin.description import DOCS, Description, Operation
-from tests.github_standin.state import (
+from tests.support.github_standin.description import DOCS, Description, Operation
+from tests.support.github_standin.state import (
     PERMISSIONS,
     Answer,
     App,

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.github_standin.description import Operation
+from tests.support.github_standin.description import Operation
 
 # What a GitHub App installation token needs per operation, as X-Accepted-GitHub-Permissions
 # spells it: alternatives are separated by ";". The description does not carry these; they follow

@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from tests.github_standin.rendering import Rendering, _node_id, _now, _paging
-from tests.github_standin.state import Answer, Call, Repo
+from tests.support.github_standin.rendering import Rendering, _node_id, _now, _paging
+from tests.support.github_standin.state import Answer, Call, Repo
 
 _SHA = re.compile(r"[0-9a-f]{40}")
 
