@@ -22,12 +22,14 @@ from typing import TYPE_CHECKING, Any, TextIO
 import yaml
 
 from deploy_pipeline.config import load_config
+from deploy_pipeline.durations import tenths
 from deploy_pipeline.errors import ConfigError, ConfigErrors, DeployPipelineError, UsageError
 from deploy_pipeline.events import Redactor, format_event
 from deploy_pipeline.execution import Execution, Request, Workspace
 from deploy_pipeline.model import Action, Event, RunPlan
 from deploy_pipeline.reporting.markdown import DONE, environment_url, job_summary, service_rows
-from deploy_pipeline.runner import Cancel, RunResult
+from deploy_pipeline.runner import Cancel
+from deploy_pipeline.steps import RunResult
 from deploy_pipeline.trust import ungranted
 from deploy_pipeline.webhooks import Delivery, PreviewPolicy, decide
 
@@ -530,8 +532,7 @@ def _finish(
     _summary(env, redact(job_summary(result, execution.run_plan, action=action, sha=sha or None)))
     for failure in result.failures:
         cmd.error(failure)
-    took = f"{result.duration:.1f}s"
-    cmd.line(f"{action} {result.status} in {took}")
+    cmd.line(f"{action} {result.status} in {tenths(result.duration)}")
 
 
 def main() -> int:

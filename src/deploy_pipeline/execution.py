@@ -30,7 +30,8 @@ from deploy_pipeline.model import (
     Target,
 )
 from deploy_pipeline.plan import check_services, environments, find_environment, plan_runs
-from deploy_pipeline.runner import Cancel, Run, RunOptions, RunResult
+from deploy_pipeline.runner import Cancel, Run, RunOptions
+from deploy_pipeline.steps import RunResult
 from deploy_pipeline.store.state import EventRecorder, Store, lock_ttl, open_store, store_exists
 from deploy_pipeline.trust import merge_pull_request
 

@@ -13,26 +13,33 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
 from deploy_pipeline.backends.base import Backend, StepContext, StepResult
+from deploy_pipeline.durations import brief
 from deploy_pipeline.errors import Cancelled, StepError, StepTimeout, TransientError
-from deploy_pipeline.events import EventSink, Redactor
+from deploy_pipeline.events import EventBus, EventSink, Redactor
 from deploy_pipeline.model import Event, Phase, Plan, RunPlan, StagePlan, Status, TargetPlan
+from deploy_pipeline.steps import (
+    GERUND,
+    WAITING,
+    RunResult,
+    StepView,
+    behind_environment,
+    behind_target,
+    for_its_build,
+    for_slot,
+    for_stage_builds,
+    stage_waiting,
+    waiting,
+)
 
 PENDING, RUNNING = "pending", "running"
 GRACE = 1.0  # seconds a step past its deadline has to stop and report its own reason
 DONE_OK = frozenset({"succeeded", "reused", "skipped"})
-GERUND = {
-    "build": "building",
-    "deploy": "deploying",
-    "restart": "restarting",
-    "stop": "stopping",
-    "delete": "deleting",
-}
 
 
 LogSink = Callable[[str, str, str, str, str], None]  # environment, target, service, phase, line
@@ -42,32 +49,6 @@ LogSink = Callable[[str, str, str, str, str], None]  # environment, target, serv
 class RunOptions:
     backoff: float = 1.0  # first retry delay for a transient error; doubles each time
     max_backoff: float = 30.0
-
-
-@dataclass(frozen=True)
-class StepView:
-    """One step as a progress view shows it."""
-
-    environment: str
-    target: str
-    stage: str
-    service: str
-    phase: Phase
-    state: str  # pending, running, or the final status
-    elapsed: float | None
-    message: str
-    waiting: str | None
-    url: str | None
-    artifact: str | None = None  # the image a build made or reused, for the deploy after it
-
-
-@dataclass
-class RunResult:
-    status: Status  # succeeded, failed or cancelled
-    environments: dict[str, Status]
-    steps: list[StepView]
-    failures: list[str]
-    duration: float
 
 
 class Cancel:
@@ -130,8 +111,9 @@ class _Step:
         self.main: _Step | None = None  # a build's main step
 
 
-class _Pipeline:
-    """One environment's staged pipeline on one target."""
+class _StagedPipeline:
+    """One environment's staged pipeline on one target, as the runner schedules it (the model's
+    `Pipeline` is the file's pipeline, which this runs one plan of)."""
 
     def __init__(self, run: Run, plan: Plan, tp: TargetPlan) -> None:
         self.run, self.plan, self.tp = run, plan, tp
@@ -179,16 +161,16 @@ class _Pipeline:
     ) -> None:
         self.run.emit(
             Event(
-                self.run.clock() - self.run.t0,
-                self.env,
-                self.target,
-                step.stage.name,
-                step.service,
-                step.phase,
-                status,
-                message,
-                step.url,
-                duration,
+                ts=self.run.clock() - self.run.t0,
+                environment=self.env,
+                target=self.target,
+                stage=step.stage.name,
+                service=step.service,
+                phase=step.phase,
+                status=status,
+                message=message,
+                url=step.url,
+                duration=duration,
             )
         )
 
@@ -199,14 +181,14 @@ class _Pipeline:
         for svc in self.plan.skipped:
             self.run.emit(
                 Event(
-                    self.run.clock() - self.run.t0,
-                    self.env,
-                    self.target,
-                    svc.stage,
-                    svc.name,
-                    self.plan.action,
-                    "skipped",
-                    f"skipped in {self.env}",
+                    ts=self.run.clock() - self.run.t0,
+                    environment=self.env,
+                    target=self.target,
+                    stage=svc.stage,
+                    service=svc.name,
+                    phase=self.plan.action,
+                    status="skipped",
+                    message=f"skipped in {self.env}",
                 )
             )
         p = self.plan.parallelism
@@ -285,16 +267,16 @@ class _Pipeline:
         """In a pool thread: call the backend, retrying transient errors with backoff."""
         assert step.cancel is not None
         ctx = StepContext(
-            self.env,
-            self.tp.target,
-            self.services[step.service],
-            step.phase,
-            step.deadline,
-            step.cancel,
-            self.cancel_reason,
-            step.artifact,
-            self.run.secrets.get(step.service, {}),
-            self.note(step),
+            environment=self.env,
+            target=self.tp.target,
+            service=self.services[step.service],
+            phase=step.phase,
+            deadline=step.deadline,
+            cancel=step.cancel,
+            reason=self.cancel_reason,
+            artifact=step.artifact,
+            secrets=self.run.secrets.get(step.service, {}),
+            log=self.note(step),
             started=step.started or 0.0,
             run=self.run.label,
             record=self.record,
@@ -379,7 +361,7 @@ class _Pipeline:
             return
         if isinstance(error, StepTimeout | Cancelled):
             limit = (step.expired or step.finished) - (step.started or step.finished)
-            message = f"timed out after {seconds(limit)}"
+            message = f"timed out after {brief(limit)}"
         elif isinstance(error, StepError):
             message = str(error)
         else:
@@ -400,7 +382,7 @@ class _Pipeline:
                 step.cancel.set()
             elif step.expired is not None and now >= step.expired + GRACE:
                 step.state, step.finished = "failed", now
-                step.message = f"timed out after {seconds(step.expired - (step.started or now))}"
+                step.message = f"timed out after {brief(step.expired - (step.started or now))}"
                 self.emit(step, "failed", step.message, now - (step.started or now))
                 self.fail(step, step.message)
 
@@ -451,37 +433,37 @@ class _Pipeline:
                             continue
                         end = step.finished if step.finished is not None else now
                         elapsed = end - step.started if step.started is not None else None
-                        waiting = self.waiting(step, now) if step.state == PENDING else None
+                        why = self.waiting(step, now) if step.state == PENDING else None
                         message = self.run.redact(
                             step.note if step.state == RUNNING else step.message
                         )
                         out.append(
                             StepView(
-                                self.env,
-                                self.target,
-                                step.stage.name,
-                                step.service,
-                                step.phase,
-                                step.state,
-                                elapsed,
-                                message,
-                                waiting,
-                                step.url,
-                                step.artifact,
+                                environment=self.env,
+                                target=self.target,
+                                stage=step.stage.name,
+                                service=step.service,
+                                phase=step.phase,
+                                state=step.state,
+                                elapsed=elapsed,
+                                message=message,
+                                waiting=why,
+                                url=step.url,
+                                artifact=step.artifact,
                             )
                         )
             out.extend(
                 StepView(
-                    self.env,
-                    self.target,
-                    svc.stage,
-                    svc.name,
-                    self.plan.action,
-                    "skipped",
-                    None,
-                    f"skipped in {self.env}",
-                    None,
-                    None,
+                    environment=self.env,
+                    target=self.target,
+                    stage=svc.stage,
+                    service=svc.name,
+                    phase=self.plan.action,
+                    state="skipped",
+                    elapsed=None,
+                    message=f"skipped in {self.env}",
+                    waiting=None,
+                    url=None,
                 )
                 for svc in self.plan.skipped
             )
@@ -490,22 +472,23 @@ class _Pipeline:
     def waiting(self, step: _Step, now: float) -> str:
         p = self.plan.parallelism
         if self.blocked:
-            return f"waiting: {self.blocked}"
+            return waiting(self.blocked)
         if self.status is None and self.active >= len(self.stages):
-            return "waiting"
+            return WAITING
         if step.phase == "build":
             if not self.plan.build_ahead and step.pos > self.active:
                 return self.stage_wait(now)
-            return f"waiting: a build slot ({self.build_busy}/{p} busy)"
+            return for_slot("build", self.build_busy, p)
         if step.pos > self.active:
             return self.stage_wait(now)
         if step.build is not None and step.build.state not in DONE_OK:
-            if step.build.state == RUNNING and step.build.started is not None:
-                return f"waiting: its build ({seconds(now - step.build.started)})"
-            return f"waiting: its build (a build slot, {self.build_busy}/{p} busy)"
+            build = step.build
+            running = build.state == RUNNING and build.started is not None
+            took = now - (build.started or now) if running else None
+            return for_its_build(took, self.build_busy, p)
         if not self.plan.build_ahead and self.builds_left[step.pos]:
-            return f"waiting: the stage's builds ({self.builds_left[step.pos]} left)"
-        return f"waiting: a {self.plan.action} slot ({self.main_busy}/{p} busy)"
+            return for_stage_builds(self.builds_left[step.pos])
+        return for_slot(self.plan.action, self.main_busy, p)
 
     def stage_wait(self, now: float) -> str:
         """Name the active stage and the longest-running step keeping it busy."""
@@ -536,20 +519,21 @@ class Run:
         self.run_plan, self.backends, self.emit = run_plan, backends, emit
         self.cancel = cancel or Cancel()
         self.secrets = secrets or {}
-        # messages reach the summary and GitHub through views and failures, not only as events
-        self.redact = Redactor(v for values in self.secrets.values() for v in values.values())
+        # Views and failures reach the summary and GitHub besides the events: they are masked
+        # with the bus's own redactor, so one set of secrets is masked by one masker.
+        self.redact = emit.redact if isinstance(emit, EventBus) else Redactor()
         self.options, self.clock, self.logs = options, clock, logs
         self.label = label or time.strftime("%Y%m%d%H%M%S", time.gmtime())
         self.t0 = clock()
         self.groups = [
-            [_Pipeline(self, plan, tp) for tp in plan.targets] for plan in run_plan.plans
+            [_StagedPipeline(self, plan, tp) for tp in plan.targets] for plan in run_plan.plans
         ]
         for i, group in enumerate(self.groups):
             for j, pipe in enumerate(group):
                 if j and plan_order(run_plan.plans[i]) == "sequential":
-                    pipe.blocked = f"target {group[j - 1].target}"
+                    pipe.blocked = behind_target(group[j - 1].target)
                 if i and run_plan.environment_order == "sequential":
-                    pipe.blocked = f"environment {run_plan.plans[i - 1].environment.name}"
+                    pipe.blocked = behind_environment(run_plan.plans[i - 1].environment.name)
 
     def execute(self) -> RunResult:
         self.t0 = self.clock()
@@ -576,23 +560,29 @@ class Run:
         duration = self.clock() - self.t0
         self.emit(
             Event(
-                duration,
-                names[0] if len(names) == 1 else None,
-                None,
-                None,
-                None,
-                "run",
-                status,
-                message,
-                None,
-                duration,
+                ts=duration,
+                environment=names[0] if len(names) == 1 else None,
+                target=None,
+                stage=None,
+                service=None,
+                phase="run",
+                status=status,
+                message=message,
+                url=None,
+                duration=duration,
             )
         )
-        return RunResult(status, dict(zip(names, statuses, strict=True)), steps, failures, duration)
+        return RunResult(
+            status=status,
+            environments=dict(zip(names, statuses, strict=True)),
+            steps=steps,
+            failures=failures,
+            duration=duration,
+        )
 
-    def run_environment(self, plan: Plan, group: list[_Pipeline]) -> Status:
+    def run_environment(self, plan: Plan, group: list[_StagedPipeline]) -> Status:
         for j, pipe in enumerate(group):
-            pipe.blocked = f"target {group[j - 1].target}" if j else None
+            pipe.blocked = behind_target(group[j - 1].target) if j else None
         statuses = _in_order(
             [pipe.execute for pipe in group],
             plan_order(plan),
@@ -602,7 +592,7 @@ class Run:
             return "cancelled"
         return "succeeded" if all(s == "succeeded" for s in statuses) else "failed"
 
-    def stop_reason(self, pipes: list[_Pipeline]) -> str:
+    def stop_reason(self, pipes: list[_StagedPipeline]) -> str:
         if self.cancel.is_set():
             return self.cancel.reason
         failed = next((p for p in pipes if p.failure), None)
@@ -646,26 +636,4 @@ def _in_order(
     return results
 
 
-def stage_waiting(stage: str, busy: Sequence[tuple[str, str, float]]) -> str:
-    """Why a step waits for its stage, naming the step busy longest: `waiting: stage backend
-    (api deploying, 41s; +1 more)`. `busy`: (service, what it is doing, for how long), longest
-    first. The live view and the status page say it the same way."""
-    if not busy:
-        return f"waiting: stage {stage}"
-    service, doing, elapsed = busy[0]
-    more = f"; +{len(busy) - 1} more" if len(busy) > 1 else ""
-    return f"waiting: stage {stage} ({service} {doing}, {seconds(elapsed)}{more})"
-
-
-def seconds(value: float) -> str:
-    """A duration as the terminal view says it: 850ms, 4.2s, 41s, 3m05s."""
-    value = max(value, 0.0)
-    if value < 1:
-        return f"{value * 1000:.0f}ms"
-    if value < 60:
-        return f"{value:.0f}s" if value >= 10 else f"{value:.1f}s"
-    minutes, secs = divmod(int(value), 60)
-    return f"{minutes}m{secs:02d}s"
-
-
-__all__ = ["Cancel", "Run", "RunOptions", "RunResult", "StepView"]
+__all__ = ["Cancel", "Run", "RunOptions"]

@@ -21,6 +21,7 @@ from github import (
     GithubException,
 )
 
+from deploy_pipeline.durations import whole
 from deploy_pipeline.events import Redactor
 from deploy_pipeline.github.common import (
     API_VERSION,
@@ -39,7 +40,7 @@ from deploy_pipeline.reporting.markdown import (
     preview_comment,
     service_rows,
 )
-from deploy_pipeline.runner import RunResult
+from deploy_pipeline.steps import RunResult
 
 MAX_BACKOFF = 30.0  # seconds between two tries at an unreachable GitHub, at most
 
@@ -104,7 +105,7 @@ class GitHubReporter:
             failed = next((r for r in mine if r.status == "failed"), None)
             stopped = next((r for r in mine if r.status == "cancelled" and r.message), None)
             if status == "succeeded":
-                text = f"{self.action} succeeded in {result.duration:.0f}s"
+                text = f"{self.action} succeeded in {whole(result.duration)}"
             elif failed is not None:
                 text = f"{failed.service} {failed.phase} failed: {failed.message}"
             elif stopped is not None:  # e.g. "superseded by 1a2b3c4", "the workflow run was…"
@@ -154,7 +155,7 @@ class GitHubReporter:
         self.tasks.put(None)
         self.worker.join(timeout)
         if self.worker.is_alive():
-            self._problem(f"GitHub: gave up waiting after {timeout:.0f}s; some updates are lost")
+            self._problem(f"GitHub: gave up waiting after {whole(timeout)}; some updates are lost")
         return list(self.problems)
 
     def detach(self, timeout: float = 120.0) -> bool:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from deploy_pipeline.model import REVERSED_ACTIONS, Environment, Pipeline
-from deploy_pipeline.runner import GERUND, stage_waiting
+from deploy_pipeline.steps import GERUND, stage_waiting
 
 # what a service is once its step succeeded, by the run's action
 AFTER = {

@@ -40,7 +40,8 @@ from deploy_pipeline.plan import check_services
 from deploy_pipeline.receiver import checkout
 from deploy_pipeline.receiver.housekeeping import RETENTION_DAYS, SWEEP_EVERY, Housekeeper
 from deploy_pipeline.receiver.outbox import Outbox
-from deploy_pipeline.runner import Cancel, RunResult
+from deploy_pipeline.runner import Cancel
+from deploy_pipeline.steps import RunResult
 from deploy_pipeline.store.queue import Job, Queue
 from deploy_pipeline.store.state import open_store, state_path
 from deploy_pipeline.webhooks import (

@@ -9,8 +9,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from deploy_pipeline.durations import tenths_or_minutes
 from deploy_pipeline.model import Event, Plan, RunPlan
-from deploy_pipeline.runner import RunResult, StepView
+from deploy_pipeline.steps import RunResult, StepView
 
 DESCRIPTION_LIMIT = 140  # GitHub truncates a commit status's description beyond this
 ICONS = {
@@ -199,9 +200,7 @@ def _link(url: str) -> str:
 
 
 def _seconds(value: float | None) -> str:
-    if value is None:
-        return ""
-    return f"{value:.1f}s" if value < 60 else f"{int(value // 60)}m{int(value % 60):02d}s"
+    return "" if value is None else tenths_or_minutes(value)
 
 
 def table(rows: Sequence[ServiceRow]) -> str:

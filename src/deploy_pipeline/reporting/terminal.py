@@ -16,7 +16,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from deploy_pipeline.runner import Run, RunResult, StepView
+from deploy_pipeline.durations import tenths
+from deploy_pipeline.steps import RunResult, Snapshots, StepView
 
 STYLE = {
     "succeeded": "green",
@@ -51,7 +52,7 @@ class LiveView:
 
     def __init__(self, console: Console) -> None:
         self.console = console
-        self.run: Run | None = None
+        self.run: Snapshots | None = None
         self.note = ""
         self.lock = threading.Lock()
 
@@ -59,7 +60,7 @@ class LiveView:
         with self.lock:
             self.note = f"waiting: {message}"
 
-    def attach(self, run: Run) -> None:
+    def attach(self, run: Snapshots) -> None:
         with self.lock:
             self.run, self.note = run, ""
 
@@ -97,7 +98,7 @@ def _cell(view: StepView | None) -> Text:
     word = "" if view.state in {"succeeded", "running"} else f" {view.state}"
     text = Text(f"{ICON.get(view.state, '?')}{word}", style=STYLE.get(view.state, ""))
     if view.elapsed is not None and view.state != "pending":
-        text.append(f" {view.elapsed:.1f}s", style="dim")
+        text.append(f" {tenths(view.elapsed)}", style="dim")
     return text
 
 
@@ -158,7 +159,7 @@ def render_steps(views: Sequence[StepView], *, live: bool) -> RenderableType:
 
 def print_summary(console: Console, result: RunResult, action: str) -> None:
     console.print(render_steps(result.steps, live=False))
-    took = f"{result.duration:.1f}s"
+    took = tenths(result.duration)
     if result.status == "succeeded":
         console.print(Text(f"✔ {action} succeeded in {took}", style="bold green"))
     elif result.status == "cancelled":
