@@ -20,15 +20,13 @@ from jsonschema import Draft7Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT7
 
-from deploy_pipeline.errors import DeployPipelineError
+from deploy_pipeline.errors import DeployPipelineError, PayloadError, SignatureError
 from deploy_pipeline.previews import pull_request
 from deploy_pipeline.webhooks import (
     MAX_BODY,
     Decision,
     Delivery,
-    PayloadError,
     PreviewPolicy,
-    SignatureError,
     decide,
     in_sequence,
     verify,

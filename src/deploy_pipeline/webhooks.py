@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from deploy_pipeline.errors import DeployPipelineError, UsageError, truncate
+from deploy_pipeline.errors import PayloadError, SignatureError, UsageError, truncate
 from deploy_pipeline.model import Previews
 from deploy_pipeline.previews import PullRequest, pull_request
 
@@ -20,14 +20,6 @@ MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 SIGNATURE = re.compile(r"sha256=([0-9a-fA-F]{64})")
 # actions that ask for the preview at the PR's head; `closed` deletes it, the rest leave it alone
 DEPLOYS = frozenset({"opened", "reopened", "synchronize", "ready_for_review"})
-
-
-class SignatureError(DeployPipelineError):
-    """The delivery's X-Hub-Signature-256 is missing, malformed, or not made with our secret."""
-
-
-class PayloadError(DeployPipelineError):
-    """A signed delivery that is not a GitHub event: not a JSON object, or headers missing."""
 
 
 def verify(body: bytes, signature_header: str | None, secret: str) -> None:

@@ -22,10 +22,10 @@ from github import (
 )
 
 from deploy_pipeline.durations import whole
+from deploy_pipeline.errors import GitHubError
 from deploy_pipeline.events import Redactor
 from deploy_pipeline.github.common import (
     API_VERSION,
-    GitHubError,
     GitHubSettings,
     describe,
     post_or_edit_comment,

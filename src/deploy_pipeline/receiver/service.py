@@ -28,7 +28,9 @@ from prometheus_client import (
 from deploy_pipeline.config import load_config
 from deploy_pipeline.errors import (
     ConfigErrors,
+    Conflict,
     DeployPipelineError,
+    NotFound,
     StoreError,
     UsageError,
     truncate,
@@ -94,14 +96,6 @@ class Metrics:
 SOURCES = ("file", "pull-request")
 REPOSITORY = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+")  # GitHub's owner/name
 PIPELINE_FILE = ".deploy-pipeline.yml"
-
-
-class NotFound(UsageError):
-    """The API was asked about something that does not exist (404)."""
-
-
-class Conflict(UsageError):
-    """The API was asked to make something that exists already (409)."""
 
 
 class AttachRun:
