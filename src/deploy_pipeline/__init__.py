@@ -2,4 +2,6 @@
 Docker engine, or a simulated target, from one `.deploy-pipeline.yml`.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+__version__ = version("deploy-pipeline")  # pyproject.toml says it, once

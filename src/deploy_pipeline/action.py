@@ -26,17 +26,17 @@ from deploy_pipeline.durations import tenths
 from deploy_pipeline.errors import ConfigError, ConfigErrors, DeployPipelineError, UsageError
 from deploy_pipeline.events import Redactor, format_event
 from deploy_pipeline.execution import Execution, Request, Workspace
-from deploy_pipeline.model import Action, Event, RunPlan
-from deploy_pipeline.reporting.markdown import DONE, environment_url, job_summary, service_rows
+from deploy_pipeline.model import ACTIONS, Action, Event, RunPlan
+from deploy_pipeline.reporting.markdown import DONE, job_summary, service_rows, service_urls
 from deploy_pipeline.runner import Cancel
-from deploy_pipeline.steps import RunResult
+from deploy_pipeline.steps import RunResult, environment_url
 from deploy_pipeline.trust import ungranted
 from deploy_pipeline.webhooks import Delivery, PreviewPolicy, decide
 
 if TYPE_CHECKING:
     from deploy_pipeline.github import GitHubReporter
 
-ACTIONS = ("deploy", "restart", "stop", "delete", "preview")
+INPUT_ACTIONS = (*ACTIONS, "preview")  # the input also takes preview: deploy, or delete if closed
 TRUE, FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off", ""}
 # kubeconfig keys whose values are credentials (masked before anything is printed)
 SECRET_KEYS = {
@@ -277,8 +277,10 @@ def run_action(environ: Mapping[str, str], out: TextIO = sys.stdout) -> int:
         cmd.mask(_secret_values(kubeconfig))
     try:
         action = inputs.get("action", "deploy") or "deploy"
-        if action not in ACTIONS:
-            raise UsageError(f"input action: expected one of {', '.join(ACTIONS)}, got '{action}'")
+        if action not in INPUT_ACTIONS:
+            raise UsageError(
+                f"input action: expected one of {', '.join(INPUT_ACTIONS)}, got '{action}'"
+            )
         config = Path(inputs.get("config") or ".deploy-pipeline.yml")
         workspace_dir = Path(environ.get("GITHUB_WORKSPACE", "."))
         if not config.is_absolute():
@@ -525,7 +527,7 @@ def _finish(
         env,
         {
             "status": result.status,
-            "environment-url": environment_url(rows, public) or "",
+            "environment-url": environment_url(service_urls(rows, public)) or "",
             "services": json.dumps(services, sort_keys=True),
         },
     )

@@ -18,7 +18,9 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
+from deploy_pipeline import __version__
 from deploy_pipeline.errors import ConfigErrors, DeployPipelineError, UsageError
+from deploy_pipeline.model import ACTIONS
 
 if TYPE_CHECKING:
     from deploy_pipeline.execution import Workspace
@@ -27,7 +29,6 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_TERMINATED = 143  # SIGTERM (128 + 15): stopped like Ctrl-C, said apart from it
 TERMINATED = "terminated (SIGTERM)"
-ACTIONS = ("deploy", "restart", "stop", "delete")
 
 DESCRIPTION = """\
 Deploy an environment of services in ordered stages, from one file: .deploy-pipeline.yml.
@@ -55,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deploy-pipeline", description=DESCRIPTION, epilog=EPILOG, formatter_class=fmt
     )
-    parser.add_argument("--version", action="version", version="deploy-pipeline 0.1.0")
+    parser.add_argument("--version", action="version", version=f"deploy-pipeline {__version__}")
     file = argparse.ArgumentParser(add_help=False)
     file.add_argument(
         "-f",

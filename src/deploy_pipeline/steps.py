@@ -6,7 +6,7 @@ the status page's cards read them, so they say a run the same way without import
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -52,6 +52,14 @@ class Snapshots(Protocol):
     """A running run as a live view reads it."""
 
     def snapshot(self) -> list[StepView]: ...
+
+
+def environment_url(urls: Iterable[tuple[str | None, bool]]) -> str | None:
+    """The URL to open an environment at: the first public service's, else the first there is.
+    `urls`: (a service's URL or None, whether the service is public), in the order views list
+    them. The Action's output, GitHub's Deployment and the status page all link this one."""
+    known = [(url, public) for url, public in urls if url]
+    return next((u for u, public in known if public), None) or next((u for u, _ in known), None)
 
 
 # --- why a step waits ------------------------------------------------------------------------

@@ -12,7 +12,8 @@ from deploy_pipeline import plan
 from deploy_pipeline.config import parse_config
 from deploy_pipeline.model import ACTIONS, Action, Environment, Pipeline
 from deploy_pipeline.plan import environments, plan_run
-from deploy_pipeline.receiver.cards import RunEvents, environment_url, stage_columns
+from deploy_pipeline.receiver.cards import RunEvents, card_urls, stage_columns
+from deploy_pipeline.steps import environment_url
 
 PIPELINE = parse_config("""
 version: 1
@@ -223,10 +224,10 @@ def test_the_second_of_sequential_targets_waits_for_the_first() -> None:
 def test_the_environment_url_is_a_public_service_s() -> None:
     """The link to open an environment is its public service's URL, though api has one too."""
     run = RunEvents(1, "deploy", "succeeded", deployed("api", 0.0, 1.0) + deployed("web", 1.0, 1.0))
-    assert environment_url(PIPELINE, stage_columns(PIPELINE, STAGING, [run])) == (
+    assert environment_url(card_urls(PIPELINE, stage_columns(PIPELINE, STAGING, [run]))) == (
         "http://web.example"
     )
-    assert environment_url(PIPELINE, stage_columns(PIPELINE, STAGING, [])) is None
+    assert environment_url(card_urls(PIPELINE, stage_columns(PIPELINE, STAGING, []))) is None
 
 
 def _waiting_cards(action: str, services: Sequence[str] = ()) -> dict[str, str | None]:

@@ -36,11 +36,11 @@ from deploy_pipeline.model import Action, Event, Plan, RunPlan
 from deploy_pipeline.reporting.markdown import (
     Progress,
     clip,
-    environment_url,
     preview_comment,
     service_rows,
+    service_urls,
 )
-from deploy_pipeline.steps import RunResult
+from deploy_pipeline.steps import RunResult, environment_url
 
 MAX_BACKOFF = 30.0  # seconds between two tries at an unreachable GitHub, at most
 
@@ -121,7 +121,9 @@ class GitHubReporter:
                 self.redact(text),
             )
             public = [s for tp in plan.targets for sp in tp.stages for s in sp.services]
-            url = environment_url(mine, (p.service.name for p in public if p.service.public))
+            url = environment_url(
+                service_urls(mine, (p.service.name for p in public if p.service.public))
+            )
             if self.action in ("deploy", "restart"):
                 deployment_state = {"succeeded": "success", "cancelled": self.cancelled}.get(
                     status, "failure"

@@ -148,15 +148,13 @@ def stage_columns(
     return columns
 
 
-def environment_url(pipeline: Pipeline, columns: Iterable[StageColumn]) -> str | None:
-    """The URL to open the environment at: a public service's, else the first there is."""
-    urls = [
-        (pipeline.services[card.name].public, card.url)
+def card_urls(pipeline: Pipeline, columns: Iterable[StageColumn]) -> list[tuple[str | None, bool]]:
+    """Each card's URL and whether its service is public, for `steps.environment_url`."""
+    return [
+        (card.url, pipeline.services[card.name].public)
         for column in columns
         for card in column.services
-        if card.url
     ]
-    return next((u for public, u in urls if public), None) or next((u for _, u in urls), None)
 
 
 # --- one run's events, per target and service ----------------------------------------------
