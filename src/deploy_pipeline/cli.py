@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
-from deploy_pipeline import __version__
+import deploy_pipeline
 from deploy_pipeline.errors import ConfigErrors, DeployPipelineError, UsageError
 from deploy_pipeline.model import ACTIONS
 
@@ -51,12 +51,29 @@ exit codes: 0 success · 1 the run failed · 2 bad usage or bad config · 130 in
             (143 after SIGTERM: stopped the same way)"""
 
 
+class _Version(argparse.Action):
+    """`--version`, reading the package's version only when asked for it."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **_: object) -> None:
+        super().__init__(
+            option_strings,
+            argparse.SUPPRESS,
+            nargs=0,
+            default=argparse.SUPPRESS,
+            help="show program's version number and exit",
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"deploy-pipeline {deploy_pipeline.__version__}")  # on stdout, as argparse's
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="deploy-pipeline", description=DESCRIPTION, epilog=EPILOG, formatter_class=fmt
     )
-    parser.add_argument("--version", action="version", version=f"deploy-pipeline {__version__}")
+    parser.add_argument("--version", action=_Version)
     file = argparse.ArgumentParser(add_help=False)
     file.add_argument(
         "-f",
