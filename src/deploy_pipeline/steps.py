@@ -22,9 +22,9 @@ GERUND = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StepView:
-    """One step as a progress view shows it."""
+    """One step as a progress view shows it (built with keywords: eleven fields)."""
 
     environment: str
     target: str
@@ -39,7 +39,7 @@ class StepView:
     artifact: str | None = None  # the image a build made or reused, for the deploy after it
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunResult:
     status: Status  # succeeded, failed or cancelled
     environments: dict[str, Status]
