@@ -18,6 +18,7 @@ from rich.text import Text
 
 from deploy_pipeline.durations import tenths
 from deploy_pipeline.steps import RunResult, Snapshots, StepView
+from deploy_pipeline.steps import waiting as waiting_for
 
 STYLE = {
     "succeeded": "green",
@@ -58,7 +59,7 @@ class LiveView:
 
     def waiting(self, message: str) -> None:
         with self.lock:
-            self.note = f"waiting: {message}"
+            self.note = waiting_for(message)
 
     def attach(self, run: Snapshots) -> None:
         with self.lock:
