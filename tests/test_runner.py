@@ -7,11 +7,13 @@ import re
 import threading
 
 from deploy_pipeline.backends.base import StepContext, StepResult
+from deploy_pipeline.config import parse_config
 from deploy_pipeline.errors import PermanentError, TransientError
 from deploy_pipeline.events import Collect, EventBus, Redactor
 from deploy_pipeline.model import Event
-from deploy_pipeline.runner import Cancel
-from tests.support.runner import WAIT, barrier, gate, harness, until_cancelled
+from deploy_pipeline.plan import environments, plan_runs
+from deploy_pipeline.runner import Cancel, Run
+from tests.support.runner import WAIT, GateBackend, Journal, barrier, gate, harness, until_cancelled
 
 TWO_STAGES = """
 version: 1
@@ -314,8 +316,43 @@ def test_the_event_bus_masks_an_events_url_as_it_masks_its_message() -> None:
     """Whoever emits it, an event's URL reaches no sink with a secret value in it."""
     seen = Collect()
     bus = EventBus([seen], Redactor(["tok-hunter22"]))
-    bus(Event(0.0, "test", "i1", "s", "api", "deploy", "succeeded", "", "https://tok-hunter22@x"))
+    bus(
+        Event(
+            ts=0.0,
+            environment="test",
+            target="i1",
+            stage="s",
+            service="api",
+            phase="deploy",
+            status="succeeded",
+            url="https://tok-hunter22@x",
+        )
+    )
     assert [e.url for e in seen.events] == ["https://***@x"]
+
+
+def test_the_steps_shown_are_masked_by_the_bus_s_one_redactor() -> None:
+    """The steps and failures a summary shows are masked by the event bus's redactor: the run
+    builds no masker of its own from the secrets, so what the bus masks the views mask too."""
+
+    def leak(ctx: StepContext) -> None:
+        raise PermanentError("the registry refused token tok-hunter22")
+
+    pipeline = parse_config(many(1))
+    run_plan = plan_runs(pipeline, environments(pipeline, {}), ["test"], "deploy")
+    journal, events = Journal(), Collect()
+    backends = {
+        n: GateBackend(t, journal, {"s0.deploy": leak}) for n, t in pipeline.targets.items()
+    }
+    result = Run(run_plan, backends, EventBus([events], Redactor(["tok-hunter22"]))).execute()
+    assert result.status == "failed"
+    assert [e.message for e in events.events if e.status == "failed" and e.service] == [
+        "the registry refused token ***"
+    ]
+    assert [s.message for s in result.steps if s.state == "failed"] == [
+        "the registry refused token ***"
+    ]
+    assert result.failures == ["test/i1 s0 deploy failed: the registry refused token ***"]
 
 
 def test_stop_and_delete_run_the_stages_last_to_first() -> None:

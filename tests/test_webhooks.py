@@ -20,9 +20,9 @@ from jsonschema import Draft7Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT7
 
-from deploy_pipeline.errors import DeployPipelineError
+from deploy_pipeline.errors import DeployPipelineError, PayloadError, SignatureError
 from deploy_pipeline.previews import Decision, PreviewPolicy, decide, in_sequence, pull_request
-from deploy_pipeline.webhooks import MAX_BODY, Delivery, PayloadError, SignatureError, verify
+from deploy_pipeline.webhooks import MAX_BODY, Delivery, verify
 from tests.support.fuzzing import fuzzing
 from tests.support.webhooks import SECRET  # GitHub's documented test vector's
 

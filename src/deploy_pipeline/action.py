@@ -20,13 +20,15 @@ from typing import TYPE_CHECKING, Any, TextIO
 import yaml
 
 from deploy_pipeline.config import load_config
+from deploy_pipeline.durations import tenths
 from deploy_pipeline.errors import ConfigError, ConfigErrors, DeployPipelineError, UsageError
 from deploy_pipeline.events import secret_values
-from deploy_pipeline.model import Action
+from deploy_pipeline.model import ACTIONS, Action
 from deploy_pipeline.operation import Operation, Request
 from deploy_pipeline.previews import PreviewPolicy, decide
-from deploy_pipeline.reporting.markdown import environment_url, job_summary, service_rows
-from deploy_pipeline.runner import Cancel, RunResult
+from deploy_pipeline.reporting.markdown import job_summary, service_rows, service_urls
+from deploy_pipeline.runner import Cancel
+from deploy_pipeline.steps import RunResult, environment_url
 from deploy_pipeline.trust import ungranted
 from deploy_pipeline.webhooks import Delivery
 from deploy_pipeline.workflow_commands import Commands, StageGroups
@@ -35,7 +37,7 @@ from deploy_pipeline.workspace import Workspace
 if TYPE_CHECKING:
     from deploy_pipeline.github import GitHubReporter
 
-ACTIONS = ("deploy", "restart", "stop", "delete", "preview")
+INPUT_ACTIONS = (*ACTIONS, "preview")  # the input also takes preview: deploy, or delete if closed
 TRUE, FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off", ""}
 # kubeconfig keys whose values are credentials (masked before anything is printed)
 SECRET_KEYS = {
@@ -135,8 +137,10 @@ def run_action(environ: Mapping[str, str], out: TextIO = sys.stdout) -> int:
         cmd.mask(_secret_values(kubeconfig))
     try:
         action = inputs.get("action", "deploy") or "deploy"
-        if action not in ACTIONS:
-            raise UsageError(f"input action: expected one of {', '.join(ACTIONS)}, got '{action}'")
+        if action not in INPUT_ACTIONS:
+            raise UsageError(
+                f"input action: expected one of {', '.join(INPUT_ACTIONS)}, got '{action}'"
+            )
         config = Path(inputs.get("config") or ".deploy-pipeline.yml")
         workspace_dir = Path(environ.get("GITHUB_WORKSPACE", "."))
         if not config.is_absolute():
@@ -380,15 +384,14 @@ def _finish(
         env,
         {
             "status": result.status,
-            "environment-url": environment_url(rows, public) or "",
+            "environment-url": environment_url(service_urls(rows, public)) or "",
             "services": json.dumps(services, sort_keys=True),
         },
     )
     _summary(env, redact(job_summary(result, operation.run_plan, action=action, sha=sha or None)))
     for failure in result.failures:
         cmd.error(failure)
-    took = f"{result.duration:.1f}s"
-    cmd.line(f"{action} {result.status} in {took}")
+    cmd.line(f"{action} {result.status} in {tenths(result.duration)}")
 
 
 def main() -> int:

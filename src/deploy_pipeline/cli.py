@@ -15,10 +15,10 @@ from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any, TextIO
 
+import deploy_pipeline
 from deploy_pipeline.cli_commands import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, dispatch
 from deploy_pipeline.errors import ConfigErrors, DeployPipelineError, UsageError
-
-ACTIONS = ("deploy", "restart", "stop", "delete")
+from deploy_pipeline.model import ACTIONS
 
 DESCRIPTION = """\
 Deploy an environment of services in ordered stages, from one file: .deploy-pipeline.yml.
@@ -41,12 +41,29 @@ exit codes: 0 success · 1 the run failed · 2 bad usage or bad config · 130 in
             (143 after SIGTERM: stopped the same way)"""
 
 
+class _Version(argparse.Action):
+    """`--version`, reading the package's version only when asked for it."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **_: object) -> None:
+        super().__init__(
+            option_strings,
+            argparse.SUPPRESS,
+            nargs=0,
+            default=argparse.SUPPRESS,
+            help="show program's version number and exit",
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"deploy-pipeline {deploy_pipeline.__version__}")  # on stdout, as argparse's
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="deploy-pipeline", description=DESCRIPTION, epilog=EPILOG, formatter_class=fmt
     )
-    parser.add_argument("--version", action="version", version="deploy-pipeline 0.1.0")
+    parser.add_argument("--version", action=_Version)
     file = argparse.ArgumentParser(add_help=False)
     file.add_argument(
         "-f",

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TextIO
 
+from deploy_pipeline.durations import hundredths
 from deploy_pipeline.errors import truncate
 from deploy_pipeline.model import Event
 
@@ -93,7 +94,7 @@ def format_event(event: Event) -> str:
             f" — {event.message}" if event.message else ""
         )
     where = "/".join(p for p in (event.environment, event.target) if p)
-    took = f" in {event.duration:.2f}s" if event.duration is not None else ""
+    took = f" in {hundredths(event.duration)}" if event.duration is not None else ""
     what = f"{event.service} {event.phase} {event.status}{took}"
     text = f"{event.ts:8.2f}s  {where}  [{event.stage}]  {what}"
     if event.message:

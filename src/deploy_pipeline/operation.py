@@ -30,8 +30,9 @@ from deploy_pipeline.model import Action, EnvironmentRecord, Event, RunPlan
 from deploy_pipeline.plan import plan_runs
 from deploy_pipeline.rehearsal import ImageNotes, image_states, rehearsed
 from deploy_pipeline.run_secrets import resolve_secrets
-from deploy_pipeline.runner import Cancel, Run, RunOptions, RunResult
+from deploy_pipeline.runner import Cancel, Run, RunOptions
 from deploy_pipeline.step_logs import LogFiles
+from deploy_pipeline.steps import RunResult
 from deploy_pipeline.store.state import EventRecorder, lock_ttl
 from deploy_pipeline.workspace import Workspace
 

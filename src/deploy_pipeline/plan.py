@@ -66,6 +66,43 @@ def check_services(pipeline: Pipeline, names: Iterable[str]) -> None:
             )
 
 
+def taken(
+    pipeline: Pipeline, environment: Environment, action: Action, services: Sequence[str] = ()
+) -> tuple[list[str], list[str]]:
+    """The services a run takes and the ones it reports skipped, in the file's order. A service
+    named in `services` that the pipeline lacks is left out (`plan_run` refuses it first)."""
+    if services:  # service-level: exactly the named services, skipped or not
+        return [s for s in pipeline.services if s in set(services)], []
+    if action == "delete":  # delete removes everything, skipped services too
+        return list(pipeline.services), []
+    chosen = [s for s in pipeline.services if s not in environment.skipped]
+    return chosen, [s for s in pipeline.services if s in environment.skipped]
+
+
+def stage_order(pipeline: Pipeline, action: Action) -> list[str]:
+    """The stages in the order an action runs them: stop and delete go last to first."""
+    return list(reversed(pipeline.stages)) if action in REVERSED_ACTIONS else list(pipeline.stages)
+
+
+def plan_stages(
+    pipeline: Pipeline, environment: Environment, action: Action, services: Sequence[str] = ()
+) -> tuple[StagePlan, ...]:
+    """The stages a run goes through on each target, in order, each with the services it takes
+    there; stages with none are left out. The status page asks this too, so it never disagrees
+    with the runner about which services a run takes or in which order."""
+    chosen = taken(pipeline, environment, action, services)[0]
+    stages = []
+    for name in stage_order(pipeline, action):
+        members = tuple(
+            PlannedService(svc, build=action == "deploy" and svc.needs_build)
+            for svc in (pipeline.services[s] for s in chosen)
+            if svc.stage == name
+        )
+        if members:
+            stages.append(StagePlan(name, pipeline.stages.index(name), members))
+    return tuple(stages)
+
+
 def plan_run(
     pipeline: Pipeline,
     environment: Environment,
@@ -80,30 +117,14 @@ def plan_run(
                 f"environment '{environment.name}' does not deploy to target '{target}'; "
                 + choices(target, environment.targets, "targets of this environment")
             )
-    if services:  # service-level: exactly the named services, skipped or not
-        chosen = [s for s in pipeline.services if s in set(services)]
-        skipped: list[str] = []
-    elif action == "delete":  # delete removes everything, skipped services too
-        chosen, skipped = list(pipeline.services), []
-    else:
-        chosen = [s for s in pipeline.services if s not in environment.skipped]
-        skipped = [s for s in pipeline.services if s in environment.skipped]
-    order = list(reversed(pipeline.stages)) if action in REVERSED_ACTIONS else list(pipeline.stages)
-    stages = []
-    for name in order:
-        members = tuple(
-            PlannedService(svc, build=action == "deploy" and svc.needs_build)
-            for svc in (pipeline.services[s] for s in chosen)
-            if svc.stage == name
-        )
-        if members:
-            stages.append(StagePlan(name, pipeline.stages.index(name), members))
+    stages = plan_stages(pipeline, environment, action, services)
+    skipped = taken(pipeline, environment, action, services)[1]
     wanted = [t for t in environment.targets if not targets or t in targets]
     sequential = environment.strategy.services == "sequential"
     return Plan(
         environment=environment,
         action=action,
-        targets=tuple(TargetPlan(pipeline.targets[t], tuple(stages)) for t in wanted),
+        targets=tuple(TargetPlan(pipeline.targets[t], stages) for t in wanted),
         skipped=tuple(pipeline.services[s] for s in skipped),
         parallelism=1 if sequential else pipeline.defaults.parallelism,
         build_ahead=pipeline.defaults.build_ahead,

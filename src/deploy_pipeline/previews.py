@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from deploy_pipeline.errors import UsageError, truncate
+from deploy_pipeline.errors import PayloadError, UsageError, truncate
 from deploy_pipeline.model import Previews
-from deploy_pipeline.webhooks import Delivery, PayloadError
+from deploy_pipeline.webhooks import Delivery
 
 # GitHub numbers pull requests from 1; the database keeps them as 32-bit integers and more
 MAX_NUMBER = 2**31 - 1

@@ -12,18 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from deploy_pipeline.errors import DeployPipelineError, truncate
+from deploy_pipeline.errors import PayloadError, SignatureError, truncate
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 SIGNATURE = re.compile(r"sha256=([0-9a-fA-F]{64})")
-
-
-class SignatureError(DeployPipelineError):
-    """The delivery's X-Hub-Signature-256 is missing, malformed, or not made with our secret."""
-
-
-class PayloadError(DeployPipelineError):
-    """A signed delivery that is not a GitHub event: not a JSON object, or headers missing."""
 
 
 def verify(body: bytes, signature_header: str | None, secret: str) -> None:

@@ -3,12 +3,17 @@ runs, as the receiver's status page and `GET /api/environments/{name}` show them
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import pytest
+
+from deploy_pipeline import plan
 from deploy_pipeline.config import parse_config
-from deploy_pipeline.model import Environment, Pipeline
-from deploy_pipeline.plan import environments
-from deploy_pipeline.receiver.cards import RunEvents, environment_url, stage_columns
+from deploy_pipeline.model import ACTIONS, Action, Environment, Pipeline
+from deploy_pipeline.plan import environments, plan_run
+from deploy_pipeline.receiver.cards import RunEvents, card_urls, stage_columns
+from deploy_pipeline.steps import environment_url
 
 PIPELINE = parse_config("""
 version: 1
@@ -219,7 +224,45 @@ def test_the_second_of_sequential_targets_waits_for_the_first() -> None:
 def test_the_environment_url_is_a_public_service_s() -> None:
     """The link to open an environment is its public service's URL, though api has one too."""
     run = RunEvents(1, "deploy", "succeeded", deployed("api", 0.0, 1.0) + deployed("web", 1.0, 1.0))
-    assert environment_url(PIPELINE, stage_columns(PIPELINE, STAGING, [run])) == (
+    assert environment_url(card_urls(PIPELINE, stage_columns(PIPELINE, STAGING, [run]))) == (
         "http://web.example"
     )
-    assert environment_url(PIPELINE, stage_columns(PIPELINE, STAGING, [])) is None
+    assert environment_url(card_urls(PIPELINE, stage_columns(PIPELINE, STAGING, []))) is None
+
+
+def _waiting_cards(action: str, services: Sequence[str] = ()) -> dict[str, str | None]:
+    """Each service's waiting reason while a run that has not started a step yet is running."""
+    run = RunEvents(1, action, "running", [], services=tuple(services))
+    columns = stage_columns(PIPELINE, STAGING, [run])
+    return {card.name: card.main.waiting for column in columns for card in column.services}
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+@pytest.mark.parametrize("services", [(), ("search",), ("web", "db")])
+def test_the_cards_wait_for_what_the_plan_takes_in_its_stage_order(
+    action: Action, services: tuple[str, ...]
+) -> None:
+    """The cards of a run not started yet wait for exactly the services plan_run takes: the first
+    stage's for a slot, the later ones for that stage; the services it leaves out do not wait."""
+    stages = plan_run(PIPELINE, STAGING, action, services).targets[0].stages
+    expected: dict[str, str | None] = dict.fromkeys(PIPELINE.services)
+    for i, stage in enumerate(stages):
+        for planned in stage.services:
+            why = f"a {action} slot" if i == 0 else f"stage {stages[0].name}"
+            expected[planned.service.name] = f"waiting: {why}"
+    assert _waiting_cards(action, services) == expected
+
+
+def test_a_changed_skip_rule_shows_on_the_cards(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cards take the plan's rule of which services a run takes: change the rule in plan.py
+    (here: a deploy also leaves web out) and the cards stop waiting for web, as the runner does."""
+    rule = plan.taken
+
+    def leaves_web_out(*args: Any) -> tuple[list[str], list[str]]:
+        chosen, skipped = rule(*args)
+        return [s for s in chosen if s != "web"], [*skipped, "web"]
+
+    assert _waiting_cards("deploy")["web"] == "waiting: stage data"
+    monkeypatch.setattr(plan, "taken", leaves_web_out)
+    assert [s.name for s in plan_run(PIPELINE, STAGING, "deploy").skipped] == ["search", "web"]
+    assert _waiting_cards("deploy")["web"] is None

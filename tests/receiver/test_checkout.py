@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from deploy_pipeline.errors import CheckoutError
 from deploy_pipeline.github import GitHubApp, GitHubClient
-from deploy_pipeline.receiver.checkout import CheckoutError, fetch, remove
+from deploy_pipeline.receiver.checkout import fetch, remove
 from tests.support.github_standin import REPO, App, GitHubStandin, Recorded
 
 

@@ -13,7 +13,7 @@ from deploy_pipeline.backends.base import StepContext, StepResult
 from deploy_pipeline.errors import PermanentError
 from deploy_pipeline.model import RunPlan
 from deploy_pipeline.reporting.markdown import job_summary, preview_comment
-from deploy_pipeline.runner import RunResult
+from deploy_pipeline.steps import RunResult
 from tests.support.runner import harness
 
 PIPELINE = """

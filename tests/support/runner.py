@@ -16,7 +16,8 @@ from deploy_pipeline.config import parse_config
 from deploy_pipeline.events import Collect, EventBus
 from deploy_pipeline.model import Event, Pipeline, Service, Target
 from deploy_pipeline.plan import environments, plan_runs
-from deploy_pipeline.runner import Cancel, Run, RunOptions, RunResult
+from deploy_pipeline.runner import Cancel, Run, RunOptions
+from deploy_pipeline.steps import RunResult
 
 WAIT = 10.0  # seconds a barrier or gate waits before the test is failed as a deadlock
 

@@ -18,12 +18,11 @@ from github import (
 )
 from github.Repository import Repository
 
-from deploy_pipeline.errors import UsageError, truncate
+from deploy_pipeline.errors import GitHubError, UsageError, truncate
 from deploy_pipeline.github.common import (
     API_VERSION,
     DEFAULT_API,
     REFRESH_BEFORE,
-    GitHubError,
     GitHubSettings,
     T,
     describe,

@@ -14,7 +14,7 @@ from github import (
 )
 from github.Repository import Repository
 
-from deploy_pipeline.errors import DeployPipelineError, truncate
+from deploy_pipeline.errors import GitHubError, truncate
 from deploy_pipeline.reporting.markdown import (
     comment_marker,
 )
@@ -39,14 +39,6 @@ APP_PERMISSION = {
 }
 REFRESH_BEFORE = 300.0  # an installation token is replaced this many seconds before it expires
 T = TypeVar("T")
-
-
-class GitHubError(DeployPipelineError):
-    """A call to GitHub failed; the message says what to do about it (`describe`'s words)."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)

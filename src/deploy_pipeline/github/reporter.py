@@ -21,10 +21,11 @@ from github import (
     GithubException,
 )
 
+from deploy_pipeline.durations import whole
+from deploy_pipeline.errors import GitHubError
 from deploy_pipeline.events import Redactor
 from deploy_pipeline.github.common import (
     API_VERSION,
-    GitHubError,
     GitHubSettings,
     describe,
     post_or_edit_comment,
@@ -35,11 +36,11 @@ from deploy_pipeline.model import Action, Event, Plan, RunPlan
 from deploy_pipeline.reporting.markdown import (
     Progress,
     clip,
-    environment_url,
     preview_comment,
     service_rows,
+    service_urls,
 )
-from deploy_pipeline.runner import RunResult
+from deploy_pipeline.steps import RunResult, environment_url
 
 MAX_BACKOFF = 30.0  # seconds between two tries at an unreachable GitHub, at most
 
@@ -104,7 +105,7 @@ class GitHubReporter:
             failed = next((r for r in mine if r.status == "failed"), None)
             stopped = next((r for r in mine if r.status == "cancelled" and r.message), None)
             if status == "succeeded":
-                text = f"{self.action} succeeded in {result.duration:.0f}s"
+                text = f"{self.action} succeeded in {whole(result.duration)}"
             elif failed is not None:
                 text = f"{failed.service} {failed.phase} failed: {failed.message}"
             elif stopped is not None:  # e.g. "superseded by 1a2b3c4", "the workflow run was…"
@@ -120,7 +121,9 @@ class GitHubReporter:
                 self.redact(text),
             )
             public = [s for tp in plan.targets for sp in tp.stages for s in sp.services]
-            url = environment_url(mine, (p.service.name for p in public if p.service.public))
+            url = environment_url(
+                service_urls(mine, (p.service.name for p in public if p.service.public))
+            )
             if self.action in ("deploy", "restart"):
                 deployment_state = {"succeeded": "success", "cancelled": self.cancelled}.get(
                     status, "failure"
@@ -154,7 +157,7 @@ class GitHubReporter:
         self.tasks.put(None)
         self.worker.join(timeout)
         if self.worker.is_alive():
-            self._problem(f"GitHub: gave up waiting after {timeout:.0f}s; some updates are lost")
+            self._problem(f"GitHub: gave up waiting after {whole(timeout)}; some updates are lost")
         return list(self.problems)
 
     def detach(self, timeout: float = 120.0) -> bool:

@@ -12,8 +12,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from deploy_pipeline.model import REVERSED_ACTIONS, Environment, Pipeline
-from deploy_pipeline.runner import GERUND, stage_waiting
+from deploy_pipeline.model import ACTIONS, Action, Environment, Pipeline
+from deploy_pipeline.plan import plan_stages
+from deploy_pipeline.steps import (
+    GERUND,
+    WAITING,
+    behind_environment,
+    behind_target,
+    for_slot,
+    stage_waiting,
+    waiting,
+)
 
 # what a service is once its step succeeded, by the run's action
 AFTER = {
@@ -139,15 +148,13 @@ def stage_columns(
     return columns
 
 
-def environment_url(pipeline: Pipeline, columns: Iterable[StageColumn]) -> str | None:
-    """The URL to open the environment at: a public service's, else the first there is."""
-    urls = [
-        (pipeline.services[card.name].public, card.url)
+def card_urls(pipeline: Pipeline, columns: Iterable[StageColumn]) -> list[tuple[str | None, bool]]:
+    """Each card's URL and whether its service is public, for `steps.environment_url`."""
+    return [
+        (card.url, pipeline.services[card.name].public)
         for column in columns
         for card in column.services
-        if card.url
     ]
-    return next((u for public, u in urls if public), None) or next((u for _, u in urls), None)
 
 
 # --- one run's events, per target and service ----------------------------------------------
@@ -301,15 +308,12 @@ def _waiting(
     """(target, service) → waiting reason, for the running run's services not started yet."""
     if not run.running:
         return {}
-    if run.services:
-        planned = [s for s in pipeline.services if s in run.services]
-    elif run.action == "delete":
-        planned = list(pipeline.services)
-    else:
-        planned = [s for s in pipeline.services if s not in environment.skipped]
-    order = list(reversed(pipeline.stages)) if run.action in REVERSED_ACTIONS else pipeline.stages
-    stages = [_Stage(n, [s for s in planned if pipeline.services[s].stage == n]) for n in order]
-    stages = [st for st in stages if st.services]
+    action: Action = next((a for a in ACTIONS if a == run.action), "deploy")
+    stages = [
+        _Stage(sp.name, [p.service.name for p in sp.services])
+        for sp in plan_stages(pipeline, environment, action, run.services)
+    ]
+    planned = [s for st in stages for s in st.services]
     here = {t for t, _ in tracks}
     others = sorted(
         {str(e.get("environment")) for e in run.events if e.get("environment")} - {environment.name}
@@ -324,9 +328,9 @@ def _waiting(
         }
         blocked = None
         if earlier_open is not None:
-            blocked = f"waiting: target {earlier_open}"
+            blocked = waiting(behind_target(earlier_open))
         elif target not in here and others:
-            blocked = f"waiting: environment {others[-1]}"
+            blocked = waiting(behind_environment(others[-1]))
         active = next((st for st in stages if set(st.services) - done), None)
         for pos, st in enumerate(stages):
             for svc in st.services:
@@ -338,7 +342,7 @@ def _waiting(
                 elif active is None or pos > stages.index(active):
                     result[(target, svc)] = _stage_wait(active, run, target, tracks)
                 else:  # its stage is on: a slot, or its build (then the card says building)
-                    result[(target, svc)] = f"waiting: a {run.action} slot"
+                    result[(target, svc)] = for_slot(run.action)
         if done != set(planned) and environment.strategy.targets == "sequential":
             earlier_open = earlier_open or target
     return result
@@ -352,7 +356,7 @@ def _stage_wait(
 ) -> str:
     """Name the active stage and the longest-running step keeping it busy."""
     if stage is None:
-        return "waiting"
+        return WAITING
     busy: list[tuple[float, str, str]] = []
     for svc in stage.services:
         track = tracks.get((target, svc))

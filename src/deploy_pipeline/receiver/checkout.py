@@ -14,20 +14,11 @@ import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 
-from deploy_pipeline.errors import DeployPipelineError, truncate
+from deploy_pipeline.errors import CheckoutError, truncate
 
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 # git's own variables that would point it at another repository than the one asked for
 _INHERITED_GIT = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY")
-
-
-class CheckoutError(DeployPipelineError):
-    """git could not fetch or check out the commit: the message says why, without the token;
-    `transient` when trying again later may help (network, timeout)."""
-
-    def __init__(self, message: str, *, transient: bool = False) -> None:
-        super().__init__(message)
-        self.transient = transient
 
 
 def fetch(

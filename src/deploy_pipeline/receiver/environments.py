@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from deploy_pipeline.errors import Conflict, NotFound
 from deploy_pipeline.model import Action
 from deploy_pipeline.plan import check_services
-from deploy_pipeline.receiver.service import Conflict, NotFound, Receiver
+from deploy_pipeline.receiver.service import Receiver
 from deploy_pipeline.workspace import Workspace
 
 

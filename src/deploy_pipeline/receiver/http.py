@@ -20,7 +20,17 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import Response
 from starlette.routing import Route
 
-from deploy_pipeline.errors import DeployPipelineError, StoreError, truncate
+from deploy_pipeline.errors import (
+    ApiInputError,
+    Conflict,
+    DeployPipelineError,
+    NotFound,
+    PageError,
+    PayloadError,
+    SignatureError,
+    StoreError,
+    truncate,
+)
 from deploy_pipeline.model import ACTIONS
 from deploy_pipeline.previews import decide
 from deploy_pipeline.receiver import environments, openapi, paging, views
@@ -30,12 +40,10 @@ from deploy_pipeline.receiver.common import (
     unauthorized,
     whole_number,
 )
-from deploy_pipeline.receiver.service import Conflict, NotFound, Receiver
+from deploy_pipeline.receiver.service import Receiver
 from deploy_pipeline.webhooks import (
     MAX_BODY,
     Delivery,
-    PayloadError,
-    SignatureError,
     signature_of,
 )
 
@@ -142,7 +150,7 @@ async def _environments(request: HttpRequest) -> Response:
         return refused
     try:
         wanted = paging.asked(request.query_params)
-    except paging.PageError as exc:
+    except PageError as exc:
         return json_response({"error": str(exc)}, 400)
     listing = await run_in_threadpool(environments.listing, receiver_of(request))
     if wanted is None:
@@ -200,10 +208,6 @@ async def _body(request: HttpRequest) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ApiInputError('the body is a JSON object, e.g. {"services": ["api"]}')
     return data
-
-
-class ApiInputError(ValueError):
-    pass
 
 
 def _api_error(exc: DeployPipelineError) -> Response:

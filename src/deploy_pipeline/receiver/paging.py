@@ -12,16 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote
 
-from deploy_pipeline.errors import UsageError
+from deploy_pipeline.errors import PageError
 
 PAGE = 50  # environments on a page when only a cursor is given
 PAGE_MAX = 200
 
 Key = tuple[int, int, str]
-
-
-class PageError(UsageError):
-    """A paging parameter that is not one (400)."""
 
 
 def asked(params: Mapping[str, str]) -> tuple[int, Key | None] | None:

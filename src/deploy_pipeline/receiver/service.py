@@ -34,7 +34,8 @@ from deploy_pipeline.receiver.housekeeping import RETENTION_DAYS, SWEEP_EVERY, H
 from deploy_pipeline.receiver.metrics import Metrics
 from deploy_pipeline.receiver.outbox import REPORT_WAIT, Outbox
 from deploy_pipeline.receiver.sources import PIPELINE_FILE, Sources
-from deploy_pipeline.runner import Cancel, RunResult
+from deploy_pipeline.runner import Cancel
+from deploy_pipeline.steps import RunResult
 from deploy_pipeline.store.queue import Job, Queue
 from deploy_pipeline.store.state import open_store, state_path
 from deploy_pipeline.webhooks import Delivery
@@ -44,14 +45,6 @@ log = logging.getLogger("deploy_pipeline.receiver")
 
 STOPPING = "the receiver is stopping; the run starts again when it is back"
 REPOSITORY = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+")  # GitHub's owner/name
-
-
-class NotFound(UsageError):
-    """The API was asked about something that does not exist (404)."""
-
-
-class Conflict(UsageError):
-    """The API was asked to make something that exists already (409)."""
 
 
 class AttachRun:

@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from deploy_pipeline.errors import truncate
-from deploy_pipeline.receiver.cards import RunEvents, StageColumn, environment_url, stage_columns
+from deploy_pipeline.receiver.cards import RunEvents, StageColumn, card_urls, stage_columns
 from deploy_pipeline.receiver.common import (
     json_response,
     receiver_of,
@@ -26,6 +26,7 @@ from deploy_pipeline.receiver.common import (
     whole_number,
 )
 from deploy_pipeline.receiver.service import Receiver
+from deploy_pipeline.steps import environment_url
 from deploy_pipeline.store.queue import Queue, repository_of
 from deploy_pipeline.store.state import Store
 from deploy_pipeline.workspace import Workspace
@@ -96,7 +97,7 @@ def environment_view(receiver: Receiver, name: str) -> dict[str, object] | None:
     return {
         **listed,
         **_delivery(receiver.queue, name, environment.pull_request),
-        "url": environment_url(pipeline, columns),
+        "url": environment_url(card_urls(pipeline, columns)),
         "run": None
         if latest is None
         else {k: latest[k] for k in ("id", "action", "status", "started_at", "finished_at")},

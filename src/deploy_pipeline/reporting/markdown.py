@@ -9,8 +9,11 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from deploy_pipeline.durations import tenths_or_minutes
 from deploy_pipeline.model import Event, Plan, RunPlan
-from deploy_pipeline.runner import RunResult, StepView
+from deploy_pipeline.steps import RunResult, StepView
+
+UrlOf = tuple[str | None, bool]  # a service's URL, and whether it is public
 
 DESCRIPTION_LIMIT = 140  # GitHub truncates a commit status's description beyond this
 ICONS = {
@@ -90,14 +93,10 @@ def service_rows(result: RunResult, run_plan: RunPlan) -> list[ServiceRow]:
     return rows
 
 
-def environment_url(rows: Iterable[ServiceRow], public: Iterable[str] = ()) -> str | None:
-    """The URL a GitHub Deployment links to: a public service's, else the first there is."""
-    rows = list(rows)
+def service_urls(rows: Iterable[ServiceRow], public: Iterable[str] = ()) -> list[UrlOf]:
+    """Each row's URL and whether its service is public, for `steps.environment_url`."""
     wanted = set(public)
-    for row in rows:
-        if row.url and row.service in wanted:
-            return row.url
-    return next((row.url for row in rows if row.url), None)
+    return [(row.url, row.service in wanted) for row in rows]
 
 
 # --- the commit status while the run goes on ------------------------------------------------
@@ -199,9 +198,7 @@ def _link(url: str) -> str:
 
 
 def _seconds(value: float | None) -> str:
-    if value is None:
-        return ""
-    return f"{value:.1f}s" if value < 60 else f"{int(value // 60)}m{int(value % 60):02d}s"
+    return "" if value is None else tenths_or_minutes(value)
 
 
 def table(rows: Sequence[ServiceRow]) -> str:

@@ -16,8 +16,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from deploy_pipeline.durations import tenths
 from deploy_pipeline.model import Event
-from deploy_pipeline.runner import Run, RunResult, StepView
+from deploy_pipeline.steps import RunResult, Snapshots, StepView
+from deploy_pipeline.steps import waiting as waiting_for
 
 STYLE = {
     "succeeded": "green",
@@ -50,8 +52,11 @@ def _text(text: str, style: str = "") -> Text:
 class Followed(Protocol):
     """What the live view reads of the operation it follows: the run's number and the run."""
 
-    run_id: int | None
-    run: Run | None
+    @property
+    def run_id(self) -> int | None: ...
+
+    @property
+    def run(self) -> Snapshots | None: ...
 
 
 class LiveView:
@@ -61,7 +66,7 @@ class LiveView:
 
     def __init__(self, console: Console, *, live: bool = True, numbered: bool = True) -> None:
         self.console, self.live, self.numbered = console, live, numbered
-        self.run: Run | None = None
+        self.run: Snapshots | None = None
         self.note = ""
         self.lock = threading.Lock()
         self.followed: Followed | None = None
@@ -69,12 +74,12 @@ class LiveView:
 
     def waiting(self, message: str) -> None:
         with self.lock:
-            self.note = f"waiting: {message}"
+            self.note = waiting_for(message)
 
     def follow(self, operation: Followed) -> None:
         self.followed = operation
 
-    def attach(self, run: Run) -> None:
+    def attach(self, run: Snapshots) -> None:
         with self.lock:
             self.run, self.note = run, ""
 
@@ -134,7 +139,7 @@ def _cell(view: StepView | None) -> Text:
     word = "" if view.state in {"succeeded", "running"} else f" {view.state}"
     text = Text(f"{ICON.get(view.state, '?')}{word}", style=STYLE.get(view.state, ""))
     if view.elapsed is not None and view.state != "pending":
-        text.append(f" {view.elapsed:.1f}s", style="dim")
+        text.append(f" {tenths(view.elapsed)}", style="dim")
     return text
 
 
@@ -195,7 +200,7 @@ def render_steps(views: Sequence[StepView], *, live: bool) -> RenderableType:
 
 def print_summary(console: Console, result: RunResult, action: str) -> None:
     console.print(render_steps(result.steps, live=False))
-    took = f"{result.duration:.1f}s"
+    took = tenths(result.duration)
     if result.status == "succeeded":
         console.print(Text(f"✔ {action} succeeded in {took}", style="bold green"))
     elif result.status == "cancelled":

@@ -17,11 +17,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from deploy_pipeline.model import ACTIONS
 from deploy_pipeline.settings import seconds
 from deploy_pipeline.store.holders import dead_here, holder_id
 from deploy_pipeline.store.state import Store
 
-ACTIONS = ("deploy", "restart", "stop", "delete", "ignore")
+JOB_ACTIONS = (*ACTIONS, "ignore")  # a job may also record a delivery that asked for nothing
 LEASE = 30.0  # seconds a running delivery stays its receiver's without a renewal
 LEASE_ENV = "DEPLOY_PIPELINE_LEASE"  # another number of seconds (tests shorten it)
 CANDIDATES = 20  # environments looked at per claim (others may be held by other receivers)
@@ -76,8 +77,8 @@ class Queue:
     ) -> bool:
         """Keep a delivery (queued, or `ignored` with its reason); False if it was seen before.
         `body`: the payload as received, kept as it is rather than serialised again."""
-        if action not in ACTIONS:
-            raise ValueError(f"a job's action is one of {', '.join(ACTIONS)}, not {action!r}")
+        if action not in JOB_ACTIONS:
+            raise ValueError(f"a job's action is one of {', '.join(JOB_ACTIONS)}, not {action!r}")
         state = "ignored" if action == "ignore" else "queued"
         with self.store.transaction() as db:
             result = db.execute(

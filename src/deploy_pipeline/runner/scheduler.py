@@ -1,9 +1,9 @@
-"""The stage runner: the only place that decides what runs when (DESIGN.md §2).
+"""The scheduler: one environment's staged pipeline on one target, the only place that decides
+what runs when (DESIGN.md §2).
 
 One coordinator thread per environment × target owns all scheduling state and hands steps to two
 bounded pools (builds, and the active stage's deploys); workers only call the backend and report
-back through a queue, so no pool thread ever waits on another job of its pool. Targets and
-environments run one after another or side by side as their strategy says.
+back through a queue, so no pool thread ever waits on another job of its pool.
 """
 
 from __future__ import annotations
@@ -11,28 +11,20 @@ from __future__ import annotations
 import heapq
 import queue
 import threading
-import time
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
+from typing import Protocol
 
 from deploy_pipeline.backends.base import Backend, StepContext, StepResult
+from deploy_pipeline.durations import brief
 from deploy_pipeline.errors import Cancelled, StepError, StepTimeout, TransientError
 from deploy_pipeline.events import EventSink, Redactor
-from deploy_pipeline.model import Event, Phase, Plan, RunPlan, StagePlan, Status, TargetPlan
+from deploy_pipeline.model import Event, Phase, Plan, StagePlan, Status, TargetPlan
 
 PENDING, RUNNING = "pending", "running"
 GRACE = 1.0  # seconds a step past its deadline has to stop and report its own reason
 DONE_OK = frozenset({"succeeded", "reused", "skipped"})
-GERUND = {
-    "build": "building",
-    "deploy": "deploying",
-    "restart": "restarting",
-    "stop": "stopping",
-    "delete": "deleting",
-}
 
 
 LogSink = Callable[[str, str, str, str, str], None]  # environment, target, service, phase, line
@@ -42,32 +34,6 @@ LogSink = Callable[[str, str, str, str, str], None]  # environment, target, serv
 class RunOptions:
     backoff: float = 1.0  # first retry delay for a transient error; doubles each time
     max_backoff: float = 30.0
-
-
-@dataclass(frozen=True)
-class StepView:
-    """One step as a progress view shows it."""
-
-    environment: str
-    target: str
-    stage: str
-    service: str
-    phase: Phase
-    state: str  # pending, running, or the final status
-    elapsed: float | None
-    message: str
-    waiting: str | None
-    url: str | None
-    artifact: str | None = None  # the image a build made or reused, for the deploy after it
-
-
-@dataclass
-class RunResult:
-    status: Status  # succeeded, failed or cancelled
-    environments: dict[str, Status]
-    steps: list[StepView]
-    failures: list[str]
-    duration: float
 
 
 class Cancel:
@@ -89,7 +55,32 @@ class Cancel:
         return self.event.is_set()
 
 
-class _Step:
+class RunContext(Protocol):
+    """What a staged pipeline needs of the run it is part of (`run.Run` is one)."""
+
+    @property
+    def backends(self) -> Mapping[str, Backend]: ...
+    @property
+    def emit(self) -> EventSink: ...
+    @property
+    def cancel(self) -> Cancel: ...
+    @property
+    def secrets(self) -> Mapping[str, Mapping[str, str]]: ...
+    @property
+    def redact(self) -> Redactor: ...
+    @property
+    def options(self) -> RunOptions: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
+    @property
+    def logs(self) -> LogSink | None: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def t0(self) -> float: ...
+
+
+class Step:
     __slots__ = (
         "artifact",
         "build",
@@ -126,33 +117,34 @@ class _Step:
         self.url: str | None = None
         self.artifact: str | None = None
         self.cancel: threading.Event | None = None
-        self.build: _Step | None = None  # a main step's build, if it has one
-        self.main: _Step | None = None  # a build's main step
+        self.build: Step | None = None  # a main step's build, if it has one
+        self.main: Step | None = None  # a build's main step
 
 
-class _Pipeline:
-    """One environment's staged pipeline on one target."""
+class StagedPipeline:
+    """One environment's staged pipeline on one target, as the runner schedules it (the model's
+    `Pipeline` is the file's pipeline, which this runs one plan of)."""
 
-    def __init__(self, run: Run, plan: Plan, tp: TargetPlan) -> None:
+    def __init__(self, run: RunContext, plan: Plan, tp: TargetPlan) -> None:
         self.run, self.plan, self.tp = run, plan, tp
         self.env, self.target = plan.environment.name, tp.target.name
         self.backend = run.backends[tp.target.name]
         self.lock = threading.Lock()
-        self.inbox: queue.SimpleQueue[tuple[_Step, StepResult | None, BaseException | None] | None]
+        self.inbox: queue.SimpleQueue[tuple[Step, StepResult | None, BaseException | None] | None]
         self.inbox = queue.SimpleQueue()
         self.blocked: str | None = None
         self.status: Status | None = None
         self.failure = ""
         self.active = 0
-        self.stages: list[list[_Step]] = []
-        self.builds: list[_Step] = []
+        self.stages: list[list[Step]] = []
+        self.builds: list[Step] = []
         order = 0
         for pos, sp in enumerate(tp.stages):
             mains = []
             for planned in sp.services:
-                main = _Step(sp, pos, order, plan.action, planned.service.name)
+                main = Step(sp, pos, order, plan.action, planned.service.name)
                 if planned.build:
-                    main.build = _Step(sp, pos, order, "build", planned.service.name)
+                    main.build = Step(sp, pos, order, "build", planned.service.name)
                     main.build.main = main
                     self.builds.append(main.build)
                 mains.append(main)
@@ -167,28 +159,28 @@ class _Pipeline:
         }
         self.builds_left = [sum(1 for m in mains if m.build) for mains in self.stages]
         self.mains_left = [len(mains) for mains in self.stages]
-        self.heap: list[tuple[int, int, _Step]] = []
-        self.ready: list[tuple[int, _Step]] = []
-        self.flying: set[_Step] = set()
+        self.heap: list[tuple[int, int, Step]] = []
+        self.ready: list[tuple[int, Step]] = []
+        self.flying: set[Step] = set()
         self.build_busy = self.main_busy = 0
 
     # --- events ------------------------------------------------------------------------------
 
     def emit(
-        self, step: _Step, status: Status, message: str = "", duration: float | None = None
+        self, step: Step, status: Status, message: str = "", duration: float | None = None
     ) -> None:
         self.run.emit(
             Event(
-                self.run.clock() - self.run.t0,
-                self.env,
-                self.target,
-                step.stage.name,
-                step.service,
-                step.phase,
-                status,
-                message,
-                step.url,
-                duration,
+                ts=self.run.clock() - self.run.t0,
+                environment=self.env,
+                target=self.target,
+                stage=step.stage.name,
+                service=step.service,
+                phase=step.phase,
+                status=status,
+                message=message,
+                url=step.url,
+                duration=duration,
             )
         )
 
@@ -199,14 +191,14 @@ class _Pipeline:
         for svc in self.plan.skipped:
             self.run.emit(
                 Event(
-                    self.run.clock() - self.run.t0,
-                    self.env,
-                    self.target,
-                    svc.stage,
-                    svc.name,
-                    self.plan.action,
-                    "skipped",
-                    f"skipped in {self.env}",
+                    ts=self.run.clock() - self.run.t0,
+                    environment=self.env,
+                    target=self.target,
+                    stage=svc.stage,
+                    service=svc.name,
+                    phase=self.plan.action,
+                    status="skipped",
+                    message=f"skipped in {self.env}",
                 )
             )
         p = self.plan.parallelism
@@ -268,7 +260,7 @@ class _Pipeline:
             self.main_busy += 1
             self.start(step, mains)
 
-    def start(self, step: _Step, pool: ThreadPoolExecutor) -> None:
+    def start(self, step: Step, pool: ThreadPoolExecutor) -> None:
         svc = self.services[step.service]
         now = self.run.clock()
         with self.lock:
@@ -281,20 +273,20 @@ class _Pipeline:
         self.emit(step, "started")
         pool.submit(self.work, step)
 
-    def work(self, step: _Step) -> None:
+    def work(self, step: Step) -> None:
         """In a pool thread: call the backend, retrying transient errors with backoff."""
         assert step.cancel is not None
         ctx = StepContext(
-            self.env,
-            self.tp.target,
-            self.services[step.service],
-            step.phase,
-            step.deadline,
-            step.cancel,
-            self.cancel_reason,
-            step.artifact,
-            self.run.secrets.get(step.service, {}),
-            self.note(step),
+            environment=self.env,
+            target=self.tp.target,
+            service=self.services[step.service],
+            phase=step.phase,
+            deadline=step.deadline,
+            cancel=step.cancel,
+            reason=self.cancel_reason,
+            artifact=step.artifact,
+            secrets=self.run.secrets.get(step.service, {}),
+            log=self.note(step),
             started=step.started or 0.0,
             run=self.run.label,
             record=self.record,
@@ -321,7 +313,7 @@ class _Pipeline:
                 self.inbox.put((step, None, exc))
             return
 
-    def note(self, step: _Step) -> Callable[[str], None]:
+    def note(self, step: Step) -> Callable[[str], None]:
         """A step's log: its last line shows in the live view, every line goes to the run's logs."""
         logs = self.run.logs
 
@@ -379,7 +371,7 @@ class _Pipeline:
             return
         if isinstance(error, StepTimeout | Cancelled):
             limit = (step.expired or step.finished) - (step.started or step.finished)
-            message = f"timed out after {seconds(limit)}"
+            message = f"timed out after {brief(limit)}"
         elif isinstance(error, StepError):
             message = str(error)
         else:
@@ -400,20 +392,20 @@ class _Pipeline:
                 step.cancel.set()
             elif step.expired is not None and now >= step.expired + GRACE:
                 step.state, step.finished = "failed", now
-                step.message = f"timed out after {seconds(step.expired - (step.started or now))}"
+                step.message = f"timed out after {brief(step.expired - (step.started or now))}"
                 self.emit(step, "failed", step.message, now - (step.started or now))
                 self.fail(step, step.message)
 
-    def wake_at(self, step: _Step) -> float:
+    def wake_at(self, step: Step) -> float:
         return step.deadline if step.expired is None else step.expired + GRACE
 
-    def fail(self, step: _Step, message: str) -> None:
+    def fail(self, step: Step, message: str) -> None:
         if not self.failure:
             self.failure = self.run.redact(
                 f"{self.env}/{self.target} {step.service} {step.phase} failed: {message}"
             )
 
-    def succeeded(self, step: _Step) -> None:
+    def succeeded(self, step: Step) -> None:
         if step.phase == "build":
             main = step.main
             assert main is not None
@@ -438,234 +430,3 @@ class _Pipeline:
                     if step is not None and step.state == PENDING:
                         step.state, step.message = "cancelled", message
                         self.emit(step, "cancelled", message)
-
-    # --- what a progress view asks ------------------------------------------------------------
-
-    def views(self, now: float) -> list[StepView]:
-        with self.lock:
-            out = []
-            for mains in self.stages:
-                for m in mains:
-                    for step in (m.build, m):
-                        if step is None:
-                            continue
-                        end = step.finished if step.finished is not None else now
-                        elapsed = end - step.started if step.started is not None else None
-                        waiting = self.waiting(step, now) if step.state == PENDING else None
-                        message = self.run.redact(
-                            step.note if step.state == RUNNING else step.message
-                        )
-                        out.append(
-                            StepView(
-                                self.env,
-                                self.target,
-                                step.stage.name,
-                                step.service,
-                                step.phase,
-                                step.state,
-                                elapsed,
-                                message,
-                                waiting,
-                                step.url,
-                                step.artifact,
-                            )
-                        )
-            out.extend(
-                StepView(
-                    self.env,
-                    self.target,
-                    svc.stage,
-                    svc.name,
-                    self.plan.action,
-                    "skipped",
-                    None,
-                    f"skipped in {self.env}",
-                    None,
-                    None,
-                )
-                for svc in self.plan.skipped
-            )
-            return out
-
-    def waiting(self, step: _Step, now: float) -> str:
-        p = self.plan.parallelism
-        if self.blocked:
-            return f"waiting: {self.blocked}"
-        if self.status is None and self.active >= len(self.stages):
-            return "waiting"
-        if step.phase == "build":
-            if not self.plan.build_ahead and step.pos > self.active:
-                return self.stage_wait(now)
-            return f"waiting: a build slot ({self.build_busy}/{p} busy)"
-        if step.pos > self.active:
-            return self.stage_wait(now)
-        if step.build is not None and step.build.state not in DONE_OK:
-            if step.build.state == RUNNING and step.build.started is not None:
-                return f"waiting: its build ({seconds(now - step.build.started)})"
-            return f"waiting: its build (a build slot, {self.build_busy}/{p} busy)"
-        if not self.plan.build_ahead and self.builds_left[step.pos]:
-            return f"waiting: the stage's builds ({self.builds_left[step.pos]} left)"
-        return f"waiting: a {self.plan.action} slot ({self.main_busy}/{p} busy)"
-
-    def stage_wait(self, now: float) -> str:
-        """Name the active stage and the longest-running step keeping it busy."""
-        stage = self.tp.stages[self.active].name if self.active < len(self.stages) else "?"
-        busy = [s for s in self.flying if s.pos == self.active and s.started is not None]
-        mains = [s for s in busy if s.phase != "build"]
-        running = sorted(mains or busy, key=lambda s: s.started or 0)
-        busy_for = [(s.service, GERUND[s.phase], now - (s.started or now)) for s in running]
-        return stage_waiting(stage, busy_for)
-
-
-class Run:
-    """Executes a RunPlan: environments and targets in their strategy's order, each staged."""
-
-    def __init__(
-        self,
-        run_plan: RunPlan,
-        backends: Mapping[str, Backend],
-        emit: EventSink,
-        *,
-        cancel: Cancel | None = None,
-        secrets: Mapping[str, Mapping[str, str]] | None = None,
-        options: RunOptions = RunOptions(),
-        clock: Callable[[], float] = time.monotonic,
-        logs: LogSink | None = None,
-        label: str = "",
-    ) -> None:
-        self.run_plan, self.backends, self.emit = run_plan, backends, emit
-        self.cancel = cancel or Cancel()
-        self.secrets = secrets or {}
-        # messages reach the summary and GitHub through views and failures, not only as events
-        self.redact = Redactor.of(self.secrets)
-        self.options, self.clock, self.logs = options, clock, logs
-        self.label = label or time.strftime("%Y%m%d%H%M%S", time.gmtime())
-        self.t0 = clock()
-        self.groups = [
-            [_Pipeline(self, plan, tp) for tp in plan.targets] for plan in run_plan.plans
-        ]
-        for i, group in enumerate(self.groups):
-            for j, pipe in enumerate(group):
-                if j and plan_order(run_plan.plans[i]) == "sequential":
-                    pipe.blocked = f"target {group[j - 1].target}"
-                if i and run_plan.environment_order == "sequential":
-                    pipe.blocked = f"environment {run_plan.plans[i - 1].environment.name}"
-
-    def execute(self) -> RunResult:
-        self.t0 = self.clock()
-        statuses = _in_order(
-            [
-                partial(self.run_environment, p, g)
-                for p, g in zip(self.run_plan.plans, self.groups, strict=True)
-            ],
-            self.run_plan.environment_order,
-            self.abandon_group,
-        )
-        if self.cancel.is_set():
-            status: Status = "cancelled"
-        else:
-            status = "succeeded" if all(s == "succeeded" for s in statuses) else "failed"
-        failures = [p.failure for g in self.groups for p in g if p.failure]
-        names = [p.environment.name for p in self.run_plan.plans]
-        steps = self.snapshot()
-        counts = Counter(v.state for v in steps if v.phase != "build")
-        message = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-        message += f"; {failures[0]}" if failures else ""
-        if self.cancel.is_set():
-            message = f"{self.cancel.reason}; {message}"
-        duration = self.clock() - self.t0
-        self.emit(
-            Event(
-                duration,
-                names[0] if len(names) == 1 else None,
-                None,
-                None,
-                None,
-                "run",
-                status,
-                message,
-                None,
-                duration,
-            )
-        )
-        return RunResult(status, dict(zip(names, statuses, strict=True)), steps, failures, duration)
-
-    def run_environment(self, plan: Plan, group: list[_Pipeline]) -> Status:
-        for j, pipe in enumerate(group):
-            pipe.blocked = f"target {group[j - 1].target}" if j else None
-        statuses = _in_order(
-            [pipe.execute for pipe in group],
-            plan_order(plan),
-            lambda i: group[i].abandon(self.stop_reason(group)),
-        )
-        if self.cancel.is_set():
-            return "cancelled"
-        return "succeeded" if all(s == "succeeded" for s in statuses) else "failed"
-
-    def stop_reason(self, pipes: list[_Pipeline]) -> str:
-        if self.cancel.is_set():
-            return self.cancel.reason
-        failed = next((p for p in pipes if p.failure), None)
-        return f"target {failed.target} failed" if failed else "an earlier target failed"
-
-    def abandon_group(self, i: int) -> None:
-        reason = self.cancel.reason if self.cancel.is_set() else "an earlier environment failed"
-        for pipe in self.groups[i]:
-            pipe.blocked = None
-            pipe.abandon(reason)
-
-    def snapshot(self) -> list[StepView]:
-        now = self.clock()
-        return [v for g in self.groups for p in g for v in p.views(now)]
-
-
-def plan_order(plan: Plan) -> str:
-    return plan.environment.strategy.targets
-
-
-def _in_order(
-    tasks: list[Callable[[], Status]], order: str, abandon: Callable[[int], None]
-) -> list[Status]:
-    """Run tasks one after another (stopping at the first that does not succeed) or all at once."""
-    results: list[Status] = ["cancelled"] * len(tasks)
-    if order == "parallel":
-        threads = [
-            threading.Thread(target=lambda i=i: results.__setitem__(i, tasks[i]()))
-            for i in range(len(tasks))
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        return results
-    for i, task in enumerate(tasks):
-        if i and results[i - 1] != "succeeded":
-            abandon(i)
-            continue
-        results[i] = task()
-    return results
-
-
-def stage_waiting(stage: str, busy: Sequence[tuple[str, str, float]]) -> str:
-    """Why a step waits for its stage, naming the step busy longest: `waiting: stage backend
-    (api deploying, 41s; +1 more)`. `busy`: (service, what it is doing, for how long), longest
-    first. The live view and the status page say it the same way."""
-    if not busy:
-        return f"waiting: stage {stage}"
-    service, doing, elapsed = busy[0]
-    more = f"; +{len(busy) - 1} more" if len(busy) > 1 else ""
-    return f"waiting: stage {stage} ({service} {doing}, {seconds(elapsed)}{more})"
-
-
-def seconds(value: float) -> str:
-    """A duration as the terminal view says it: 850ms, 4.2s, 41s, 3m05s."""
-    value = max(value, 0.0)
-    if value < 1:
-        return f"{value * 1000:.0f}ms"
-    if value < 60:
-        return f"{value:.0f}s" if value >= 10 else f"{value:.1f}s"
-    minutes, secs = divmod(int(value), 60)
-    return f"{minutes}m{secs:02d}s"
-
-
-__all__ = ["Cancel", "Run", "RunOptions", "RunResult", "StepView"]

@@ -1,0 +1,97 @@
+"""A staged pipeline as a view sees it at one moment: each step's `StepView`, with the sentence
+that says why a pending step waits. It reads the scheduler's state under its lock and changes
+nothing; the words are steps.py's.
+"""
+
+from __future__ import annotations
+
+from deploy_pipeline.runner.scheduler import DONE_OK, PENDING, RUNNING, StagedPipeline, Step
+from deploy_pipeline.steps import (
+    GERUND,
+    WAITING,
+    StepView,
+    for_its_build,
+    for_slot,
+    for_stage_builds,
+    stage_waiting,
+    waiting,
+)
+
+
+def views(pipe: StagedPipeline, now: float) -> list[StepView]:
+    """Every step of the pipeline as a view shows it now, skipped services last."""
+    with pipe.lock:
+        out = []
+        for mains in pipe.stages:
+            for m in mains:
+                for step in (m.build, m):
+                    if step is None:
+                        continue
+                    end = step.finished if step.finished is not None else now
+                    elapsed = end - step.started if step.started is not None else None
+                    why = _waiting(pipe, step, now) if step.state == PENDING else None
+                    message = pipe.run.redact(step.note if step.state == RUNNING else step.message)
+                    out.append(
+                        StepView(
+                            environment=pipe.env,
+                            target=pipe.target,
+                            stage=step.stage.name,
+                            service=step.service,
+                            phase=step.phase,
+                            state=step.state,
+                            elapsed=elapsed,
+                            message=message,
+                            waiting=why,
+                            url=step.url,
+                            artifact=step.artifact,
+                        )
+                    )
+        out.extend(
+            StepView(
+                environment=pipe.env,
+                target=pipe.target,
+                stage=svc.stage,
+                service=svc.name,
+                phase=pipe.plan.action,
+                state="skipped",
+                elapsed=None,
+                message=f"skipped in {pipe.env}",
+                waiting=None,
+                url=None,
+            )
+            for svc in pipe.plan.skipped
+        )
+        return out
+
+
+def _waiting(pipe: StagedPipeline, step: Step, now: float) -> str:
+    """Why a pending step has not started yet."""
+    p = pipe.plan.parallelism
+    if pipe.blocked:
+        return waiting(pipe.blocked)
+    if pipe.status is None and pipe.active >= len(pipe.stages):
+        return WAITING
+    if step.phase == "build":
+        if not pipe.plan.build_ahead and step.pos > pipe.active:
+            return _stage_wait(pipe, now)
+        return for_slot("build", pipe.build_busy, p)
+    if step.pos > pipe.active:
+        return _stage_wait(pipe, now)
+    if step.build is not None and step.build.state not in DONE_OK:
+        build = step.build
+        running = build.state == RUNNING and build.started is not None
+        took = now - (build.started or now) if running else None
+        return for_its_build(took, pipe.build_busy, p)
+    if not pipe.plan.build_ahead and pipe.builds_left[step.pos]:
+        return for_stage_builds(pipe.builds_left[step.pos])
+    return for_slot(pipe.plan.action, pipe.main_busy, p)
+
+
+def _stage_wait(pipe: StagedPipeline, now: float) -> str:
+    """Name the active stage and the longest-running step keeping it busy."""
+    stage = pipe.tp.stages[pipe.active].name if pipe.active < len(pipe.stages) else "?"
+    busy = [s for s in pipe.flying if s.pos == pipe.active and s.started is not None]
+    mains = [s for s in busy if s.phase != "build"]
+    running = sorted(mains or busy, key=lambda s: s.started or 0)
+    busy_for = [(s.service, GERUND[s.phase], now - (s.started or now)) for s in running]
+    return stage_waiting(stage, busy_for)
