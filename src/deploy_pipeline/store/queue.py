@@ -271,9 +271,12 @@ class Queue:
     def last_taken(self, environment: str) -> Mapping[str, Any] | None:
         """The payload of the environment's newest pull_request delivery taken (queued, run
         or superseded: not ignored); None when it has none."""
+        # The body (tens of KiB) is read for the newest row only: selected in the sorted query,
+        # SQLite's sorter would carry every candidate's body, on the path of every webhook's 202.
         rows = self.store.query(
-            "SELECT body FROM deliveries WHERE environment = ? AND event = 'pull_request' "
-            "AND state <> 'ignored' ORDER BY received_at DESC, rowid DESC LIMIT 1",
+            "SELECT body FROM deliveries WHERE id = (SELECT id FROM deliveries "
+            "WHERE environment = ? AND event = 'pull_request' AND state <> 'ignored' "
+            "ORDER BY received_at DESC, rowid DESC LIMIT 1)",
             (environment,),
         )
         try:
