@@ -230,3 +230,19 @@ def test_the_simulated_target_fails_a_test_when_told(
     }
     assert events[-1]["phase"] == "run" and events[-1]["status"] == "failed"
     assert "api test failed: simulated failure" in str(events[-1]["message"])
+
+
+def test_a_long_test_output_keeps_its_last_lines_within_an_event_s_message() -> None:
+    """However long a failed test's output, the lines ending its message fit in an event's
+    message (2000 characters) with the very last line whole at the end."""
+    from deploy_pipeline.backends.build import _output_tail
+    from deploy_pipeline.errors import MAX_MESSAGE
+
+    output = (
+        "\n".join(f"{i} " + "x" * 500 for i in range(50)) + "\nFAILED tests/test_api.py::test_x"
+    )
+    tail = _output_tail(output)
+    assert tail.startswith("; last lines of its output:\n")
+    assert tail.endswith("\nFAILED tests/test_api.py::test_x")
+    assert len("api's test exited with code 1" + tail) < MAX_MESSAGE
+    assert _output_tail("") == "; it wrote no output"
