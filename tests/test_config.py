@@ -455,7 +455,7 @@ def test_unknown_key_far_from_any_lists_the_known_keys(write_config: WriteConfig
     assert problems(path) == [
         f"{path}:6: services.api.flavour: unknown key 'flavour' (known keys: type, image, "
         "build, command, env, port, replicas, health, secrets, stage, schedule, public, timeout, "
-        "resources)"
+        "resources, test)"
     ]
 
 
@@ -709,7 +709,7 @@ def test_unknown_phase_is_reported_at_its_key(write_config: WriteConfig) -> None
         """)
     assert problems(path) == [
         f"{path}:3: targets.sim.durations.api.boot: "
-        "expected 'build', 'deploy', 'restart', 'stop' or 'delete', got 'boot'"
+        "expected 'build', 'test', 'deploy', 'restart', 'stop' or 'delete', got 'boot'"
     ]
 
 
@@ -991,6 +991,71 @@ def test_job_may_run_a_prebuilt_image(write_config: WriteConfig) -> None:
     path = one_service(write_config, "{type: job, image: busybox, schedule: '*/5 * * * *'}")
     service = load_config(path).services["api"]
     assert (service.image, service.build, service.schedule) == ("busybox", None, "*/5 * * * *")
+
+
+def test_a_test_is_a_command_list_or_a_shell_line(write_config: WriteConfig) -> None:
+    """`test:` on a built service is its argv: a list as written, a string run by /bin/sh -c."""
+    path = write_config("""\
+        version: 1
+        services:
+          api: {type: application, build: ./api, test: [pytest, -q, 3]}
+          migrate: {type: job, build: ./api, test: "pytest -q && ruff check ."}
+          web: {type: container, image: nginx:1.27}
+        """)
+    services = load_config(path).services
+    assert services["api"].test == ("pytest", "-q", "3")
+    assert services["migrate"].test == ("/bin/sh", "-c", "pytest -q && ruff check .")
+    assert services["web"].test is None
+
+
+def test_a_test_on_a_prebuilt_service_is_refused_at_its_line(write_config: WriteConfig) -> None:
+    """Only what is built is tested: `test:` on a container, a database or a job from `image:`
+    is a config error at its line that says what would be right."""
+    path = write_config("""\
+        version: 1
+        services:
+          web:
+            type: container
+            image: nginx:1.27
+            test: [nginx, -t]
+          db: {type: database, image: postgres:16, test: pg_isready}
+          report: {type: job, image: busybox, test: [true]}
+        """)
+    rule = "only a service built from the repo (a job or an application with `build:`) is tested"
+    fix = "remove `test:`, or build it with `build:`"
+    assert problems(path) == [
+        f"{path}:6: services.web.test: {rule}; this container runs the prebuilt image "
+        f"'nginx:1.27': {fix}",
+        f"{path}:7: services.db.test: {rule}; this database runs the prebuilt image "
+        f"'postgres:16': {fix}",
+        f"{path}:8: services.report.test: {rule}; this job runs the prebuilt image 'busybox': "
+        f"{fix}",
+    ]
+
+
+@pytest.mark.parametrize("value", ["[]", "''", "'  '", "{run: pytest}", "7"])
+def test_an_empty_or_shapeless_test_says_what_a_command_looks_like(
+    write_config: WriteConfig, value: str
+) -> None:
+    """A test that is no command (empty, blank, a mapping, a number) says both forms."""
+    path = one_service(write_config, f"{{type: application, build: ./api, test: {value}}}")
+    [message] = problems(path)
+    assert message.startswith(
+        f"{path}:3: services.api.test: expected a command: a list like [pytest, -q], or a line "
+        "that /bin/sh -c runs like 'pytest -q && ruff check', got "
+    )
+
+
+def test_simulated_targets_take_test_durations_and_failures(write_config: WriteConfig) -> None:
+    """`test` is a phase of a simulated target's `durations` and `fail` (DESIGN §9)."""
+    path = write_config("""\
+        version: 1
+        targets:
+          sim: {kind: simulated, durations: {api: {test: 2s}}, fail: {api: test}}
+        services: {api: {type: application, build: ./api, test: [pytest]}}
+        """)
+    target = load_config(path).targets["sim"]
+    assert (target.durations, target.fail) == ({"api": {"test": 2.0}}, {"api": "test"})
 
 
 def test_service_names_must_be_dns_labels(write_config: WriteConfig) -> None:

@@ -61,6 +61,7 @@ WORDS = [
     "timeout",
     "env",
     "command",
+    "test",
     "defaults",
     "parallelism",
     "build_ahead",

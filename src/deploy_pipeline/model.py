@@ -10,7 +10,7 @@ from typing import Literal
 
 ServiceType = Literal["database", "job", "container", "application"]
 Action = Literal["deploy", "restart", "stop", "delete"]
-Phase = Literal["build", "deploy", "restart", "stop", "delete", "run"]
+Phase = Literal["build", "test", "deploy", "restart", "stop", "delete", "run"]
 Status = Literal["started", "succeeded", "failed", "cancelled", "skipped", "reused"]
 TargetKind = Literal["docker", "kubernetes", "simulated"]
 Order = Literal["parallel", "sequential"]
@@ -18,7 +18,9 @@ KeyPath = tuple[str | int, ...]  # ("services", "api", "secrets", 0): a key of t
 
 SERVICE_TYPES: tuple[ServiceType, ...] = ("database", "job", "container", "application")
 ACTIONS: tuple[Action, ...] = ("deploy", "restart", "stop", "delete")
-STEP_PHASES: tuple[Phase, ...] = ("build", "deploy", "restart", "stop", "delete")
+STEP_PHASES: tuple[Phase, ...] = ("build", "test", "deploy", "restart", "stop", "delete")
+# The steps that make a service's image before its own step: its build, then its test (§9).
+IMAGE_PHASES: frozenset[Phase] = frozenset({"build", "test"})
 TARGET_KINDS: tuple[TargetKind, ...] = ("docker", "kubernetes", "simulated")
 
 DEFAULT_STAGES: tuple[str, ...] = (
@@ -59,6 +61,7 @@ class Service:
     public: bool = False
     timeout: float | None = None
     resources: tuple[tuple[str, str], ...] = ()  # (cpu|memory, quantity): Kubernetes requests
+    test: tuple[str, ...] | None = None  # run in the built image before it is pushed (§9)
 
     @property
     def needs_build(self) -> bool:

@@ -53,6 +53,35 @@ def _text_map(value: object) -> object:
     return value
 
 
+def _test_command(value: object) -> object:
+    """`test:` is a command: a list of arguments, or one string that `/bin/sh -c` runs."""
+    if isinstance(value, list) and value:
+        return _text_list(value)
+    if isinstance(value, str) and value.strip():
+        return value
+    got = "nothing (null)" if value is None else repr(value)
+    raise ValueError(
+        "expected a command: a list like [pytest, -q], or a line that /bin/sh -c runs like "
+        f"'pytest -q && ruff check', got {got if len(got) <= 60 else got[:57] + '...'}"
+    )
+
+
+TestCommand = Annotated[
+    list[str] | str,
+    BeforeValidator(_test_command),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                {"type": "string", "minLength": 1},
+            ],
+            "description": "a command run in the image just built, before it is pushed or "
+            "deployed: a list of arguments, or a line run by /bin/sh -c; exit code 0 passes",
+        }
+    ),
+]
+
+
 def _context_only(value: object) -> object:
     return {"context": value} if isinstance(value, str) else value
 
@@ -130,7 +159,7 @@ TextList = Annotated[list[str], BeforeValidator(_text_list, json_schema_input_ty
 TextMap = Annotated[
     dict[str, str], BeforeValidator(_text_map, json_schema_input_type=dict[str, Scalar])
 ]
-Phase = Literal["build", "deploy", "restart", "stop", "delete"]
+Phase = Literal["build", "test", "deploy", "restart", "stop", "delete"]
 Order = Literal["parallel", "sequential"]
 
 
@@ -173,6 +202,7 @@ class ServiceModel(Strict):
     public: bool = False
     timeout: Timeout | None = None
     resources: ResourcesModel | None = None
+    test: TestCommand | None = None
 
 
 class TargetModel(Strict):

@@ -15,6 +15,7 @@ from deploy_pipeline.model import Phase, Status
 
 GERUND = {
     "build": "building",
+    "test": "testing",
     "deploy": "deploying",
     "restart": "restarting",
     "stop": "stopping",
@@ -93,6 +94,13 @@ def for_its_build(running_for: float | None, busy: int, size: int) -> str:
     if running_for is not None:
         return waiting(f"its build ({brief(running_for)})")
     return waiting(f"its build (a build slot, {busy}/{size} busy)")
+
+
+def for_its_test(running_for: float | None, busy: int, size: int) -> str:
+    """A deploy waiting for its image's test: running for so long, or waiting for a test slot."""
+    if running_for is not None:
+        return waiting(f"its test ({brief(running_for)})")
+    return waiting(f"its test (a test slot, {busy}/{size} busy)")
 
 
 def for_stage_builds(left: int) -> str:

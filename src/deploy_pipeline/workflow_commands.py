@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from deploy_pipeline.events import format_event
-from deploy_pipeline.model import Event, RunPlan
+from deploy_pipeline.model import IMAGE_PHASES, Event, RunPlan
 from deploy_pipeline.reporting.markdown import DONE
 
 # Line breaks of every kind a log viewer splits on, and the other control characters (a
@@ -109,7 +109,7 @@ class StageGroups:
             self.commands.line(line)
         else:
             self.waiting.setdefault(key, []).append(line)
-        if event.phase != "build" and event.status in DONE and key in self.left:
+        if event.phase not in IMAGE_PHASES and event.status in DONE and key in self.left:
             self.left[key] -= 1
         if key == self.current and self.left[key] <= 0:
             self.close()

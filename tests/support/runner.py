@@ -72,7 +72,8 @@ class GateBackend:
     def _step(self, ctx: StepContext) -> StepResult:
         key = f"{ctx.service.name}.{ctx.phase}@{self.target.name}"
         build = ctx.phase == "build"
-        pools = [f"{'build' if build else 'main'}@{self.target.name}", "all"]
+        pool = ctx.phase if ctx.phase in {"build", "test"} else "main"
+        pools = [f"{pool}@{self.target.name}", "all"]
         self.journal.enter(key, pools)
         try:
             hook = self.hooks.get(key) or self.hooks.get(f"{ctx.service.name}.{ctx.phase}")
@@ -81,7 +82,7 @@ class GateBackend:
         finally:
             self.journal.leave(key, pools)
 
-    build = deploy = restart = stop = delete = _step
+    build = test = deploy = restart = stop = delete = _step
 
     def status(self, environment: str, service: Service) -> str:
         return "unknown"

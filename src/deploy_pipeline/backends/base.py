@@ -1,4 +1,5 @@
-"""The contract every target kind implements: build / deploy / restart / stop / delete / status.
+"""The contract every target kind implements: build / test / deploy / restart / stop / delete /
+status.
 
 A backend gets a StepContext for each step, honours its deadline and cancel flag, raises
 TransientError for what is worth retrying and PermanentError for what is not, and returns a
@@ -26,7 +27,7 @@ class StepContext:
     deadline: float  # time.monotonic() by which the step must be done
     cancel: threading.Event
     reason: Callable[[], str] = lambda: "cancelled"
-    artifact: str | None = None  # the image a build produced, for the deploy after it
+    artifact: str | None = None  # the image a build produced, for the test and deploy after it
     secrets: Mapping[str, str] = field(default_factory=dict)
     log: Callable[[str], None] = lambda line: None
     started: float = 0.0  # time.monotonic() when the runner started the step (its `started` event)
@@ -58,6 +59,7 @@ class Backend(Protocol):
     target: Target
 
     def build(self, ctx: StepContext) -> StepResult: ...
+    def test(self, ctx: StepContext) -> StepResult: ...
     def deploy(self, ctx: StepContext) -> StepResult: ...
     def restart(self, ctx: StepContext) -> StepResult: ...
     def stop(self, ctx: StepContext) -> StepResult: ...

@@ -29,7 +29,7 @@ class ContainerSpec:
     name: str
     image: str
     labels: Mapping[str, str]
-    network: str
+    network: str | None  # None: the engine's default bridge (a test's container)
     alias: str
     command: Sequence[str] | None = None
     env: Mapping[str, str] = field(default_factory=dict)

@@ -61,6 +61,9 @@ class DockerBackend:
     def build(self, ctx: StepContext) -> StepResult:
         return self.builder.build(ctx)
 
+    def test(self, ctx: StepContext) -> StepResult:
+        return self.builder.test(ctx)
+
     def deploy(self, ctx: StepContext) -> StepResult:
         svc = ctx.service
         if svc.type == "job" and svc.schedule is not None:

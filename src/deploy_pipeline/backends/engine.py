@@ -241,6 +241,11 @@ class Engine:
         with mapped(f"tagging {ref}"):
             self.client.api.tag(image_id, repository, tag)
 
+    def untag(self, ref: str) -> None:
+        """Remove one name of an image (the image stays while it has another)."""
+        with mapped(f"untagging {ref}"), suppress(docker.errors.NotFound):
+            self.client.api.remove_image(ref, noprune=True)
+
     def push(self, ref: str, on_line: Callable[[str], None]) -> None:
         repository, _, tag = ref.rpartition(":")
         with mapped(f"pushing {ref}"):
@@ -316,10 +321,12 @@ class Engine:
 
     def run(self, spec: ContainerSpec) -> Container:
         with mapped(f"starting {spec.name}"):
-            networking = self.client.api.create_networking_config(
-                # the stubs say one EndpointConfig; the SDK takes a network → endpoint mapping
-                {spec.network: self.client.api.create_endpoint_config(aliases=[spec.alias])}  # type: ignore[arg-type]
-            )
+            networking = None
+            if spec.network is not None:
+                networking = self.client.api.create_networking_config(
+                    # the stubs say one EndpointConfig; the SDK takes a network → endpoint mapping
+                    {spec.network: self.client.api.create_endpoint_config(aliases=[spec.alias])}  # type: ignore[arg-type]
+                )
             host = self.client.api.create_host_config(
                 port_bindings={spec.port: ("127.0.0.1", None)} if spec.port else None,
                 binds={name: {"bind": path, "mode": "rw"} for name, path in spec.volumes.items()},

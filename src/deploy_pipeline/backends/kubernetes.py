@@ -75,6 +75,10 @@ class KubernetesBackend:
     def build(self, ctx: StepContext) -> StepResult:
         return self.images().build(ctx)
 
+    def test(self, ctx: StepContext) -> StepResult:
+        """On the local engine that built the image, before it is pushed for the cluster."""
+        return self.images().test(ctx)
+
     def image_status(self, service: Service) -> str:
         """For `plan` and rehearsals: whether a build of the service would be reused (its
         content-tagged image is in the registry) or is to build."""

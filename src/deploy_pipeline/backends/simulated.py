@@ -72,6 +72,10 @@ class SimulatedBackend:
             return StepResult(artifact=ref, message=f"{note} (rehearsal: not built)")
         return StepResult(artifact=tag, message=f"{note} (rehearsal)")
 
+    def test(self, ctx: StepContext) -> StepResult:
+        self._wait(ctx)
+        return StepResult(artifact=ctx.artifact, message="test passed (simulated)")
+
     def deploy(self, ctx: StepContext) -> StepResult:
         self._wait(ctx)
         svc = ctx.service

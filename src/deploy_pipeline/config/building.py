@@ -117,6 +117,13 @@ def build_service(
         )
     if s.type not in BUILT and s.image is None:
         problems.error(loc, f"a {s.type} needs `image:` (for example postgres:16 or nginx:1.27)")
+    if s.test is not None and (s.type not in BUILT or s.build is None):
+        what = f"runs the prebuilt image {quote(s.image)}" if s.image else "is not built"
+        problems.error(
+            (*loc, "test"),
+            "only a service built from the repo (a job or an application with `build:`) is "
+            f"tested; this {s.type} {what}: remove `test:`, or build it with `build:`",
+        )
     if s.schedule is not None and s.type != "job":
         problems.error((*loc, "schedule"), "only a job can have a schedule (it becomes a cron job)")
     if s.replicas is not None and s.type not in LONG_RUNNING:
@@ -164,7 +171,15 @@ def build_service(
         resources=tuple(
             (k, v) for k, v in (s.resources.model_dump() if s.resources else {}).items() if v
         ),
+        test=_command(s.test),
     )
+
+
+def _command(test: list[str] | str | None) -> tuple[str, ...] | None:
+    """A test's argv: a list as it is, a string run by /bin/sh -c (DESIGN §9)."""
+    if test is None:
+        return None
+    return ("/bin/sh", "-c", test) if isinstance(test, str) else tuple(test)
 
 
 def build_target(problems: Problems, name: str, t: schema.TargetModel) -> Target:

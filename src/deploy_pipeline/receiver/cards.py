@@ -39,6 +39,7 @@ URGENCY = (
     "interrupted",
     "cancelled",
     "building",
+    "testing",
     "deploying",
     "restarting",
     "stopping",
@@ -173,6 +174,7 @@ class _Track:
     """What one run did to one service on one target."""
 
     build: _Step | None = None
+    test: _Step | None = None  # its image's test (DESIGN §9), between its build and its step
     main: _Step | None = None
     phase: str = "deploy"
     url: str | None = None
@@ -180,10 +182,24 @@ class _Track:
 
     @property
     def touched(self) -> bool:
-        """The run speaks for the service: it started its step, skipped it, or failed its build."""
+        """The run speaks for the service: it started its step, skipped it, or failed its build
+        or its test."""
         if self.main is not None and (self.started or self.main.status == "skipped"):
             return True
-        return self.build is not None and self.build.status == "failed"
+        return self.failed_image is not None
+
+    @property
+    def failed_image(self) -> _Step | None:
+        """Its build or its test, if that failed (then its own step never started)."""
+        return next((s for s in (self.build, self.test) if s and s.status == "failed"), None)
+
+    @property
+    def making(self) -> tuple[str, _Step] | None:
+        """("building"|"testing", the step) while its image is being built or tested."""
+        for doing, step in (("building", self.build), ("testing", self.test)):
+            if step is not None and step.status == "started":
+                return doing, step
+        return None
 
 
 def _tracks(run: RunEvents, environment: str) -> dict[tuple[str, str], _Track]:
@@ -202,6 +218,8 @@ def _tracks(run: RunEvents, environment: str) -> dict[tuple[str, str], _Track]:
         )
         if phase == "build":
             track.build = step
+        elif phase == "test":
+            track.test = step
         else:
             track.phase, track.main = str(phase), step
             track.started = track.started or step.status == "started"
@@ -226,8 +244,9 @@ def _target_card(
         track = by_service.get((target, service))
         url = _last_url(target, service, runs[i:], tracks[i:])
         if i == 0 and (target, service) in waits:  # the running run has not started it yet
-            if track is not None and track.build is not None and track.build.status == "started":
-                return _card(target, run, "building", track.build, url)
+            if track is not None and track.making is not None:
+                doing, step = track.making
+                return _card(target, run, doing, step, url)
             return TargetCard(
                 target, "waiting", url=url, waiting=waits[(target, service)], run=run.id
             )
@@ -241,10 +260,11 @@ def _target_card(
 
 
 def _from_track(target: str, run: RunEvents, track: _Track, url: str | None) -> TargetCard:
-    main, build = track.main, track.build
+    main = track.main
     if main is None or (not track.started and main.status != "skipped"):
-        assert build is not None  # touched with no step of its own started: its build failed
-        return _card(target, run, "failed", build)
+        failed = track.failed_image  # touched with no step of its own: its build or test failed
+        assert failed is not None
+        return _card(target, run, "failed", failed)
     if main.status == "started":
         if run.running:
             return _card(target, run, GERUND.get(track.phase, "deploying"), main, url)
@@ -364,8 +384,9 @@ def _stage_wait(
             continue
         if track.main and track.main.status == "started":
             busy.append((track.main.ts, svc, GERUND.get(track.phase, "deploying")))
-        elif track.build and track.build.status == "started":
-            busy.append((track.build.ts, svc, "building"))
+        elif track.making is not None:
+            doing, step = track.making
+            busy.append((step.ts, svc, doing))
     busy.sort()
     return stage_waiting(stage.name, [(svc, doing, run.elapsed - ts) for ts, svc, doing in busy])
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from deploy_pipeline.durations import tenths_or_minutes
-from deploy_pipeline.model import Event, Plan, RunPlan
+from deploy_pipeline.model import IMAGE_PHASES, Event, Plan, RunPlan
 from deploy_pipeline.steps import RunResult, StepView
 
 UrlOf = tuple[str | None, bool]  # a service's URL, and whether it is public
@@ -46,6 +46,8 @@ class ServiceRow:
     origin: str  # built, reused, prebuilt, or "" when there is no image
     duration: float | None
     message: str
+    test: str = ""  # its test step's final state (DESIGN §9), "" when it has no test
+    test_message: str = ""
 
 
 def service_rows(result: RunResult, run_plan: RunPlan) -> list[ServiceRow]:
@@ -64,9 +66,10 @@ def service_rows(result: RunResult, run_plan: RunPlan) -> list[ServiceRow]:
     rows = []
     for (env, target, service), views in grouped.items():
         build = next((v for v in views if v.phase == "build"), None)
-        main = next((v for v in views if v.phase != "build"), views[0])
+        test = next((v for v in views if v.phase == "test"), None)
+        main = next((v for v in views if v.phase not in IMAGE_PHASES), views[0])
         if build is not None:
-            image = build.artifact or main.artifact
+            image = (test.artifact if test else None) or build.artifact or main.artifact
             origin = "reused" if build.state == "reused" else "built"
             if build.state not in ("succeeded", "reused"):
                 origin = f"build {build.state}"
@@ -88,6 +91,8 @@ def service_rows(result: RunResult, run_plan: RunPlan) -> list[ServiceRow]:
                 origin if image else "",
                 elapsed if any(v.elapsed is not None for v in views) else None,
                 build.message if build and main.state == build.state == "failed" else main.message,
+                test.state if test else "",
+                test.message if test else "",
             )
         )
     return rows
@@ -137,11 +142,11 @@ class Progress:
         if env is None or event.stage is None or event.service is None:
             return False
         before = (env.current, env.failed, sum(len(v) for v in env.done.values()))
-        if event.phase != "build" or event.status == "failed":
+        if event.phase not in IMAGE_PHASES or event.status == "failed":
             env.current = event.stage
         if event.status == "failed" and env.failed is None:
             env.failed = f"{event.service} {event.phase} failed"
-        if event.phase != "build" and event.status in DONE:
+        if event.phase not in IMAGE_PHASES and event.status in DONE:
             env.done.setdefault(event.stage, set()).add(f"{event.target}/{event.service}")
         return before != (env.current, env.failed, sum(len(v) for v in env.done.values()))
 
@@ -204,7 +209,8 @@ def _seconds(value: float | None) -> str:
 def table(rows: Sequence[ServiceRow]) -> str:
     """The services table of the comment and the summary."""
     several = len({(r.environment, r.target) for r in rows}) > 1
-    head = ["service", "stage", "status", "URL", "image", "took"]
+    tested = any(r.test for r in rows)
+    head = ["service", "stage", "status", "URL", "image", *(["test"] if tested else []), "took"]
     if several:
         head.insert(0, "where")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -215,11 +221,23 @@ def table(rows: Sequence[ServiceRow]) -> str:
         image = f"{_code(r.image)} ({_cell(r.origin)})" if r.image else ""
         url = _link(r.url) if r.url else ""
         cells = [f"**{_cell(r.service)}**", _cell(r.stage), status, url, image]
+        if tested:
+            cells.append(_test_cell(r))
         cells.append(_seconds(r.duration))
         if several:
             cells.insert(0, f"{_cell(r.environment)} → {_cell(r.target)}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _test_cell(row: ServiceRow) -> str:
+    """A service's test: `✅ succeeded`, `✅ reused`, `❌ failed: its message`, or nothing."""
+    if not row.test:
+        return ""
+    text = f"{ICONS.get(row.test, '')} {row.test}".strip()
+    if row.test == "failed" and row.test_message:
+        text += f": {_cell(clip(row.test_message, 200))}"
+    return text
 
 
 def _icon(status: str) -> str:

@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from deploy_pipeline.durations import tenths
-from deploy_pipeline.model import Event
+from deploy_pipeline.model import IMAGE_PHASES, Event
 from deploy_pipeline.steps import RunResult, Snapshots, StepView
 from deploy_pipeline.steps import waiting as waiting_for
 
@@ -123,7 +123,7 @@ class LiveView:
 def _group(
     views: Sequence[StepView],
 ) -> dict[tuple[str, str], dict[str, dict[str, list[StepView]]]]:
-    """environment/target → stage → service → its steps (build first)."""
+    """environment/target → stage → service → its steps (build and test first)."""
     tree: dict[tuple[str, str], dict[str, dict[str, list[StepView]]]] = {}
     for v in views:
         tree.setdefault((v.environment, v.target), {}).setdefault(v.stage, {}).setdefault(
@@ -153,7 +153,9 @@ def render_steps(views: Sequence[StepView], *, live: bool) -> RenderableType:
             show_edge=False,
             pad_edge=False,
         )
-        for column in ("stage", "service", "build", "step", "note"):
+        tested = any(v.phase == "test" for ss in stages.values() for s in ss.values() for v in s)
+        columns = ("stage", "service", "build", *(("test",) if tested else ()), "step", "note")
+        for column in columns:
             table.add_column(column, overflow="fold", max_width=70 if column == "note" else None)
         rows = 0
         for stage, services in stages.items():
@@ -161,18 +163,22 @@ def render_steps(views: Sequence[StepView], *, live: bool) -> RenderableType:
             first = True
             for service, steps in services.items():
                 build = next((s for s in steps if s.phase == "build"), None)
-                main = next((s for s in steps if s.phase != "build"), steps[0])
+                test = next((s for s in steps if s.phase == "test"), None)
+                main = next((s for s in steps if s.phase not in IMAGE_PHASES), steps[0])
+                made = [s for s in (build, test) if s is not None]  # the image's steps
                 counts[main.state] += 1
-                busy = main.state != "pending" or (build is not None and build.state == "running")
+                busy = main.state != "pending" or any(s.state == "running" for s in made)
                 if live and rows >= MAX_ROWS and not (busy and main.state in {"running", "failed"}):
                     continue
                 note = main.waiting or (
                     build.waiting if build and build.state == "pending" else None
                 )
-                if build is not None and build.state == "running":
-                    note = build.message or "building"
-                elif main.state in {"failed", "cancelled"} or (build and build.state == "failed"):
-                    note = build.message if build and build.state == "failed" else main.message
+                running = next((s for s in made if s.state == "running"), None)
+                failed = next((s for s in made if s.state == "failed"), None)
+                if running is not None:
+                    note = running.message or ("building" if running is build else "testing")
+                elif main.state in {"failed", "cancelled"} or failed is not None:
+                    note = failed.message if failed is not None else main.message
                 elif main.url:
                     note = main.url
                 elif note is None:
@@ -181,6 +187,7 @@ def render_steps(views: Sequence[StepView], *, live: bool) -> RenderableType:
                     _text(stage if first else ""),
                     _text(service),
                     _cell(build),
+                    *((_cell(test),) if tested else ()),
                     Text(f"{main.phase} ", style="dim") + _cell(main),
                     _text(note or ""),
                 )
@@ -190,9 +197,7 @@ def render_steps(views: Sequence[StepView], *, live: bool) -> RenderableType:
                 table.add_row(
                     _text(stage),
                     Text(", ".join(f"{n} {k}" for k, n in counts.items()), "dim"),
-                    "",
-                    "",
-                    "",
+                    *[""] * (len(columns) - 2),
                 )
         parts.append(table)
     return Group(*parts)

@@ -12,7 +12,7 @@ from functools import partial
 
 from deploy_pipeline.backends.base import Backend
 from deploy_pipeline.events import EventBus, EventSink, Redactor
-from deploy_pipeline.model import Event, Plan, RunPlan, Status
+from deploy_pipeline.model import IMAGE_PHASES, Event, Plan, RunPlan, Status
 from deploy_pipeline.runner.scheduler import Cancel, LogSink, RunOptions, StagedPipeline
 from deploy_pipeline.runner.snapshot import views
 from deploy_pipeline.steps import RunResult, StepView, behind_environment, behind_target
@@ -72,7 +72,7 @@ class Run:
         failures = [p.failure for g in self.groups for p in g if p.failure]
         names = [p.environment.name for p in self.run_plan.plans]
         steps = self.snapshot()
-        counts = Counter(v.state for v in steps if v.phase != "build")
+        counts = Counter(v.state for v in steps if v.phase not in IMAGE_PHASES)
         message = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         message += f"; {failures[0]}" if failures else ""
         if self.cancel.is_set():

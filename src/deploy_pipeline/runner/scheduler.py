@@ -1,9 +1,11 @@
 """The scheduler: one environment's staged pipeline on one target, the only place that decides
 what runs when (DESIGN.md §2).
 
-One coordinator thread per environment × target owns all scheduling state and hands steps to two
-bounded pools (builds, and the active stage's deploys); workers only call the backend and report
-back through a queue, so no pool thread ever waits on another job of its pool.
+One coordinator thread per environment × target owns all scheduling state and hands steps to
+bounded pools (builds, tests, and the active stage's deploys); workers only call the backend and
+report back through a queue, so no pool thread ever waits on another job of its pool. A service
+with `test:` gets a test step between its build and its deploy (DESIGN §9): the image a build
+makes is pushed by its test step once the test passes, and a reused image's test ends `reused`.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from deploy_pipeline.backends.base import Backend, StepContext, StepResult
 from deploy_pipeline.durations import brief
 from deploy_pipeline.errors import Cancelled, StepError, StepTimeout, TransientError
 from deploy_pipeline.events import EventSink, Redactor
-from deploy_pipeline.model import Event, Phase, Plan, StagePlan, Status, TargetPlan
+from deploy_pipeline.model import IMAGE_PHASES, Event, Phase, Plan, StagePlan, Status, TargetPlan
 
 PENDING, RUNNING = "pending", "running"
 GRACE = 1.0  # seconds a step past its deadline has to stop and report its own reason
 DONE_OK = frozenset({"succeeded", "reused", "skipped"})
+TESTED_BEFORE = "the image passed its test when it was built"
 
 
 LogSink = Callable[[str, str, str, str, str], None]  # environment, target, service, phase, line
@@ -98,6 +101,7 @@ class Step:
         "stage",
         "started",
         "state",
+        "test",
         "url",
     )
 
@@ -118,7 +122,8 @@ class Step:
         self.artifact: str | None = None
         self.cancel: threading.Event | None = None
         self.build: Step | None = None  # a main step's build, if it has one
-        self.main: Step | None = None  # a build's main step
+        self.test: Step | None = None  # a main step's test, if it has one (after its build)
+        self.main: Step | None = None  # a build's or a test's main step
 
 
 class StagedPipeline:
@@ -138,6 +143,7 @@ class StagedPipeline:
         self.active = 0
         self.stages: list[list[Step]] = []
         self.builds: list[Step] = []
+        self.tested = False
         order = 0
         for pos, sp in enumerate(tp.stages):
             mains = []
@@ -147,6 +153,10 @@ class StagedPipeline:
                     main.build = Step(sp, pos, order, "build", planned.service.name)
                     main.build.main = main
                     self.builds.append(main.build)
+                    if planned.service.test is not None:
+                        main.test = Step(sp, pos, order, "test", planned.service.name)
+                        main.test.main = main
+                        self.tested = True
                 mains.append(main)
                 order += 1
             self.stages.append(mains)
@@ -159,10 +169,11 @@ class StagedPipeline:
         }
         self.builds_left = [sum(1 for m in mains if m.build) for mains in self.stages]
         self.mains_left = [len(mains) for mains in self.stages]
-        self.heap: list[tuple[int, int, Step]] = []
+        self.heap: list[tuple[int, int, Step]] = []  # builds, by stage then file order
+        self.tests: list[tuple[int, int, Step]] = []  # tests whose build is done, the same way
         self.ready: list[tuple[int, Step]] = []
         self.flying: set[Step] = set()
-        self.build_busy = self.main_busy = 0
+        self.build_busy = self.test_busy = self.main_busy = 0
 
     # --- events ------------------------------------------------------------------------------
 
@@ -203,6 +214,7 @@ class StagedPipeline:
             )
         p = self.plan.parallelism
         builds = ThreadPoolExecutor(p, f"build-{self.env}-{self.target}") if self.builds else None
+        tests = ThreadPoolExecutor(p, f"test-{self.env}-{self.target}") if self.tested else None
         mains = ThreadPoolExecutor(p, f"{self.plan.action}-{self.env}-{self.target}")
         if self.plan.build_ahead:
             for b in self.builds:
@@ -212,13 +224,13 @@ class StagedPipeline:
             self.enter(0)
             while True:
                 if not self.failure and not self.run.cancel.is_set():
-                    self.dispatch(builds, mains)
+                    self.dispatch(builds, tests, mains)
                 if not self.flying:
                     break
                 self.receive()
         finally:
             self.run.cancel.listeners.remove(self.wake)
-            for pool in (builds, mains):
+            for pool in (builds, tests, mains):
                 if pool:
                     pool.shutdown(wait=True)
         reason = self.run.cancel.reason if self.run.cancel.is_set() else self.failure
@@ -246,15 +258,24 @@ class StagedPipeline:
                     heapq.heappush(self.heap, (m.pos, m.order, m.build))
         if self.plan.build_ahead or not self.builds_left[self.active]:
             for m in mains:
-                if m.build is None or m.build.state in DONE_OK:
+                if image_ready(m):
                     heapq.heappush(self.ready, (m.order, m))
 
-    def dispatch(self, builds: ThreadPoolExecutor | None, mains: ThreadPoolExecutor) -> None:
+    def dispatch(
+        self,
+        builds: ThreadPoolExecutor | None,
+        tests: ThreadPoolExecutor | None,
+        mains: ThreadPoolExecutor,
+    ) -> None:
         p = self.plan.parallelism
         while builds and self.heap and self.build_busy < p:
             step = heapq.heappop(self.heap)[2]
             self.build_busy += 1
             self.start(step, builds)
+        while tests and self.tests and self.test_busy < p:
+            step = heapq.heappop(self.tests)[2]
+            self.test_busy += 1
+            self.start(step, tests)
         while self.ready and self.main_busy < p:
             step = heapq.heappop(self.ready)[1]
             self.main_busy += 1
@@ -268,14 +289,21 @@ class StagedPipeline:
             step.deadline = now + (svc.timeout or self.plan.timeout)
             step.cancel = threading.Event()
             self.flying.add(step)
-        if step.build is not None:
-            step.artifact = step.build.artifact
+        made = step.main.build if step.phase == "test" and step.main else step.test or step.build
+        if made is not None:  # the image its build made, or its test passed
+            step.artifact = made.artifact
         self.emit(step, "started")
         pool.submit(self.work, step)
 
     def work(self, step: Step) -> None:
         """In a pool thread: call the backend, retrying transient errors with backoff."""
         assert step.cancel is not None
+        built = step.main.build if step.phase == "test" and step.main else None
+        if built is not None and built.state == "reused":  # tested before it was pushed
+            self.inbox.put(
+                (step, StepResult("reused", TESTED_BEFORE, artifact=step.artifact), None)
+            )
+            return
         ctx = StepContext(
             environment=self.env,
             target=self.tp.target,
@@ -349,6 +377,8 @@ class StagedPipeline:
             self.flying.discard(step)
             if step.phase == "build":
                 self.build_busy -= 1
+            elif step.phase == "test":
+                self.test_busy -= 1
             else:
                 self.main_busy -= 1
             if step.state != RUNNING:  # it already timed out; its slot is free now
@@ -406,9 +436,12 @@ class StagedPipeline:
             )
 
     def succeeded(self, step: Step) -> None:
-        if step.phase == "build":
+        if step.phase in IMAGE_PHASES:
             main = step.main
             assert main is not None
+            if step.phase == "build" and main.test is not None:  # its test next, then its deploy
+                heapq.heappush(self.tests, (main.pos, main.order, main.test))
+                return
             self.builds_left[step.pos] -= 1
             if step.pos == self.active:
                 if self.plan.build_ahead:
@@ -426,7 +459,12 @@ class StagedPipeline:
         message = f"not started: {reason}" if reason else "not started"
         for mains in self.stages:
             for m in mains:
-                for step in (m.build, m):
+                for step in (m.build, m.test, m):
                     if step is not None and step.state == PENDING:
                         step.state, step.message = "cancelled", message
                         self.emit(step, "cancelled", message)
+
+
+def image_ready(main: Step) -> bool:
+    """Whether a main step's image is ready: built (or reused) and, with `test:`, tested."""
+    return all(s is None or s.state in DONE_OK for s in (main.build, main.test))

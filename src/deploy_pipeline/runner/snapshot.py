@@ -5,12 +5,14 @@ nothing; the words are steps.py's.
 
 from __future__ import annotations
 
+from deploy_pipeline.model import IMAGE_PHASES
 from deploy_pipeline.runner.scheduler import DONE_OK, PENDING, RUNNING, StagedPipeline, Step
 from deploy_pipeline.steps import (
     GERUND,
     WAITING,
     StepView,
     for_its_build,
+    for_its_test,
     for_slot,
     for_stage_builds,
     stage_waiting,
@@ -24,7 +26,7 @@ def views(pipe: StagedPipeline, now: float) -> list[StepView]:
         out = []
         for mains in pipe.stages:
             for m in mains:
-                for step in (m.build, m):
+                for step in (m.build, m.test, m):
                     if step is None:
                         continue
                     end = step.finished if step.finished is not None else now
@@ -71,27 +73,37 @@ def _waiting(pipe: StagedPipeline, step: Step, now: float) -> str:
         return waiting(pipe.blocked)
     if pipe.status is None and pipe.active >= len(pipe.stages):
         return WAITING
-    if step.phase == "build":
+    if step.phase in IMAGE_PHASES:
         if not pipe.plan.build_ahead and step.pos > pipe.active:
             return _stage_wait(pipe, now)
+        build = step.main.build if step.phase == "test" and step.main else None
+        if build is not None and build.state not in DONE_OK:
+            return for_its_build(_running_for(build, now), pipe.build_busy, p)
+        if step.phase == "test":
+            return for_slot("test", pipe.test_busy, p)
         return for_slot("build", pipe.build_busy, p)
     if step.pos > pipe.active:
         return _stage_wait(pipe, now)
     if step.build is not None and step.build.state not in DONE_OK:
-        build = step.build
-        running = build.state == RUNNING and build.started is not None
-        took = now - (build.started or now) if running else None
-        return for_its_build(took, pipe.build_busy, p)
+        return for_its_build(_running_for(step.build, now), pipe.build_busy, p)
+    if step.test is not None and step.test.state not in DONE_OK:
+        return for_its_test(_running_for(step.test, now), pipe.test_busy, p)
     if not pipe.plan.build_ahead and pipe.builds_left[step.pos]:
         return for_stage_builds(pipe.builds_left[step.pos])
     return for_slot(pipe.plan.action, pipe.main_busy, p)
+
+
+def _running_for(step: Step, now: float) -> float | None:
+    """How long a step has run, or None when it has not started."""
+    running = step.state == RUNNING and step.started is not None
+    return now - (step.started or now) if running else None
 
 
 def _stage_wait(pipe: StagedPipeline, now: float) -> str:
     """Name the active stage and the longest-running step keeping it busy."""
     stage = pipe.tp.stages[pipe.active].name if pipe.active < len(pipe.stages) else "?"
     busy = [s for s in pipe.flying if s.pos == pipe.active and s.started is not None]
-    mains = [s for s in busy if s.phase != "build"]
+    mains = [s for s in busy if s.phase not in IMAGE_PHASES]
     running = sorted(mains or busy, key=lambda s: s.started or 0)
     busy_for = [(s.service, GERUND[s.phase], now - (s.started or now)) for s in running]
     return stage_waiting(stage, busy_for)

@@ -16,6 +16,7 @@ const TONES = {
   succeeded: "ok",
   reused: "ok",
   building: "busy",
+  testing: "busy",
   deploying: "busy",
   restarting: "busy",
   stopping: "busy",
@@ -29,7 +30,7 @@ const TONES = {
   "not deployed": "off",
   started: "busy",
 };
-const RUNNING = new Set(["building", "deploying", "restarting", "stopping", "deleting"]);
+const RUNNING = new Set(["building", "testing", "deploying", "restarting", "stopping", "deleting"]);
 const ICONS = {
   database:
     "M8 1.5c-3 0-5.5.9-5.5 2.2v8.6c0 1.3 2.5 2.2 5.5 2.2s5.5-.9 5.5-2.2V3.7C13.5 2.4 11 1.5 8 1.5Zm0 1.3c2.6 0 4.2.7 4.2.9S10.6 4.6 8 4.6s-4.2-.7-4.2-.9S5.4 2.8 8 2.8Zm4.2 9.5c0 .2-1.6.9-4.2.9s-4.2-.7-4.2-.9V10c1 .5 2.5.8 4.2.8s3.2-.3 4.2-.8Zm0-3.8c0 .2-1.6.9-4.2.9s-4.2-.7-4.2-.9V6c1 .5 2.5.8 4.2.8s3.2-.3 4.2-.8Z",
