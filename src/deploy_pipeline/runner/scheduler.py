@@ -20,7 +20,8 @@ from deploy_pipeline.backends.base import Backend, StepContext, StepResult
 from deploy_pipeline.durations import brief
 from deploy_pipeline.errors import Cancelled, StepError, StepTimeout, TransientError
 from deploy_pipeline.events import EventSink, Redactor
-from deploy_pipeline.model import Event, Phase, Plan, StagePlan, Status, TargetPlan
+from deploy_pipeline.model import Event, Phase, Plan, Service, StagePlan, Status, TargetPlan
+from deploy_pipeline.plan import resolve_env
 
 PENDING, RUNNING = "pending", "running"
 GRACE = 1.0  # seconds a step past its deadline has to stop and report its own reason
@@ -279,7 +280,7 @@ class StagedPipeline:
         ctx = StepContext(
             environment=self.env,
             target=self.tp.target,
-            service=self.services[step.service],
+            service=self.resolved(step.service),
             phase=step.phase,
             deadline=step.deadline,
             cancel=step.cancel,
@@ -312,6 +313,15 @@ class StagedPipeline:
             except BaseException as exc:  # reported as the step's failure, never lost
                 self.inbox.put((step, None, exc))
             return
+
+    def resolved(self, name: str) -> Service:
+        """The service with its env's substitutions made (DESIGN.md §8): `${url:SERVICE}` is
+        the URL that SERVICE's step of this run reported (an earlier stage's, so it is done),
+        or empty when this run did not deploy it."""
+        return resolve_env(self.plan, self.services[name], lambda s: self.urls().get(s, ""))
+
+    def urls(self) -> dict[str, str]:
+        return {m.service: m.url for mains in self.stages for m in mains if m.url}
 
     def note(self, step: Step) -> Callable[[str], None]:
         """A step's log: its last line shows in the live view, every line goes to the run's logs."""
