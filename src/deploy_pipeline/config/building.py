@@ -57,12 +57,12 @@ def build(problems: Problems, m: schema.PipelineModel | None) -> Pipeline:
         name: build_environment(problems, name, e, m.strategy) for name, e in m.environments.items()
     }
     for name, s in m.services.items():
-        loc = ("services", name, "env")
-        check_env(problems, loc, s.env, [services[name]], services, stages, keys=False)
+        own: Loc = ("services", name, "env")
+        check_env(problems, own, s.env, [services[name]], services, stages, keys=False)
     for name, e in m.environments.items():
-        loc = ("environments", name)
-        check_env(problems, (*loc, "env"), e.env, services.values(), services, stages)
-        settings = service_settings(problems, (*loc, "services"), e.services, services, stages)
+        at: Loc = ("environments", name)
+        check_env(problems, (*at, "env"), e.env, services.values(), services, stages)
+        settings = service_settings(problems, (*at, "services"), e.services, services, stages)
         environments[name] = replace(
             environments[name], env=tuple(e.env.items()), settings=settings
         )

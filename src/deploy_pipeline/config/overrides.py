@@ -65,7 +65,7 @@ def check_env(
     keys: bool = True,
 ) -> None:
     """The keys (unless `check_texts` does) and substitutions of one `env:` (at `loc`) given to
-    `users`: each `${url:SERVICE}` names a service deploying in an earlier stage than all of them."""
+    `users`: each `${url:SERVICE}` names a service of an earlier stage than all of theirs."""
     users = list(users)
     for key, value in env.items():
         where: Loc = (*loc, key)
