@@ -86,6 +86,13 @@ def check_env(
             earlier = services[name]
             for user in users:
                 late = _late(earlier, user, stages)
+                if late and user.name == name:
+                    problems.error(
+                        where,
+                        f"${{url:{name}}}: {quote(name)} cannot use its own URL; only a service "
+                        "of an earlier stage has its URL when it deploys",
+                    )
+                    break
                 if late:
                     problems.error(
                         where,
