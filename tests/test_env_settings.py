@@ -9,12 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from deploy_pipeline.backends.base import StepContext, StepResult
+from deploy_pipeline.backends.base import MemoryState, StepContext, StepResult
+from deploy_pipeline.backends.simulated import SimulatedBackend
 from deploy_pipeline.cli import main
 from deploy_pipeline.config import load_config, parse_config
 from deploy_pipeline.errors import ConfigErrors
-from deploy_pipeline.model import EnvironmentRecord, Service
-from deploy_pipeline.plan import environments, plan_json, plan_run, plan_text
+from deploy_pipeline.events import EventBus
+from deploy_pipeline.model import EnvironmentRecord, Service, Target
+from deploy_pipeline.plan import environments, plan_json, plan_run, plan_runs, plan_text
+from deploy_pipeline.runner import Run
 from tests.support.runner import harness
 
 PIPELINE = """\
@@ -278,8 +281,9 @@ def test_the_runner_hands_the_backend_resolved_settings_with_an_earlier_stages_u
     assert "s3cr3t-value" not in env.values()
 
 
-def test_a_url_of_a_service_this_run_does_not_deploy_is_empty() -> None:
-    """A service-level deploy of api alone gets an empty `${url:db}`, not the text as written."""
+def test_a_url_no_target_can_tell_is_empty() -> None:
+    """A service-level deploy of api alone, on a target that cannot say db's URL, gets an empty
+    `${url:db}`, not the text as written."""
     seen: dict[str, Service] = {}
 
     def api_deploy(ctx: StepContext) -> None:
@@ -288,3 +292,42 @@ def test_a_url_of_a_service_this_run_does_not_deploy_is_empty() -> None:
     h = harness(PIPELINE, ("staging",), hooks={"api.deploy": api_deploy}, services=["api"])
     assert h.execute().status == "succeeded"
     assert dict(seen["api"].env)["DB_URL"] == ""
+
+
+class Recording(SimulatedBackend):
+    """The simulated target, remembering the service each deploy step was handed."""
+
+    def __init__(self, target: Target, state: MemoryState) -> None:
+        super().__init__(target, state)
+        self.deployed: dict[str, Service] = {}
+
+    def deploy(self, ctx: StepContext) -> StepResult:
+        self.deployed[ctx.service.name] = ctx.service
+        return super().deploy(ctx)
+
+
+def test_a_url_of_a_service_deployed_earlier_comes_from_the_target() -> None:
+    """A service-level deploy of api gets `${url:web}` from what the target says web has (it was
+    deployed by an earlier run), not empty."""
+    pipeline = parse_config("""\
+version: 1
+stages: [front, back]
+targets: {sim: {kind: simulated}}
+services:
+  web: {type: container, image: nginx, port: 80, stage: front}
+  api: {type: container, image: api, stage: back, env: {WEB: "${url:web}"}}
+environments: {staging: {target: sim}}
+""")
+    backend = Recording(pipeline.targets["sim"], MemoryState())
+    envs = environments(pipeline, {})
+
+    def run(services: list[str]) -> None:
+        plans = plan_runs(pipeline, envs, ["staging"], "deploy", services)
+        assert Run(plans, {"sim": backend}, EventBus([], None)).execute().status == "succeeded"
+
+    run([])
+    assert dict(backend.deployed["api"].env) == {"WEB": "http://web.staging.sim.simulated"}
+    backend.deployed.clear()
+    run(["api"])
+    assert "web" not in backend.deployed
+    assert dict(backend.deployed["api"].env) == {"WEB": "http://web.staging.sim.simulated"}

@@ -187,6 +187,8 @@ class Plan:
     timeout: float
     retries: int = 3
     commit: str | None = None  # the git commit deployed, for ${commit} (DESIGN.md §8)
+    # the environment's services as they run there, for ${url:SERVICE} of one this run leaves out
+    services: tuple[Service, ...] = ()
 
 
 @dataclass(frozen=True)

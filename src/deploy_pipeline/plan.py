@@ -149,6 +149,7 @@ def plan_run(
         timeout=pipeline.defaults.timeout,
         retries=pipeline.defaults.retries,
         commit=commit,
+        services=tuple(in_environment(environment, s) for s in pipeline.services.values()),
     )
 
 

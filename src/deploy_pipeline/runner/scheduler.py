@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
-from deploy_pipeline.backends.base import Backend, StepContext, StepResult
+from deploy_pipeline.backends.base import Backend, StepContext, StepResult, UrlReader
 from deploy_pipeline.durations import brief
 from deploy_pipeline.errors import Cancelled, StepError, StepTimeout, TransientError
 from deploy_pipeline.events import EventSink, Redactor
@@ -317,11 +317,18 @@ class StagedPipeline:
     def resolved(self, name: str) -> Service:
         """The service with its env's substitutions made (DESIGN.md §8): `${url:SERVICE}` is
         the URL that SERVICE's step of this run reported (an earlier stage's, so it is done),
-        or empty when this run did not deploy it."""
-        return resolve_env(self.plan, self.services[name], lambda s: self.urls().get(s, ""))
+        else the one the target says it has, else empty."""
+        return resolve_env(self.plan, self.services[name], self.url_of)
 
-    def urls(self) -> dict[str, str]:
-        return {m.service: m.url for mains in self.stages for m in mains if m.url}
+    def url_of(self, name: str) -> str:
+        for mains in self.stages:
+            for m in mains:
+                if m.service == name and m.phase != "build":
+                    return m.url or ""
+        other = next((s for s in self.plan.services if s.name == name), None)
+        if other is None or not isinstance(self.backend, UrlReader):
+            return ""
+        return self.backend.service_url(self.env, other) or ""
 
     def note(self, step: Step) -> Callable[[str], None]:
         """A step's log: its last line shows in the live view, every line goes to the run's logs."""
