@@ -331,3 +331,20 @@ environments: {staging: {target: sim}}
     run(["api"])
     assert "web" not in backend.deployed
     assert dict(backend.deployed["api"].env) == {"WEB": "http://web.staging.sim.simulated"}
+
+
+def test_the_schema_knows_the_settings_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    """`deploy-pipeline schema` accepts every settings key of this file and, like `validate`,
+    refuses an unknown key under an environment's service and a non-integer replicas there."""
+    import jsonschema
+    import yaml
+
+    assert main(["schema"]) == 0
+    validator = jsonschema.Draft202012Validator(json.loads(capsys.readouterr().out))
+    assert [e.message for e in validator.iter_errors(yaml.safe_load(PIPELINE))] == []
+    bad = yaml.safe_load(PIPELINE)
+    bad["environments"]["staging"]["services"]["web"] = {"replics": 2, "replicas": "two"}
+    assert sorted(e.message for e in validator.iter_errors(bad)) == [
+        "'two' is not valid under any of the given schemas",
+        "Additional properties are not allowed ('replics' was unexpected)",
+    ]
