@@ -348,3 +348,28 @@ def test_the_schema_knows_the_settings_keys(capsys: pytest.CaptureFixture[str]) 
         "'two' is not valid under any of the given schemas",
         "Additional properties are not allowed ('replics' was unexpected)",
     ]
+
+
+def test_the_cli_takes_the_commit_from_the_files_git_checkout(
+    write_config: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`${commit}` is `git rev-parse HEAD` of the pipeline file's folder when it is a checkout,
+    and empty when it is not."""
+    import subprocess
+
+    path = write_config(PIPELINE)
+
+    def rev() -> str:
+        assert main(["plan", "-f", str(path), "-e", "staging", "--format", "json"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        return str(doc["targets"][0]["stages"][1]["services"][0]["env"]["REV"])
+
+    assert rev() == ""
+    git = ["git", "-C", str(path.parent), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "pipeline"], check=True)
+    head = subprocess.run(
+        [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    assert rev() == head
