@@ -238,9 +238,9 @@ def in_environment(environment: Environment, svc: Service) -> Service:
     environment's, the environment's for this service), its replicas, image, resources and
     timeout where the environment changes them. Env values keep their `${…}`: `resolve_env`
     makes them once the run knows the URLs and the commit."""
-    own = dict(environment.settings).get(svc.name, ServiceSettings())
     if not environment.env and not environment.settings:
         return svc
+    own = dict(environment.settings).get(svc.name, ServiceSettings())
     env = {**dict(svc.env), **dict(environment.env), **dict(own.env)}
     resources = {**dict(svc.resources), **dict(own.resources or ())}
     return replace(
