@@ -373,3 +373,20 @@ def test_the_cli_takes_the_commit_from_the_files_git_checkout(
         [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
     ).stdout.strip()
     assert rev() == head
+
+
+def test_an_environments_image_and_env_names_are_single_line_text(
+    write_config: Callable[[str], Path],
+) -> None:
+    """An image or env name with a line break in an environment's settings is refused as the
+    service's own would be (it reaches logs and summaries)."""
+    found = problems(
+        write_config,
+        BASE + '    env: {"A\\nB": x}\n    services: {web: {image: "nginx\\n:1"}}\n',
+    )
+    assert found == [
+        "9: environments.staging.env['A\\nB']: expected single-line printable text (no line "
+        "breaks, tabs or control characters), got 'A\\nB'",
+        "10: environments.staging.services.web.image: expected single-line printable text (no "
+        "line breaks, tabs or control characters), got 'nginx\\n:1'",
+    ]

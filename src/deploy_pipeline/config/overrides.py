@@ -35,6 +35,12 @@ def service_settings(
                 "is named by its content; only prebuilt services (with `image:`) take an image "
                 "per environment",
             )
+        if o.image is not None and not one_line(o.image):
+            problems.error(
+                (*where, "image"),
+                "expected single-line printable text (no line breaks, tabs or control "
+                f"characters), got {describe(o.image)}",
+            )
         if o.replicas is not None and svc.type not in LONG_RUNNING:
             problems.error((*where, "replicas"), "only containers and applications have replicas")
         check_env(problems, (*where, "env"), o.env, [svc], services, stages)
