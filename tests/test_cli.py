@@ -179,13 +179,33 @@ def test_plan_json_is_the_contract(
                     {
                         "name": "apps",
                         "services": [
-                            {"name": "api", "type": "application", "build": False},
-                            {"name": "web", "type": "container", "build": False},
+                            {
+                                "name": "api",
+                                "type": "application",
+                                "build": False,
+                                "env": {},
+                                "replicas": 1,
+                            },
+                            {
+                                "name": "web",
+                                "type": "container",
+                                "build": False,
+                                "env": {},
+                                "replicas": 1,
+                            },
                         ],
                     },
                     {
                         "name": "data",
-                        "services": [{"name": "db", "type": "database", "build": False}],
+                        "services": [
+                            {
+                                "name": "db",
+                                "type": "database",
+                                "build": False,
+                                "env": {},
+                                "replicas": 1,
+                            }
+                        ],
                     },
                 ],
             }

@@ -482,7 +482,7 @@ def test_unknown_key_far_from_any_lists_the_known_keys(write_config: WriteConfig
         (
             "previews: {from: dev, colour: blue}",
             "previews.colour: unknown key 'colour' "
-            "(known keys: from, name, label, drafts, forks, ttl, max)",
+            "(known keys: from, name, label, drafts, forks, ttl, max, env)",
         ),
     ],
 )

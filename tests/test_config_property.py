@@ -26,6 +26,27 @@ SHOP_DATA: dict[str, Any] = yaml.safe_load(SHOP_TEXT)
 # A failing example makes hypothesis import libcst (to suggest a patch), which warns through
 # mypy_extensions; with warnings as errors that would hide the failure behind an INTERNALERROR.
 SUMMARY = re.compile(r"^(\d+) problems? found; nothing was run$")
+# The shop with settings per environment (DESIGN.md §8), so mutations reach those keys too.
+SETTINGS_DATA: dict[str, Any] = {
+    **SHOP_DATA,
+    "environments": {
+        **SHOP_DATA["environments"],
+        "production": {
+            "target": "laptop",
+            "env": {"LOG_LEVEL": "warning", "ENV": "${environment}"},
+            "services": {
+                "api": {
+                    "replicas": 4,
+                    "env": {"DB": "${url:db}", "REV": "${commit}"},
+                    "resources": {"cpu": "500m"},
+                    "timeout": "2m",
+                },
+                "web": {"image": "nginx:1.28"},
+            },
+        },
+    },
+    "previews": {**SHOP_DATA["previews"], "env": {"PR": "${pull_request}", "LIT": "$${x}"}},
+}
 
 FAST = fuzzing(200)
 
@@ -91,6 +112,13 @@ WORDS = [
     "3.DEFAULT APPLICATION",
     "pr-{number}",
     "/healthz",
+    "${environment}",
+    "${pull_request}",
+    "${commit}",
+    "${url:db}",
+    "${url:web}",
+    "$${",
+    "${nope}",
 ]
 WEIRD_TEXT = [
     "",
@@ -185,8 +213,9 @@ def holder(document: Any, path: tuple[Any, ...]) -> Any:
 
 @st.composite
 def mutated_pipelines(draw: st.DrawFn) -> Any:
-    """The shop example with one to four keys dropped, retyped, renamed or joined by junk."""
-    document = copy.deepcopy(SHOP_DATA)
+    """The shop example (with or without settings per environment) with one to four keys
+    dropped, retyped, renamed or joined by junk."""
+    document = copy.deepcopy(draw(st.sampled_from([SHOP_DATA, SETTINGS_DATA])))
     for _ in range(draw(st.integers(1, 4))):
         spots = list(places(document))
         if not spots:
@@ -314,3 +343,43 @@ def test_a_pipeline_loads_only_with_single_line_printable_stage_names(
     else:
         assert code == (0 if printable else 2), err.getvalue()
     check_validate(path)
+
+
+PIECES = ["${environment}", "${pull_request}", "${commit}", "${url:db}", "$${", "$", "}", "a b"]
+
+
+@FAST
+@given(
+    pieces=st.lists(st.sampled_from(PIECES), max_size=8),
+    bad=st.one_of(st.none(), st.sampled_from(["${nope}", "${", "${url:web}", "${url:ghost}"])),
+    where=st.sampled_from(["environment", "service", "previews"]),
+)
+def test_env_values_load_exactly_when_their_substitutions_are_known(
+    folder: Path, pieces: list[str], bad: str | None, where: str
+) -> None:
+    """An env value made of known substitutions and text loads wherever it is written; one more
+    unknown, unclosed or too-late `${…}` makes it a problem located at that value's key."""
+    if where != "service":  # every service gets these, db too: no URL is known to all of them
+        pieces = [p for p in pieces if not p.startswith("${url:")]
+    value = "".join(pieces) + (" " + bad if bad else "")  # ("$" + "${x}" is a literal)
+    document = copy.deepcopy(SETTINGS_DATA)
+    if where == "environment":
+        document["environments"]["production"]["env"]["V"] = value
+        key = "environments.production.env.V"
+    elif where == "service":
+        document["environments"]["production"]["services"]["api"]["env"]["V"] = value
+        key = "environments.production.services.api.env.V"
+    else:
+        document["previews"]["env"]["V"] = value
+        key = "previews.env.V"
+    path = folder / "settings.yml"
+    path.write_text(dump(document, None), encoding="utf-8")
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(["validate", "-f", str(path)])
+    check_validate(path)
+    if bad is None:
+        assert code == 0, err.getvalue()
+    else:
+        assert code == 2
+        assert f": {key}: " in err.getvalue().splitlines()[0], err.getvalue()

@@ -147,7 +147,7 @@ def test_plan_json_has_the_contract_shape() -> None:
     assert isinstance(targets, list) and targets[0]["target"] == "eu"
     assert targets[0]["stages"][1] == {
         "name": "1.DEFAULT JOB",
-        "services": [{"name": "migrate", "type": "job", "build": True}],
+        "services": [{"name": "migrate", "type": "job", "build": True, "env": {}, "replicas": 1}],
     }
 
 

@@ -65,7 +65,12 @@ def _plan(args: argparse.Namespace) -> int:
 
     with Workspace(args.file, write=False) as ws:
         run_plan = plan_runs(
-            ws.pipeline, ws.environments(), args.environments, args.action, args.services
+            ws.pipeline,
+            ws.environments(),
+            args.environments,
+            args.action,
+            args.services,
+            commit=head_commit(Path(args.file)),
         )
         images = {}
         if args.format == "text" and args.action == "deploy":
@@ -149,6 +154,7 @@ def _run(args: argparse.Namespace) -> int:
         args.dry_run,
         args.supersede,
         args.force_conflicts,
+        commit=head_commit(Path(args.file)),
     )
     with Operation(request) as operation:
         jsonl = args.events == "jsonl"
@@ -203,3 +209,24 @@ def _run(args: argparse.Namespace) -> int:
 
 def _count(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def head_commit(config: Path) -> str | None:
+    """The commit checked out in the pipeline file's folder (`git rev-parse HEAD`), for
+    `${commit}`; None when it is no git checkout or git is missing."""
+    import re
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", "HEAD"],
+            cwd=config.resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    sha = done.stdout.strip()
+    return sha if done.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", sha) else None

@@ -86,6 +86,17 @@ class Strategy:
 
 
 @dataclass(frozen=True)
+class ServiceSettings:
+    """What an environment changes of one service (DESIGN.md §8); None keeps the service's."""
+
+    env: tuple[tuple[str, str], ...] = ()
+    replicas: int | None = None
+    image: str | None = None
+    resources: tuple[tuple[str, str], ...] | None = None
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
 class Environment:
     name: str
     targets: tuple[str, ...]
@@ -94,6 +105,9 @@ class Environment:
     source: str | None = None
     pull_request: int | None = None
     production: bool = False
+    # DESIGN.md §8: added to every service's env, then each service's own settings here
+    env: tuple[tuple[str, str], ...] = ()
+    settings: tuple[tuple[str, ServiceSettings], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,6 +127,7 @@ class Previews:
     forks: bool = False
     ttl: float | None = None  # seconds after the last push
     max: int | None = 20  # previews at most (null: no cap); the longest untouched is evicted
+    env: tuple[tuple[str, str], ...] = ()  # added to the source environment's env
 
 
 @dataclass(frozen=True)
@@ -174,6 +189,9 @@ class Plan:
     build_ahead: bool
     timeout: float
     retries: int = 3
+    commit: str | None = None  # the git commit deployed, for ${commit} (DESIGN.md §8)
+    # the environment's services as they run there, for ${url:SERVICE} of one this run leaves out
+    services: tuple[Service, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,7 @@ class Request:
     force_conflicts: bool = False
     state: Path | None = None  # the state database, when not the one beside `config`
     trusted: Path | None = None  # `config` is a pull request's; this file decides what it reaches
+    commit: str | None = None  # the git commit deployed, for ${commit} in env values
 
 
 class Operation:
@@ -138,6 +139,7 @@ class Operation:
             request.action,
             request.services,
             request.targets,
+            request.commit,
         )
 
     def _open_backends(self) -> None:

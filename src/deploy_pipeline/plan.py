@@ -7,11 +7,13 @@ too; a service-level run includes the named services whether skipped or not.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 
+from deploy_pipeline.config import substitute
 from deploy_pipeline.errors import UsageError, choices
 from deploy_pipeline.model import (
+    LONG_RUNNING,
     REVERSED_ACTIONS,
     Action,
     Environment,
@@ -20,6 +22,8 @@ from deploy_pipeline.model import (
     Plan,
     PlannedService,
     RunPlan,
+    Service,
+    ServiceSettings,
     StagePlan,
     TargetPlan,
 )
@@ -45,8 +49,19 @@ def environments(
         for rec in ready:
             base = result[rec.source or ""]
             known = rec.skipped & set(pipeline.services)
+            own = base.env  # clones and previews start from their source's settings
+            if rec.origin == "preview" and pipeline.previews is not None:
+                own = tuple({**dict(own), **dict(pipeline.previews.env)}.items())
             result[rec.name] = Environment(
-                rec.name, base.targets, known, base.strategy, rec.source, rec.pull_request, False
+                rec.name,
+                base.targets,
+                known,
+                base.strategy,
+                rec.source,
+                rec.pull_request,
+                False,
+                env=own,
+                settings=base.settings,
             )
         pending = [r for r in pending if r.name not in result]  # by name: a thousand previews
     return result
@@ -94,7 +109,9 @@ def plan_stages(
     stages = []
     for name in stage_order(pipeline, action):
         members = tuple(
-            PlannedService(svc, build=action == "deploy" and svc.needs_build)
+            PlannedService(
+                in_environment(environment, svc), build=action == "deploy" and svc.needs_build
+            )
             for svc in (pipeline.services[s] for s in chosen)
             if svc.stage == name
         )
@@ -109,6 +126,7 @@ def plan_run(
     action: Action,
     services: Sequence[str] = (),
     targets: Sequence[str] = (),
+    commit: str | None = None,
 ) -> Plan:
     check_services(pipeline, services)
     for target in targets:
@@ -130,6 +148,8 @@ def plan_run(
         build_ahead=pipeline.defaults.build_ahead,
         timeout=pipeline.defaults.timeout,
         retries=pipeline.defaults.retries,
+        commit=commit,
+        services=tuple(in_environment(environment, s) for s in pipeline.services.values()),
     )
 
 
@@ -140,9 +160,10 @@ def plan_runs(
     action: Action,
     services: Sequence[str] = (),
     targets: Sequence[str] = (),
+    commit: str | None = None,
 ) -> RunPlan:
     plans = tuple(
-        plan_run(pipeline, find_environment(envs, n), action, services, targets)
+        plan_run(pipeline, find_environment(envs, n), action, services, targets, commit)
         for n in dict.fromkeys(names)
     )
     return RunPlan(plans, pipeline.environment_order)
@@ -160,7 +181,13 @@ def plan_json(plan: Plan) -> dict[str, object]:
                     {
                         "name": sp.name,
                         "services": [
-                            {"name": p.service.name, "type": p.service.type, "build": p.build}
+                            {
+                                "name": p.service.name,
+                                "type": p.service.type,
+                                "build": p.build,
+                                "env": shown_env(plan, p.service),
+                                "replicas": p.service.replicas,
+                            }
                             for p in sp.services
                         ],
                     }
@@ -196,6 +223,59 @@ def plan_text(plan: Plan, images: Mapping[tuple[str, str], str] | None = None) -
                 note = (images or {}).get((tp.target.name, svc.name)) if p.build else None
                 image = f"  ({note})" if note else ""
                 lines.append(f"       - {svc.name:<16} {svc.type:<12} {what}{cron}{image}")
+                if plan.action in {"deploy", "restart"}:
+                    lines.append(" " * 9 + settings_text(plan, svc))
     if plan.skipped:
         lines.append(f"  skipped: {', '.join(s.name for s in plan.skipped)}")
     return "\n".join(lines)
+
+
+# --- settings per environment (DESIGN.md §8) -----------------------------------------------------
+
+
+def in_environment(environment: Environment, svc: Service) -> Service:
+    """The service as it runs in `environment`: env merged lowest first (the service's, the
+    environment's, the environment's for this service), its replicas, image, resources and
+    timeout where the environment changes them. Env values keep their `${…}`: `resolve_env`
+    makes them once the run knows the URLs and the commit."""
+    if not environment.env and not environment.settings:
+        return svc
+    own = dict(environment.settings).get(svc.name, ServiceSettings())
+    env = {**dict(svc.env), **dict(environment.env), **dict(own.env)}
+    resources = {**dict(svc.resources), **dict(own.resources or ())}
+    return replace(
+        svc,
+        env=tuple(env.items()),
+        replicas=svc.replicas if own.replicas is None else own.replicas,
+        image=own.image or svc.image,
+        resources=tuple(resources.items()),
+        timeout=svc.timeout if own.timeout is None else own.timeout,
+    )
+
+
+def resolve_env(
+    plan: Plan, svc: Service, url: Callable[[str], str | None] = lambda s: None
+) -> Service:
+    """The service with its env values' substitutions made: the environment's name, its pull
+    request, the plan's commit, and `url(SERVICE)` (a URL not known yet is left as written)."""
+    env = plan.environment
+    values = {
+        "environment": env.name,
+        "pull_request": str(env.pull_request) if env.pull_request is not None else "",
+        "commit": plan.commit or "",
+    }
+    resolved = tuple((k, substitute(v, values, url)) for k, v in svc.env)
+    return svc if resolved == svc.env else replace(svc, env=resolved)
+
+
+def shown_env(plan: Plan, svc: Service) -> dict[str, str]:
+    """A service's resolved env as `plan` shows it: secrets left out."""
+    return {k: v for k, v in resolve_env(plan, svc).env if k not in svc.secrets}
+
+
+def settings_text(plan: Plan, svc: Service) -> str:
+    """A service's settings on one line: replicas (long-running services), then its env."""
+    env = shown_env(plan, svc)
+    parts = [f"replicas {svc.replicas}"] if svc.type in LONG_RUNNING else []
+    parts.append("env " + (", ".join(f"{k}={v}" for k, v in env.items()) if env else "-"))
+    return " · ".join(parts)

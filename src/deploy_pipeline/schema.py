@@ -221,12 +221,24 @@ class StrategyModel(Strict):
     environments: Order | None = None
 
 
+class ServiceSettingsModel(Strict):
+    """What an environment changes of one service (DESIGN.md §8)."""
+
+    env: TextMap = _names(ONE_LINE)
+    replicas: int | None = Field(default=None, ge=0, le=1000)
+    image: Line | None = None  # prebuilt services only
+    resources: ResourcesModel | None = None
+    timeout: Timeout | None = None
+
+
 class EnvironmentModel(Strict):
     target: str | None = None
     targets: list[str] | None = None
     skip: list[str] = []
     strategy: StrategyModel | None = None
     production: bool = False
+    env: TextMap = _names(ONE_LINE)  # added to every service of this environment
+    services: dict[str, ServiceSettingsModel] = {}  # per-service settings in this environment
 
 
 class DefaultsModel(Strict):
@@ -246,6 +258,7 @@ class PreviewsModel(Strict):
     ttl: Duration | None = None  # a preview is deleted this long after its last push
     # at most this many (20 unless said; null: no cap); the longest untouched is evicted
     max: int | None = Field(default=20, ge=1)
+    env: TextMap = _names(ONE_LINE)  # added to the source environment's settings
 
 
 class PipelineModel(Strict):

@@ -576,3 +576,51 @@ def test_services_deployed_at_once_into_a_new_environment_share_one_network(
     result = run(write_config(pipeline(bed, services)))
     assert result.code == 0, result.summary()
     assert len(bed.cli("network", "ls", "-q", "--filter", f"name=^dp-{bed.env}$").split()) == 1
+
+
+def test_containers_run_with_their_environments_resolved_settings(
+    bed: Bed,
+    write_config: Callable[[str], Path],
+    tmp_path: Path,
+    run: Callable[..., Outcome],
+    own_state: Path,
+    prebuilt: Images,
+) -> None:
+    """The environment's image, replicas and env (precedence and substitutions made, `${url:api}`
+    as api's deploy reported it) are what the engine's containers run with (DESIGN.md §8)."""
+    unique_context(
+        tmp_path / "app",
+        "/bin/busybox mkdir -p /www && /bin/busybox echo ok > /www/healthz && "
+        "exec /bin/busybox httpd -f -p 8080 -h /www",
+    )
+    config = write_config(
+        f"version: 1\nregistry: {bed.registry}/t\nstages: [backend, frontend]\n"
+        "targets: {laptop: {kind: docker}}\n"
+        "services:\n"
+        "  api: {type: application, build: ./app, port: 8080, health: /healthz, stage: backend}\n"
+        f"  web: {{type: container, image: {prebuilt.crasher}, stage: frontend,\n"
+        "        env: {LAYER: service, KEEP: kept}}\n"
+        "environments:\n"
+        f"  {bed.env}:\n"
+        "    target: laptop\n"
+        "    env: {LAYER: environment, NAME: '${environment}'}\n"
+        "    services:\n"
+        f"      web: {{image: {prebuilt.sleeper}, replicas: 2,\n"
+        "             env: {LAYER: web-here, API: '${url:api}', LIT: '$${x}'}}\n"
+    )
+    result = run(config)
+    assert result.code == 0, result.summary()
+    api_url = result.last("api")["url"]
+    assert isinstance(api_url, str) and api_url.startswith("http://127.0.0.1:")
+    web = bed.inspect(*bed.ids("container", f"{SERVICE_LABEL}=web"))
+    assert len(web) == 2  # the environment's replicas
+    for container in web:
+        assert container["Config"]["Image"] == prebuilt.sleeper  # the environment's image
+        env = dict(item.split("=", 1) for item in container["Config"]["Env"])
+        assert {k: env.get(k) for k in ("LAYER", "KEEP", "NAME", "API", "LIT")} == {
+            "LAYER": "web-here",
+            "KEEP": "kept",
+            "NAME": bed.env,
+            "API": api_url,
+            "LIT": "${x}",
+        }

@@ -428,3 +428,37 @@ def test_a_rehearsal_of_a_kubernetes_target_says_which_images_it_would_reuse(
     assert builds["edited"][1].startswith("to build: ")
     assert builds["same"][1] in planned and builds["edited"][1] in planned
     assert builds["edited"][2] >= took[("edited", "build")] > 0
+
+
+def test_deployments_run_with_their_environments_resolved_settings(
+    env: str,
+    k8s: dict[str, Any],
+    write_config: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A Deployment gets the environment's replicas, image and env (DESIGN.md §8), `${url:web}`
+    being the URL web's deploy reported from the earlier stage."""
+    path = write_config(
+        "version: 1\nstages: [front, back]\n"
+        'targets: {eu: {kind: kubernetes, domain: "{service}.{environment}.example.test"}}\n'
+        "services:\n"
+        "  web: {type: container, image: nginx:1.27, port: 80, public: true, stage: front}\n"
+        "  api: {type: container, image: api:1, port: 8000, stage: back, env: {LAYER: service}}\n"
+        "environments:\n"
+        f"  {env}:\n"
+        "    target: eu\n"
+        "    env: {LAYER: environment, NAME: '${environment}'}\n"
+        "    services:\n"
+        "      api: {replicas: 3, image: 'api:2', env: {WEB: '${url:web}'}}\n"
+    )
+    code, events = run(capsys, "deploy", "-f", str(path), "-e", env)
+    assert code == 0, events[-1]
+    api = k8s["apps"].read_namespaced_deployment("api", env)
+    assert api.spec.replicas == 3
+    [container] = api.spec.template.spec.containers
+    assert container.image == "api:2"
+    assert {e.name: e.value for e in container.env} == {
+        "LAYER": "environment",
+        "NAME": env,
+        "WEB": f"http://web.{env}.example.test",
+    }

@@ -107,6 +107,14 @@ class RecordReader(Protocol):
     def environment_records(self) -> dict[str, Mapping[str, object]]: ...
 
 
+@runtime_checkable
+class UrlReader(Protocol):
+    """A target that can say which URL a service deployed earlier has, for `${url:SERVICE}` in a
+    run that does not deploy SERVICE itself (DESIGN.md §8); None when it has none."""
+
+    def service_url(self, environment: str, service: Service) -> str | None: ...
+
+
 DATA_PATHS = {
     "postgres": "/var/lib/postgresql/data",
     "mysql": "/var/lib/mysql",

@@ -207,6 +207,11 @@ class DockerBackend:
     def close(self) -> None:
         self.engine.close()
 
+    def service_url(self, environment: str, service: Service) -> str | None:
+        """The URL of a service's running containers (for `${url:SERVICE}`)."""
+        found = self.engine.containers({ENV_LABEL: environment, SERVICE_LABEL: service.name})
+        return self.url(service, [c for c in found if c.status == "running"])
+
     def status(self, environment: str, service: Service) -> str:
         found = self.engine.containers({ENV_LABEL: environment, SERVICE_LABEL: service.name})
         states = sorted({c.status for c in found})

@@ -191,6 +191,11 @@ class KubernetesBackend:
                 return kind
         return "absent"
 
+    def service_url(self, environment: str, service: Service) -> str | None:
+        """A public service's Ingress URL (for `${url:SERVICE}`), as its deploy reports it."""
+        host = manifests.host_for(self.target.domain, environment, service.name)
+        return f"http://{host}" if host and service.public else None
+
     # --- helpers -------------------------------------------------------------------------------
 
     def apply(self, obj: dict[str, Any], *, manager: str = MANAGER) -> None:

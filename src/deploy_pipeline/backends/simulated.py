@@ -49,9 +49,11 @@ class SimulatedBackend:
         return f"{ctx.environment}/{ctx.service.name}"
 
     def _url(self, ctx: StepContext) -> str | None:
-        svc = ctx.service
+        return self._url_of(ctx.environment, ctx.service)
+
+    def _url_of(self, environment: str, svc: Service) -> str | None:
         if svc.public or (svc.port and svc.type in {"container", "application"}):
-            return f"http://{svc.name}.{ctx.environment}.{self.target.name}.simulated"
+            return f"http://{svc.name}.{environment}.{self.target.name}.simulated"
         return None
 
     def _set(self, ctx: StepContext, value: str | None) -> None:
@@ -110,6 +112,12 @@ class SimulatedBackend:
 
     def status(self, environment: str, service: Service) -> str:
         return self.state.get(f"{environment}/{service.name}") or "absent"
+
+    def service_url(self, environment: str, service: Service) -> str | None:
+        """The URL a deployed service's deploy reported (for `${url:SERVICE}`)."""
+        if self.state.get(f"{environment}/{service.name}") is None:
+            return None
+        return self._url_of(environment, service)
 
     def close(self) -> None:
         """Nothing to release: the simulated target holds no connection."""

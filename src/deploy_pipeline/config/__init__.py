@@ -38,6 +38,7 @@ from deploy_pipeline.config.reading import (
     read_yaml,
 )
 from deploy_pipeline.config.shape import check_shape
+from deploy_pipeline.config.substitution import substitute
 from deploy_pipeline.errors import ConfigErrors
 from deploy_pipeline.model import Pipeline
 
@@ -64,6 +65,7 @@ __all__ = [
     "parse_config",
     "quote",
     "read_pipeline_file",
+    "substitute",
 ]
 
 DEFAULT_FILE = ".deploy-pipeline.yml"

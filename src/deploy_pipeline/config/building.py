@@ -4,8 +4,11 @@ and turned into the model (`model.Pipeline`) the plan and the runner read."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from deploy_pipeline import schema
 from deploy_pipeline.config.checks import NAME, VARIABLE, check_texts, preview_template
+from deploy_pipeline.config.overrides import check_env, service_settings
 from deploy_pipeline.config.problems import Loc, Problems, quote
 from deploy_pipeline.errors import choices
 from deploy_pipeline.model import (
@@ -53,6 +56,16 @@ def build(problems: Problems, m: schema.PipelineModel | None) -> Pipeline:
     environments = {
         name: build_environment(problems, name, e, m.strategy) for name, e in m.environments.items()
     }
+    for name, s in m.services.items():
+        own: Loc = ("services", name, "env")
+        check_env(problems, own, s.env, [services[name]], services, stages, keys=False)
+    for name, e in m.environments.items():
+        at: Loc = ("environments", name)
+        check_env(problems, (*at, "env"), e.env, services.values(), services, stages)
+        settings = service_settings(problems, (*at, "services"), e.services, services, stages)
+        environments[name] = replace(
+            environments[name], env=tuple(e.env.items()), settings=settings
+        )
     previews = None
     if m.previews is not None:
         problems.refer(("previews", "from"), "environment", m.previews.from_)
@@ -65,6 +78,10 @@ def build(problems: Problems, m: schema.PipelineModel | None) -> Pipeline:
             forks=m.previews.forks,
             ttl=m.previews.ttl,
             max=m.previews.max,
+            env=tuple(m.previews.env.items()),
+        )
+        check_env(
+            problems, ("previews", "env"), m.previews.env, services.values(), services, stages
         )
     check_texts(problems, m)
     problems.raise_if_any()

@@ -18,11 +18,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
-from deploy_pipeline.backends.base import Backend, StepContext, StepResult
+from deploy_pipeline.backends.base import Backend, StepContext, StepResult, UrlReader
 from deploy_pipeline.durations import brief
 from deploy_pipeline.errors import Cancelled, StepError, StepTimeout, TransientError
 from deploy_pipeline.events import EventSink, Redactor
-from deploy_pipeline.model import IMAGE_PHASES, Event, Phase, Plan, StagePlan, Status, TargetPlan
+from deploy_pipeline.model import (
+    IMAGE_PHASES,
+    Event,
+    Phase,
+    Plan,
+    Service,
+    StagePlan,
+    Status,
+    TargetPlan,
+)
+from deploy_pipeline.plan import resolve_env
 
 PENDING, RUNNING = "pending", "running"
 GRACE = 1.0  # seconds a step past its deadline has to stop and report its own reason
@@ -307,7 +317,7 @@ class StagedPipeline:
         ctx = StepContext(
             environment=self.env,
             target=self.tp.target,
-            service=self.services[step.service],
+            service=self.resolved(step.service),
             phase=step.phase,
             deadline=step.deadline,
             cancel=step.cancel,
@@ -340,6 +350,22 @@ class StagedPipeline:
             except BaseException as exc:  # reported as the step's failure, never lost
                 self.inbox.put((step, None, exc))
             return
+
+    def resolved(self, name: str) -> Service:
+        """The service with its env's substitutions made (DESIGN.md §8): `${url:SERVICE}` is
+        the URL that SERVICE's step of this run reported (an earlier stage's, so it is done),
+        else the one the target says it has, else empty."""
+        return resolve_env(self.plan, self.services[name], self.url_of)
+
+    def url_of(self, name: str) -> str:
+        for mains in self.stages:
+            for m in mains:
+                if m.service == name and m.phase != "build":
+                    return m.url or ""
+        other = next((s for s in self.plan.services if s.name == name), None)
+        if other is None or not isinstance(self.backend, UrlReader):
+            return ""
+        return self.backend.service_url(self.env, other) or ""
 
     def note(self, step: Step) -> Callable[[str], None]:
         """A step's log: its last line shows in the live view, every line goes to the run's logs."""
