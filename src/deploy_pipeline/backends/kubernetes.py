@@ -355,10 +355,14 @@ class KubernetesBackend:
 
 def no_logs(pod: str, node: str | None, answer: str) -> str:
     """Why a pod's log cannot be shown, from the API server's answer. The server reads a log
-    from the kubelet of the pod's node; a node that serves none (kwok's simulated nodes run no
-    containers) makes it answer with an error about reaching that kubelet."""
+    from the kubelet of the pod's node. A node with no kubelet endpoint (kwok's simulated nodes:
+    port 0, no container runs) makes it answer 404 for the `pods/log` resource; one it cannot
+    reach, an error about dialling it."""
     answer = answer.split(": ", 1)[-1] if answer.startswith("reading the log") else answer
-    if node and any(w in answer for w in ("dial tcp", "connect:", "kubelet", "no route")):
+    unserved = f"( pods/log {pod})" in answer or any(
+        w in answer for w in ("dial tcp", "kubelet", "no route to host")
+    )
+    if node and unserved:
         return f"no logs: node {node} does not serve them (the API server answered: {answer})"
     return f"no logs: {answer}"
 
