@@ -101,6 +101,29 @@ def test_each_line_is_prefixed_with_its_service_and_replica(
     assert out.splitlines() == ["worker | one", "worker | two", "worker | three"]
 
 
+def test_a_service_not_deployed_says_so(
+    env: str,
+    deployed: Path,
+    printer: str,
+    write_config: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A service of the file with no container in the environment says so on stderr; the
+    others' lines still come, and the command succeeds."""
+    config = write_config(
+        pipeline(
+            env,
+            f"  worker: {{type: container, image: '{printer}'}}\n"
+            f"  idle: {{type: container, image: '{printer}'}}\n",
+        ),
+        name="more.yml",
+    )
+    code, out, err = cli(capsys, "logs", "-f", str(config), "-e", env, "--tail", "1")
+    assert code == 0
+    assert out.splitlines() == ["worker | three"]
+    assert err == f"idle: nothing deployed in {env} on target laptop\n"
+
+
 def test_follow_streams_new_lines_until_ctrl_c(
     env: str, deployed: Path, docker_bed: DockerBed
 ) -> None:
