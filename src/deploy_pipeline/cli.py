@@ -149,6 +149,8 @@ def _parser() -> argparse.ArgumentParser:
             help="if another run holds the environment, ask it to stop and take over",
         )
 
+    _logs_args(sub, file, fmt)
+
     serve = sub.add_parser(
         "serve",
         parents=[file],
@@ -217,6 +219,56 @@ example:
         cmd.add_argument("environment")
         cmd.add_argument("services", nargs="+", metavar="SERVICE")
     return parser
+
+
+def _logs_args(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    file: argparse.ArgumentParser,
+    fmt: type[argparse.HelpFormatter],
+) -> None:
+    """`logs` (DESIGN §10): the services' own output, or one run's events and step logs."""
+    logs = sub.add_parser(
+        "logs",
+        parents=[file],
+        formatter_class=fmt,
+        help="the services' output from their target, or a run's events and step logs",
+        description="The services' own output, read from their target (container logs on "
+        "Docker, pod logs on Kubernetes), each line prefixed with its service (SERVICE-N for "
+        "replica N of several). With --run ID: that run's events and step logs (build, test, "
+        "job output) instead. Secrets are masked.",
+        epilog="examples:\n  deploy-pipeline logs -e staging --service api --tail 50 --follow"
+        "\n  deploy-pipeline logs -e staging --run 12",
+    )
+    logs.add_argument(
+        "-e",
+        "--environment",
+        dest="environment",
+        required=True,
+        metavar="ENV",
+        help="the environment",
+    )
+    logs.add_argument(
+        "--service",
+        dest="services",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this service (repeat for several)",
+    )
+    logs.add_argument(
+        "--run", type=_count_arg, metavar="ID", help="that run's events and step logs instead"
+    )
+    logs.add_argument(
+        "--tail", type=_count_arg, metavar="N", help="the last N lines of each replica (or step)"
+    )
+    logs.add_argument("--follow", action="store_true", help="go on printing new lines until Ctrl-C")
+
+
+def _count_arg(text: str) -> int:
+    """argparse's type for --tail and --run: a whole number, 0 or more."""
+    if text.isascii() and text.isdigit():
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected a whole number (0 or more), got {text!r}")
 
 
 def _port(text: str) -> int:

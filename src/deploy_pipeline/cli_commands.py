@@ -48,7 +48,48 @@ def dispatch(args: argparse.Namespace) -> int:
         return _env(args)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "logs":
+        return _logs(args)
     return _run(args)
+
+
+def _logs(args: argparse.Namespace) -> int:
+    """`logs`: the services' output (Ctrl-C ends --follow: exit 130), or a run's record."""
+    from deploy_pipeline.errors import UsageError
+    from deploy_pipeline.logs import show_run, show_service_logs
+    from deploy_pipeline.workspace import Workspace
+
+    def out(line: str) -> None:
+        print(line, flush=True)
+
+    if args.run is not None and args.follow:
+        raise UsageError(
+            "--follow follows the services' output, and --run shows a recorded run: "
+            "leave out one of them"
+        )
+    with Workspace(args.file, write=False) as ws:
+        if args.run is not None:
+            show_run(
+                ws,
+                args.environment,
+                args.run,
+                args.services,
+                tail=args.tail,
+                out=out,
+                environ=os.environ,
+            )
+            return EXIT_OK
+        show_service_logs(
+            ws,
+            args.environment,
+            args.services,
+            tail=args.tail,
+            follow=args.follow,
+            out=out,
+            note=lambda line: print(line, file=sys.stderr, flush=True),
+            environ=os.environ,
+        )
+    return EXIT_OK
 
 
 def _serve(args: argparse.Namespace) -> int:

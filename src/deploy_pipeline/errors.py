@@ -15,6 +15,7 @@
     │   │   ├── BuildStopped  backends/engine.py: a build cut short on purpose (internal signal)
     │   │   └── ApplyConflict backends/kube.py: server-side apply met other field managers
     │   └── StepTimeout       the step ran past its timeout
+    ├── NoLogs                a service's output cannot be read from its target: said, not failed
     ├── Cancelled             the run was asked to stop (Ctrl-C, superseded, a failure elsewhere)
     ├── SignatureError        a webhook delivery not signed with our secret
     ├── PayloadError          a signed delivery that is not a GitHub event
@@ -106,6 +107,11 @@ class PermanentError(StepError):
 
 class StepTimeout(StepError):
     """The step did not finish within its timeout."""
+
+
+class NoLogs(DeployPipelineError):
+    """A service's output cannot be read from its target (a simulated target runs nothing; a
+    node that does not serve logs): `logs` says so for that service and goes on."""
 
 
 class Cancelled(DeployPipelineError):

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
-from deploy_pipeline.errors import Cancelled, StepTimeout
+from deploy_pipeline.errors import Cancelled, NoLogs, StepTimeout
 from deploy_pipeline.model import Phase, Service, Target
 
 
@@ -55,6 +55,20 @@ class StepResult:
     artifact: str | None = None
 
 
+@dataclass(frozen=True)
+class LogStream:
+    """One replica's output (`deploy-pipeline logs`): its name as the prefix shows it, and its
+    lines, read from the target as they are iterated (opening the stream may raise NoLogs)."""
+
+    source: str
+    lines: Iterator[str]
+
+
+def replica_names(service: str, count: int) -> list[str]:
+    """`api` for one replica, `api-1`, `api-2`… for several (as the prefix of a log line)."""
+    return [service] if count == 1 else [f"{service}-{i}" for i in range(1, count + 1)]
+
+
 class Backend(Protocol):
     target: Target
 
@@ -66,6 +80,23 @@ class Backend(Protocol):
     def delete(self, ctx: StepContext) -> StepResult: ...
     def status(self, environment: str, service: Service) -> str: ...
     def close(self) -> None: ...
+
+    def service_logs(
+        self,
+        environment: str,
+        service: Service,
+        *,
+        tail: int | None,
+        follow: bool,
+        stop: threading.Event,
+    ) -> list[LogStream]:
+        """Each replica's own output on this target: its last `tail` lines (all when None), then,
+        with `follow`, what it writes until `stop` is set. A target that runs nothing has none,
+        and says so (NoLogs) rather than showing nothing."""
+        raise NoLogs(
+            f"target {self.target.name} ({self.target.kind}) runs nothing: "
+            f"{service.name} has no output there"
+        )
 
 
 class BackendState(Protocol):

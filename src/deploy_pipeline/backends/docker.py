@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets as secrets_module
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +19,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from deploy_pipeline.backends.base import BackendState, StepContext, StepResult, data_path
+from deploy_pipeline.backends.base import (
+    BackendState,
+    LogStream,
+    StepContext,
+    StepResult,
+    data_path,
+    replica_names,
+)
 from deploy_pipeline.backends.build import Builder
 from deploy_pipeline.backends.containers import Container, ContainerSpec
 from deploy_pipeline.backends.engine import Engine
@@ -216,6 +224,23 @@ class DockerBackend:
         found = self.engine.containers({ENV_LABEL: environment, SERVICE_LABEL: service.name})
         states = sorted({c.status for c in found})
         return ",".join(states) if states else "absent"
+
+    def service_logs(
+        self,
+        environment: str,
+        service: Service,
+        *,
+        tail: int | None,
+        follow: bool,
+        stop: threading.Event,
+    ) -> list[LogStream]:
+        """Each of the service's containers' output (stopped ones too: their last words count),
+        replicas in the order of their names."""
+        found = self.engine.containers({ENV_LABEL: environment, SERVICE_LABEL: service.name})
+        return [
+            LogStream(name, self.engine.log_lines(c.id, tail=tail, follow=follow, stop=stop))
+            for name, c in zip(replica_names(service.name, len(found)), found, strict=True)
+        ]
 
     # --- helpers -------------------------------------------------------------------------------
 

@@ -358,6 +358,40 @@ class Engine:
             )
             return bytes(data).decode("utf-8", "replace").rstrip()
 
+    def log_lines(
+        self, container_id: str, *, tail: int | None, follow: bool, stop: threading.Event
+    ) -> Iterator[str]:
+        """The container's output line by line, stdout and stderr as it wrote them: its last
+        `tail` lines (all when None), then, with `follow`, what it writes until it exits or
+        `stop` is set. Read on a connection of its own with no read timeout when following: a
+        quiet service is not an error, and closing the stream on `stop` ends only this one."""
+        client = docker.from_env(timeout=86_400 if follow else 120)
+        try:
+            with mapped(f"reading the logs of {container_id[:12]}"):
+                stream = client.api.logs(
+                    container_id,
+                    stdout=True,
+                    stderr=True,
+                    stream=True,
+                    follow=follow,
+                    tail="all" if tail is None else tail,
+                )
+                if follow:
+                    threading.Thread(target=_close_on, args=(stop, stream), daemon=True).start()
+                rest = b""
+                for chunk in stream:
+                    *complete, rest = (rest + chunk).split(b"\n")
+                    for line in complete:
+                        yield line.decode("utf-8", "replace").rstrip("\r")
+                if rest:
+                    yield rest.decode("utf-8", "replace").rstrip("\r")
+        except Exception:
+            if stop.is_set():  # the stream was closed on purpose: whatever it raised is the end
+                return
+            raise
+        finally:
+            client.close()
+
     def wait(self, container_id: str, timeout: float) -> int | None:
         """The exit code once the container exits, or None if it still runs after `timeout`."""
         try:
@@ -384,3 +418,12 @@ class Engine:
     def remove(self, container_id: str) -> None:
         with mapped(f"removing {container_id[:12]}"), suppress(docker.errors.NotFound):
             self.client.api.remove_container(container_id, force=True, v=False)
+
+
+def _close_on(stop: threading.Event, stream: object) -> None:
+    """Close a followed log stream once `stop` is set: that wakes its blocked read."""
+    stop.wait()
+    close = getattr(stream, "close", None)
+    if close is not None:
+        with suppress(Exception):  # closed already, or its socket gone: ended either way
+            close()

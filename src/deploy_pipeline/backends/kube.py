@@ -217,6 +217,40 @@ class Cluster:
                 return False
             raise
 
+    def pod_log(
+        self, name: str, namespace: str, *, tail: int | None, follow: bool, stop: threading.Event
+    ) -> Iterator[str]:
+        """A pod's output line by line (its one container's): the last `tail` lines (all when
+        None), then, with `follow`, what it writes until `stop` is set. The API server reads it
+        from the pod's node; whatever it answers instead is mapped as every other answer is."""
+        core = k8s.CoreV1Api(self.api_client)
+        with mapped(f"reading the log of pod {name}"):
+            reply: Any = core.read_namespaced_pod_log(
+                name,
+                namespace,
+                tail_lines=tail,
+                follow=follow,
+                _preload_content=False,
+                _request_timeout=(TIMEOUT[0], 86_400) if follow else TIMEOUT,  # a day: none
+            )
+        if follow:
+            threading.Thread(target=_shut_on, args=(stop, reply), daemon=True).start()
+        try:
+            with mapped(f"reading the log of pod {name}"):
+                rest = b""
+                for chunk in reply.stream(64 * 1024):
+                    *complete, rest = (rest + chunk).split(b"\n")
+                    for line in complete:
+                        yield line.decode("utf-8", "replace").rstrip("\r")
+                if rest:
+                    yield rest.decode("utf-8", "replace").rstrip("\r")
+        except Exception:
+            if stop.is_set():  # shut on purpose: whatever the read raised is the end
+                return
+            raise
+        finally:
+            reply.release_conn()
+
     def warnings(self, namespace: str, names: set[str]) -> list[str]:
         """Recent Warning events about the named objects (and their pods), without repeats."""
         with mapped("reading events"):
@@ -229,3 +263,12 @@ class Cluster:
             if any(involved == n or involved.startswith(f"{n}-") for n in names):
                 seen.setdefault(f"{event.reason}: {event.message}".strip(), None)
         return list(seen)[-5:]
+
+
+def _shut_on(stop: threading.Event, reply: Any) -> None:
+    """Shut a followed log's connection once `stop` is set: that wakes its blocked read."""
+    stop.wait()
+    try:
+        reply.shutdown()
+    except Exception:  # closed already: ended either way
+        return

@@ -11,15 +11,21 @@ import datetime
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from deploy_pipeline.backends import manifests
-from deploy_pipeline.backends.base import BackendState, StepContext, StepResult
+from deploy_pipeline.backends.base import (
+    BackendState,
+    LogStream,
+    StepContext,
+    StepResult,
+    replica_names,
+)
 from deploy_pipeline.backends.build import Builder
 from deploy_pipeline.backends.kube import MANAGER, ApplyConflict, Cluster
-from deploy_pipeline.errors import DeployPipelineError, PermanentError
+from deploy_pipeline.errors import DeployPipelineError, NoLogs, PermanentError, StepError
 from deploy_pipeline.model import Service, Target
 
 POLL = 0.25
@@ -196,6 +202,43 @@ class KubernetesBackend:
         host = manifests.host_for(self.target.domain, environment, service.name)
         return f"http://{host}" if host and service.public else None
 
+    def service_logs(
+        self,
+        environment: str,
+        service: Service,
+        *,
+        tail: int | None,
+        follow: bool,
+        stop: threading.Event,
+    ) -> list[LogStream]:
+        """Each of the service's pods' output, oldest pod first (a job's pods included)."""
+        pods = sorted(
+            self.cluster.objects("v1", "Pod", environment, {manifests.SERVICE_LABEL: service.name}),
+            key=lambda p: (str(p["metadata"].get("creationTimestamp", "")), p["metadata"]["name"]),
+        )
+        names = replica_names(service.name, len(pods))
+        return [
+            LogStream(name, self.pod_lines(pod, environment, tail=tail, follow=follow, stop=stop))
+            for name, pod in zip(names, pods, strict=True)
+        ]
+
+    def pod_lines(
+        self,
+        pod: Mapping[str, Any],
+        environment: str,
+        *,
+        tail: int | None,
+        follow: bool,
+        stop: threading.Event,
+    ) -> Iterator[str]:
+        """One pod's lines; what the API server answers instead of a log becomes NoLogs."""
+        name, node = pod["metadata"]["name"], (pod.get("spec") or {}).get("nodeName")
+        lines = self.cluster.pod_log(name, environment, tail=tail, follow=follow, stop=stop)
+        try:
+            yield from lines
+        except StepError as exc:
+            raise NoLogs(no_logs(name, node, str(exc))) from exc
+
     # --- helpers -------------------------------------------------------------------------------
 
     def apply(self, obj: dict[str, Any], *, manager: str = MANAGER) -> None:
@@ -317,6 +360,20 @@ class KubernetesBackend:
         for warning in self.cluster.warnings(env, {svc.name}):
             found.setdefault(warning, None)
         return "; ".join(found) if found else "no pod says why"
+
+
+def no_logs(pod: str, node: str | None, answer: str) -> str:
+    """Why a pod's log cannot be shown, from the API server's answer. The server reads a log
+    from the kubelet of the pod's node. A node with no kubelet endpoint (kwok's simulated nodes:
+    port 0, no container runs) makes it answer 404 for the `pods/log` resource; one it cannot
+    reach, an error about dialling it."""
+    answer = answer.split(": ", 1)[-1] if answer.startswith("reading the log") else answer
+    unserved = f"( pods/log {pod})" in answer or any(
+        w in answer for w in ("dial tcp", "kubelet", "no route to host")
+    )
+    if node and unserved:
+        return f"no logs: node {node} does not serve them (the API server answered: {answer})"
+    return f"no logs: {answer}"
 
 
 def _stamp() -> str:

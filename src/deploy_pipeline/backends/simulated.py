@@ -6,11 +6,12 @@ as a rehearsal (`--dry-run`) it remembers nothing and refuses nothing.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from pathlib import Path
 
-from deploy_pipeline.backends.base import BackendState, StepContext, StepResult
-from deploy_pipeline.errors import PermanentError
+from deploy_pipeline.backends.base import BackendState, LogStream, StepContext, StepResult
+from deploy_pipeline.errors import NoLogs, PermanentError
 from deploy_pipeline.model import Service, Target
 
 RUNNING, STOPPED, DONE = "running", "stopped", "completed"
@@ -118,6 +119,21 @@ class SimulatedBackend:
         if self.state.get(f"{environment}/{service.name}") is None:
             return None
         return self._url_of(environment, service)
+
+    def service_logs(
+        self,
+        environment: str,
+        service: Service,
+        *,
+        tail: int | None,
+        follow: bool,
+        stop: threading.Event,
+    ) -> list[LogStream]:
+        """Nothing runs on a simulated target, so there is no output to show: said so."""
+        raise NoLogs(
+            f"target {self.target.name} is simulated: nothing runs there, so {service.name} "
+            "has no output (a run's events and step logs are in `logs --run ID`)"
+        )
 
     def close(self) -> None:
         """Nothing to release: the simulated target holds no connection."""
