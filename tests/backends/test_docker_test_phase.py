@@ -6,6 +6,7 @@ deployed or pushed; an image that passed is reused with its test ended `reused`.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def test_a_passing_test_runs_with_the_env_and_no_secrets_then_the_image_is_pushe
     and only then is the image pushed and deployed; its container is gone afterwards."""
     monkeypatch.setenv("SHOP_TOKEN", "s3cret-token")
     busybox_context(tmp_path / "app", "sleep 3600", extra=WITH_SH)
-    (tmp_path / "app" / "nonce").write_text(tmp_path.name)
+    (tmp_path / "app" / "nonce").write_text(uuid.uuid4().hex)  # new content: built, never found
     path = write_config(
         f"version: 1\nregistry: {docker_env.registry}/tested\ntargets: {{l: {{kind: docker}}}}\n"
         "services:\n"
@@ -90,7 +91,7 @@ def test_a_failing_test_ends_with_its_output_and_nothing_is_deployed_or_pushed(
     lines of its output, the service is never deployed, the image never reaches the registry,
     and the next run tests it again rather than reusing it."""
     busybox_context(tmp_path / "app", "sleep 3600")
-    (tmp_path / "app" / "nonce").write_text(tmp_path.name)
+    (tmp_path / "app" / "nonce").write_text(uuid.uuid4().hex)  # new content: built, never found
     script = "for i in $(seq 1 14); do echo line-$i; done; echo 'AssertionError: boom'; exit 3"
     path = write_config(
         f"version: 1\nregistry: {docker_env.registry}/failing\ntargets: {{l: {{kind: docker}}}}\n"
@@ -133,7 +134,7 @@ def test_a_reused_image_s_test_ends_reused(
     """With no registry, an image that passed its test gets its name; a second environment from
     the same files reuses it, and its test step ends `reused` without running again."""
     busybox_context(tmp_path / "job", "echo done")
-    (tmp_path / "job" / "nonce").write_text(tmp_path.name)
+    (tmp_path / "job" / "nonce").write_text(uuid.uuid4().hex)  # new content: built, never found
     path = str(
         write_config(
             "version: 1\ntargets: {l: {kind: docker}}\nservices:\n"
