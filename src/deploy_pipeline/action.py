@@ -263,6 +263,7 @@ def _run(
         inputs.names("targets"),
         dry_run,
         supersede=action == "preview",
+        commit=sha or None,
     )
     granted = _granted(inputs, env)
     secrets_from: Mapping[str, str] = env

@@ -26,9 +26,10 @@ from deploy_pipeline.backends import Backend, create_backend
 from deploy_pipeline.backends.simulated import SimulatedBackend
 from deploy_pipeline.events import EventBus, EventSink, Redactor
 from deploy_pipeline.locks import heartbeat, wait_for
-from deploy_pipeline.model import Action, EnvironmentRecord, Event, RunPlan
+from deploy_pipeline.model import Action, EnvironmentRecord, Event, Release, RunPlan
 from deploy_pipeline.plan import plan_runs
 from deploy_pipeline.rehearsal import ImageNotes, image_states, rehearsed
+from deploy_pipeline.releases import record_releases, release_notes
 from deploy_pipeline.run_secrets import resolve_secrets
 from deploy_pipeline.runner import Cancel, Run, RunOptions
 from deploy_pipeline.step_logs import LogFiles
@@ -71,6 +72,7 @@ class Request:
     force_conflicts: bool = False
     state: Path | None = None  # the state database, when not the one beside `config`
     trusted: Path | None = None  # `config` is a pull request's; this file decides what it reaches
+    commit: str | None = None  # the git commit deployed (GITHUB_SHA, a PR's head), when known
 
 
 class Operation:
@@ -94,6 +96,8 @@ class Operation:
         self.run: Run | None = None
         self.recorder: EventRecorder | None = None
         self.logs: LogFiles | None = None
+        self.releases: list[Release] = []  # what the run recorded, once it has
+        self.release_notes: dict[str, dict[str, object]] = {}
         self.finished = self.closed = False
         self.workspace = Workspace(
             request.config, write=not request.dry_run, state=request.state, trusted=request.trusted
@@ -203,7 +207,9 @@ class Operation:
             yield None
             return
         names = sorted({p.environment.name for p in self.run_plan.plans})
-        self.run_id = run_id = store.create_run(names, self.request.action, self.request.services)
+        self.run_id = run_id = store.create_run(
+            names, self.request.action, self.request.services, self.request.commit
+        )
         held: list[str] = []
         stop = threading.Event()
         beat: threading.Thread | None = None
@@ -243,6 +249,13 @@ class Operation:
         if self.run_id is not None and store is not None:
             self.recorder = EventRecorder(store, self.run_id)
             self.logs = LogFiles.of_run(store.path, self.run_id, self.redactor)
+            self.release_notes = release_notes(
+                store,
+                self.run_plan,
+                run=self.run_id,
+                action=self.request.action,
+                commit=self.request.commit,
+            )
         bus = EventBus([*sinks, *([self.recorder] if self.recorder else [])], self.redactor)
         self.run = Run(
             self.run_plan,
@@ -253,6 +266,7 @@ class Operation:
             options=self.options,
             logs=self.logs,
             label=f"run{self.run_id}" if self.run_id is not None else "",
+            releases=self.release_notes,
         )
         return self.run
 
@@ -265,6 +279,16 @@ class Operation:
             self.recorder.flush()
         if self.logs:
             self.logs.close()
+        self.releases = record_releases(
+            store,
+            self.run_plan,
+            result,
+            run=self.run_id,
+            commit=self.request.commit,
+            services=self.pipeline.services,
+            numbers=self.release_notes,
+            now=store.clock(),
+        )
         store.finish_run(self.run_id, result.status)
         self.finished = True
         action, whole = self.request.action, not self.request.services

@@ -32,6 +32,8 @@ class StepContext:
     started: float = 0.0  # time.monotonic() when the runner started the step (its `started` event)
     run: str = ""  # the run's label (its number in the store), e.g. to name a lifecycle Job
     record: Mapping[str, object] = field(default_factory=dict)  # source, skipped, pull_request
+    # the release this deploy makes (id, run, action, commit…), for a target that keeps it
+    release: Mapping[str, object] = field(default_factory=dict)
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -52,6 +54,7 @@ class StepResult:
     message: str = ""
     url: str | None = None
     artifact: str | None = None
+    image: str | None = None  # what a deploy runs, by digest (REPO@sha256:…, or sha256:… local)
 
 
 class Backend(Protocol):
@@ -103,6 +106,16 @@ class RecordReader(Protocol):
     deployed, so the environments can be read back when the state database is gone."""
 
     def environment_records(self) -> dict[str, Mapping[str, object]]: ...
+
+
+@runtime_checkable
+class ReleaseReader(Protocol):
+    """A target that keeps each environment's latest release beside what it deployed (container
+    labels, a namespace annotation), so `env recover` can restore it into a new state database:
+    environment → {"id", "run", "action", "commit", "source", "rolled_back_to", "finished",
+    "target", "services": {name: {"image", "target", "env", "replicas"}}}."""
+
+    def environment_releases(self) -> dict[str, Mapping[str, object]]: ...
 
 
 DATA_PATHS = {
