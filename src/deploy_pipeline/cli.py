@@ -35,6 +35,7 @@ examples:
   deploy-pipeline deploy -e staging --service api   deploy one service (even a skipped one)
   deploy-pipeline deploy -e dev -e prod             promote: dev, then prod if dev succeeded
   deploy-pipeline env clone staging demo            a new environment with staging's skip set
+  deploy-pipeline history -e staging                its releases: images by digest, newest first
   deploy-pipeline stop -e demo                      scale to zero, last stage first
 
 exit codes: 0 success · 1 the run failed · 2 bad usage or bad config · 130 interrupted
@@ -232,7 +233,8 @@ example:
         description="Every namespace deploy-pipeline makes carries its environment's record "
         "(source, skipped services, preview PR). After the state database is lost, or on "
         "another machine, this restores the clones and previews it does not know and the skip "
-        "changes of the file's environments. deploy, restart, stop and delete do it by "
+        "changes of the file's environments, and each environment's latest release (kept on "
+        "its containers' labels and its namespace). deploy, restart, stop and delete do it by "
         "themselves for an environment they do not know.",
     )
     recover.add_argument(

@@ -106,7 +106,7 @@ def _env(args: argparse.Namespace) -> int:
             for release in ws.restored:
                 print(
                     f"✔ {release.environment}: release v{release.id} on {release.target} "
-                    f"(run {release.run}, {len(release.services)} services)"
+                    f"(run {release.run}, {_count(len(release.services), 'service')})"
                 )
             if not recovered and not ws.restored:
                 print("nothing to read back: the state database knows every environment deployed")

@@ -23,13 +23,14 @@ from types import TracebackType
 from typing import Protocol
 
 from deploy_pipeline.backends import Backend, create_backend
+from deploy_pipeline.backends.base import ReleaseKeeper
 from deploy_pipeline.backends.simulated import SimulatedBackend
 from deploy_pipeline.events import EventBus, EventSink, Redactor
 from deploy_pipeline.locks import heartbeat, wait_for
 from deploy_pipeline.model import Action, EnvironmentRecord, Event, Release, RunPlan
 from deploy_pipeline.plan import plan_runs
 from deploy_pipeline.rehearsal import ImageNotes, image_states, rehearsed
-from deploy_pipeline.releases import record_releases, release_notes
+from deploy_pipeline.releases import on_target, record_releases, release_notes
 from deploy_pipeline.run_secrets import resolve_secrets
 from deploy_pipeline.runner import Cancel, Run, RunOptions
 from deploy_pipeline.step_logs import LogFiles
@@ -302,6 +303,10 @@ class Operation:
             else:
                 new = STATUS_AFTER.get((action, status), "failed")
             store.save_environment(replace(rec, status=new, last_run=self.run_id))
+        for release in self.releases:  # the target keeps its latest release too (§9)
+            backend = self.backends.get(release.target)
+            if isinstance(backend, ReleaseKeeper):
+                backend.keep_release(release.environment, on_target(release))
 
     def _mark(
         self, names: Sequence[str], change: Callable[[EnvironmentRecord], EnvironmentRecord]

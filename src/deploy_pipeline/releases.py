@@ -118,6 +118,21 @@ def _deployed(plan: Plan, target: str, views: Sequence[StepView]) -> dict[str, d
     return found
 
 
+def on_target(release: Release) -> dict[str, object]:
+    """A release as a target keeps it, for `from_target` to read back."""
+    return {
+        "id": release.id,
+        "run": release.run,
+        "action": release.action,
+        "commit": release.commit,
+        "source": release.source,
+        "rolled_back_to": release.rolled_back_to,
+        "finished": release.finished,
+        "target": release.target,
+        "services": {name: dict(s) for name, s in release.services.items()},
+    }
+
+
 def from_target(environment: str, raw: Mapping[str, object]) -> Release | None:
     """A release as a target keeps it (a label, an annotation), or None if it is not one."""
     number, services = raw.get("id"), raw.get("services")

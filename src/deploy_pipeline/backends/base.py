@@ -118,6 +118,14 @@ class ReleaseReader(Protocol):
     def environment_releases(self) -> dict[str, Mapping[str, object]]: ...
 
 
+@runtime_checkable
+class ReleaseKeeper(Protocol):
+    """A target that writes a release, once recorded, on what it deployed (Kubernetes: an
+    annotation of the environment's namespace), in the form `ReleaseReader` reads."""
+
+    def keep_release(self, environment: str, release: Mapping[str, object]) -> None: ...
+
+
 DATA_PATHS = {
     "postgres": "/var/lib/postgresql/data",
     "mysql": "/var/lib/mysql",

@@ -227,6 +227,18 @@ class Engine:
         repository = ref.rpartition("@")[0] if "@" in ref else _repository(ref)
         return next((str(d) for d in digests if str(d).startswith(f"{repository}@")), None)
 
+    def registry_digest(self, ref: str) -> str | None:
+        """`REPO@sha256:…` of `ref` as its registry has it (this engine may not have the image);
+        None when the registry does not."""
+        try:
+            with mapped(f"asking the registry for {ref}"):
+                data = self.client.images.get_registry_data(ref)
+        except PermanentError as exc:
+            if isinstance(exc.__cause__, docker.errors.NotFound | docker.errors.APIError):
+                return None
+            raise
+        return f"{_repository(ref)}@{data.id}" if data.id else None
+
     def pushed(self, ref: str) -> bool:
         """Whether this engine pushed (or pulled) `ref` to (from) its registry: the local image
         then carries a digest of that repository, and the registry need not be asked."""
