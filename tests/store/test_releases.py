@@ -58,7 +58,8 @@ def test_a_release_reads_back_as_it_was_recorded_newest_first(stores: Stores) ->
 
 def test_deploys_that_failed_are_listed_with_their_commit(stores: Stores) -> None:
     """A deploy that failed (or was cancelled) is found with its commit; one that succeeded, one
-    still running, another environment's and a stop are not."""
+    still running, another environment's, a stop, and one that failed elsewhere after making
+    this environment's release are not."""
     clock = Clock(step=1.0)
     store = stores.open(clock=clock)
     failed = store.create_run(["staging"], "deploy", [], "f" * 40)
@@ -72,6 +73,9 @@ def test_deploys_that_failed_are_listed_with_their_commit(stores: Stores) -> Non
     store.finish_run(stop, "failed")
     cancelled = store.create_run(["staging"], "deploy", ["api"])
     store.finish_run(cancelled, "cancelled")
+    both = store.create_run(["staging", "production"], "deploy", [])  # failed in production
+    store.add_release(release(run=both))
+    store.finish_run(both, "failed")
     found = store.unreleased_runs("staging")
     assert [(r["run"], r["status"], r["commit"]) for r in found] == [
         (cancelled, "cancelled", None),

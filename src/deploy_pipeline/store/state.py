@@ -398,13 +398,16 @@ class Store:
 
     def unreleased_runs(self, environment: str, limit: int | None = None) -> list[FailedRun]:
         """The environment's deploys that ended without succeeding (failed, cancelled,
-        abandoned), newest first: what `history` lists besides the releases."""
+        abandoned) and made no release of it, newest first: what `history` lists besides the
+        releases (`deploy -e dev -e prod` that fails in prod did not fail dev)."""
         limit_sql = "" if limit is None else f" LIMIT {int(limit)}"
         rows = self.query(
             "SELECT id, action, status, finished_at, git_commit FROM runs "
             "WHERE environments LIKE ? AND action IN ('deploy', 'promote', 'rollback') "
-            f"AND status NOT IN ('running', 'succeeded') ORDER BY id DESC{limit_sql}",
-            (f'%"{environment}"%',),
+            "AND status NOT IN ('running', 'succeeded') AND id NOT IN (SELECT run_id FROM "
+            "releases WHERE environment = ? AND run_id IS NOT NULL) "
+            f"ORDER BY id DESC{limit_sql}",
+            (f'%"{environment}"%', environment),
         )
         return [
             {
