@@ -111,7 +111,7 @@ class Workspace:
                     for name, record in backend.environment_records().items():
                         found.setdefault(name, record)
                 if isinstance(backend, ReleaseReader):
-                    releases.extend(backend.environment_releases().items())
+                    releases.extend(backend.environment_releases(wanted).items())
             finally:
                 backend.close()
         recovered: list[EnvironmentRecord] = []
@@ -130,9 +130,7 @@ class Workspace:
                     recovered.append(rec)
             if not progress:
                 break
-        self.restored = self._restore_releases(
-            [(n, r) for n, r in releases if wanted is None or n in wanted]
-        )
+        self.restored = self._restore_releases(releases)
         return recovered
 
     def _restore_releases(self, found: Sequence[tuple[str, Mapping[str, object]]]) -> list[Release]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -115,7 +115,9 @@ class ReleaseReader(Protocol):
     environment → {"id", "run", "action", "commit", "source", "rolled_back_to", "finished",
     "target", "services": {name: {"image", "target", "env", "replicas"}}}."""
 
-    def environment_releases(self) -> dict[str, Mapping[str, object]]: ...
+    def environment_releases(
+        self, environments: Collection[str] | None = None
+    ) -> dict[str, Mapping[str, object]]: ...
 
 
 @runtime_checkable

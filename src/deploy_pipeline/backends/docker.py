@@ -14,7 +14,7 @@ import secrets as secrets_module
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -233,13 +233,20 @@ class DockerBackend:
         states = sorted({c.status for c in found})
         return ",".join(states) if states else "absent"
 
-    def environment_releases(self) -> dict[str, Mapping[str, object]]:
+    def environment_releases(
+        self, environments: Collection[str] | None = None
+    ) -> dict[str, Mapping[str, object]]:
         """The latest release of each environment on this engine, read from its containers'
         labels: each container carries the release that deployed it and its own part of it
         (a service a later release carried over keeps its older label, with the same image
-        and settings), so the newest number with every service's newest part is the whole."""
+        and settings), so the newest number with every service's newest part is the whole.
+        Only the named environments' containers are read, when `environments` is given."""
         parts: dict[str, dict[str, dict[str, Any]]] = {}
-        for c in self.engine.containers({}):
+        if environments is None:
+            containers = self.engine.containers({})
+        else:
+            containers = [c for e in environments for c in self.engine.containers({ENV_LABEL: e})]
+        for c in containers:
             text, env = c.labels.get(RELEASE_LABEL), c.labels.get(ENV_LABEL)
             service = c.labels.get(SERVICE_LABEL)
             try:

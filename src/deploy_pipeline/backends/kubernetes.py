@@ -11,7 +11,7 @@ import datetime
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -233,8 +233,11 @@ class KubernetesBackend:
             "v1", "Namespace", environment, None, {"metadata": {"annotations": annotations}}
         )
 
-    def environment_releases(self) -> dict[str, Mapping[str, object]]:
-        """The latest release on each namespace deploy-pipeline made here."""
+    def environment_releases(
+        self, environments: Collection[str] | None = None
+    ) -> dict[str, Mapping[str, object]]:
+        """The latest release on each namespace deploy-pipeline made here (of the named
+        environments, when given)."""
         found: dict[str, Mapping[str, object]] = {}
         selector = {"app.kubernetes.io/managed-by": MANAGER}
         for ns in self.cluster.objects("v1", "Namespace", None, selector):
@@ -246,8 +249,11 @@ class KubernetesBackend:
                 release = json.loads(text)
             except ValueError:
                 continue  # edited by hand into something else: not ours to guess at
+            name = str(meta["name"])
+            if environments is not None and name not in environments:
+                continue
             if isinstance(release, dict) and release.get("target") == self.target.name:
-                found[str(meta["name"])] = release
+                found[name] = release
         return found
 
     def ensure_namespace(self, ctx: StepContext) -> None:
