@@ -7,7 +7,8 @@ the queue (store/database.py holds what differs). The schema is versioned; older
 migrated forward on open and one from a newer version is refused rather than misread.
 
 Who holds a run or a lock is `store/holders.py`'s; the sink that writes a run's events here as
-they happen is `store/recording.py`'s (both still importable from here).
+they happen is `store/recording.py`'s (both still importable from here); the SQL of releases is
+`store/releases.py`'s, which the Store inherits.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 
-from deploy_pipeline.model import EnvironmentRecord, Event, Release
+from deploy_pipeline.model import EnvironmentRecord, Event
 from deploy_pipeline.settings import seconds
 from deploy_pipeline.store.database import (
     DATABASE_URL_ENV,
@@ -35,6 +35,7 @@ from deploy_pipeline.store.database import (
 from deploy_pipeline.store.holders import dead_here, holder_id, run_holder
 from deploy_pipeline.store.migrations import MIGRATIONS
 from deploy_pipeline.store.recording import EventRecorder
+from deploy_pipeline.store.releases import ReleaseQueries
 
 __all__ = [
     "BUSY",
@@ -86,7 +87,7 @@ def store_exists(config: str | Path, environ: Mapping[str, str] = os.environ) ->
 BUSY = ("deploying", "stopping", "deleting")  # an environment's status while a run works on it
 
 
-class Store:
+class Store(ReleaseQueries):
     """The state, in the SQLite file at `path` or, given `url`, in that PostgreSQL database
     (then `path` is only where run logs are kept beside: no file is made)."""
 
@@ -342,84 +343,6 @@ class Store:
     def release_lock(self, environment: str, run_id: int) -> None:
         self.query("DELETE FROM locks WHERE environment = ? AND run_id = ?", (environment, run_id))
 
-    # --- releases (DESIGN.md §9) ---------------------------------------------------------------
-
-    def next_release(self, environment: str) -> int:
-        """The number the environment's next release gets (1 for its first)."""
-        rows = self.query("SELECT MAX(id) FROM releases WHERE environment = ?", (environment,))
-        return int(str(rows[0][0])) + 1 if rows and rows[0][0] is not None else 1
-
-    def add_release(self, release: Release) -> Release:
-        """Record a release under its number, or the environment's next one if that is taken
-        or lower (two targets, or a number read back from a target); the release as kept."""
-        with self.transaction() as db:
-            db.serialize(f"release:{release.environment}")
-            row = db.execute(
-                "SELECT MAX(id) FROM releases WHERE environment = ?", (release.environment,)
-            ).fetchone()
-            latest = int(str(row[0])) if row and row[0] is not None else 0
-            number = max(release.id, latest + 1)
-            db.execute(
-                "INSERT INTO releases (environment, id, run_id, action, target, finished_at, "
-                "git_commit, source, rolled_back_to, services) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (
-                    release.environment,
-                    number,
-                    release.run,
-                    release.action,
-                    release.target,
-                    release.finished,
-                    release.commit,
-                    release.source,
-                    release.rolled_back_to,
-                    json.dumps({k: dict(v) for k, v in release.services.items()}),
-                ),
-            )
-        return replace(release, id=number)
-
-    def releases(
-        self, environment: str, *, target: str | None = None, limit: int | None = None
-    ) -> list[Release]:
-        """The environment's releases (on one target, when given), newest first."""
-        where, args = "environment = ?", [environment]
-        if target is not None:
-            where, args = where + " AND target = ?", [*args, target]
-        limit_sql = "" if limit is None else f" LIMIT {int(limit)}"
-        rows = self.query(
-            "SELECT environment, id, run_id, action, target, finished_at, git_commit, source, "
-            f"rolled_back_to, services FROM releases WHERE {where} ORDER BY id DESC{limit_sql}",
-            args,
-        )
-        return [_release(r) for r in rows]
-
-    def latest_release(self, environment: str, target: str | None = None) -> Release | None:
-        found = self.releases(environment, target=target, limit=1)
-        return found[0] if found else None
-
-    def unreleased_runs(self, environment: str, limit: int | None = None) -> list[FailedRun]:
-        """The environment's deploys that ended without succeeding (failed, cancelled,
-        abandoned) and made no release of it, newest first: what `history` lists besides the
-        releases (`deploy -e dev -e prod` that fails in prod did not fail dev)."""
-        limit_sql = "" if limit is None else f" LIMIT {int(limit)}"
-        rows = self.query(
-            "SELECT id, action, status, finished_at, git_commit FROM runs "
-            "WHERE environments LIKE ? AND action IN ('deploy', 'promote', 'rollback') "
-            "AND status NOT IN ('running', 'succeeded') AND id NOT IN (SELECT run_id FROM "
-            "releases WHERE environment = ? AND run_id IS NOT NULL) "
-            f"ORDER BY id DESC{limit_sql}",
-            (f'%"{environment}"%', environment),
-        )
-        return [
-            {
-                "run": int(str(r[0])),
-                "action": str(r[1]),
-                "status": str(r[2]),
-                "finished": float(str(r[3])) if r[3] is not None else None,
-                "commit": str(r[4]) if r[4] is not None else None,
-            }
-            for r in rows
-        ]
-
     # --- a backend's memory --------------------------------------------------------------------
 
     def backend_state(self, target: str) -> TargetState:
@@ -468,25 +391,6 @@ class TargetState:
                 "ON CONFLICT (target, key) DO UPDATE SET value = excluded.value",
                 (self.target, key, value),
             )
-
-
-FailedRun = dict[str, object]
-
-
-def _release(row: tuple[object, ...]) -> Release:
-    services = json.loads(str(row[9]))
-    return Release(
-        environment=str(row[0]),
-        id=int(str(row[1])),
-        run=int(str(row[2])) if row[2] is not None else None,
-        action=str(row[3]),
-        target=str(row[4]),
-        finished=float(str(row[5])),
-        commit=str(row[6]) if row[6] is not None else None,
-        source=str(row[7]) if row[7] is not None else None,
-        rolled_back_to=int(str(row[8])) if row[8] is not None else None,
-        services=services if isinstance(services, dict) else {},
-    )
 
 
 def _names(values: frozenset[str]) -> str:
