@@ -23,14 +23,20 @@ from types import TracebackType
 from typing import Protocol
 
 from deploy_pipeline.backends import Backend, create_backend
-from deploy_pipeline.backends.base import ReleaseKeeper
+from deploy_pipeline.backends.base import ReleaseKeeper, ReleaseReader
 from deploy_pipeline.backends.simulated import SimulatedBackend
 from deploy_pipeline.events import EventBus, EventSink, Redactor
 from deploy_pipeline.locks import heartbeat, wait_for
 from deploy_pipeline.model import Action, EnvironmentRecord, Event, Release, RunPlan
 from deploy_pipeline.plan import plan_runs
 from deploy_pipeline.rehearsal import ImageNotes, image_states, rehearsed
-from deploy_pipeline.releases import on_target, record_releases, release_notes
+from deploy_pipeline.releases import (
+    RELEASE_ACTIONS,
+    from_target,
+    on_target,
+    record_releases,
+    release_notes,
+)
 from deploy_pipeline.run_secrets import resolve_secrets
 from deploy_pipeline.runner import Cancel, Run, RunOptions
 from deploy_pipeline.step_logs import LogFiles
@@ -250,6 +256,7 @@ class Operation:
         if self.run_id is not None and store is not None:
             self.recorder = EventRecorder(store, self.run_id)
             self.logs = LogFiles.of_run(store.path, self.run_id, self.redactor)
+            self._read_back_releases()
             self.release_notes = release_notes(
                 store,
                 self.run_plan,
@@ -270,6 +277,26 @@ class Operation:
             releases=self.release_notes,
         )
         return self.run
+
+    def _read_back_releases(self) -> None:
+        """An environment and target the state database has no release of, but whose target
+        keeps one (the database was lost): that release first, so numbers go on from it and
+        the services this run does not touch carry over from it (DESIGN.md §9)."""
+        store = self.workspace.store
+        if store is None or self.request.action not in RELEASE_ACTIONS:
+            return
+        for plan in self.run_plan.plans:
+            env = plan.environment.name
+            for tp in plan.targets:
+                backend = self.backends.get(tp.target.name)
+                if not isinstance(backend, ReleaseReader):
+                    continue
+                if store.latest_release(env, tp.target.name) is not None:
+                    continue
+                raw = backend.environment_releases([env]).get(env)
+                release = from_target(env, raw) if raw is not None else None
+                if release is not None and release.target == tp.target.name:
+                    store.add_release(release)
 
     def record(self, result: RunResult) -> None:
         """The run's end in the state database: the run's status, each environment's."""

@@ -671,3 +671,31 @@ def test_a_second_deploy_of_one_service_carries_the_others_over_and_recover_rest
     [restored] = releases(bed, second, capsys)
     assert restored["id"] == 2 and restored["run"] == 2
     assert restored["services"] == newer["services"]
+
+
+def test_a_deploy_after_the_state_database_is_lost_goes_on_from_the_targets_release(
+    bed: Bed,
+    prebuilt: Images,
+    write_config: Callable[[str], Path],
+    run: Callable[..., Outcome],
+    capsys: pytest.CaptureFixture[str],
+    own_state: Path,
+) -> None:
+    """With the state database deleted, a deploy of one service reads the latest release back
+    from the containers first: it records release 2, with the other service carried over."""
+    config = write_config(
+        pipeline(
+            bed,
+            f"  api: {{type: container, image: {prebuilt.httpd}, port: 8080}}\n"
+            f"  web: {{type: container, image: {prebuilt.sleeper}}}\n",
+        )
+    )
+    assert run(config).code == 0
+    [first] = releases(bed, config, capsys)
+    for path in own_state.parent.glob("state.db*"):
+        path.unlink()
+    outcome = run(config, "deploy", "--service", "web")
+    assert outcome.code == 0, outcome.summary()
+    newer, older = releases(bed, config, capsys)
+    assert (newer["id"], older["id"]) == (2, 1)
+    assert newer["services"] == first["services"]
