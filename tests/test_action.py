@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from deploy_pipeline.action import run_action
+from deploy_pipeline.store.state import Store
 from tests.support.eventually import eventually
 from tests.support.github_standin import REPO, TOKEN, GitHubStandin
 from tests.support.webhooks import pr_event
@@ -466,3 +467,15 @@ def test_hostile_text_never_starts_a_workflow_command_in_the_log() -> None:
         "x⏎::warning::owned⏎  ::set-output name=status::hacked⏎# #[set-output name=a;]b  "
         "http://web/x⏎::warning::owned⏎  ::set-output name=status::hacked⏎# #[set-output name=a;]b"
     )
+
+
+def test_the_release_a_deploy_makes_names_the_workflow_commit(step: Step, own_state: Path) -> None:
+    """The Action's deploy records its release with GITHUB_SHA as the commit (DESIGN.md §9)."""
+    assert step(environment="staging") == 0, step.log
+    store = Store(own_state)
+    try:
+        release = store.latest_release("staging")
+    finally:
+        store.close()
+    assert release is not None and release.commit == step.sha
+    assert sorted(release.services) == ["api", "db", "web"]  # search is skipped in staging

@@ -22,6 +22,7 @@ from deploy_pipeline.operation import Operation
 from deploy_pipeline.receiver import Receiver
 from deploy_pipeline.receiver.outbox import Outbox
 from deploy_pipeline.store.queue import Job
+from deploy_pipeline.store.state import Store
 from tests.support.eventually import eventually
 from tests.support.fuzzing import fuzzing
 from tests.support.github import other_key
@@ -507,3 +508,23 @@ def test_the_github_outbox_outlives_a_call_that_fails_unexpectedly(
     assert outbox.send("comment on #2", made.set).wait(10) and made.is_set()
     outbox.close(5)
     assert [r.getMessage() for r in caplog.records] == ["cannot comment on #1"]
+
+
+def test_a_previews_releases_name_the_pull_requests_head_commits(
+    client: TestClient, standin: GitHubStandin, own_state: Path
+) -> None:
+    """Each push to a pull request deploys its preview at the head commit, and the release it
+    makes names that commit (DESIGN.md §9): release 2 at the second push's, 1 at the first's."""
+    sha1, sha2 = "a" * 40, "b" * 40
+    number = standin.add_pull("releases", head_sha=sha1)
+    for action, sha in (("opened", sha1), ("synchronize", sha2)):
+        sent = deliver(
+            client, "pull_request", payload("pull_request", action, number=number, sha=sha)
+        )
+        assert settled(client, sent.json()["queued"])["result"] == "succeeded"
+    store = Store(own_state)
+    try:
+        found = [(r.id, r.commit) for r in store.releases(f"pr-{number}")]
+    finally:
+        store.close()
+    assert found == [(2, sha2), (1, sha1)]

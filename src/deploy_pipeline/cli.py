@@ -35,6 +35,7 @@ examples:
   deploy-pipeline deploy -e staging --service api   deploy one service (even a skipped one)
   deploy-pipeline deploy -e dev -e prod             promote: dev, then prod if dev succeeded
   deploy-pipeline env clone staging demo            a new environment with staging's skip set
+  deploy-pipeline history -e staging                its releases: images by digest, newest first
   deploy-pipeline stop -e demo                      scale to zero, last stage first
 
 exit codes: 0 success · 1 the run failed · 2 bad usage or bad config · 130 interrupted
@@ -150,6 +151,34 @@ def _parser() -> argparse.ArgumentParser:
         )
 
     _logs_args(sub, file, fmt)
+    history = sub.add_parser(
+        "history",
+        parents=[file],
+        formatter_class=fmt,
+        help="list an environment's releases, newest first, and the deploys that failed",
+        description="Every deploy that succeeds on an environment and target records a "
+        "release: a number (v1, v2, …), the run, the time, the git commit, and for every "
+        "service the image by digest and the settings it runs with (env without secrets, "
+        "replicas). Services a run did not touch carry over, so each release is the whole "
+        "picture of what runs. Deploys that failed are listed too, with no release.",
+        epilog="""examples:
+  deploy-pipeline history -e staging                one line per release, newest first
+  deploy-pipeline history -e staging --limit 5 --format json
+
+text columns: release, finished (UTC), run, action, commit, images by digest""",
+    )
+    history.add_argument(
+        "-e",
+        "--environment",
+        dest="environment",
+        required=True,
+        metavar="ENV",
+        help="the environment whose releases to list",
+    )
+    history.add_argument("--format", choices=("text", "json"), default="text")
+    history.add_argument(
+        "--limit", type=_count, default=20, metavar="N", help="at most N entries (default: 20)"
+    )
 
     serve = sub.add_parser(
         "serve",
@@ -205,7 +234,8 @@ example:
         description="Every namespace deploy-pipeline makes carries its environment's record "
         "(source, skipped services, preview PR). After the state database is lost, or on "
         "another machine, this restores the clones and previews it does not know and the skip "
-        "changes of the file's environments. deploy, restart, stop and delete do it by "
+        "changes of the file's environments, and each environment's latest release (kept on "
+        "its containers' labels and its namespace). deploy, restart, stop and delete do it by "
         "themselves for an environment they do not know.",
     )
     recover.add_argument(
@@ -276,6 +306,13 @@ def _port(text: str) -> int:
     if text.isascii() and text.isdigit() and 1 <= int(text) <= 65535:
         return int(text)
     raise argparse.ArgumentTypeError(f"a port is a number from 1 to 65535, got {text!r}")
+
+
+def _count(text: str) -> int:
+    """argparse's type for --limit: a whole number from 1 up."""
+    if text.isascii() and text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected a whole number from 1 up, got {text!r}")
 
 
 def _env_args(cmd: argparse.ArgumentParser) -> None:

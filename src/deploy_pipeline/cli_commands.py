@@ -50,6 +50,8 @@ def dispatch(args: argparse.Namespace) -> int:
         return _serve(args)
     if args.command == "logs":
         return _logs(args)
+    if args.command == "history":
+        return _history(args)
     return _run(args)
 
 
@@ -147,12 +149,30 @@ def _env(args: argparse.Namespace) -> int:
             recovered = ws.recover(args.environments or None)
             for rec in recovered:
                 print(f"✔ {ws.describe(rec)}")
-            if not recovered:
+            for release in ws.restored:
+                print(
+                    f"✔ {release.environment}: release v{release.id} on {release.target} "
+                    f"(run {release.run}, {_count(len(release.services), 'service')})"
+                )
+            if not recovered and not ws.restored:
                 print("nothing to read back: the state database knows every environment deployed")
             return EXIT_OK
         env = ws.set_skipped(args.environment, args.services, args.env_command == "skip")
         print(f"✔ {env.name} skips: {', '.join(sorted(env.skipped)) or 'nothing'}")
         return EXIT_OK
+
+
+def _history(args: argparse.Namespace) -> int:
+    from deploy_pipeline.plan import find_environment
+    from deploy_pipeline.releases import history, history_text
+    from deploy_pipeline.workspace import Workspace
+
+    with Workspace(args.file, write=False) as ws:
+        find_environment(ws.environments(), args.environment)  # an unknown name: exit 2
+        doc = history(ws.store, args.environment, args.limit) if ws.store else None
+    doc = doc or {"environment": args.environment, "releases": []}
+    print(json.dumps(doc, indent=2) if args.format == "json" else history_text(doc))
+    return EXIT_OK
 
 
 def _env_list(ws: Workspace, fmt: str) -> int:

@@ -229,3 +229,21 @@ class Event:
         if self.duration is not None:
             data["duration"] = round(self.duration, 3)
         return data
+
+
+@dataclass(frozen=True)
+class Release:
+    """What runs in an environment on a target after a deploy, promote or rollback that
+    succeeded (DESIGN.md §9): numbered per environment, every service's image by digest and
+    settings (`services`: name → {"image", "target", "env", "replicas"}), carried-over ones too."""
+
+    environment: str
+    id: int
+    run: int | None
+    action: str
+    target: str
+    finished: float  # seconds since the epoch
+    commit: str | None = None
+    source: str | None = None  # the environment a promotion took the images from
+    rolled_back_to: int | None = None  # the release a rollback restored
+    services: Mapping[str, Mapping[str, object]] = field(default_factory=dict)

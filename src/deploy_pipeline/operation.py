@@ -23,12 +23,20 @@ from types import TracebackType
 from typing import Protocol
 
 from deploy_pipeline.backends import Backend, create_backend
+from deploy_pipeline.backends.base import ReleaseKeeper, ReleaseReader
 from deploy_pipeline.backends.simulated import SimulatedBackend
 from deploy_pipeline.events import EventBus, EventSink, Redactor
 from deploy_pipeline.locks import heartbeat, wait_for
-from deploy_pipeline.model import Action, EnvironmentRecord, Event, RunPlan
+from deploy_pipeline.model import Action, EnvironmentRecord, Event, Release, RunPlan
 from deploy_pipeline.plan import plan_runs
 from deploy_pipeline.rehearsal import ImageNotes, image_states, rehearsed
+from deploy_pipeline.releases import (
+    RELEASE_ACTIONS,
+    from_target,
+    on_target,
+    record_releases,
+    release_notes,
+)
 from deploy_pipeline.run_secrets import resolve_secrets
 from deploy_pipeline.runner import Cancel, Run, RunOptions
 from deploy_pipeline.step_logs import LogFiles
@@ -71,7 +79,8 @@ class Request:
     force_conflicts: bool = False
     state: Path | None = None  # the state database, when not the one beside `config`
     trusted: Path | None = None  # `config` is a pull request's; this file decides what it reaches
-    commit: str | None = None  # the git commit deployed, for ${commit} in env values
+    commit: str | None = None  # the git commit deployed (GITHUB_SHA, a PR's head; the CLI's
+    # git rev-parse HEAD), for ${commit} in env values and the release; None when unknown
 
 
 class Operation:
@@ -95,6 +104,8 @@ class Operation:
         self.run: Run | None = None
         self.recorder: EventRecorder | None = None
         self.logs: LogFiles | None = None
+        self.releases: list[Release] = []  # what the run recorded, once it has
+        self.release_notes: dict[str, dict[str, object]] = {}
         self.finished = self.closed = False
         self.workspace = Workspace(
             request.config, write=not request.dry_run, state=request.state, trusted=request.trusted
@@ -205,7 +216,9 @@ class Operation:
             yield None
             return
         names = sorted({p.environment.name for p in self.run_plan.plans})
-        self.run_id = run_id = store.create_run(names, self.request.action, self.request.services)
+        self.run_id = run_id = store.create_run(
+            names, self.request.action, self.request.services, self.request.commit
+        )
         held: list[str] = []
         stop = threading.Event()
         beat: threading.Thread | None = None
@@ -245,6 +258,14 @@ class Operation:
         if self.run_id is not None and store is not None:
             self.recorder = EventRecorder(store, self.run_id)
             self.logs = LogFiles.of_run(store.path, self.run_id, self.redactor)
+            self._read_back_releases()
+            self.release_notes = release_notes(
+                store,
+                self.run_plan,
+                run=self.run_id,
+                action=self.request.action,
+                commit=self.request.commit,
+            )
         bus = EventBus([*sinks, *([self.recorder] if self.recorder else [])], self.redactor)
         self.run = Run(
             self.run_plan,
@@ -255,8 +276,29 @@ class Operation:
             options=self.options,
             logs=self.logs,
             label=f"run{self.run_id}" if self.run_id is not None else "",
+            releases=self.release_notes,
         )
         return self.run
+
+    def _read_back_releases(self) -> None:
+        """An environment and target the state database has no release of, but whose target
+        keeps one (the database was lost): that release first, so numbers go on from it and
+        the services this run does not touch carry over from it (DESIGN.md §9)."""
+        store = self.workspace.store
+        if store is None or self.request.action not in RELEASE_ACTIONS:
+            return
+        for plan in self.run_plan.plans:
+            env = plan.environment.name
+            for tp in plan.targets:
+                backend = self.backends.get(tp.target.name)
+                if not isinstance(backend, ReleaseReader):
+                    continue
+                if store.latest_release(env, tp.target.name) is not None:
+                    continue
+                raw = backend.environment_releases([env]).get(env)
+                release = from_target(env, raw) if raw is not None else None
+                if release is not None and release.target == tp.target.name:
+                    store.add_release(release)
 
     def record(self, result: RunResult) -> None:
         """The run's end in the state database: the run's status, each environment's."""
@@ -267,6 +309,16 @@ class Operation:
             self.recorder.flush()
         if self.logs:
             self.logs.close()
+        self.releases = record_releases(
+            store,
+            self.run_plan,
+            result,
+            run=self.run_id,
+            commit=self.request.commit,
+            services=self.pipeline.services,
+            numbers=self.release_notes,
+            now=store.clock(),
+        )
         store.finish_run(self.run_id, result.status)
         self.finished = True
         action, whole = self.request.action, not self.request.services
@@ -280,6 +332,10 @@ class Operation:
             else:
                 new = STATUS_AFTER.get((action, status), "failed")
             store.save_environment(replace(rec, status=new, last_run=self.run_id))
+        for release in self.releases:  # the target keeps its latest release too (§9)
+            backend = self.backends.get(release.target)
+            if isinstance(backend, ReleaseKeeper):
+                backend.keep_release(release.environment, on_target(release))
 
     def _mark(
         self, names: Sequence[str], change: Callable[[EnvironmentRecord], EnvironmentRecord]

@@ -38,6 +38,7 @@ class StepView:
     waiting: str | None
     url: str | None
     artifact: str | None = None  # the image a build made or reused, for the deploy after it
+    image: str | None = None  # what a deploy runs, by digest, as its backend says
 
 
 @dataclass(kw_only=True)

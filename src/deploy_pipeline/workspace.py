@@ -10,14 +10,15 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, cast
+from typing import Literal
 
 from deploy_pipeline.backends import KINDS, backend_class, create_backend
-from deploy_pipeline.backends.base import RecordReader
+from deploy_pipeline.backends.base import RecordReader, ReleaseReader
 from deploy_pipeline.config import NAME, load_config, quote
 from deploy_pipeline.errors import UsageError
-from deploy_pipeline.model import Environment, EnvironmentRecord, Pipeline
+from deploy_pipeline.model import Environment, EnvironmentRecord, Pipeline, Release
 from deploy_pipeline.plan import check_services, environments, find_environment
+from deploy_pipeline.releases import from_target
 from deploy_pipeline.store.state import Store, open_store, store_exists
 from deploy_pipeline.trust import merge_pull_request
 
@@ -37,6 +38,7 @@ class Workspace:
         self.config = Path(config)
         self.pipeline: Pipeline = load_config(config)
         self.ignored: tuple[str, ...] = ()  # the keys of a pull request's file overruled
+        self.restored: list[Release] = []  # the releases `recover` read back from the targets
         if trusted is not None:
             merged = merge_pull_request(self.pipeline, load_config(trusted))
             self.pipeline, self.ignored = merged.pipeline, merged.ignored
@@ -95,14 +97,21 @@ class Workspace:
         the file's environments. The state database wins where it has a record already."""
         store, known = self.writable(), self.records
         found: dict[str, Mapping[str, object]] = {}
+        releases: list[tuple[str, Mapping[str, object]]] = []
         root = self.config.resolve().parent
         for target in self.pipeline.targets.values():
-            if target.kind not in KINDS or not issubclass(backend_class(target.kind), RecordReader):
+            kind = backend_class(target.kind) if target.kind in KINDS else None
+            if kind is None or not (
+                issubclass(kind, RecordReader) or issubclass(kind, ReleaseReader)
+            ):
                 continue
             backend = create_backend(target, None, root=root, registry=self.pipeline.registry)
             try:
-                for name, record in cast(RecordReader, backend).environment_records().items():
-                    found.setdefault(name, record)
+                if isinstance(backend, RecordReader):
+                    for name, record in backend.environment_records().items():
+                        found.setdefault(name, record)
+                if isinstance(backend, ReleaseReader):
+                    releases.extend(backend.environment_releases(wanted).items())
             finally:
                 backend.close()
         recovered: list[EnvironmentRecord] = []
@@ -121,7 +130,21 @@ class Workspace:
                     recovered.append(rec)
             if not progress:
                 break
+        self.restored = self._restore_releases(releases)
         return recovered
+
+    def _restore_releases(self, found: Sequence[tuple[str, Mapping[str, object]]]) -> list[Release]:
+        """The latest releases the targets keep, into the state database where it has none of
+        that environment and target as new (DESIGN.md §9: the target is the truth)."""
+        store, restored = self.writable(), []
+        for name, raw in found:
+            release = from_target(name, raw)
+            if release is None or not release.target:
+                continue
+            latest = store.latest_release(name, release.target)
+            if latest is None or latest.id < release.id:
+                restored.append(store.add_release(release))
+        return restored
 
     def _record_from(
         self, name: str, raw: Mapping[str, object], known: Mapping[str, EnvironmentRecord]

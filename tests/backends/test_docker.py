@@ -624,3 +624,126 @@ def test_containers_run_with_their_environments_resolved_settings(
             "API": api_url,
             "LIT": "${x}",
         }
+
+
+RELEASE_LABEL = "io.deploy-pipeline.release"
+
+
+def releases(bed: Bed, config: Path, capsys: pytest.CaptureFixture[str]) -> list[Any]:
+    """`history --format json` of the test's environment: its releases, newest first."""
+    assert main(["history", "-f", str(config), "-e", bed.env, "--format", "json"]) == 0
+    found: list[Any] = json.loads(capsys.readouterr().out)["releases"]
+    return found
+
+
+def test_a_deploy_records_a_release_by_digest_and_labels_every_container(
+    bed: Bed,
+    prebuilt: Images,
+    write_config: Callable[[str], Path],
+    tmp_path: Path,
+    run: Callable[..., Outcome],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The built service runs and is recorded by its registry digest (REPO@sha256:…), the
+    prebuilt one only this engine has by its image id (sha256:…); each container carries the
+    release that deployed it, with its own image and settings."""
+    unique_context(tmp_path / "app", HTTPD)
+    config = write_config(
+        pipeline(
+            bed,
+            "  api: {type: application, build: ./app, port: 8080, health: /healthz,"
+            " env: {MODE: blue}}\n"
+            f"  web: {{type: container, image: {prebuilt.sleeper}, replicas: 2}}\n",
+        )
+    )
+    result = run(config)
+    assert result.code == 0, result.summary()
+    [release] = releases(bed, config, capsys)
+    assert (release["id"], release["action"]) == (1, "deploy")
+    api, web = release["services"]["api"], release["services"]["web"]
+    repository = f"{bed.registry}/t/api"
+    assert (
+        api["image"].startswith(f"{repository}@sha256:")
+        and len(api["image"]) == len(repository) + len("@sha256:") + 64
+    )
+    assert (api["target"], api["env"], api["replicas"]) == ("laptop", {"MODE": "blue"}, 1)
+    local_id = bed.cli("image", "inspect", "--format", "{{.Id}}", prebuilt.sleeper).strip()
+    assert web["image"] == local_id and local_id.startswith("sha256:")
+    assert web["replicas"] == 2
+    containers = bed.inspect(*bed.ids("container"))
+    assert len(containers) == 3
+    for c in containers:
+        labels = c["Config"]["Labels"]
+        part = json.loads(labels[RELEASE_LABEL])
+        service = labels[SERVICE_LABEL]
+        assert (part["id"], part["run"], part["image"]) == (
+            1,
+            1,
+            release["services"][service]["image"],
+        )
+        if service == "api":  # what runs is the digest, never the moving tag
+            assert c["Config"]["Image"] == api["image"]
+
+
+def test_a_second_deploy_of_one_service_carries_the_others_over_and_recover_restores_it(
+    bed: Bed,
+    prebuilt: Images,
+    write_config: Callable[[str], Path],
+    run: Callable[..., Outcome],
+    capsys: pytest.CaptureFixture[str],
+    own_state: Path,
+) -> None:
+    """Deploying only `web` again (new settings) makes release 2 with `api` as release 1 had
+    it; with the state database deleted, `env recover` reads release 2 back from the
+    containers' labels, every service's image and settings as they were."""
+    services = (
+        f"  api: {{type: container, image: {prebuilt.httpd}, port: 8080, health: /healthz}}\n"
+        f"  web: {{type: container, image: {prebuilt.sleeper}, env: {{COLOR: {{color}}}}}}\n"
+    )
+    first = write_config(pipeline(bed, services.replace("{color}", "red")))
+    assert run(first).code == 0
+    second = write_config(pipeline(bed, services.replace("{color}", "blue")))
+    outcome = run(second, "deploy", "--service", "web")
+    assert outcome.code == 0, outcome.summary()
+    newer, older = releases(bed, second, capsys)
+    assert (newer["id"], older["id"]) == (2, 1)
+    assert newer["services"]["api"] == older["services"]["api"]
+    assert newer["services"]["web"]["env"] == {"COLOR": "blue"}
+    assert older["services"]["web"]["env"] == {"COLOR": "red"}
+
+    for path in own_state.parent.glob("state.db*"):
+        path.unlink()
+    assert main(["env", "recover", bed.env, "-f", str(second)]) == 0
+    said = capsys.readouterr().out
+    assert f"✔ {bed.env}: release v2 on laptop (run 2, 2 services)" in said
+    [restored] = releases(bed, second, capsys)
+    assert restored["id"] == 2 and restored["run"] == 2
+    assert restored["services"] == newer["services"]
+
+
+def test_a_deploy_after_the_state_database_is_lost_goes_on_from_the_targets_release(
+    bed: Bed,
+    prebuilt: Images,
+    write_config: Callable[[str], Path],
+    run: Callable[..., Outcome],
+    capsys: pytest.CaptureFixture[str],
+    own_state: Path,
+) -> None:
+    """With the state database deleted, a deploy of one service reads the latest release back
+    from the containers first: it records release 2, with the other service carried over."""
+    config = write_config(
+        pipeline(
+            bed,
+            f"  api: {{type: container, image: {prebuilt.httpd}, port: 8080}}\n"
+            f"  web: {{type: container, image: {prebuilt.sleeper}}}\n",
+        )
+    )
+    assert run(config).code == 0
+    [first] = releases(bed, config, capsys)
+    for path in own_state.parent.glob("state.db*"):
+        path.unlink()
+    outcome = run(config, "deploy", "--service", "web")
+    assert outcome.code == 0, outcome.summary()
+    newer, older = releases(bed, config, capsys)
+    assert (newer["id"], older["id"]) == (2, 1)
+    assert newer["services"] == first["services"]

@@ -360,10 +360,17 @@ def test_environments_are_read_back_from_the_cluster_when_the_store_is_gone(
         assert [e["name"] for e in json.loads(capsys.readouterr().out)["environments"]] == [env]
 
         assert main(["env", "recover", clones[0], env, "-f", path]) == 0
-        assert capsys.readouterr().out.splitlines() == [
+        said = capsys.readouterr().out.splitlines()
+        assert said[:2] == [
             f"✔ {env} skips report, web",
             f"✔ {clones[0]}, clone of {env}, skips web",
         ]
+        assert sorted(said[2:]) == sorted(  # and their latest releases, from the namespaces
+            [
+                f"✔ {env}: release v1 on eu (run 1, 1 service)",
+                f"✔ {clones[0]}: release v1 on eu (run 2, 1 service)",
+            ]
+        )
         main(["env", "list", "-f", path, "--format", "json"])
         listed = {e["name"]: e for e in json.loads(capsys.readouterr().out)["environments"]}
         assert sorted(listed) == [env, clones[0]]
@@ -462,3 +469,36 @@ def test_deployments_run_with_their_environments_resolved_settings(
         "NAME": env,
         "WEB": f"http://web.{env}.example.test",
     }
+
+
+def test_the_namespace_keeps_the_latest_release_and_recover_restores_it(
+    env: str,
+    k8s: dict[str, Any],
+    own_state: Path,
+    write_config: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After two deploys the namespace's `deploy-pipeline.io/release` annotation holds release
+    2, every service with its image and settings (api carried over from release 1); with the
+    state database deleted, `env recover` restores it and `history` shows it again."""
+    monkeypatch.setenv("API_TOKEN", "token-for-the-test-0042")
+    path = str(write_config(PIPELINE.format(env=env)))
+    assert run(capsys, "deploy", "-f", path, "-e", env)[0] == 0
+    assert run(capsys, "deploy", "-f", path, "-e", env, "--service", "web")[0] == 0
+    ns = k8s["core"].read_namespace(env)
+    kept = json.loads(ns.metadata.annotations["deploy-pipeline.io/release"])
+    assert (kept["id"], kept["run"], kept["target"]) == (2, 2, "eu")
+    assert sorted(kept["services"]) == ["api", "db", "migrate", "web"]
+    assert kept["services"]["api"]["image"] == "api:1"  # prebuilt, not pushed by us: its name
+    assert kept["services"]["api"]["replicas"] == 2
+    assert "token-for-the-test-0042" not in json.dumps(kept)
+
+    for leftover in own_state.parent.glob("state.db*"):
+        leftover.unlink()
+    assert main(["env", "recover", env, "-f", path]) == 0
+    assert f"✔ {env}: release v2 on eu (run 2, 4 services)" in capsys.readouterr().out
+    assert main(["history", "-f", path, "-e", env, "--format", "json"]) == 0
+    [restored] = json.loads(capsys.readouterr().out)["releases"]
+    assert restored["id"] == 2
+    assert restored["services"] == kept["services"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -33,6 +33,8 @@ class StepContext:
     started: float = 0.0  # time.monotonic() when the runner started the step (its `started` event)
     run: str = ""  # the run's label (its number in the store), e.g. to name a lifecycle Job
     record: Mapping[str, object] = field(default_factory=dict)  # source, skipped, pull_request
+    # the release this deploy makes (id, run, action, commit…), for a target that keeps it
+    release: Mapping[str, object] = field(default_factory=dict)
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -53,6 +55,7 @@ class StepResult:
     message: str = ""
     url: str | None = None
     artifact: str | None = None
+    image: str | None = None  # what a deploy runs, by digest (REPO@sha256:…, or sha256:… local)
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,26 @@ class UrlReader(Protocol):
     run that does not deploy SERVICE itself (DESIGN.md §8); None when it has none."""
 
     def service_url(self, environment: str, service: Service) -> str | None: ...
+
+
+@runtime_checkable
+class ReleaseReader(Protocol):
+    """A target that keeps each environment's latest release beside what it deployed (container
+    labels, a namespace annotation), so `env recover` can restore it into a new state database:
+    environment → {"id", "run", "action", "commit", "source", "rolled_back_to", "finished",
+    "target", "services": {name: {"image", "target", "env", "replicas"}}}."""
+
+    def environment_releases(
+        self, environments: Collection[str] | None = None
+    ) -> dict[str, Mapping[str, object]]: ...
+
+
+@runtime_checkable
+class ReleaseKeeper(Protocol):
+    """A target that writes a release, once recorded, on what it deployed (Kubernetes: an
+    annotation of the environment's namespace), in the form `ReleaseReader` reads."""
+
+    def keep_release(self, environment: str, release: Mapping[str, object]) -> None: ...
 
 
 DATA_PATHS = {

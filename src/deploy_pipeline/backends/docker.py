@@ -15,9 +15,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from deploy_pipeline.backends.base import (
     BackendState,
@@ -37,6 +39,8 @@ ENV_LABEL = "io.deploy-pipeline.environment"
 SERVICE_LABEL = "io.deploy-pipeline.service"
 SPEC_LABEL = "io.deploy-pipeline.spec"
 GEN_LABEL = "io.deploy-pipeline.generation"
+RELEASE_LABEL = "io.deploy-pipeline.release"  # the release that deployed it, with its part of it
+RELEASE_KEYS = ("id", "run", "action", "commit", "source", "rolled_back_to", "finished")
 STABLE = 1.5  # seconds a service with no health check must stay up to count as started
 POLL = 0.25
 
@@ -81,10 +85,15 @@ class DockerBackend:
             raise PermanentError(f"{svc.name} has no image: its build did not produce one")
         # prebuilt, or reused from the registry but no longer on this engine: pull it
         self.engine.ensure_image(image, ctx.log)
+        # what runs is the digest, never a moving tag: an image pushed to (or pulled from) a
+        # registry runs as REPO@sha256:…; one only this engine has is known by its id
+        digest = self.engine.repo_digest(image)
+        runs = digest or self.engine.local_image(image) or image
+        image = digest or image
         network = f"dp-{ctx.environment}"
         self.engine.ensure_network(network, {ENV_LABEL: ctx.environment})
         if svc.type == "job":
-            return self.run_job(ctx, image, network)
+            return replace(self.run_job(ctx, image, network, runs=runs), image=runs)
         spec = self.spec_hash(ctx, image)
         old = self.engine.containers(self.labels(ctx))
         if (
@@ -92,13 +101,20 @@ class DockerBackend:
             and all(c.labels.get(SPEC_LABEL) == spec for c in old)
             and all(c.status == "running" for c in old)
         ):
-            return StepResult(message="unchanged, already running", url=self.url(svc, old))
+            return StepResult(
+                message="unchanged, already running", url=self.url(svc, old), image=runs
+            )
         generation = 1 + max((int(c.labels.get(GEN_LABEL, "0")) for c in old), default=0)
         if svc.type == "database":  # one volume: never two database processes on it at once
             for c in old:
                 self.engine.remove(c.id)
             old = []
-        labels = {**self.labels(ctx), SPEC_LABEL: spec, GEN_LABEL: str(generation)}
+        labels = {
+            **self.labels(ctx),
+            SPEC_LABEL: spec,
+            GEN_LABEL: str(generation),
+            **self.release_label(ctx, runs),
+        }
         volumes = {}
         if svc.type == "database":
             volume = f"dp-{ctx.environment}-{svc.name}-data"
@@ -128,9 +144,13 @@ class DockerBackend:
                 self.engine.remove(c.id)
             raise
         each(self.engine.remove, [c.id for c in old])
-        return StepResult(message=f"{len(started)} running ({image})", url=self.url(svc, started))
+        return StepResult(
+            message=f"{len(started)} running ({image})", url=self.url(svc, started), image=runs
+        )
 
-    def run_job(self, ctx: StepContext, image: str, network: str) -> StepResult:
+    def run_job(
+        self, ctx: StepContext, image: str, network: str, *, runs: str | None = None
+    ) -> StepResult:
         """Run the job to completion. Its last run's container is started again when nothing
         changed (as compose does), or replaced by a new one."""
         svc, spec = ctx.service, self.spec_hash(ctx, image)
@@ -148,7 +168,11 @@ class DockerBackend:
                 ContainerSpec(
                     name=f"dp-{ctx.environment}-{svc.name}-{int(begun)}",
                     image=image,
-                    labels={**self.labels(ctx), SPEC_LABEL: spec},
+                    labels={
+                        **self.labels(ctx),
+                        SPEC_LABEL: spec,
+                        **self.release_label(ctx, runs or image),
+                    },
                     network=network,
                     alias=svc.name,
                     command=svc.command,
@@ -242,7 +266,65 @@ class DockerBackend:
             for name, c in zip(replica_names(service.name, len(found)), found, strict=True)
         ]
 
+    def environment_releases(
+        self, environments: Collection[str] | None = None
+    ) -> dict[str, Mapping[str, object]]:
+        """The latest release of each environment on this engine, read from its containers'
+        labels: each container carries the release that deployed it and its own part of it
+        (a service a later release carried over keeps its older label, with the same image
+        and settings), so the newest number with every service's newest part is the whole.
+        Only the named environments' containers are read, when `environments` is given."""
+        parts: dict[str, dict[str, dict[str, Any]]] = {}
+        if environments is None:
+            containers = self.engine.containers({})
+        else:
+            containers = [c for e in environments for c in self.engine.containers({ENV_LABEL: e})]
+        for c in containers:
+            text, env = c.labels.get(RELEASE_LABEL), c.labels.get(ENV_LABEL)
+            service = c.labels.get(SERVICE_LABEL)
+            try:
+                part = json.loads(text) if text else None
+            except ValueError:
+                continue  # edited by hand into something else: not ours to guess at
+            if not (isinstance(part, dict) and env and service and isinstance(part.get("id"), int)):
+                continue
+            if part.get("target") != self.target.name:
+                continue
+            mine = parts.setdefault(env, {})
+            if service not in mine or part["id"] > mine[service]["id"]:
+                mine[service] = part
+        found: dict[str, Mapping[str, object]] = {}
+        for env, services in parts.items():
+            newest = max(services.values(), key=lambda p: int(p["id"]))
+            found[env] = {
+                **{k: newest.get(k) for k in RELEASE_KEYS},
+                "target": self.target.name,
+                "services": {
+                    name: {k: part.get(k) for k in ("image", "target", "env", "replicas")}
+                    for name, part in sorted(services.items())
+                },
+            }
+        return found
+
     # --- helpers -------------------------------------------------------------------------------
+
+    def release_label(self, ctx: StepContext, image: str) -> dict[str, str]:
+        """The label that says which release deployed a container, with its part of it (the
+        image by digest, the settings): what `env recover` reads back. None outside a deploy
+        that makes a release."""
+        note = ctx.release
+        if not note:
+            return {}
+        settings = note.get("settings")
+        mine = settings.get(ctx.service.name) if isinstance(settings, Mapping) else None
+        part = {
+            **{k: note.get(k) for k in RELEASE_KEYS},
+            "finished": time.time(),
+            "image": image,
+            "target": self.target.name,
+            **(dict(mine) if isinstance(mine, Mapping) else {}),
+        }
+        return {RELEASE_LABEL: json.dumps(part, sort_keys=True)}
 
     def labels(self, ctx: StepContext) -> dict[str, str]:
         return {ENV_LABEL: ctx.environment, SERVICE_LABEL: ctx.service.name}

@@ -34,6 +34,12 @@ from deploy_pipeline.backends.containers import (
 from deploy_pipeline.errors import PermanentError, StepError, TransientError, truncate
 
 
+def _repository(ref: str) -> str:
+    """`registry:5000/a/api` of `registry:5000/a/api:tag` (a port is not a tag)."""
+    name, _, tag = ref.rpartition(":")
+    return name if name and "/" not in tag else ref
+
+
 class BuildStopped(PermanentError):
     """The build was cut short on purpose (timeout or cancel); the caller says which."""
 
@@ -212,6 +218,26 @@ class Engine:
     def local_image(self, ref: str) -> str | None:
         image = self._image(ref)
         return str(image.id) if image is not None else None
+
+    def repo_digest(self, ref: str) -> str | None:
+        """`REPO@sha256:…` of a local image that was pushed to (or pulled from) a registry as
+        `ref`'s repository; None for an image only this engine has."""
+        image = self._image(ref)
+        digests = (image.attrs.get("RepoDigests") or []) if image is not None else []
+        repository = ref.rpartition("@")[0] if "@" in ref else _repository(ref)
+        return next((str(d) for d in digests if str(d).startswith(f"{repository}@")), None)
+
+    def registry_digest(self, ref: str) -> str | None:
+        """`REPO@sha256:…` of `ref` as its registry has it (this engine may not have the image);
+        None when the registry does not."""
+        try:
+            with mapped(f"asking the registry for {ref}"):
+                data = self.client.images.get_registry_data(ref)
+        except PermanentError as exc:
+            if isinstance(exc.__cause__, docker.errors.NotFound | docker.errors.APIError):
+                return None
+            raise
+        return f"{_repository(ref)}@{data.id}" if data.id else None
 
     def pushed(self, ref: str) -> bool:
         """Whether this engine pushed (or pulled) `ref` to (from) its registry: the local image

@@ -190,7 +190,9 @@ class Cluster:
             )
             return [dict(item.to_dict()) for item in found.items]
 
-    def patch(self, api_version: str, kind: str, name: str, namespace: str, patch: Obj) -> None:
+    def patch(
+        self, api_version: str, kind: str, name: str, namespace: str | None, patch: Obj
+    ) -> None:
         with mapped(f"patching {kind}/{name}"):
             self.resource(api_version, kind).patch(
                 body=patch,

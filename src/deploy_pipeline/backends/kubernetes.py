@@ -11,7 +11,7 @@ import datetime
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +111,9 @@ class KubernetesBackend:
         image = ctx.artifact or svc.image
         if image is None:
             raise PermanentError(f"{svc.name} has no image: its build did not produce one")
+        if ctx.artifact and self.builder is not None:  # built and pushed: run it by its digest
+            engine = self.builder.engine
+            image = engine.repo_digest(image) or engine.registry_digest(image) or image
         self.ensure_namespace(ctx)
         if ctx.secrets:  # each service owns its own keys of the environment's Secret
             self.apply(manifests.secret(env, ctx.secrets), manager=f"{MANAGER}-{svc.name}")
@@ -121,13 +124,13 @@ class KubernetesBackend:
         main = next(o for o in objects if (o["apiVersion"], o["kind"]) in WORKLOADS)
         kind, name = main["kind"], main["metadata"]["name"]
         if kind == "CronJob":
-            return StepResult(message=f"CronJob {name} scheduled ({svc.schedule})")
+            return StepResult(message=f"CronJob {name} scheduled ({svc.schedule})", image=image)
         if kind == "Job":
             self.wait_job(ctx, name)
-            return StepResult(message=f"Job {name} completed")
+            return StepResult(message=f"Job {name} completed", image=image)
         self.wait_rollout(ctx, main["apiVersion"], kind, name)
         url = f"http://{host}" if host and svc.public else None
-        return StepResult(message=f"{kind} {name} available ({image})", url=url)
+        return StepResult(message=f"{kind} {name} available ({image})", url=url, image=image)
 
     def restart(self, ctx: StepContext) -> StepResult:
         svc, env = ctx.service, ctx.environment
@@ -271,6 +274,38 @@ class KubernetesBackend:
                 continue  # edited by hand into something else: not ours to guess at
             if isinstance(record, dict):
                 found[str(meta["name"])] = record
+        return found
+
+    def keep_release(self, environment: str, release: Mapping[str, object]) -> None:
+        """Write the environment's latest release on its namespace, for `env recover`."""
+        if self.cluster.get("v1", "Namespace", environment, None) is None:
+            return  # nothing of it here (every service skipped on this target)
+        annotations = {manifests.RELEASE: json.dumps(dict(release), sort_keys=True)}
+        self.cluster.patch(
+            "v1", "Namespace", environment, None, {"metadata": {"annotations": annotations}}
+        )
+
+    def environment_releases(
+        self, environments: Collection[str] | None = None
+    ) -> dict[str, Mapping[str, object]]:
+        """The latest release on each namespace deploy-pipeline made here (of the named
+        environments, when given)."""
+        found: dict[str, Mapping[str, object]] = {}
+        selector = {"app.kubernetes.io/managed-by": MANAGER}
+        for ns in self.cluster.objects("v1", "Namespace", None, selector):
+            meta = ns.get("metadata") or {}
+            text = (meta.get("annotations") or {}).get(manifests.RELEASE)
+            if not text or (ns.get("status") or {}).get("phase") == "Terminating":
+                continue
+            try:
+                release = json.loads(text)
+            except ValueError:
+                continue  # edited by hand into something else: not ours to guess at
+            name = str(meta["name"])
+            if environments is not None and name not in environments:
+                continue
+            if isinstance(release, dict) and release.get("target") == self.target.name:
+                found[name] = release
         return found
 
     def ensure_namespace(self, ctx: StepContext) -> None:

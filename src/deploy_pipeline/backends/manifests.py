@@ -21,6 +21,7 @@ PREFIX = "deploy-pipeline.io"
 ENV_LABEL = f"{PREFIX}/environment"
 SERVICE_LABEL = f"{PREFIX}/service"
 RECORD = f"{PREFIX}/environment-record"
+RELEASE = f"{PREFIX}/release"  # the namespace's latest release, JSON (DESIGN.md §9)
 SECRET = "deploy-pipeline-secrets"  # one Secret per environment (namespace), values at deploy time
 JOB_TTL = 24 * 3600  # a finished lifecycle job is kept a day for its logs
 

@@ -17,6 +17,15 @@ from deploy_pipeline.model import Service, Target
 RUNNING, STOPPED, DONE = "running", "stopped", "completed"
 
 
+def digest_of(image: str) -> str:
+    """The image by a digest a registry could give it (`api@sha256:…`), made up from its name:
+    what the simulated target says it runs."""
+    if "@" in image:
+        return image
+    name = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
+    return f"{name}@sha256:{hashlib.sha256(image.encode()).hexdigest()}"
+
+
 class SimulatedBackend:
     def __init__(
         self,
@@ -85,7 +94,10 @@ class SimulatedBackend:
         finished = svc.type == "job" and svc.schedule is None
         self._set(ctx, DONE if finished else RUNNING)
         what = "ran to completion" if finished else "scheduled" if svc.schedule else "running"
-        return StepResult(message=f"{what} (simulated)", url=self._url(ctx))
+        image = ctx.artifact or svc.image
+        return StepResult(
+            message=f"{what} (simulated)", url=self._url(ctx), image=image and digest_of(image)
+        )
 
     def restart(self, ctx: StepContext) -> StepResult:
         current = self.state.get(self._key(ctx))

@@ -346,7 +346,7 @@ class Receiver:
             supersede=True,
             state=self.state,
             trusted=trusted,
-            commit=job.sha,
+            commit=job.sha or None,
         )
         try:
             if job.pull_request is not None:

@@ -35,6 +35,7 @@ class Run:
         clock: Callable[[], float] = time.monotonic,
         logs: LogSink | None = None,
         label: str = "",
+        releases: Mapping[str, Mapping[str, object]] | None = None,
     ) -> None:
         self.run_plan, self.backends, self.emit = run_plan, backends, emit
         self.cancel = cancel or Cancel()
@@ -43,6 +44,7 @@ class Run:
         # with the bus's own redactor, so one set of secrets is masked by one masker.
         self.redact = emit.redact if isinstance(emit, EventBus) else Redactor()
         self.options, self.clock, self.logs = options, clock, logs
+        self.releases = releases or {}  # environment → the release a deploy makes there
         self.label = label or time.strftime("%Y%m%d%H%M%S", time.gmtime())
         self.t0 = clock()
         self.groups = [

@@ -90,6 +90,8 @@ class RunContext(Protocol):
     @property
     def label(self) -> str: ...
     @property
+    def releases(self) -> Mapping[str, Mapping[str, object]]: ...
+    @property
     def t0(self) -> float: ...
 
 
@@ -101,6 +103,7 @@ class Step:
         "deadline",
         "expired",
         "finished",
+        "image",
         "main",
         "message",
         "note",
@@ -130,6 +133,7 @@ class Step:
         self.expired: float | None = None  # when it passed its deadline and was told to stop
         self.url: str | None = None
         self.artifact: str | None = None
+        self.image: str | None = None  # what its deploy runs, by digest
         self.cancel: threading.Event | None = None
         self.build: Step | None = None  # a main step's build, if it has one
         self.test: Step | None = None  # a main step's test, if it has one (after its build)
@@ -328,6 +332,7 @@ class StagedPipeline:
             started=step.started or 0.0,
             run=self.run.label,
             record=self.record,
+            release=self.run.releases.get(self.env, {}),
         )
         action = getattr(self.backend, step.phase)
         attempt, opts = 0, self.run.options
@@ -417,6 +422,7 @@ class StagedPipeline:
             step.state, step.message = result.status, result.message
             step.url = self.run.redact(result.url) if result.url else None  # the summary shows it
             step.artifact = result.artifact or step.artifact
+            step.image = result.image
             self.emit(step, result.status, result.message, took)
             self.succeeded(step)
             return

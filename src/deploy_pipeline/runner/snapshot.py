@@ -46,6 +46,7 @@ def views(pipe: StagedPipeline, now: float) -> list[StepView]:
                             waiting=why,
                             url=step.url,
                             artifact=step.artifact,
+                            image=step.image,
                         )
                     )
         out.extend(

@@ -190,4 +190,41 @@ MIGRATIONS: list[Migration] = [
     """,
         postgresql="",
     ),
+    # 5: releases (DESIGN.md §9): per environment, numbered 1, 2, 3…, each the whole picture of
+    # what runs on a target (`services`, JSON: name → image by digest, target, env, replicas);
+    # and the git commit a run deploys, so `history` names it for a failed run too
+    Dialects(
+        sqlite="""
+    CREATE TABLE releases (
+        environment TEXT NOT NULL,
+        id INTEGER NOT NULL,
+        run_id INTEGER,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        finished_at REAL NOT NULL,
+        git_commit TEXT,
+        source TEXT,
+        rolled_back_to INTEGER,
+        services TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (environment, id)
+    );
+    ALTER TABLE runs ADD COLUMN git_commit TEXT;
+    """,
+        postgresql="""
+    CREATE TABLE releases (
+        environment TEXT NOT NULL,
+        id BIGINT NOT NULL,
+        run_id BIGINT,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        finished_at DOUBLE PRECISION NOT NULL,
+        git_commit TEXT,
+        source TEXT,
+        rolled_back_to BIGINT,
+        services TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (environment, id)
+    );
+    ALTER TABLE runs ADD COLUMN git_commit TEXT;
+    """,
+    ),
 ]

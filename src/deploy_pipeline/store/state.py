@@ -7,7 +7,8 @@ the queue (store/database.py holds what differs). The schema is versioned; older
 migrated forward on open and one from a newer version is refused rather than misread.
 
 Who holds a run or a lock is `store/holders.py`'s; the sink that writes a run's events here as
-they happen is `store/recording.py`'s (both still importable from here).
+they happen is `store/recording.py`'s (both still importable from here); the SQL of releases is
+`store/releases.py`'s, which the Store inherits.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from deploy_pipeline.store.database import (
 from deploy_pipeline.store.holders import dead_here, holder_id, run_holder
 from deploy_pipeline.store.migrations import MIGRATIONS
 from deploy_pipeline.store.recording import EventRecorder
+from deploy_pipeline.store.releases import ReleaseQueries
 
 __all__ = [
     "BUSY",
@@ -85,7 +87,7 @@ def store_exists(config: str | Path, environ: Mapping[str, str] = os.environ) ->
 BUSY = ("deploying", "stopping", "deleting")  # an environment's status while a run works on it
 
 
-class Store:
+class Store(ReleaseQueries):
     """The state, in the SQLite file at `path` or, given `url`, in that PostgreSQL database
     (then `path` is only where run logs are kept beside: no file is made)."""
 
@@ -155,17 +157,24 @@ class Store:
 
     # --- runs and events -----------------------------------------------------------------------
 
-    def create_run(self, environments: Sequence[str], action: str, services: Sequence[str]) -> int:
+    def create_run(
+        self,
+        environments: Sequence[str],
+        action: str,
+        services: Sequence[str],
+        commit: str | None = None,
+    ) -> int:
         with self.transaction() as db:
             row = db.execute(
-                "INSERT INTO runs (environments, action, services, started_at, holder) "
-                "VALUES (?,?,?,?,?) RETURNING id",
+                "INSERT INTO runs (environments, action, services, started_at, holder, "
+                "git_commit) VALUES (?,?,?,?,?,?) RETURNING id",
                 (
                     json.dumps(list(environments)),
                     action,
                     json.dumps(list(services)),
                     self.clock(),
                     run_holder(),
+                    commit,
                 ),
             ).fetchone()
             assert row is not None
