@@ -171,3 +171,32 @@ def test_stop_and_restart_make_no_release(config: Path, capsys: pytest.CaptureFi
     assert cli(capsys, "restart", "-f", str(config), "-e", "staging")[0] == 0
     assert cli(capsys, "stop", "-f", str(config), "-e", "staging")[0] == 0
     assert [r["id"] for r in history(capsys, config, "--format", "json")["releases"]] == [1]
+
+
+def test_a_release_records_the_settings_the_service_runs_with_in_its_environment(
+    write_config: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The settings a release keeps are the environment's (DESIGN.md §8 precedence and
+    substitutions made, `${url:front}` as front's deploy reported it), not the service's own."""
+    config = write_config("""
+version: 1
+stages: [edge, apps]
+targets: {sim: {kind: simulated}}
+services:
+  front: {type: container, image: nginx:1.27, port: 80, stage: edge}
+  api: {type: application, build: ./api, stage: apps, env: {LOG_LEVEL: info}}
+environments:
+  staging:
+    target: sim
+    env: {LOG_LEVEL: debug}
+    services: {api: {replicas: 3, env: {FRONT: '${url:front}', NAME: '${environment}'}}}
+""")
+    assert cli(capsys, "deploy", "-f", str(config), "-e", "staging")[0] == 0
+    [rel] = history(capsys, config, "--format", "json")["releases"]
+    api = rel["services"]["api"]
+    assert api["replicas"] == 3
+    assert api["env"] == {
+        "LOG_LEVEL": "debug",
+        "FRONT": "http://front.staging.sim.simulated",
+        "NAME": "staging",
+    }

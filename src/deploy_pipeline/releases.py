@@ -15,6 +15,7 @@ import datetime
 from collections.abc import Collection, Mapping, Sequence
 
 from deploy_pipeline.model import Plan, Release, RunPlan, Service
+from deploy_pipeline.plan import resolve_env
 from deploy_pipeline.steps import RunResult, StepView
 from deploy_pipeline.store.state import Store
 
@@ -22,10 +23,16 @@ RELEASE_ACTIONS = ("deploy", "promote", "rollback")
 DONE = frozenset({"succeeded", "reused", "skipped"})
 
 
-def settings_of(service: Service) -> dict[str, object]:
-    """The settings a release records for a service: its `env` (secrets are never in it: they
-    are `secrets:` names, resolved at deploy time) and `replicas`. The one place that says
+def settings_of(
+    service: Service, plan: Plan | None = None, urls: Mapping[str, str] | None = None
+) -> dict[str, object]:
+    """The settings a release records for a service: its `env` as it runs in the plan's
+    environment, substitutions made (`${url:…}` from the run's `urls`; secrets are never in it:
+    they are `secrets:` names, resolved at deploy time) and `replicas`. The one place that says
     which settings a service runs with, for releases."""
+    if plan is not None:  # a URL the run did not report was empty for the service, as here
+        found = urls or {}
+        service = resolve_env(plan, service, (lambda s: found.get(s, "")) if urls else found.get)
     return {"env": dict(service.env), "replicas": service.replicas}
 
 
@@ -44,7 +51,7 @@ def release_notes(
             "action": action,
             "commit": commit,
             "settings": {
-                planned.service.name: settings_of(planned.service)
+                planned.service.name: settings_of(planned.service, p)
                 for tp in p.targets
                 for stage in tp.stages
                 for planned in stage.services
@@ -105,6 +112,7 @@ def _deployed(plan: Plan, target: str, views: Sequence[StepView]) -> dict[str, d
     digest), else the image it was given."""
     found: dict[str, dict[str, object]] = {}
     tp = next(t for t in plan.targets if t.target.name == target)
+    urls = {v.service: v.url for v in views if v.url and v.phase == plan.action}
     for stage in tp.stages:
         for planned in stage.services:
             svc = planned.service
@@ -114,7 +122,8 @@ def _deployed(plan: Plan, target: str, views: Sequence[StepView]) -> dict[str, d
             if view is None or view.state not in ("succeeded", "reused"):
                 continue  # skipped (a cron job on docker): nothing of it runs
             image = view.image or view.artifact or svc.image
-            found[svc.name] = {"image": image, "target": target, **settings_of(svc)}
+            settings = settings_of(svc, plan, urls)
+            found[svc.name] = {"image": image, "target": target, **settings}
     return found
 
 
