@@ -74,10 +74,13 @@ def test_a_passing_test_runs_with_the_env_and_no_secrets_then_the_image_is_pushe
     engine = Engine()
     try:
         assert engine.in_registry(ref)
+        digest = engine.registry_digest(ref)
     finally:
         engine.close()
+    # what runs is the image tested, by its digest in the registry (DESIGN.md §9)
     deployed = next(e for e in events if e["phase"] == "deploy" and e["status"] == "succeeded")
-    assert f"({ref})" in str(deployed["message"])
+    assert digest is not None
+    assert f"({ref.split(':sha-')[0]}@{digest.rpartition('@')[2]})" in str(deployed["message"])
     assert leftover_tests(docker_env) == ""
 
 
