@@ -227,4 +227,12 @@ MIGRATIONS: list[Migration] = [
     ALTER TABLE runs ADD COLUMN git_commit TEXT;
     """,
     ),
+    # 6: a preview's newest delivery read from an index in time order, not by visiting every
+    # delivery the preview ever had (the check before each webhook's 202, and `newer_than`)
+    Dialects(
+        sqlite="CREATE INDEX deliveries_by_environment_time "
+        "ON deliveries(environment, received_at);",  # SQLite's indexes end with the rowid
+        postgresql="CREATE INDEX deliveries_by_environment_time "
+        "ON deliveries(environment, received_at, rowid);",
+    ),
 ]
