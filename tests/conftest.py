@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from tests.support.docker_testbed import DockerBed, require_bed
 from tests.support.github_standin import GitHubStandin
-from tests.support.kube_testbed import require_kubeconfig
+from tests.support.kube_testbed import delete_namespace, require_kubeconfig
 from tests.support.receiver import ReceiverFactory
 
 
@@ -87,6 +88,14 @@ def kube_env(kubeconfig: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point the client (and deploy-pipeline) at the test cluster."""
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     return kubeconfig
+
+
+@pytest.fixture
+def kube_namespace(kube_env: Path) -> Iterator[str]:
+    """An environment (a namespace) of this test's own on the cluster, removed afterwards."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    yield name
+    delete_namespace(kube_env, name)
 
 
 @pytest.fixture

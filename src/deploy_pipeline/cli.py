@@ -167,14 +167,7 @@ def _parser() -> argparse.ArgumentParser:
 
 text columns: release, finished (UTC), run, action, commit, images by digest""",
     )
-    history.add_argument(
-        "-e",
-        "--environment",
-        dest="environment",
-        required=True,
-        metavar="ENV",
-        help="the environment whose releases to list",
-    )
+    _one_env_arg(history, "the environment whose releases to list")
     history.add_argument("--format", choices=("text", "json"), default="text")
     history.add_argument(
         "--limit", type=_count, default=20, metavar="N", help="at most N entries (default: 20)"
@@ -269,22 +262,8 @@ def _logs_args(
         epilog="examples:\n  deploy-pipeline logs -e staging --service api --tail 50 --follow"
         "\n  deploy-pipeline logs -e staging --run 12",
     )
-    logs.add_argument(
-        "-e",
-        "--environment",
-        dest="environment",
-        required=True,
-        metavar="ENV",
-        help="the environment",
-    )
-    logs.add_argument(
-        "--service",
-        dest="services",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="only this service (repeat for several)",
-    )
+    _one_env_arg(logs, "the environment")
+    _service_arg(logs)
     logs.add_argument(
         "--run", type=_count_arg, metavar="ID", help="that run's events and step logs instead"
     )
@@ -316,6 +295,7 @@ def _count(text: str) -> int:
 
 
 def _env_args(cmd: argparse.ArgumentParser) -> None:
+    """-e ENV (repeatable: several environments, DESIGN §2) and --service NAME."""
     cmd.add_argument(
         "-e",
         "--environment",
@@ -325,6 +305,17 @@ def _env_args(cmd: argparse.ArgumentParser) -> None:
         metavar="ENV",
         help="the environment (repeat for several, run in the order given)",
     )
+    _service_arg(cmd)
+
+
+def _one_env_arg(cmd: argparse.ArgumentParser, help: str) -> None:
+    """-e ENV, once: commands about one environment's history."""
+    cmd.add_argument(
+        "-e", "--environment", dest="environment", required=True, metavar="ENV", help=help
+    )
+
+
+def _service_arg(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--service",
         dest="services",

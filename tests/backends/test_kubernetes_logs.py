@@ -6,8 +6,7 @@ user reads it, for each replica; on a real cluster the same request returns the 
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,18 +18,9 @@ pytestmark = pytest.mark.engine
 
 
 @pytest.fixture
-def env(kube_env: Path) -> Iterator[str]:
+def env(kube_namespace: str) -> str:
     """An environment (namespace) of this test's own, removed afterwards."""
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    yield name
-    api = config.new_client_from_config(config_file=str(kube_env))
-    try:
-        client.CoreV1Api(api).delete_namespace(name)
-    except client.ApiException as exc:
-        if exc.status != 404:
-            raise
-    finally:
-        api.close()
+    return kube_namespace
 
 
 @pytest.fixture

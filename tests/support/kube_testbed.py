@@ -51,3 +51,17 @@ def control_plane_pid(component: str) -> int:
     if os.environ.get("DP_TEST_KUBECONFIG") or not pid_file.is_file():
         unavailable(f"needs the local control plane's {component} (scripts/kube-testenv start)")
     return int(pid_file.read_text().strip())
+
+
+def delete_namespace(kubeconfig: Path, name: str) -> None:
+    """Remove a test's namespace from the cluster (gone already is fine)."""
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(config_file=str(kubeconfig))
+    try:
+        client.CoreV1Api(api).delete_namespace(name)
+    except client.ApiException as exc:
+        if exc.status != 404:
+            raise
+    finally:
+        api.close()
