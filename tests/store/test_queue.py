@@ -374,3 +374,22 @@ def test_last_pushes_and_leaving_are_read_from_deploys_and_deletes(stores: Store
     assert queue.leaving() == {"pr-2", "pr-3"}
     queue.finish("drop-2", "done", "succeeded")
     assert queue.leaving() == {"pr-3"}
+
+
+def test_what_last_taken_remembers_is_what_the_table_says(stores: Stores) -> None:
+    """The queue that adds the deliveries answers last_taken as a new queue reading the table
+    does (on SQLite from what it remembers, with no query before a 202): after deliveries of
+    two previews, a repeat, an ignored one, and after pruning."""
+    store = stores.open(clock=Clock(step=0.001))
+    writer = Queue(store)
+    assert writer.last_taken("pr-1") is None
+    add(writer, "a", "pr-1")
+    add(writer, "b", "pr-2")
+    add(writer, "c", "pr-1")
+    add(writer, "c", "pr-1")  # the same delivery again
+    add(writer, "d", "pr-1", action="ignore")
+    for environment in ("pr-1", "pr-2", "pr-3"):
+        assert writer.last_taken(environment) == Queue(store).last_taken(environment)
+    assert writer.last_taken("pr-1") == {"delivery": "c"}
+    writer.prune(before=0.0)
+    assert writer.last_taken("pr-1") == Queue(store).last_taken("pr-1") == {"delivery": "c"}

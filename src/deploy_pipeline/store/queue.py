@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ JOB_ACTIONS = (*ACTIONS, "ignore")  # a job may also record a delivery that aske
 LEASE = 30.0  # seconds a running delivery stays its receiver's without a renewal
 LEASE_ENV = "DEPLOY_PIPELINE_LEASE"  # another number of seconds (tests shorten it)
 CANDIDATES = 20  # environments looked at per claim (others may be held by other receivers)
+TAKEN_KEPT = 256  # environments whose newest pull_request payload the writer remembers (SQLite)
 
 
 def lease_of(environ: Mapping[str, str]) -> float:
@@ -60,6 +62,13 @@ class Queue:
     def __init__(self, store: Store, *, lease: float | None = None) -> None:
         self.store = store
         self.lease = lease or lease_of(os.environ)
+        # On SQLite this process is the one receiver adding deliveries: the payload of each
+        # environment's newest pull_request delivery taken is remembered as it is added, not
+        # read back before every 202 (each query gives up the GIL, and the writer thread then
+        # waits behind the workers for it). PostgreSQL's receivers share the table: read it.
+        self.taken: OrderedDict[str, Mapping[str, Any] | None] | None = (
+            OrderedDict() if store.database.kind == "sqlite" else None
+        )
 
     def add(
         self,
@@ -99,7 +108,18 @@ class Queue:
                     json.dumps(list(services)),
                 ),
             )
-            return result.rowcount == 1
+            added = result.rowcount == 1
+        taken = added and state != "ignored" and event == "pull_request"
+        if taken and self.taken is not None and environment:
+            self._remember(environment, payload)
+        return added
+
+    def _remember(self, environment: str, payload: Mapping[str, Any] | None) -> None:
+        assert self.taken is not None
+        self.taken[environment] = payload
+        self.taken.move_to_end(environment)
+        while len(self.taken) > TAKEN_KEPT:  # the least recent are read back when asked
+            self.taken.popitem(last=False)
 
     def claim(self) -> Job | None:
         """The newest queued delivery of the oldest-waiting environment that has nothing running;
@@ -229,6 +249,8 @@ class Queue:
         epoch; queued and running ones stay, and so do each environment's newest deploy and
         newest pull_request delivery (its last push and its repository, for housekeeping).
         How many went."""
+        if self.taken is not None:
+            self.taken.clear()  # read back from what is left
         with self.store.transaction() as db:
             gone = db.execute(
                 "DELETE FROM deliveries WHERE state NOT IN ('queued', 'running') "
@@ -271,6 +293,9 @@ class Queue:
     def last_taken(self, environment: str) -> Mapping[str, Any] | None:
         """The payload of the environment's newest pull_request delivery taken (queued, run
         or superseded: not ignored); None when it has none."""
+        if self.taken is not None and environment in self.taken:
+            self.taken.move_to_end(environment)
+            return self.taken[environment]
         # The body (tens of KiB) is read for the newest row only: selected in the sorted query,
         # SQLite's sorter would carry every candidate's body, on the path of every webhook's 202.
         rows = self.store.query(
@@ -282,8 +307,11 @@ class Queue:
         try:
             payload = json.loads(str(rows[0][0])) if rows else None
         except ValueError:
-            return None
-        return payload if isinstance(payload, dict) else None
+            payload = None
+        found = payload if isinstance(payload, dict) else None
+        if self.taken is not None:
+            self._remember(environment, found)
+        return found
 
     def delivery(self, delivery: str) -> dict[str, object] | None:
         rows = self.store.query(
