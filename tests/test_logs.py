@@ -90,6 +90,28 @@ def test_an_unknown_run_is_refused_with_the_latest_one_named(
     )
 
 
+def test_numbers_past_a_database_column_are_refused_or_mean_all_not_a_traceback(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run id no database column holds is an unknown run (exit 2, a sentence), and a --tail
+    or --limit that large means all, where each once ended in an OverflowError traceback or a
+    datatype mismatch."""
+    huge = "9" * 30
+    cli(capsys, "deploy", "-f", str(config), "-e", "staging")
+    code, _, err = cli(capsys, "logs", "-f", str(config), "-e", "staging", "--run", huge)
+    assert code == 2
+    assert err == (
+        "error: no run 9223372036854775807 in this state database; the latest run of staging is 1\n"
+    )
+    assert (
+        cli(capsys, "logs", "-f", str(config), "-e", "staging", "--run", "1", "--tail", huge)[0]
+        == 0
+    )
+    code, out, err = cli(capsys, "history", "-f", str(config), "-e", "staging", "--limit", huge)
+    assert (code, err) == (0, "")
+    assert out == cli(capsys, "history", "-f", str(config), "-e", "staging")[1]  # all of it
+
+
 def test_an_unknown_service_is_refused_with_the_known_ones_listed(
     config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any, TextIO
@@ -273,25 +273,28 @@ def _logs_args(
     logs.add_argument("--follow", action="store_true", help="go on printing new lines until Ctrl-C")
 
 
-def _count_arg(text: str) -> int:
-    """argparse's type for --tail and --run: a whole number, 0 or more."""
-    if text.isascii() and text.isdigit():
-        return int(text)
-    raise argparse.ArgumentTypeError(f"expected a whole number (0 or more), got {text!r}")
+MAX_WHOLE = 2**63 - 1  # the largest number a database column holds
 
 
-def _port(text: str) -> int:
-    """argparse's type for --port: 1 to 65535 (a socket would take 99999 modulo 65536)."""
-    if text.isascii() and text.isdigit() and 1 <= int(text) <= 65535:
-        return int(text)
-    raise argparse.ArgumentTypeError(f"a port is a number from 1 to 65535, got {text!r}")
+def _whole(low: int, high: int, wanted: str) -> Callable[[str], int]:
+    """argparse's type for a whole number from `low` to `high` (decimal ASCII digits: `²` is a
+    digit to str.isdigit). A number past what a database column holds reads as that most: a
+    --limit or --tail that large means all, and no run has such an id."""
+
+    def parse(text: str) -> int:
+        if text.isascii() and text.isdigit():
+            number = MAX_WHOLE if len(text) > 19 else min(int(text), MAX_WHOLE)
+            if low <= number <= high:
+                return number
+        raise argparse.ArgumentTypeError(f"{wanted}, got {text!r}")
+
+    return parse
 
 
-def _count(text: str) -> int:
-    """argparse's type for --limit: a whole number from 1 up."""
-    if text.isascii() and text.isdigit() and int(text) >= 1:
-        return int(text)
-    raise argparse.ArgumentTypeError(f"expected a whole number from 1 up, got {text!r}")
+_count_arg = _whole(0, MAX_WHOLE, "expected a whole number (0 or more)")  # --tail, --run
+_count = _whole(1, MAX_WHOLE, "expected a whole number from 1 up")  # --limit
+# --port: a socket would take 99999 modulo 65536
+_port = _whole(1, 65535, "a port is a number from 1 to 65535")
 
 
 def _env_args(cmd: argparse.ArgumentParser) -> None:
