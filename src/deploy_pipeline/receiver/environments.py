@@ -27,8 +27,8 @@ def clone(receiver: Receiver, source: str, new: str) -> dict[str, object]:
 
 def order(receiver: Receiver, name: str, action: Action, services: Sequence[str]) -> str:
     """`POST /api/environments/{name}/{action}`: queued like a delivery; its id."""
-    config = receiver.config_of(name)
-    trusted = receiver.trusted_for(config)
+    config = receiver.sources.config_of(name)
+    trusted = receiver.sources.trusted_for(config)
     with Workspace(config, write=False, state=receiver.state, trusted=trusted) as workspace:
         envs = workspace.environments()
         if name not in envs:

@@ -286,7 +286,7 @@ class Receiver:
             log.info("%s of %s: %s", action, job.environment, outcome, extra=extra)
             self.after(job, action, outcome)
         except DeployPipelineError as exc:
-            said = str(exc).replace(f"{self.checkout_of(job.environment)}{os.sep}", "")
+            said = str(exc).replace(f"{self.sources.checkout_of(job.environment)}{os.sep}", "")
             # once a run started its reporter told GitHub; before, nothing did
             tell = None if operation is not None else f"{action} could not start: {said}"
             self.failed(job, action, said, tell=tell, extra=extra)
@@ -336,8 +336,8 @@ class Receiver:
 
     def prepare(self, job: Job, action: Action) -> Operation:
         """The job's run, ready: its pipeline file, the preview made on its first push."""
-        config = self.pipeline_for(job, action)
-        trusted = self.trusted_for(config)
+        config = self.sources.pipeline_for(job, action)
+        trusted = self.sources.trusted_for(config)
         request = Request(
             config,
             [job.environment],
@@ -398,20 +398,6 @@ class Receiver:
             if newer is not None:
                 cancel.set(f"superseded by {newer[:7]}")
                 return
-
-    # --- where a run's pipeline file comes from (sources.py) --------------------------------
-
-    def checkout_of(self, environment: str) -> Path:
-        return self.sources.checkout_of(environment)
-
-    def config_of(self, environment: str) -> Path:
-        return self.sources.config_of(environment)
-
-    def trusted_for(self, config: Path) -> Path | None:
-        return self.sources.trusted_for(config)
-
-    def pipeline_for(self, job: Job, action: Action) -> Path:
-        return self.sources.pipeline_for(job, action)
 
     def reporter(self, job: Job, operation: Operation, action: Action) -> GitHubReporter | None:
         repository = job.repository

@@ -72,8 +72,8 @@ async def _environment(request: HttpRequest) -> Response:
 
 def environment_view(receiver: Receiver, name: str) -> dict[str, object] | None:
     """An environment as `GET /api/environments/{name}` shows it; None when there is none."""
-    config = receiver.config_of(name)
-    trusted = receiver.trusted_for(config)
+    config = receiver.sources.config_of(name)
+    trusted = receiver.sources.trusted_for(config)
     with Workspace(config, write=False, state=receiver.state, trusted=trusted) as workspace:
         found = workspace.listed(name)  # not the whole listing: there may be a thousand
         if found is None:
