@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 ServiceType = Literal["database", "job", "container", "application"]
-Action = Literal["deploy", "restart", "stop", "delete"]
+Action = Literal["deploy", "restart", "stop", "delete", "promote", "rollback"]
 Phase = Literal["build", "test", "deploy", "restart", "stop", "delete", "run"]
 Status = Literal["started", "succeeded", "failed", "cancelled", "skipped", "reused"]
 TargetKind = Literal["docker", "kubernetes", "simulated"]
@@ -17,7 +17,10 @@ Order = Literal["parallel", "sequential"]
 KeyPath = tuple[str | int, ...]  # ("services", "api", "secrets", 0): a key of the file
 
 SERVICE_TYPES: tuple[ServiceType, ...] = ("database", "job", "container", "application")
+# the actions of `deploy|restart|stop|delete` and `plan --action`; promote and rollback (§10)
+# move releases' images and are asked for by their own commands
 ACTIONS: tuple[Action, ...] = ("deploy", "restart", "stop", "delete")
+RELEASE_MOVES: tuple[Action, ...] = ("promote", "rollback")
 STEP_PHASES: tuple[Phase, ...] = ("build", "test", "deploy", "restart", "stop", "delete")
 # The steps that make a service's image before its own step: its build, then its test (§9).
 IMAGE_PHASES: frozenset[Phase] = frozenset({"build", "test"})
@@ -34,6 +37,15 @@ LONG_RUNNING: frozenset[ServiceType] = frozenset({"container", "application"})
 BUILT: frozenset[ServiceType] = frozenset({"job", "application"})
 # Stop and delete take the environment down in the reverse order it came up.
 REVERSED_ACTIONS: frozenset[Action] = frozenset({"stop", "delete"})
+
+
+def step_phase(action: Action) -> Phase:
+    """The phase of an action's steps: a promotion's or a rollback's are `deploy` steps (§9)."""
+    match action:
+        case "promote" | "rollback":
+            return "deploy"
+        case _:
+            return action
 
 
 @dataclass(frozen=True)

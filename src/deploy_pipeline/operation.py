@@ -49,12 +49,16 @@ STATUS_AFTER: Mapping[tuple[Action, str], str] = {
     ("restart", "succeeded"): "deployed",
     ("stop", "succeeded"): "stopped",
     ("delete", "succeeded"): "not deployed",
+    ("promote", "succeeded"): "deployed",
+    ("rollback", "succeeded"): "deployed",
 }
 STATUS_DURING: Mapping[Action, str] = {
     "deploy": "deploying",
     "restart": "deploying",
     "stop": "stopping",
     "delete": "deleting",
+    "promote": "deploying",
+    "rollback": "deploying",
 }
 
 
@@ -81,6 +85,8 @@ class Request:
     trusted: Path | None = None  # `config` is a pull request's; this file decides what it reaches
     commit: str | None = None  # the git commit deployed (GITHUB_SHA, a PR's head; the CLI's
     # git rev-parse HEAD), for ${commit} in env values and the release; None when unknown
+    source: str | None = None  # promote: the environment whose latest release's images move
+    to: int | None = None  # rollback: the release to go back to (None: the one before the latest)
 
 
 class Operation:

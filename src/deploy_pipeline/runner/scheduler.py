@@ -31,6 +31,7 @@ from deploy_pipeline.model import (
     StagePlan,
     Status,
     TargetPlan,
+    step_phase,
 )
 from deploy_pipeline.plan import resolve_env
 
@@ -162,7 +163,7 @@ class StagedPipeline:
         for pos, sp in enumerate(tp.stages):
             mains = []
             for planned in sp.services:
-                main = Step(sp, pos, order, plan.action, planned.service.name)
+                main = Step(sp, pos, order, step_phase(plan.action), planned.service.name)
                 if planned.build:
                     main.build = Step(sp, pos, order, "build", planned.service.name)
                     main.build.main = main
@@ -221,7 +222,7 @@ class StagedPipeline:
                     target=self.target,
                     stage=svc.stage,
                     service=svc.name,
-                    phase=self.plan.action,
+                    phase=step_phase(self.plan.action),
                     status="skipped",
                     message=f"skipped in {self.env}",
                 )

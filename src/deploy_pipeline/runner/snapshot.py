@@ -5,7 +5,7 @@ nothing; the words are steps.py's.
 
 from __future__ import annotations
 
-from deploy_pipeline.model import IMAGE_PHASES
+from deploy_pipeline.model import IMAGE_PHASES, step_phase
 from deploy_pipeline.runner.scheduler import DONE_OK, PENDING, RUNNING, StagedPipeline, Step
 from deploy_pipeline.steps import (
     GERUND,
@@ -55,7 +55,7 @@ def views(pipe: StagedPipeline, now: float) -> list[StepView]:
                 target=pipe.target,
                 stage=svc.stage,
                 service=svc.name,
-                phase=pipe.plan.action,
+                phase=step_phase(pipe.plan.action),
                 state="skipped",
                 elapsed=None,
                 message=f"skipped in {pipe.env}",
@@ -91,7 +91,7 @@ def _waiting(pipe: StagedPipeline, step: Step, now: float) -> str:
         return for_its_test(_running_for(step.test, now), pipe.test_busy, p)
     if not pipe.plan.build_ahead and pipe.builds_left[step.pos]:
         return for_stage_builds(pipe.builds_left[step.pos])
-    return for_slot(pipe.plan.action, pipe.main_busy, p)
+    return for_slot(step_phase(pipe.plan.action), pipe.main_busy, p)
 
 
 def _running_for(step: Step, now: float) -> float | None:
