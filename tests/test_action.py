@@ -4,6 +4,7 @@ workflow commands, and what happens when GitHub refuses or fails."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import io
 import json
@@ -15,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from deploy_pipeline.action import run_action
 from deploy_pipeline.store.state import Store
 from tests.support.eventually import eventually
 from tests.support.github_standin import REPO, TOKEN, GitHubStandin
+from tests.support.paths import ROOT
 from tests.support.webhooks import pr_event
 
 CANARY = "canary-secret-4f1c9d"  # a service's secret: must appear in no log line but its mask
@@ -479,3 +482,116 @@ def test_the_release_a_deploy_makes_names_the_workflow_commit(step: Step, own_st
         store.close()
     assert release is not None and release.commit == step.sha
     assert sorted(release.services) == ["api", "db", "web"]  # search is skipped in staging
+
+
+MOVES = """
+version: 1
+stages: [data, apps]
+targets:
+  rehearse: {kind: simulated}
+services:
+  db: {type: database, image: postgres:16, port: 5432, stage: data}
+  api: {type: application, build: ./api, port: 8000, stage: apps, env: {MODE: "${environment}"}}
+  web: {type: container, image: nginx:1.27, port: 80, public: true, stage: apps}
+environments:
+  staging: {target: rehearse}
+  production: {target: rehearse, production: true}
+"""
+
+
+def test_a_deploy_names_its_release_in_the_outputs_and_the_summary(
+    step: Step, write_config: Callable[[str], Path]
+) -> None:
+    """The `release` output is the number the deploy recorded; with several environments a
+    JSON object of environment → number, as `services` keys them; the summary names it."""
+    write_config(MOVES)
+    assert step(environment="staging") == 0, step.log
+    assert step.outputs["release"] == "1"
+    assert "Recorded as release **1** of `staging`." in step.summary
+    assert step.log.splitlines()[-1].startswith("deploy succeeded in ")
+    assert step.log.splitlines()[-1].endswith(": release 1")
+    assert step(environment="staging, production") == 0, step.log
+    assert json.loads(step.outputs["release"]) == {"staging": 2, "production": 1}
+
+
+@pytest.mark.parametrize(
+    ("inputs", "error"),
+    [
+        (
+            {"action": "promote", "environment": "production"},
+            "input from is required with action: promote: the environment whose latest "
+            "release's images to deploy (e.g. `from: staging`)",
+        ),
+        (
+            {"action": "deploy", "environment": "production", "from": "staging"},
+            "input from is only for action: promote, and this step's action is deploy; remove "
+            "`from:`, or set `action: promote` to deploy that environment's images",
+        ),
+        (
+            {"action": "promote", "environment": "production", "from": "staging", "to": "1"},
+            "input to is only for action: rollback, and this step's action is promote; remove "
+            "`to:`, or set `action: rollback` to go back to that release",
+        ),
+        (
+            {"action": "rollback", "environment": "staging", "to": "two"},
+            "input to: expected a release number (a whole number from 1 up, as `history` lists "
+            "them), got 'two'; leave it empty to roll back to the release before the latest",
+        ),
+        (
+            {"action": "rollback", "environment": "staging", "to": "0"},
+            "input to: expected a release number (a whole number from 1 up, as `history` lists "
+            "them), got '0'; leave it empty to roll back to the release before the latest",
+        ),
+        (
+            {"action": "rollback", "environment": "staging", "to": "²"},
+            "input to: expected a release number (a whole number from 1 up, as `history` lists "
+            "them), got '²'; leave it empty to roll back to the release before the latest",
+        ),
+    ],
+)
+def test_bad_promote_and_rollback_inputs_fail_the_step_saying_what_is_right(
+    step: Step,
+    standin: GitHubStandin,
+    write_config: Callable[[str], Path],
+    inputs: dict[str, str],
+    error: str,
+) -> None:
+    """`promote` without `from`, `from` or `to` with another action, and a `to` that is not a
+    whole number from 1 up: exit 1 and one ::error:: saying what would be right, before
+    anything is touched (no commit status)."""
+    write_config(MOVES)
+    assert step(**inputs) == 1
+    assert [line for line in step.log.splitlines() if line.startswith("::error")] == [
+        f"::error::{error}"
+    ]
+    assert standin.statuses(step.sha) == []
+
+
+def read_inputs() -> set[str]:
+    """The inputs the Action's code reads: every `inputs.get/flag/names("name")`."""
+    found = set()
+    for module in ("action.py", "action_inputs.py"):
+        tree = ast.parse((ROOT / "src" / "deploy_pipeline" / module).read_text())
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("get", "flag", "names")
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "inputs"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+            ):
+                found.add(str(node.args[0].value))
+    return found
+
+
+def test_action_yml_declares_every_input_read_and_every_output_written(step: Step) -> None:
+    """action.yml lists exactly the inputs the code reads (promote's `from`, rollback's `to`
+    among them) and the outputs a run writes (`release` among them)."""
+    declared = yaml.safe_load((ROOT / "action.yml").read_text())
+    assert set(declared["inputs"]) == read_inputs()
+    assert {"from", "to"} <= set(declared["inputs"])
+    assert step(environment="staging") == 0, step.log
+    assert set(step.outputs) == set(declared["outputs"])
+    assert "release" in step.outputs

@@ -60,15 +60,12 @@ jobs:
 """
 
 
-@pytest.fixture
-def repo(tmp_path: Path, docker_env: DockerBed) -> Iterator[Path]:
+def make_repo(root: Path, workflow: str, pipeline: str) -> Path:
     """A repository using the Action from its own root, with a pipeline of busybox services."""
-    require_act(docker_env)
-    root = tmp_path / "repo"
     copy_action(root)
     (root / ".github" / "workflows").mkdir(parents=True)
-    (root / ".github" / "workflows" / "deploy.yml").write_text(WORKFLOW)
-    (root / ".deploy-pipeline.yml").write_text(PIPELINE)
+    (root / ".github" / "workflows" / "deploy.yml").write_text(workflow)
+    (root / ".deploy-pipeline.yml").write_text(pipeline)
     busybox_context(root / "web", HTTPD, extra="EXPOSE 8080")
     (root / ".gitignore").write_text(".deploy-pipeline/\n")
 
@@ -84,7 +81,14 @@ def repo(tmp_path: Path, docker_env: DockerBed) -> Iterator[Path]:
     git("add", "-A")
     git("commit", "-qm", "the shop")
     git("remote", "add", "origin", f"https://github.com/{REPO}.git")
-    yield root
+    return root
+
+
+@pytest.fixture
+def repo(tmp_path: Path, docker_env: DockerBed) -> Iterator[Path]:
+    """The shop's repository, deploying `rehearsal` on push and previews on pull requests."""
+    require_act(docker_env)
+    yield make_repo(tmp_path / "repo", WORKFLOW, PIPELINE)
 
 
 def head(repo: Path) -> str:

@@ -8,7 +8,7 @@ import pytest
 
 from deploy_pipeline import __version__, action
 from deploy_pipeline.cli import main
-from deploy_pipeline.model import ACTIONS
+from deploy_pipeline.model import ACTIONS, RELEASE_MOVES
 from deploy_pipeline.store import queue
 
 
@@ -20,6 +20,7 @@ def test_the_version_is_the_package_metadata_s(capsys: pytest.CaptureFixture[str
 
 
 def test_the_action_input_and_the_queue_extend_the_one_actions_list() -> None:
-    """The Action's input adds preview and a queued job adds ignore to the model's ACTIONS."""
-    assert (*ACTIONS, "preview") == action.INPUT_ACTIONS
+    """The Action's input adds promote, rollback and preview and a queued job adds ignore to
+    the model's ACTIONS."""
+    assert (*ACTIONS, *RELEASE_MOVES, "preview") == action.INPUT_ACTIONS
     assert (*ACTIONS, "ignore") == queue.JOB_ACTIONS

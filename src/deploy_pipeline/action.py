@@ -12,18 +12,17 @@ import signal
 import sys
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
-import yaml
-
+from deploy_pipeline.action_inputs import INPUT_ACTIONS, Inputs, Move, kubeconfig_secrets
 from deploy_pipeline.config import load_config
 from deploy_pipeline.durations import tenths
 from deploy_pipeline.errors import ConfigError, ConfigErrors, DeployPipelineError, UsageError
 from deploy_pipeline.events import secret_values
-from deploy_pipeline.model import ACTIONS, Action
+from deploy_pipeline.model import Action, Release
 from deploy_pipeline.operation import Operation, Request
 from deploy_pipeline.previews import PreviewPolicy, decide
 from deploy_pipeline.reporting.markdown import job_summary, service_rows, service_urls
@@ -36,62 +35,6 @@ from deploy_pipeline.workspace import Workspace
 
 if TYPE_CHECKING:
     from deploy_pipeline.github import GitHubReporter
-
-INPUT_ACTIONS = (*ACTIONS, "preview")  # the input also takes preview: deploy, or delete if closed
-TRUE, FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off", ""}
-# kubeconfig keys whose values are credentials (masked before anything is printed)
-SECRET_KEYS = {
-    "token",
-    "password",
-    "client-key-data",
-    "client-certificate-data",
-    "id-token",
-    "refresh-token",
-    "access-token",
-}
-
-
-class Inputs:
-    """The step's `with:` values as a docker action receives them: INPUT_<NAME>, upper-cased,
-    hyphens kept (INPUT_DRY-RUN)."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self.environ = environ
-
-    def get(self, name: str, default: str = "") -> str:
-        return self.environ.get(f"INPUT_{name.upper().replace(' ', '_')}", default).strip()
-
-    def flag(self, name: str) -> bool:
-        value = self.get(name).lower()
-        if value not in TRUE | FALSE:
-            raise UsageError(f"input {name}: expected true or false, got '{value}'")
-        return value in TRUE
-
-    def names(self, name: str) -> list[str]:
-        """A list input: comma-, space- or newline-separated."""
-        return [n for n in self.get(name).replace(",", " ").split() if n]
-
-
-def _secret_values(kubeconfig: str) -> list[str]:
-    try:
-        doc = yaml.safe_load(kubeconfig)
-    except yaml.YAMLError:
-        return [kubeconfig]  # not YAML: mask all of it
-    found: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key in SECRET_KEYS and isinstance(value, str):
-                    found.append(value)
-                else:
-                    walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(doc)
-    return found
 
 
 def _write_private(folder: Path, name: str, text: str) -> Path:
@@ -134,13 +77,14 @@ def run_action(environ: Mapping[str, str], out: TextIO = sys.stdout) -> int:
     # masks go out before anything else is printed
     cmd.mask([v for v in (token, registry_password) if v])
     if kubeconfig:
-        cmd.mask(_secret_values(kubeconfig))
+        cmd.mask(kubeconfig_secrets(kubeconfig))
     try:
         action = inputs.get("action", "deploy") or "deploy"
         if action not in INPUT_ACTIONS:
             raise UsageError(
                 f"input action: expected one of {', '.join(INPUT_ACTIONS)}, got '{action}'"
             )
+        move = Move.of(inputs, action)
         config = Path(inputs.get("config") or ".deploy-pipeline.yml")
         workspace_dir = Path(environ.get("GITHUB_WORKSPACE", "."))
         if not config.is_absolute():
@@ -168,7 +112,7 @@ def run_action(environ: Mapping[str, str], out: TextIO = sys.stdout) -> int:
             env["DOCKER_CONFIG"] = str(
                 _docker_config(private, config, registry_user, registry_password, registry)
             )
-        return _run(cmd, inputs, env, action, config, token)
+        return _run(cmd, inputs, env, action, config, token, move)
     except ConfigErrors as exc:
         for error in exc.errors:
             _annotate(cmd, error, environ)
@@ -238,7 +182,13 @@ def _docker_config(
 
 
 def _run(
-    cmd: Commands, inputs: Inputs, env: dict[str, str], action: str, config: Path, token: str
+    cmd: Commands,
+    inputs: Inputs,
+    env: dict[str, str],
+    action: str,
+    config: Path,
+    token: str,
+    move: Move,
 ) -> int:
     environments = inputs.names("environment")
     sha = env.get("GITHUB_SHA", "")
@@ -264,6 +214,8 @@ def _run(
         dry_run,
         supersede=action == "preview",
         commit=sha or None,
+        source=move.source,
+        to=move.to,
     )
     granted = _granted(inputs, env)
     secrets_from: Mapping[str, str] = env
@@ -273,7 +225,7 @@ def _run(
     with Operation(request, environ=secrets_from) as operation:
         cmd.mask(secret_values(operation.secrets))
         groups = StageGroups(cmd, operation.run_plan)
-        observers = _reporters(cmd, env, token, sha, operation, run_action_)
+        observers = _reporters(cmd, env, token, sha, operation, run_action_, move.source)
         cancel = Cancel()
 
         def stop(signum: int, frame: FrameType | None) -> None:
@@ -316,7 +268,8 @@ def _preview(
         decision = decide(Delivery("action", "pull_request", payload), policy)
         if decision.action == "ignore" or decision.pull_request is None:
             cmd.line(f"{decision.reason}: the preview is left as it is")
-            _set_output(env, {"status": "skipped", "environment-url": "", "services": "{}"})
+            skipped = {"status": "skipped", "environment-url": "", "services": "{}", "release": ""}
+            _set_output(env, skipped)
             return None
         name = ws.preview(decision.pull_request.number, recover=not dry_run).name
     return decision.action, name, decision.sha
@@ -329,6 +282,7 @@ def _reporters(
     sha: str,
     operation: Operation,
     action: Action,
+    source: str | None,
 ) -> list[GitHubReporter]:
     from deploy_pipeline.github import GitHubReporter, GitHubSettings
 
@@ -346,7 +300,12 @@ def _reporters(
         cmd.line(f"GitHub reporting is off: {_missing(missing)}")
         return []
     reporter = GitHubReporter(
-        settings, operation.run_plan, action, log=cmd.warning, redact=operation.redactor
+        settings,
+        operation.run_plan,
+        action,
+        log=cmd.warning,
+        redact=operation.redactor,
+        source=source,
     )
     return [reporter]
 
@@ -387,12 +346,40 @@ def _finish(
             "status": result.status,
             "environment-url": environment_url(service_urls(rows, public)) or "",
             "services": json.dumps(services, sort_keys=True),
+            "release": _release_output(operation.releases, len(operation.run_plan.plans) > 1),
         },
     )
-    _summary(env, redact(job_summary(result, operation.run_plan, action=action, sha=sha or None)))
+    request = operation.request
+    summary = job_summary(
+        result,
+        operation.run_plan,
+        action=action,
+        sha=sha or None,
+        releases=operation.releases,
+        source=request.source,
+        to=request.to,
+    )
+    _summary(env, redact(summary))
     for failure in result.failures:
         cmd.error(failure)
-    cmd.line(f"{action} {result.status} in {tenths(result.duration)}")
+    made = sorted({(r.environment, r.id) for r in operation.releases})
+    recorded = "; ".join(
+        f"release {number} of {name}" if len(made) > 1 else f"release {number}"
+        for name, number in made
+    )
+    cmd.line(
+        f"{action} {result.status} in {tenths(result.duration)}" + (f": {recorded}" if made else "")
+    )
+
+
+def _release_output(releases: Sequence[Release], several: bool) -> str:
+    """The `release` output: the number of the release the run recorded ("" when none: a
+    failed run, a dry run, an action that makes none); with several environments, as the
+    `services` output keys them, a JSON object of environment → number."""
+    numbers = {r.environment: r.id for r in releases}  # a number per environment, not target
+    if several:
+        return json.dumps(numbers, sort_keys=True)
+    return str(next(iter(numbers.values()), ""))
 
 
 def main() -> int:

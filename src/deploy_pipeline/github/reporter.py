@@ -43,6 +43,9 @@ from deploy_pipeline.reporting.markdown import (
 from deploy_pipeline.steps import RunResult, environment_url
 
 MAX_BACKOFF = 30.0  # seconds between two tries at an unreachable GitHub, at most
+# the actions that put images in place, so make a GitHub Deployment (promote and rollback
+# deploy a release's images, DESIGN.md §10)
+DEPLOYING: frozenset[Action] = frozenset({"deploy", "restart", "promote", "rollback"})
 
 
 class GitHubReporter:
@@ -57,10 +60,15 @@ class GitHubReporter:
         log: Callable[[str], None],
         redact: Redactor | None = None,
         cancelled: str = "failure",
+        source: str | None = None,
+        to: int | None = None,
     ) -> None:
         """`cancelled`: the Deployment state of a cancelled run: `failure` for a workflow run
-        cancelled halfway, `inactive` for a preview's run a newer push superseded."""
+        cancelled halfway, `inactive` for a preview's run a newer push superseded. `source`: a
+        promotion's source environment; `to`: the release a rollback goes back to, when named
+        (both go in the Deployment's description)."""
         self.settings, self.run_plan, self.action = settings, run_plan, action
+        self.source, self.to = source, to
         self.cancelled = cancelled
         self.log, self.redact = log, redact or Redactor()
         self.tries = max(1, settings.retries)  # of an update while GitHub is out of reach
@@ -84,7 +92,7 @@ class GitHubReporter:
         for name, plan in self.plans.items():
             description = self.progress.description(name, self.action)
             self._do(f"set the commit status of {name}", self._status, name, "pending", description)
-            if self.action in ("deploy", "restart"):
+            if self.action in DEPLOYING:
                 self._do(f"create a deployment of {name}", self._create_deployment, plan)
 
     def __call__(self, event: Event) -> None:
@@ -124,7 +132,7 @@ class GitHubReporter:
             url = environment_url(
                 service_urls(mine, (p.service.name for p in public if p.service.public))
             )
-            if self.action in ("deploy", "restart"):
+            if self.action in DEPLOYING:
                 deployment_state = {"succeeded": "success", "cancelled": self.cancelled}.get(
                     status, "failure"
                 )
@@ -259,15 +267,29 @@ class GitHubReporter:
         deployment = self.repo.create_deployment(
             ref=self.settings.sha,
             environment=env.name,
-            description=clip(f"deploy-pipeline {self.action} of {env.name}"),
+            description=clip(f"deploy-pipeline {self.action} of {env.name}{self._moved()}"),
             auto_merge=False,
             required_contexts=[],
             transient_environment=env.pull_request is not None,
             production_environment=env.production,
-            payload={"tool": "deploy-pipeline", "action": self.action},
+            payload={
+                "tool": "deploy-pipeline",
+                "action": self.action,
+                **({"source": self.source} if self.source else {}),
+                **({"to": self.to} if self.to is not None else {}),
+            },
         )
         self.deployments[env.name] = deployment
-        self._post_deployment_status(deployment.url, "in_progress", None, "deploying")
+        doing = {"promote": "promoting", "rollback": "rolling back"}.get(self.action, "deploying")
+        self._post_deployment_status(deployment.url, "in_progress", None, doing)
+
+    def _moved(self) -> str:
+        """` from staging`, ` to release 3`: what a promotion or a rollback moves, or nothing."""
+        if self.action == "promote" and self.source:
+            return f" from {self.source}"
+        if self.action == "rollback" and self.to is not None:
+            return f" to release {self.to}"
+        return ""
 
     def _deployment_status(self, name: str, state: str, url: str | None, description: str) -> None:
         deployment = self.deployments.get(name)

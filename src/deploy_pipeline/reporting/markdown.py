@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from deploy_pipeline.durations import tenths_or_minutes
-from deploy_pipeline.model import IMAGE_PHASES, Event, Plan, RunPlan
+from deploy_pipeline.model import IMAGE_PHASES, Event, Plan, Release, RunPlan
 from deploy_pipeline.steps import RunResult, StepView
 
 UrlOf = tuple[str | None, bool]  # a service's URL, and whether it is public
@@ -26,6 +26,10 @@ ICONS = {
     "running": "🔄",
 }
 DONE = {"succeeded", "reused", "skipped", "failed", "cancelled"}
+# where a service's image came from when the run built none: a promotion's and a rollback's
+# are a release's images (DESIGN.md §10), the others the file's `image:`
+MOVED = {"promote": "promoted", "rollback": "rolled back"}
+VERBS = {"deploy": "deployed", "restart": "restarted", "stop": "stopped", "delete": "deleted"}
 
 
 def comment_marker(environment: str) -> str:
@@ -60,6 +64,7 @@ def service_rows(result: RunResult, run_plan: RunPlan) -> list[ServiceRow]:
         for p in sp.services
     }
     images.update({s.name: s.image for plan in run_plan.plans for s in plan.skipped})
+    actions = {plan.environment.name: plan.action for plan in run_plan.plans}
     grouped: dict[tuple[str, str, str], list[StepView]] = {}
     for view in result.steps:
         grouped.setdefault((view.environment, view.target, view.service), []).append(view)
@@ -74,7 +79,8 @@ def service_rows(result: RunResult, run_plan: RunPlan) -> list[ServiceRow]:
             if build.state not in ("succeeded", "reused"):
                 origin = f"build {build.state}"
         else:
-            image, origin = main.artifact or images.get(service), "prebuilt"
+            image = main.artifact or images.get(service)
+            origin = MOVED.get(actions.get(env, "deploy"), "prebuilt")
         elapsed = sum(v.elapsed or 0.0 for v in views if v.elapsed is not None)
         if main.state == "skipped" and build is None:
             image, origin = None, ""
@@ -247,7 +253,7 @@ def _icon(status: str) -> str:
 
 def _headline(result: RunResult, action: str, what: str) -> str:
     icon = _icon(result.status)
-    verb = {"deploy": "deployed", "restart": "restarted", "stop": "stopped", "delete": "deleted"}
+    verb = {**VERBS, **MOVED}
     done = verb.get(action, action) if result.status == "succeeded" else f"{action} {result.status}"
     return f"### {icon} {what} {done} in {_seconds(result.duration)}"
 
@@ -356,10 +362,48 @@ def mermaid(plan: Plan, rows: Sequence[ServiceRow]) -> str:
     return "\n".join(out)
 
 
-def job_summary(
-    result: RunResult, run_plan: RunPlan, *, action: str, sha: str | None = None
+def release_note(
+    environment: str,
+    action: str,
+    status: str,
+    releases: Sequence[Release] = (),
+    *,
+    source: str | None = None,
+    to: int | None = None,
 ) -> str:
-    """The Action's `$GITHUB_STEP_SUMMARY`: per environment the result, stages and table."""
+    """One sentence on what a run moved and the release it made (DESIGN.md §9–§10): "Promotion
+    of the images of `staging`'s latest release, with `production`'s own settings: recorded as
+    release **4** of `production`."; "" for an action that makes no release (nor a dry run)."""
+    made = next((r for r in releases if r.environment == environment), None)
+    env = _code(environment)
+    if action == "promote":
+        origin = f"{_code(source)}'s latest release" if source else "the source's latest release"
+        did = f"Promotion of the images of {origin}, with {env}'s own settings"
+    elif action == "rollback":
+        back = made.rolled_back_to if made and made.rolled_back_to is not None else to
+        which = f"release {back}" if back is not None else "the release before the latest"
+        did = f"Rollback to {which}, its images and its settings"
+    elif made is not None:
+        return f"Recorded as release **{made.id}** of {env}."
+    else:
+        return ""
+    if made is None:
+        return f"{did}." if status == "succeeded" else f"{did}: {status}, no release recorded."
+    return f"{did}: recorded as release **{made.id}** of {env}."
+
+
+def job_summary(
+    result: RunResult,
+    run_plan: RunPlan,
+    *,
+    action: str,
+    sha: str | None = None,
+    releases: Sequence[Release] = (),
+    source: str | None = None,
+    to: int | None = None,
+) -> str:
+    """The Action's `$GITHUB_STEP_SUMMARY`: per environment the result, what a promotion or a
+    rollback moved and the release the run made, the stages and the table."""
     rows = service_rows(result, run_plan)
     parts = []
     for plan in run_plan.plans:
@@ -369,7 +413,10 @@ def job_summary(
         head = f"## {_icon(status)} deploy-pipeline {action} {_code(env)}: {status}"
         if sha:
             head += f" at {_code(sha[:7])}"
-        parts.extend([head, "", mermaid(plan, mine), "", table(mine), *_skipped_note(plan), ""])
+        parts.extend([head, ""])
+        if note := release_note(env, action, status, releases, source=source, to=to):
+            parts.extend([note, ""])
+        parts.extend([mermaid(plan, mine), "", table(mine), *_skipped_note(plan), ""])
     parts.extend(_failures(result))
     parts.append(f"\n_{action} {result.status} in {_seconds(result.duration)}_")
     return "\n".join(parts).strip() + "\n"
