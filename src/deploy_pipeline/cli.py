@@ -34,7 +34,7 @@ examples:
   deploy-pipeline plan -e staging                   what a deploy of staging would run, in order
   deploy-pipeline deploy -e staging --dry-run       rehearse it on the simulated target
   deploy-pipeline deploy -e staging --service api   deploy one service (even a skipped one)
-  deploy-pipeline deploy -e dev -e prod             promote: dev, then prod if dev succeeded
+  deploy-pipeline deploy -e dev -e prod             dev, then prod if dev succeeded
   deploy-pipeline env clone staging demo            a new environment with staging's skip set
   deploy-pipeline history -e staging                its releases: images by digest, newest first
   deploy-pipeline promote --from staging -e prod    staging's images to prod, prod's settings

@@ -6,6 +6,9 @@ fails that service's step with what to do, and what ran keeps running."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -225,3 +228,31 @@ def test_a_release_whose_image_is_gone_fails_at_its_step_and_what_runs_keeps_run
         assert [r["id"] for r in history(capsys, shop, shop.staging)] == [None, 2, 1]
     finally:
         shop.clean()
+
+
+def test_a_promotion_killed_half_way_is_no_release_and_the_next_promotion_converges(
+    shop: Shop, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`promote` SIGKILLed the moment api (stage 2) is up: the next command sees the run
+    abandoned and no release, and promoting again converges on every service, release 1."""
+    assert run(capsys, shop, "deploy", "-e", shop.staging)[0] == 0
+    [staged] = history(capsys, shop, shop.staging)
+    argv = [sys.executable, "-m", "deploy_pipeline", "promote", "-f", str(shop.config)]
+    argv += ["--from", shop.staging, "-e", shop.production, "--events", "jsonl"]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as p:
+        assert p.stdout is not None
+        for line in p.stdout:
+            event = json.loads(line)
+            if (event["service"], event["status"]) == ("api", "succeeded"):
+                p.send_signal(signal.SIGKILL)
+                break
+        assert p.wait() == -signal.SIGKILL
+    [killed] = history(capsys, shop, shop.production)
+    assert (killed["id"], killed["action"], killed["status"]) == (None, "promote", "failed")
+    code, _, err = run(capsys, shop, "promote", "--from", shop.staging, "-e", shop.production)
+    assert code == 0, err
+    release = history(capsys, shop, shop.production)[0]
+    assert release["id"] == 1
+    assert {n: s["image"] for n, s in release["services"].items()} == {
+        n: s["image"] for n, s in staged["services"].items()
+    }
