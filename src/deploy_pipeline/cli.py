@@ -1,4 +1,5 @@
-"""`deploy-pipeline`: validate, plan, deploy, restart, stop, delete, and manage environments.
+"""`deploy-pipeline`: validate, plan, deploy, restart, stop, delete, promote, rollback, history,
+logs, and manage environments.
 
 `main(argv) -> int` returns the exit code of DESIGN.md §5: 0 success, 1 the run failed, 2 bad
 usage or bad config, 130 interrupted. Heavy imports wait until a command needs them, so `--help`
@@ -33,9 +34,11 @@ examples:
   deploy-pipeline plan -e staging                   what a deploy of staging would run, in order
   deploy-pipeline deploy -e staging --dry-run       rehearse it on the simulated target
   deploy-pipeline deploy -e staging --service api   deploy one service (even a skipped one)
-  deploy-pipeline deploy -e dev -e prod             promote: dev, then prod if dev succeeded
+  deploy-pipeline deploy -e dev -e prod             dev, then prod if dev succeeded
   deploy-pipeline env clone staging demo            a new environment with staging's skip set
   deploy-pipeline history -e staging                its releases: images by digest, newest first
+  deploy-pipeline promote --from staging -e prod    staging's images to prod, prod's settings
+  deploy-pipeline rollback -e prod                  prod's release before the latest, again
   deploy-pipeline stop -e demo                      scale to zero, last stage first
 
 exit codes: 0 success · 1 the run failed · 2 bad usage or bad config · 130 interrupted
@@ -150,6 +153,7 @@ def _parser() -> argparse.ArgumentParser:
             help="if another run holds the environment, ask it to stop and take over",
         )
 
+    _moves_args(sub, file, fmt)
     _logs_args(sub, file, fmt)
     history = sub.add_parser(
         "history",
@@ -244,6 +248,67 @@ example:
     return parser
 
 
+def _moves_args(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    file: argparse.ArgumentParser,
+    fmt: type[argparse.HelpFormatter],
+) -> None:
+    """`promote` and `rollback` (DESIGN §10): deploys of images a release recorded."""
+    promote = sub.add_parser(
+        "promote",
+        parents=[file],
+        formatter_class=fmt,
+        help="deploy another environment's images here, with this environment's settings",
+        description="Deploy to ENV the images of SOURCE's latest release, by digest, with "
+        "ENV's own settings: the image moves, settings stay with their environment. Nothing is "
+        "built or tested (the images passed their tests when they were built); the deploy is "
+        "staged and waits for health like any other, holds ENV's lock, and records a release "
+        "of ENV that names SOURCE. Services SOURCE's release does not have keep what they run "
+        "(the summary names them).",
+        epilog="""examples:
+  deploy-pipeline promote --from staging -e production
+  deploy-pipeline promote --from staging -e production --service api""",
+    )
+    promote.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="SOURCE",
+        help="the environment whose latest release's images to deploy",
+    )
+    rollback = sub.add_parser(
+        "rollback",
+        parents=[file],
+        formatter_class=fmt,
+        help="deploy an earlier release again: its images and its settings",
+        description="Deploy again the images *and the settings* (env, replicas) of an earlier "
+        "release of ENV (default: the release before the latest), stage by stage, waiting "
+        "for health as a deploy does. Nothing is built or tested. It records a new release "
+        "that says which one it restored; it stays until the next deploy or promote.",
+        epilog="""examples:
+  deploy-pipeline rollback -e production            the release before the latest
+  deploy-pipeline rollback -e production --to 3     release v3 (history lists them)""",
+    )
+    rollback.add_argument(
+        "--to",
+        type=_count,
+        metavar="RELEASE",
+        help="the release number to go back to (default: the one before the latest)",
+    )
+    for cmd in (promote, rollback):
+        _env_args(cmd)
+        cmd.add_argument(
+            "--events",
+            choices=("jsonl",),
+            help="print one JSON object per event on stdout (the summary goes to stderr)",
+        )
+        cmd.add_argument(
+            "--supersede",
+            action="store_true",
+            help="if another run holds the environment, ask it to stop and take over",
+        )
+
+
 def _logs_args(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
     file: argparse.ArgumentParser,
@@ -292,7 +357,7 @@ def _whole(low: int, high: int, wanted: str) -> Callable[[str], int]:
 
 
 _count_arg = _whole(0, MAX_WHOLE, "expected a whole number (0 or more)")  # --tail, --run
-_count = _whole(1, MAX_WHOLE, "expected a whole number from 1 up")  # --limit
+_count = _whole(1, MAX_WHOLE, "expected a whole number from 1 up")  # --limit, --to
 # --port: a socket would take 99999 modulo 65536
 _port = _whole(1, 65535, "a port is a number from 1 to 65535")
 

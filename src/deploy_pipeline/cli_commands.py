@@ -203,19 +203,23 @@ def _run(args: argparse.Namespace) -> int:
 
     from deploy_pipeline.events import EventSink, JsonLines, PlainLines
     from deploy_pipeline.operation import Operation, Request
+    from deploy_pipeline.releases import release_line
     from deploy_pipeline.reporting.terminal import LiveView, print_summary
     from deploy_pipeline.runner import Cancel
 
+    moves = args.command in ("promote", "rollback")  # the commit is the release's, not HEAD
     request = Request(
         args.file,
         args.environments,
         args.command,
         args.services,
-        args.targets,
-        args.dry_run,
+        getattr(args, "targets", ()),
+        getattr(args, "dry_run", False),
         args.supersede,
-        args.force_conflicts,
-        commit=head_commit(Path(args.file)),
+        getattr(args, "force_conflicts", False),
+        commit=None if moves else head_commit(Path(args.file)),
+        source=getattr(args, "source", None),
+        to=getattr(args, "to", None),
     )
     with Operation(request) as operation:
         jsonl = args.events == "jsonl"
@@ -245,7 +249,7 @@ def _run(args: argparse.Namespace) -> int:
 
         previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            if args.dry_run and not jsonl:
+            if request.dry_run and not jsonl:
                 console.print(
                     "[dim]rehearsal (--dry-run): simulated targets, nothing is touched[/]"
                 )
@@ -261,6 +265,8 @@ def _run(args: argparse.Namespace) -> int:
     if result is None:
         return EXIT_TERMINATED if cancel.reason == TERMINATED else EXIT_INTERRUPTED
     print_summary(console, result, args.command)
+    for release in operation.releases:
+        console.print(release_line(release), highlight=False)
     if result.status == "succeeded":
         return EXIT_OK
     if cancel.reason == TERMINATED:

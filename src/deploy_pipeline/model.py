@@ -204,6 +204,14 @@ class Plan:
     commit: str | None = None  # the git commit deployed, for ${commit} (DESIGN.md §8)
     # the environment's services as they run there, for ${url:SERVICE} of one this run leaves out
     services: tuple[Service, ...] = ()
+    # why a skipped service is left out, when not because the environment skips it (a service
+    # a promotion's release does not have keeps what it runs)
+    notes: tuple[tuple[str, str], ...] = ()
+    source: str | None = None  # promote: the environment whose images this run moves
+    rolled_back_to: tuple[tuple[str, int], ...] = ()  # rollback: per target, the release restored
+
+    def skip_reason(self, service: str) -> str:
+        return dict(self.notes).get(service, f"skipped in {self.environment.name}")
 
 
 @dataclass(frozen=True)

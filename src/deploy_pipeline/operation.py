@@ -25,9 +25,11 @@ from typing import Protocol
 from deploy_pipeline.backends import Backend, create_backend
 from deploy_pipeline.backends.base import ReleaseKeeper, ReleaseReader
 from deploy_pipeline.backends.simulated import SimulatedBackend
+from deploy_pipeline.errors import UsageError
 from deploy_pipeline.events import EventBus, EventSink, Redactor
 from deploy_pipeline.locks import heartbeat, wait_for
-from deploy_pipeline.model import Action, EnvironmentRecord, Event, Release, RunPlan
+from deploy_pipeline.model import RELEASE_MOVES, Action, EnvironmentRecord, Event, Release, RunPlan
+from deploy_pipeline.moves import plan_moves
 from deploy_pipeline.plan import plan_runs
 from deploy_pipeline.rehearsal import ImageNotes, image_states, rehearsed
 from deploy_pipeline.releases import (
@@ -149,6 +151,24 @@ class Operation:
         if unknown and not request.dry_run:  # made elsewhere, or the state database was lost
             self.recovered = self.workspace.recover(unknown)
             envs = self.workspace.environments()
+        if request.action in RELEASE_MOVES:
+            if self.workspace.store is None:  # a rehearsal with no state database yet
+                raise UsageError(
+                    f"{request.action} moves what releases recorded, and there is no state "
+                    f"database beside {request.config} yet: deploy first"
+                )
+            return plan_moves(
+                self.pipeline,
+                envs,
+                self.workspace.store,
+                request.environments,
+                request.action,
+                source=request.source,
+                to=request.to,
+                services=request.services,
+                targets=request.targets,
+                commit=request.commit,
+            )
         return plan_runs(
             self.pipeline,
             envs,
@@ -303,8 +323,13 @@ class Operation:
                     continue
                 raw = backend.environment_releases([env]).get(env)
                 release = from_target(env, raw) if raw is not None else None
-                if release is not None and release.target == tp.target.name:
-                    store.add_release(release)
+                if release is None or release.target != tp.target.name:
+                    continue
+                if release.run is not None and release.run != self.run_id:
+                    known = store.run(release.run)  # a run this database saw end badly
+                    if known is not None and known["status"] not in ("running", "succeeded"):
+                        continue  # made no release: what it left running is not one (§10)
+                store.add_release(release)
 
     def record(self, result: RunResult) -> None:
         """The run's end in the state database: the run's status, each environment's."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Collection, Mapping, Sequence
 
-from deploy_pipeline.model import Plan, Release, RunPlan, Service
+from deploy_pipeline.model import Plan, Release, RunPlan, Service, step_phase
 from deploy_pipeline.plan import resolve_env
 from deploy_pipeline.steps import RunResult, StepView
 from deploy_pipeline.store.state import Store
@@ -49,7 +49,9 @@ def release_notes(
             "id": store.next_release(p.environment.name),
             "run": run,
             "action": action,
-            "commit": commit,
+            "commit": p.commit or commit,
+            "source": p.source,
+            "rolled_back_to": _back(p, None),
             "settings": {
                 planned.service.name: settings_of(planned.service, p)
                 for tp in p.targets
@@ -100,11 +102,21 @@ def record_releases(
                 action=plan.action,
                 target=target,
                 finished=now,
-                commit=commit,
+                commit=plan.commit or commit,
+                source=plan.source,
+                rolled_back_to=_back(plan, target),
                 services=dict(sorted(running.items())),
             )
             made.append(store.add_release(release))
     return made
+
+
+def _back(plan: Plan, target: str | None) -> int | None:
+    """The release a rollback restores on `target` (on its first target, when None)."""
+    back = dict(plan.rolled_back_to)
+    if target is None:
+        return next(iter(back.values()), None)
+    return back.get(target)
 
 
 def _deployed(plan: Plan, target: str, views: Sequence[StepView]) -> dict[str, dict[str, object]]:
@@ -112,13 +124,12 @@ def _deployed(plan: Plan, target: str, views: Sequence[StepView]) -> dict[str, d
     digest), else the image it was given."""
     found: dict[str, dict[str, object]] = {}
     tp = next(t for t in plan.targets if t.target.name == target)
-    urls = {v.service: v.url for v in views if v.url and v.phase == plan.action}
+    phase = step_phase(plan.action)
+    urls = {v.service: v.url for v in views if v.url and v.phase == phase}
     for stage in tp.stages:
         for planned in stage.services:
             svc = planned.service
-            view = next(
-                (v for v in views if v.service == svc.name and v.phase == plan.action), None
-            )
+            view = next((v for v in views if v.service == svc.name and v.phase == phase), None)
             if view is None or view.state not in ("succeeded", "reused"):
                 continue  # skipped (a cron job on docker): nothing of it runs
             image = view.image or view.artifact or svc.image
@@ -254,3 +265,17 @@ def _short(image: str) -> str:
     if at:
         return f"{name}@{digest[:19]}"
     return image[:19] if image.startswith("sha256:") else image
+
+
+def release_line(release: Release) -> str:
+    """What a run that made a release says at its end: `release v4 of production on eu:
+    promoted from staging (commit 1a2b3c4)`."""
+    what = {"deploy": "deployed", "promote": "promoted", "rollback": "rolled back"}.get(
+        release.action, release.action
+    )
+    if release.source:
+        what += f" from {release.source}"
+    if release.rolled_back_to is not None:
+        what += f" to v{release.rolled_back_to}"
+    commit = f" (commit {release.commit[:7]})" if release.commit else ""
+    return f"release v{release.id} of {release.environment} on {release.target}: {what}{commit}"

@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
-from deploy_pipeline.errors import Cancelled, NoLogs, StepTimeout
+from deploy_pipeline.errors import Cancelled, NoLogs, PermanentError, StepTimeout
 from deploy_pipeline.model import Phase, Service, Target
 
 
@@ -65,6 +65,25 @@ class LogStream:
 
     source: str
     lines: Iterator[str]
+
+
+def gone_image(ctx: StepContext, image: str) -> PermanentError | None:
+    """What to say when a promotion's or a rollback's image can no longer be had (removed from
+    the engine, gone from the registry); None for other runs, whose own message says enough."""
+    note, short = ctx.release, image.rsplit("@", maxsplit=1)[-1][:19] + "…"
+    where = "is no longer on this engine or in a registry it can reach, so it cannot run again"
+    if note.get("action") == "rollback":
+        return PermanentError(
+            f"{ctx.service.name}: the image of release v{note.get('rolled_back_to')} ({short}) "
+            f"{where}: deploy {ctx.environment} to build it anew, or roll back to a later release"
+        )
+    if note.get("action") == "promote":
+        source = note.get("source")
+        return PermanentError(
+            f"{ctx.service.name}: the image of {source}'s latest release ({short}) {where}: "
+            f"deploy {source} again to build it anew, then promote"
+        )
+    return None
 
 
 def replica_names(service: str, count: int) -> list[str]:

@@ -27,6 +27,7 @@ from deploy_pipeline.backends.base import (
     StepContext,
     StepResult,
     data_path,
+    gone_image,
     replica_names,
 )
 from deploy_pipeline.backends.build import Builder
@@ -84,7 +85,10 @@ class DockerBackend:
         if image is None:
             raise PermanentError(f"{svc.name} has no image: its build did not produce one")
         # prebuilt, or reused from the registry but no longer on this engine: pull it
-        self.engine.ensure_image(image, ctx.log)
+        try:
+            self.engine.ensure_image(image, ctx.log)
+        except PermanentError as exc:
+            raise gone_image(ctx, image) or exc from exc
         # what runs is the digest, never a moving tag: an image pushed to (or pulled from) a
         # registry runs as REPO@sha256:…; one only this engine has is known by its id
         digest = self.engine.repo_digest(image)

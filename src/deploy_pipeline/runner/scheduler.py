@@ -224,7 +224,7 @@ class StagedPipeline:
                     service=svc.name,
                     phase=step_phase(self.plan.action),
                     status="skipped",
-                    message=f"skipped in {self.env}",
+                    message=self.plan.skip_reason(svc.name),
                 )
             )
         p = self.plan.parallelism

@@ -58,7 +58,7 @@ def views(pipe: StagedPipeline, now: float) -> list[StepView]:
                 phase=step_phase(pipe.plan.action),
                 state="skipped",
                 elapsed=None,
-                message=f"skipped in {pipe.env}",
+                message=pipe.plan.skip_reason(svc.name),
                 waiting=None,
                 url=None,
             )
