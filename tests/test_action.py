@@ -507,9 +507,11 @@ def test_a_deploy_names_its_release_in_the_outputs_and_the_summary(
     write_config(MOVES)
     assert step(environment="staging") == 0, step.log
     assert step.outputs["release"] == "1"
-    assert "Recorded as release **1** of `staging`." in step.summary
-    assert step.log.splitlines()[-1].startswith("deploy succeeded in ")
-    assert step.log.splitlines()[-1].endswith(": release 1")
+    assert "Recorded as release **v1** of `staging`." in step.summary
+    assert step.log.splitlines()[-2].startswith("deploy succeeded in ")
+    assert step.log.splitlines()[-1] == (
+        f"release v1 of staging on rehearse: deployed (commit {step.sha[:7]})"
+    )
     assert step(environment="staging, production") == 0, step.log
     assert json.loads(step.outputs["release"]) == {"staging": 2, "production": 1}
 
@@ -534,18 +536,21 @@ def test_a_deploy_names_its_release_in_the_outputs_and_the_summary(
         ),
         (
             {"action": "rollback", "environment": "staging", "to": "two"},
-            "input to: expected a release number (a whole number from 1 up, as `history` lists "
-            "them), got 'two'; leave it empty to roll back to the release before the latest",
+            "input to: expected a release number, a whole number from 1 up (3 for the v3 that "
+            "`deploy-pipeline history` lists), got 'two'; leave it empty to roll back to the "
+            "release before the latest",
         ),
         (
             {"action": "rollback", "environment": "staging", "to": "0"},
-            "input to: expected a release number (a whole number from 1 up, as `history` lists "
-            "them), got '0'; leave it empty to roll back to the release before the latest",
+            "input to: expected a release number, a whole number from 1 up (3 for the v3 that "
+            "`deploy-pipeline history` lists), got '0'; leave it empty to roll back to the "
+            "release before the latest",
         ),
         (
             {"action": "rollback", "environment": "staging", "to": "²"},
-            "input to: expected a release number (a whole number from 1 up, as `history` lists "
-            "them), got '²'; leave it empty to roll back to the release before the latest",
+            "input to: expected a release number, a whole number from 1 up (3 for the v3 that "
+            "`deploy-pipeline history` lists), got '²'; leave it empty to roll back to the "
+            "release before the latest",
         ),
     ],
 )
@@ -595,3 +600,149 @@ def test_action_yml_declares_every_input_read_and_every_output_written(step: Ste
     assert step(environment="staging") == 0, step.log
     assert set(step.outputs) == set(declared["outputs"])
     assert "release" in step.outputs
+
+
+def latest_images(state: Path, environment: str) -> dict[str, object]:
+    """Each service's image in the environment's latest release, as the state database has it."""
+    store = Store(state)
+    try:
+        release = store.latest_release(environment)
+    finally:
+        store.close()
+    assert release is not None, f"{environment} has no release"
+    return {name: entry["image"] for name, entry in release.services.items()}
+
+
+def test_a_promotion_moves_stagings_images_to_production_and_reports_like_a_deploy(
+    step: Step, standin: GitHubStandin, write_config: Callable[[str], Path], own_state: Path
+) -> None:
+    """action: promote with `from: staging` deploys staging's images to production with no
+    build: the outputs give production's URL, services and release, the summary says what
+    was promoted from where and the release made, and GitHub gets production's commit
+    statuses and a Deployment with its URL, as for a deploy."""
+    write_config(MOVES)
+    assert step(environment="staging") == 0, step.log
+    staging = latest_images(own_state, "staging")
+    deployments_before = len(standin.deployments())
+
+    assert step(action="promote", environment="production", **{"from": "staging"}) == 0, step.log
+    assert step.outputs["status"] == "succeeded"
+    assert step.outputs["release"] == "1"
+    assert step.outputs["environment-url"] == "http://web.production.rehearse.simulated"
+    services = json.loads(step.outputs["services"])
+    assert {s: v["image"] for s, v in services.items()} == staging  # by digest
+    assert latest_images(own_state, "production") == staging
+    assert {v["result"] for v in services.values()} == {"succeeded"}
+    assert " build " not in step.log and " test " not in step.log  # no build, no test step
+    assert (
+        "Promotion of the images of `staging`'s latest release, with `production`'s own "
+        f"settings: recorded as release **v1** of `production` (commit `{step.sha[:7]}`)."
+    ) in step.summary
+    assert "## ✅ deploy-pipeline promote `production`: succeeded" in step.summary
+    assert "(promoted)" in step.summary
+    assert step.log.splitlines()[-1] == (
+        f"release v1 of production on rehearse: promoted from staging (commit {step.sha[:7]})"
+    )
+
+    statuses = contexts(standin, step.sha, "deploy-pipeline/production")
+    assert statuses[0]["state"] == "pending"
+    assert statuses[-1]["state"] == "success"
+    assert statuses[-1]["description"].startswith("promote succeeded in ")
+    assert len(standin.deployments()) == deployments_before + 1
+    deployment = standin.deployments()[-1]
+    assert (deployment["environment"], deployment["ref"]) == ("production", step.sha)
+    assert deployment["production_environment"] is True
+    assert deployment["description"] == "deploy-pipeline promote of production from staging"
+    states = standin.deployment_statuses(deployment["id"])
+    assert [s["state"] for s in states] == ["in_progress", "success"]
+    assert states[-1]["environment_url"] == "http://web.production.rehearse.simulated"
+    assert standin.violations == []
+
+
+def test_a_rollback_goes_back_to_the_release_before_or_the_one_named(
+    step: Step, standin: GitHubStandin, write_config: Callable[[str], Path], own_state: Path
+) -> None:
+    """action: rollback with no `to` deploys again the release before the latest, with `to:
+    2` that release; each records a new release, named in the `release` output and the
+    summary, and GitHub gets a Deployment with the environment's URL."""
+    write_config(MOVES)
+    assert step(environment="staging") == 0, step.log
+    first = latest_images(own_state, "staging")
+    write_config(MOVES.replace("nginx:1.27", "nginx:1.28"))
+    assert step(environment="staging") == 0, step.log
+    second = latest_images(own_state, "staging")
+    assert first["web"] != second["web"]
+
+    assert step(action="rollback", environment="staging") == 0, step.log
+    assert step.outputs["release"] == "3"
+    assert json.loads(step.outputs["services"])["web"]["image"] == first["web"]
+    assert (
+        "Rollback to v1, its images and its settings: recorded as release **v3** of "
+        f"`staging` (commit `{step.sha[:7]}`)."
+    ) in step.summary
+    deployment = standin.deployments()[-1]
+    assert deployment["description"] == "deploy-pipeline rollback of staging"
+    states = standin.deployment_statuses(deployment["id"])
+    assert [s["state"] for s in states] == ["in_progress", "success"]
+    assert states[-1]["environment_url"] == "http://web.staging.rehearse.simulated"
+
+    assert step(action="rollback", environment="staging", to="2") == 0, step.log
+    assert step.outputs["release"] == "4"
+    assert json.loads(step.outputs["services"])["web"]["image"] == second["web"]
+    assert "Rollback to v2, its images and its settings" in step.summary
+    assert standin.deployments()[-1]["description"] == ("deploy-pipeline rollback of staging to v2")
+    assert standin.violations == []
+
+
+def test_a_service_the_promoted_release_lacks_is_named_in_the_summary(
+    step: Step, write_config: Callable[[str], Path]
+) -> None:
+    """A service staging skips is not in its release: promoting it to production leaves that
+    service as it runs there, and the summary says so and why instead of calling it skipped
+    by production."""
+    write_config(
+        MOVES.replace("staging: {target: rehearse}", "staging: {target: rehearse, skip: [web]}")
+    )
+    assert step(environment="staging") == 0, step.log
+    assert step(action="promote", environment="production", **{"from": "staging"}) == 0, step.log
+    assert json.loads(step.outputs["services"])["web"]["result"] == "skipped"
+    assert "`web` keeps what it runs: not in staging's release v1." in step.summary
+    assert "Skipped in `production`" not in step.summary
+
+
+@pytest.mark.parametrize(
+    ("inputs", "error"),
+    [
+        (
+            {"action": "rollback", "environment": "staging"},
+            "::error::staging has no release to roll back: ",
+        ),
+        (
+            {"action": "promote", "environment": "production", "from": "staging"},
+            "::error::staging has no release to promote: ",
+        ),
+        (
+            {"action": "rollback", "environment": "staging", "to": "99999999999999999999999"},
+            "::error::staging has no release 9223372036854775807; its releases are v1 ",
+        ),
+    ],
+)
+def test_nothing_to_move_fails_the_step_before_anything_is_touched(
+    step: Step,
+    standin: GitHubStandin,
+    write_config: Callable[[str], Path],
+    inputs: dict[str, str],
+    error: str,
+) -> None:
+    """A rollback with no earlier release or to an unknown one, and a promotion from an
+    environment with no release: exit 1, an ::error:: saying what to do, and no commit status
+    or Deployment for the move."""
+    write_config(MOVES)
+    if "to" in inputs:
+        assert step(environment="staging") == 0, step.log
+    statuses, deployments = len(standin.statuses(step.sha)), len(standin.deployments())
+    assert step(**inputs) == 1
+    (line,) = [line for line in step.log.splitlines() if line.startswith("::error")]
+    assert line.startswith(error)
+    assert len(standin.statuses(step.sha)) == statuses
+    assert len(standin.deployments()) == deployments

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -180,4 +181,108 @@ def test_a_pull_request_preview_is_deployed_on_docker_then_deleted(
     )
     assert standin.deployment_statuses(deployment["id"])[-1]["state"] == "inactive"
     assert len(standin.comments(number)) == 1
+    assert standin.violations == []
+
+
+MOVES_PIPELINE = """
+version: 1
+stages: [backend, frontend]
+targets:
+  laptop: {kind: docker}
+services:
+  api: {type: application, build: ./web, port: 8080, health: /healthz, stage: backend}
+  web: {type: application, build: ./web, port: 8080, health: /healthz, public: true,
+        stage: frontend, env: {WHERE: "${environment}"}}
+environments:
+  STAGING: {target: laptop}
+  PRODUCTION: {target: laptop, production: true}
+"""
+
+PROMOTE_WORKFLOW = """
+name: release
+on: [push]
+jobs:
+  release:
+    runs-on: ubuntu-latest
+    permissions: {statuses: write, deployments: write}
+    steps:
+      - uses: actions/checkout@v4
+      - id: staging
+        uses: ./
+        with:
+          environment: STAGING
+          github-api-url: ${{ vars.API_URL }}
+      - id: production
+        uses: ./
+        with:
+          action: promote
+          from: STAGING
+          environment: PRODUCTION
+          github-api-url: ${{ vars.API_URL }}
+      - run: echo "production is release ${{ steps.production.outputs.release }}"
+"""
+
+
+def test_a_workflow_deploys_staging_then_promotes_it_to_production(
+    tmp_path: Path, standin: GitHubStandin, docker_env: DockerBed
+) -> None:
+    """One job deploys staging on the Docker engine, then `action: promote` with `from:` moves
+    its images to production with no build: both steps succeed, production's outputs name its
+    URL (which answers), its services and its release, its containers run staging's images,
+    the summary says what was promoted from where, and production has a Deployment with its
+    URL."""
+    require_act(docker_env)
+    suffix = uuid.uuid4().hex[:6]
+    staging, production = f"stg-{suffix}", f"prd-{suffix}"
+
+    def named(text: str) -> str:
+        return text.replace("STAGING", staging).replace("PRODUCTION", production)
+
+    root = make_repo(tmp_path / "repo", named(PROMOTE_WORKFLOW), named(MOVES_PIPELINE))
+    result = run(docker_env, root, standin, "push")
+    assert result.succeeded, result.log[-3000:]
+
+    assert result.outputs("staging")["release"] == "1"
+    outputs = result.outputs("production")
+    assert outputs["status"] == "succeeded"
+    assert outputs["release"] == "1"
+    assert "production is release 1" in result.log
+    url = outputs["environment-url"]
+    with urllib.request.urlopen(f"{url}/healthz", timeout=5) as answer:
+        assert answer.read().strip() == b"ok"
+    promoted = json.loads(outputs["services"])
+    assert sorted(promoted) == ["api", "web"]
+    assert all("sha256:" in v["image"] for v in promoted.values())  # by digest, never a tag
+
+    def images(environment: str) -> dict[str, str]:
+        ids = docker_env.cli(
+            "ps", "-q", "--filter", f"label=io.deploy-pipeline.environment={environment}"
+        ).split()
+        found = {}
+        for line in docker_env.cli(
+            "inspect",
+            "-f",
+            '{{index .Config.Labels "io.deploy-pipeline.service"}} {{.Image}}',
+            *ids,
+        ).splitlines():
+            service, image = line.split()
+            found[service] = image
+        return found
+
+    assert images(production) == images(staging)
+    assert sorted(images(production)) == ["api", "web"]
+    assert (
+        f"Promotion of the images of `{staging}`'s latest release, with `{production}`'s own "
+        f"settings: recorded as release **v1** of `{production}` (commit `{head(root)[:7]}`)."
+    ) in result.summary
+    assert " build " not in result.log.split(f"{production}/laptop", 1)[1]  # no build, no test
+
+    sha = head(root)
+    final = [s for s in standin.statuses(sha) if s["context"] == f"deploy-pipeline/{production}"]
+    assert final[-1]["state"] == "success"
+    (deployment,) = [d for d in standin.deployments() if d["environment"] == production]
+    assert deployment["production_environment"] is True
+    states = standin.deployment_statuses(deployment["id"])
+    assert [s["state"] for s in states] == ["in_progress", "success"]
+    assert states[-1]["environment_url"] == url
     assert standin.violations == []

@@ -25,6 +25,7 @@ from deploy_pipeline.events import secret_values
 from deploy_pipeline.model import Action, Release
 from deploy_pipeline.operation import Operation, Request
 from deploy_pipeline.previews import PreviewPolicy, decide
+from deploy_pipeline.releases import release_line
 from deploy_pipeline.reporting.markdown import job_summary, service_rows, service_urls
 from deploy_pipeline.runner import Cancel
 from deploy_pipeline.steps import RunResult, environment_url
@@ -213,7 +214,8 @@ def _run(
         inputs.names("targets"),
         dry_run,
         supersede=action == "preview",
-        commit=sha or None,
+        # a promotion's or a rollback's release keeps the commit of the release it moves
+        commit=None if move.moves else sha or None,
         source=move.source,
         to=move.to,
     )
@@ -225,7 +227,7 @@ def _run(
     with Operation(request, environ=secrets_from) as operation:
         cmd.mask(secret_values(operation.secrets))
         groups = StageGroups(cmd, operation.run_plan)
-        observers = _reporters(cmd, env, token, sha, operation, run_action_, move.source)
+        observers = _reporters(cmd, env, token, sha, operation, run_action_, move)
         cancel = Cancel()
 
         def stop(signum: int, frame: FrameType | None) -> None:
@@ -282,7 +284,7 @@ def _reporters(
     sha: str,
     operation: Operation,
     action: Action,
-    source: str | None,
+    move: Move,
 ) -> list[GitHubReporter]:
     from deploy_pipeline.github import GitHubReporter, GitHubSettings
 
@@ -305,7 +307,8 @@ def _reporters(
         action,
         log=cmd.warning,
         redact=operation.redactor,
-        source=source,
+        source=move.source,
+        to=move.to,
     )
     return [reporter]
 
@@ -362,14 +365,9 @@ def _finish(
     _summary(env, redact(summary))
     for failure in result.failures:
         cmd.error(failure)
-    made = sorted({(r.environment, r.id) for r in operation.releases})
-    recorded = "; ".join(
-        f"release {number} of {name}" if len(made) > 1 else f"release {number}"
-        for name, number in made
-    )
-    cmd.line(
-        f"{action} {result.status} in {tenths(result.duration)}" + (f": {recorded}" if made else "")
-    )
+    cmd.line(f"{action} {result.status} in {tenths(result.duration)}")
+    for release in operation.releases:
+        cmd.line(release_line(release))
 
 
 def _release_output(releases: Sequence[Release], several: bool) -> str:

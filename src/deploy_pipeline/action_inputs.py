@@ -58,6 +58,7 @@ class Move:
 
     source: str | None = None
     to: int | None = None
+    moves: bool = False  # promote or rollback: the images of a release, not the workflow's commit
 
     @classmethod
     def of(cls, inputs: Inputs, action: str) -> Move:
@@ -77,16 +78,17 @@ class Move:
                 "input from is required with action: promote: the environment whose latest "
                 "release's images to deploy (e.g. `from: staging`)"
             )
+        moves = action in RELEASE_MOVES
         if not to:
-            return cls(source or None)
+            return cls(source or None, None, moves)
         if not (to.isascii() and to.isdigit()) or int(to) < 1:
             raise UsageError(
-                f"input to: expected a release number (a whole number from 1 up, as `history` "
-                f"lists them), got '{to}'; leave it empty to roll back to the release before "
-                "the latest"
+                f"input to: expected a release number, a whole number from 1 up (3 for the v3 "
+                f"that `deploy-pipeline history` lists), got '{to}'; leave it empty to roll "
+                "back to the release before the latest"
             )
         # past what a database column holds: no release has such a number (as the CLI's --to)
-        return cls(None, MAX_RELEASE if len(to) > 19 else min(int(to), MAX_RELEASE))
+        return cls(None, MAX_RELEASE if len(to) > 19 else min(int(to), MAX_RELEASE), moves)
 
 
 def kubeconfig_secrets(kubeconfig: str) -> list[str]:

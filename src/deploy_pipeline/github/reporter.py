@@ -284,11 +284,11 @@ class GitHubReporter:
         self._post_deployment_status(deployment.url, "in_progress", None, doing)
 
     def _moved(self) -> str:
-        """` from staging`, ` to release 3`: what a promotion or a rollback moves, or nothing."""
+        """` from staging`, ` to v3`: what a promotion or a rollback moves, or nothing."""
         if self.action == "promote" and self.source:
             return f" from {self.source}"
         if self.action == "rollback" and self.to is not None:
-            return f" to release {self.to}"
+            return f" to v{self.to}"
         return ""
 
     def _deployment_status(self, name: str, state: str, url: str | None, description: str) -> None:

@@ -301,13 +301,17 @@ def _failures(result: RunResult) -> list[str]:
 
 
 def _skipped_note(plan: Plan) -> list[str]:
-    names = sorted(s.name for s in plan.skipped)
+    """The services the environment skips, and how to add one; then those a promotion or a
+    rollback left as they run (their release lacks them), each with its reason."""
+    kept = dict(plan.notes)
+    names = sorted(s.name for s in plan.skipped if s.name not in kept)
+    left = [f"{_code(name)} {_cell(why)}." for name, why in sorted(kept.items())]
     if not names:
-        return []
+        return ["", *left] if left else []
     listed = ", ".join(_code(n) for n in names)
     env = plan.environment.name
     unskip = _code(f"deploy-pipeline env unskip {env} {names[0]}")
-    return ["", f"Skipped in {_code(env)}: {listed}. To add one: {unskip}."]
+    return ["", f"Skipped in {_code(env)}: {listed}. To add one: {unskip}.", *left]
 
 
 def _node(text: str) -> str:
@@ -373,7 +377,8 @@ def release_note(
 ) -> str:
     """One sentence on what a run moved and the release it made (DESIGN.md §9–§10): "Promotion
     of the images of `staging`'s latest release, with `production`'s own settings: recorded as
-    release **4** of `production`."; "" for an action that makes no release (nor a dry run)."""
+    release **v4** of `production` (commit `1a2b3c4`)."; "" for an action that makes no release
+    (nor a dry run)."""
     made = next((r for r in releases if r.environment == environment), None)
     env = _code(environment)
     if action == "promote":
@@ -381,15 +386,16 @@ def release_note(
         did = f"Promotion of the images of {origin}, with {env}'s own settings"
     elif action == "rollback":
         back = made.rolled_back_to if made and made.rolled_back_to is not None else to
-        which = f"release {back}" if back is not None else "the release before the latest"
+        which = f"v{back}" if back is not None else "the release before the latest"
         did = f"Rollback to {which}, its images and its settings"
     elif made is not None:
-        return f"Recorded as release **{made.id}** of {env}."
+        return f"Recorded as release **v{made.id}** of {env}."
     else:
         return ""
     if made is None:
         return f"{did}." if status == "succeeded" else f"{did}: {status}, no release recorded."
-    return f"{did}: recorded as release **{made.id}** of {env}."
+    commit = f" (commit {_code(made.commit[:7])})" if made.commit else ""
+    return f"{did}: recorded as release **v{made.id}** of {env}{commit}."
 
 
 def job_summary(
