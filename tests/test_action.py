@@ -746,3 +746,29 @@ def test_nothing_to_move_fails_the_step_before_anything_is_touched(
     assert line.startswith(error)
     assert len(standin.statuses(step.sha)) == statuses
     assert len(standin.deployments()) == deployments
+
+
+def test_a_failed_promotion_records_no_release_and_fails_like_a_deploy(
+    step: Step, standin: GitHubStandin, write_config: Callable[[str], Path]
+) -> None:
+    """A promotion whose deploy step fails: exit 1, an empty `release` output, the summary
+    saying no release was recorded, and production's status and Deployment `failure`."""
+    write_config(
+        MOVES.replace(
+            "  rehearse: {kind: simulated}\n",
+            "  rehearse: {kind: simulated}\n  live: {kind: simulated, fail: {web: deploy}}\n",
+        ).replace("production: {target: rehearse", "production: {target: live")
+    )
+    assert step(environment="staging") == 0, step.log
+    assert step(action="promote", environment="production", **{"from": "staging"}) == 1
+    assert "::error::production/live web deploy failed: simulated failure" in step.log
+    assert step.outputs["status"] == "failed"
+    assert step.outputs["release"] == ""
+    assert (
+        "Promotion of the images of `staging`'s latest release, with `production`'s own "
+        "settings: failed, no release recorded."
+    ) in step.summary
+    assert contexts(standin, step.sha, "deploy-pipeline/production")[-1]["state"] == "failure"
+    deployment = standin.deployments()[-1]
+    assert deployment["environment"] == "production"
+    assert standin.deployment_statuses(deployment["id"])[-1]["state"] == "failure"

@@ -220,17 +220,29 @@ jobs:
           environment: PRODUCTION
           github-api-url: ${{ vars.API_URL }}
       - run: echo "production is release ${{ steps.production.outputs.release }}"
+      - id: again
+        uses: ./
+        with:
+          environment: STAGING
+          github-api-url: ${{ vars.API_URL }}
+      - id: back
+        uses: ./
+        with:
+          action: rollback
+          to: 1
+          environment: STAGING
+          github-api-url: ${{ vars.API_URL }}
 """
 
 
-def test_a_workflow_deploys_staging_then_promotes_it_to_production(
+def test_a_workflow_deploys_staging_promotes_it_to_production_and_rolls_back(
     tmp_path: Path, standin: GitHubStandin, docker_env: DockerBed
 ) -> None:
     """One job deploys staging on the Docker engine, then `action: promote` with `from:` moves
-    its images to production with no build: both steps succeed, production's outputs name its
-    URL (which answers), its services and its release, its containers run staging's images,
-    the summary says what was promoted from where, and production has a Deployment with its
-    URL."""
+    its images to production with no build: production's outputs name its URL (which
+    answers), its services and its release, its containers run staging's images, the summary
+    says what was promoted from where, and production has a Deployment with its URL; staging
+    deployed again and then rolled back with `to: 1` says so in its own outputs."""
     require_act(docker_env)
     suffix = uuid.uuid4().hex[:6]
     staging, production = f"stg-{suffix}", f"prd-{suffix}"
@@ -275,11 +287,26 @@ def test_a_workflow_deploys_staging_then_promotes_it_to_production(
         f"Promotion of the images of `{staging}`'s latest release, with `{production}`'s own "
         f"settings: recorded as release **v1** of `{production}` (commit `{head(root)[:7]}`)."
     ) in result.summary
-    assert " build " not in result.log.split(f"{production}/laptop", 1)[1]  # no build, no test
+    moved = [line for line in result.log.splitlines() if f"{production}/laptop" in line]
+    assert moved and not [line for line in moved if " build " in line or " test " in line]
+
+    assert result.outputs("again")["release"] == "2"
+    assert result.outputs("back")["status"] == "succeeded"
+    assert result.outputs("back")["release"] == "3"
+    assert (
+        f"Rollback to v1, its images and its settings: recorded as release **v3** of `{staging}`"
+        in result.summary
+    )
 
     sha = head(root)
     final = [s for s in standin.statuses(sha) if s["context"] == f"deploy-pipeline/{production}"]
     assert final[-1]["state"] == "success"
+    assert [d["description"] for d in standin.deployments()] == [
+        f"deploy-pipeline deploy of {staging}",
+        f"deploy-pipeline promote of {production} from {staging}",
+        f"deploy-pipeline deploy of {staging}",
+        f"deploy-pipeline rollback of {staging} to v1",
+    ]
     (deployment,) = [d for d in standin.deployments() if d["environment"] == production]
     assert deployment["production_environment"] is True
     states = standin.deployment_statuses(deployment["id"])
