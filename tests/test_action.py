@@ -681,7 +681,7 @@ def test_a_rollback_goes_back_to_the_release_before_or_the_one_named(
         f"`staging` (commit `{step.sha[:7]}`)."
     ) in step.summary
     deployment = standin.deployments()[-1]
-    assert deployment["description"] == "deploy-pipeline rollback of staging"
+    assert deployment["description"] == "deploy-pipeline rollback of staging to v1"
     states = standin.deployment_statuses(deployment["id"])
     assert [s["state"] for s in states] == ["in_progress", "success"]
     assert states[-1]["environment_url"] == "http://web.staging.rehearse.simulated"

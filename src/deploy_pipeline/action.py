@@ -227,7 +227,7 @@ def _run(
     with Operation(request, environ=secrets_from) as operation:
         cmd.mask(secret_values(operation.secrets))
         groups = StageGroups(cmd, operation.run_plan)
-        observers = _reporters(cmd, env, token, sha, operation, run_action_, move)
+        observers = _reporters(cmd, env, token, sha, operation, run_action_)
         cancel = Cancel()
 
         def stop(signum: int, frame: FrameType | None) -> None:
@@ -284,7 +284,6 @@ def _reporters(
     sha: str,
     operation: Operation,
     action: Action,
-    move: Move,
 ) -> list[GitHubReporter]:
     from deploy_pipeline.github import GitHubReporter, GitHubSettings
 
@@ -307,8 +306,6 @@ def _reporters(
         action,
         log=cmd.warning,
         redact=operation.redactor,
-        source=move.source,
-        to=move.to,
     )
     return [reporter]
 
@@ -352,15 +349,8 @@ def _finish(
             "release": _release_output(operation.releases, len(operation.run_plan.plans) > 1),
         },
     )
-    request = operation.request
     summary = job_summary(
-        result,
-        operation.run_plan,
-        action=action,
-        sha=sha or None,
-        releases=operation.releases,
-        source=request.source,
-        to=request.to,
+        result, operation.run_plan, action=action, sha=sha or None, releases=operation.releases
     )
     _summary(env, redact(summary))
     for failure in result.failures:

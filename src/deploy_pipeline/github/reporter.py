@@ -60,15 +60,10 @@ class GitHubReporter:
         log: Callable[[str], None],
         redact: Redactor | None = None,
         cancelled: str = "failure",
-        source: str | None = None,
-        to: int | None = None,
     ) -> None:
         """`cancelled`: the Deployment state of a cancelled run: `failure` for a workflow run
-        cancelled halfway, `inactive` for a preview's run a newer push superseded. `source`: a
-        promotion's source environment; `to`: the release a rollback goes back to, when named
-        (both go in the Deployment's description)."""
+        cancelled halfway, `inactive` for a preview's run a newer push superseded."""
         self.settings, self.run_plan, self.action = settings, run_plan, action
-        self.source, self.to = source, to
         self.cancelled = cancelled
         self.log, self.redact = log, redact or Redactor()
         self.tries = max(1, settings.retries)  # of an update while GitHub is out of reach
@@ -267,7 +262,7 @@ class GitHubReporter:
         deployment = self.repo.create_deployment(
             ref=self.settings.sha,
             environment=env.name,
-            description=clip(f"deploy-pipeline {self.action} of {env.name}{self._moved()}"),
+            description=clip(f"deploy-pipeline {self.action} of {env.name}{_moved(plan)}"),
             auto_merge=False,
             required_contexts=[],
             transient_environment=env.pull_request is not None,
@@ -275,21 +270,13 @@ class GitHubReporter:
             payload={
                 "tool": "deploy-pipeline",
                 "action": self.action,
-                **({"source": self.source} if self.source else {}),
-                **({"to": self.to} if self.to is not None else {}),
+                **({"source": plan.source} if plan.source else {}),
+                **({"rolled_back_to": dict(plan.rolled_back_to)} if plan.rolled_back_to else {}),
             },
         )
         self.deployments[env.name] = deployment
         doing = {"promote": "promoting", "rollback": "rolling back"}.get(self.action, "deploying")
         self._post_deployment_status(deployment.url, "in_progress", None, doing)
-
-    def _moved(self) -> str:
-        """` from staging`, ` to v3`: what a promotion or a rollback moves, or nothing."""
-        if self.action == "promote" and self.source:
-            return f" from {self.source}"
-        if self.action == "rollback" and self.to is not None:
-            return f" to v{self.to}"
-        return ""
 
     def _deployment_status(self, name: str, state: str, url: str | None, description: str) -> None:
         deployment = self.deployments.get(name)
@@ -316,3 +303,16 @@ class GitHubReporter:
 
     def _comment(self, number: int, name: str, body: str) -> None:
         post_or_edit_comment(self.repo, number, name, body)
+
+
+def _moved(plan: Plan) -> str:
+    """` from staging`, ` to v3`: what a promotion or a rollback moves (DESIGN.md §10), or
+    nothing; a rollback restoring different releases on its targets names each."""
+    if plan.source:
+        return f" from {plan.source}"
+    back = dict(plan.rolled_back_to)
+    if not back:
+        return ""
+    if len(set(back.values())) == 1:
+        return f" to v{next(iter(back.values()))}"
+    return " to " + ", ".join(f"v{number} on {target}" for target, number in back.items())

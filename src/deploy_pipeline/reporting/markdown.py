@@ -366,28 +366,22 @@ def mermaid(plan: Plan, rows: Sequence[ServiceRow]) -> str:
     return "\n".join(out)
 
 
-def release_note(
-    environment: str,
-    action: str,
-    status: str,
-    releases: Sequence[Release] = (),
-    *,
-    source: str | None = None,
-    to: int | None = None,
-) -> str:
+def release_note(plan: Plan, status: str, releases: Sequence[Release] = ()) -> str:
     """One sentence on what a run moved and the release it made (DESIGN.md §9–§10): "Promotion
     of the images of `staging`'s latest release, with `production`'s own settings: recorded as
     release **v4** of `production` (commit `1a2b3c4`)."; "" for an action that makes no release
     (nor a dry run)."""
+    environment = plan.environment.name
     made = next((r for r in releases if r.environment == environment), None)
     env = _code(environment)
-    if action == "promote":
-        origin = f"{_code(source)}'s latest release" if source else "the source's latest release"
-        did = f"Promotion of the images of {origin}, with {env}'s own settings"
-    elif action == "rollback":
-        back = made.rolled_back_to if made and made.rolled_back_to is not None else to
-        which = f"v{back}" if back is not None else "the release before the latest"
-        did = f"Rollback to {which}, its images and its settings"
+    if plan.source is not None:
+        did = (
+            f"Promotion of the images of {_code(plan.source)}'s latest release, with {env}'s "
+            "own settings"
+        )
+    elif plan.rolled_back_to:
+        back = sorted({number for _, number in plan.rolled_back_to})
+        did = f"Rollback to {', '.join(f'v{n}' for n in back)}, its images and its settings"
     elif made is not None:
         return f"Recorded as release **v{made.id}** of {env}."
     else:
@@ -405,8 +399,6 @@ def job_summary(
     action: str,
     sha: str | None = None,
     releases: Sequence[Release] = (),
-    source: str | None = None,
-    to: int | None = None,
 ) -> str:
     """The Action's `$GITHUB_STEP_SUMMARY`: per environment the result, what a promotion or a
     rollback moved and the release the run made, the stages and the table."""
@@ -420,7 +412,7 @@ def job_summary(
         if sha:
             head += f" at {_code(sha[:7])}"
         parts.extend([head, ""])
-        if note := release_note(env, action, status, releases, source=source, to=to):
+        if note := release_note(plan, status, releases):
             parts.extend([note, ""])
         parts.extend([mermaid(plan, mine), "", table(mine), *_skipped_note(plan), ""])
     parts.extend(_failures(result))
