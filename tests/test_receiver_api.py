@@ -239,3 +239,19 @@ def test_the_environments_come_a_page_at_a_time_when_asked(api: TestClient) -> N
     assert check(bad)["error"] == (
         "cursor 'page-2' is not one this receiver gave: use the `next` of an answer"
     )
+
+
+@pytest.mark.parametrize("number", ["²", "1" * 5000])
+def test_a_limit_or_cursor_that_int_cannot_read_is_a_400_not_a_500(
+    api: TestClient, number: str
+) -> None:
+    """`²` (a digit to str.isdigit, not to int) and a number of 5,000 digits (over what int()
+    reads), as a `limit` or in a `cursor`, are a 400 that says what is right, not an internal
+    error."""
+    bad = api.get("/api/environments", params={"limit": number}, headers=AUTH)
+    assert check(bad)["error"] == f"limit is a whole number from 1 to 200, got {number[:20]!r}"
+    cursor = f"1.-{number}.pr-2"
+    bad = api.get("/api/environments", params={"cursor": cursor}, headers=AUTH)
+    assert check(bad)["error"] == (
+        f"cursor {cursor[:40]!r} is not one this receiver gave: use the `next` of an answer"
+    )
