@@ -14,6 +14,7 @@ import httpx2
 import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_spec
+from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from deploy_pipeline.receiver.openapi import DESCRIPTION
@@ -71,6 +72,21 @@ def test_the_description_is_served(api: TestClient) -> None:
     served = api.get("/api/openapi.json").json()
     assert served["openapi"] == "3.1.0"
     assert "/api/environments/{name}/{action}" in served["paths"]
+
+
+def test_every_route_but_the_page_is_described(api: TestClient) -> None:
+    """Each route the receiver serves, with each of its methods, is in the OpenAPI description,
+    but the status page and its files (HTML, not API)."""
+    served = {
+        (route.path, method.lower())
+        for route in api.app.routes  # type: ignore[attr-defined]
+        if isinstance(route, Route) and route.path != "/"
+        for method in route.methods or ()
+        if method != "HEAD"
+    }
+    described = {(path, method) for path, ops in DESCRIPTION["paths"].items() for method in ops}
+    assert served - described == set()
+    assert ("/api/environments/{name}/releases", "get") in served
 
 
 def test_clone_then_deploy_through_the_api(api: TestClient) -> None:

@@ -5,6 +5,7 @@ parameter the answer is the whole list, as DESIGN.md §6 has it.
 A page lists the file's environments and clones first (by name), then previews, newest pull
 request first; `next` is the path of the page after it, null on the last one. A cursor names
 the place after the last environment of a page, so it holds when environments come and go.
+`GET /api/environments/{name}/releases?limit=N` reads its `limit` here too.
 """
 
 from __future__ import annotations
@@ -31,6 +32,18 @@ def asked(params: Mapping[str, str]) -> tuple[int, Key | None] | None:
         raise PageError(f"limit is a whole number from 1 to {PAGE_MAX}, got {text[:20]!r}")
     cursor = params.get("cursor")
     return number, None if cursor is None else _key_of(cursor)
+
+
+def limit_of(params: Mapping[str, str], default: int) -> int:
+    """A list's `limit`: a whole number from 1 up (one past what a database holds reads as
+    that most), or `default` when there is none."""
+    text = params.get("limit")
+    if text is None:
+        return default
+    number = _whole(text)
+    if number is None or number < 1:
+        raise PageError(f"limit is a whole number from 1 up, got {text[:20]!r}")
+    return number
 
 
 def _whole(text: str) -> int | None:
