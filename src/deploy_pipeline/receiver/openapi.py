@@ -120,6 +120,25 @@ SCHEMAS: dict[str, Any] = {
                             },
                         },
                     },
+                    "releases": {
+                        "type": "object",
+                        "description": "Its releases as the status page shows them (all of "
+                        "them: GET …/releases)",
+                        "required": ["current", "recent"],
+                        "properties": {
+                            "current": {
+                                "type": "array",
+                                "description": "The latest on each target, newest first; "
+                                "empty before the first",
+                                "items": _ref("ReleaseBrief"),
+                            },
+                            "recent": {
+                                "type": "array",
+                                "description": "The last 5, newest first",
+                                "items": _ref("ReleaseBrief"),
+                            },
+                        },
+                    },
                 },
             },
         ]
@@ -163,6 +182,34 @@ SCHEMAS: dict[str, Any] = {
             "source": {**_NULLABLE_STR, "description": "the environment a promotion took"},
             "rolled_back_to": {**_NULLABLE_INT, "description": "the release a rollback restored"},
             "services": {"type": "object", "additionalProperties": _ref("ReleaseService")},
+        },
+    },
+    "ReleaseBrief": {
+        "type": "object",
+        "description": "A release without its settings",
+        "required": [
+            "id",
+            "action",
+            "source",
+            "rolled_back_to",
+            "finished",
+            "commit",
+            "target",
+            "images",
+        ],
+        "properties": {
+            "id": {"type": "integer"},
+            "action": {"type": "string", "enum": ["deploy", "promote", "rollback"]},
+            "source": _NULLABLE_STR,
+            "rolled_back_to": _NULLABLE_INT,
+            "finished": {"type": "string", "description": "2026-12-07T15:40:12Z"},
+            "commit": _NULLABLE_STR,
+            "target": {"type": "string"},
+            "images": {
+                "type": "object",
+                "description": "service → image by digest",
+                "additionalProperties": {"type": "string"},
+            },
         },
     },
     "Event": {
