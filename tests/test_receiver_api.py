@@ -14,6 +14,7 @@ import httpx2
 import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_spec
+from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from deploy_pipeline.receiver.openapi import DESCRIPTION
@@ -71,6 +72,21 @@ def test_the_description_is_served(api: TestClient) -> None:
     served = api.get("/api/openapi.json").json()
     assert served["openapi"] == "3.1.0"
     assert "/api/environments/{name}/{action}" in served["paths"]
+
+
+def test_every_route_but_the_page_is_described(api: TestClient) -> None:
+    """Each route the receiver serves, with each of its methods, is in the OpenAPI description,
+    but the status page and its files (HTML, not API)."""
+    served = {
+        (route.path, method.lower())
+        for route in api.app.routes  # type: ignore[attr-defined]
+        if isinstance(route, Route) and route.path != "/"
+        for method in route.methods or ()
+        if method != "HEAD"
+    }
+    described = {(path, method) for path, ops in DESCRIPTION["paths"].items() for method in ops}
+    assert served - described == set()
+    assert ("/api/environments/{name}/releases", "get") in served
 
 
 def test_clone_then_deploy_through_the_api(api: TestClient) -> None:
@@ -238,4 +254,20 @@ def test_the_environments_come_a_page_at_a_time_when_asked(api: TestClient) -> N
     bad = api.get("/api/environments?cursor=page-2", headers=AUTH)
     assert check(bad)["error"] == (
         "cursor 'page-2' is not one this receiver gave: use the `next` of an answer"
+    )
+
+
+@pytest.mark.parametrize("number", ["²", "1" * 5000])
+def test_a_limit_or_cursor_that_int_cannot_read_is_a_400_not_a_500(
+    api: TestClient, number: str
+) -> None:
+    """`²` (a digit to str.isdigit, not to int) and a number of 5,000 digits (over what int()
+    reads), as a `limit` or in a `cursor`, are a 400 that says what is right, not an internal
+    error."""
+    bad = api.get("/api/environments", params={"limit": number}, headers=AUTH)
+    assert check(bad)["error"] == f"limit is a whole number from 1 to 200, got {number[:20]!r}"
+    cursor = f"1.-{number}.pr-2"
+    bad = api.get("/api/environments", params={"cursor": cursor}, headers=AUTH)
+    assert check(bad)["error"] == (
+        f"cursor {cursor[:40]!r} is not one this receiver gave: use the `next` of an answer"
     )

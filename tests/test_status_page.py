@@ -1,7 +1,8 @@
 """The receiver's status page and the read side of its API, against `deploy-pipeline serve` running
 as a process on loopback: a signed `pull_request` delivery makes a preview, and headless Chromium
-(Debian's) shows it live; one environment as stage columns of service cards; a run's events as a
-Server-Sent Events stream that replays, resumes, follows and lets go of a client that leaves."""
+(Debian's) shows it live; one environment as stage columns of service cards, with its current
+release and its last few; a run's events as a Server-Sent Events stream that replays, resumes,
+follows and lets go of a client that leaves."""
 
 from __future__ import annotations
 
@@ -16,7 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 
+from deploy_pipeline.model import EnvironmentRecord, Release
+from deploy_pipeline.receiver.openapi import DESCRIPTION
+from deploy_pipeline.store.state import Store
 from tests.support.browser import artifacts, chromium
 from tests.support.eventually import eventually
 from tests.support.github_standin import REPO
@@ -61,12 +66,40 @@ WATCH = """() => {
 }"""
 
 
+# Runs that take no time: for tests about what a run leaves, not how it goes.
+QUICK = """
+version: 1
+stages: [data, apps]
+targets:
+  rehearse: {kind: simulated}
+services:
+  db: {type: database, image: postgres:16, port: 5432, stage: data}
+  api: {type: application, build: ./api, port: 8000, stage: apps}
+  web: {type: container, image: nginx:1.27, port: 80, public: true, stage: apps}
+environments:
+  staging: {target: rehearse}
+"""
+
+
 @pytest.fixture
 def server(
     write_config: Callable[[str], Path], own_state: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Server]:
     monkeypatch.setenv("DEPLOY_PIPELINE_API_TOKEN", TOKEN)
     s = Server(write_config(PIPELINE), own_state)
+    try:
+        yield s.start()
+    finally:
+        s.stop()
+
+
+@pytest.fixture
+def quick(
+    write_config: Callable[[str], Path], own_state: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Server]:
+    """The receiver of QUICK, whose runs take no time."""
+    monkeypatch.setenv("DEPLOY_PIPELINE_API_TOKEN", TOKEN)
+    s = Server(write_config(QUICK), own_state)
     try:
         yield s.start()
     finally:
@@ -232,8 +265,9 @@ def test_the_page_shows_a_webhook_preview_live_in_headless_chromium(server: Serv
 
 def test_one_environment_is_its_stages_with_a_card_per_service(server: Server) -> None:
     """`GET /api/environments/{name}` gives a finished preview's stages in order with each
-    service's status, the skipped one marked, URLs, the PR's link and head commit; an unknown
-    name is a 404 that says where the names are, and no token is a 401."""
+    service's status, the skipped one marked, URLs, the PR's link and head commit, and the
+    release its run made (its images by digest, the head commit); an unknown name is a 404 that
+    says where the names are, and no token is a 401."""
     server.deliver(42, "cd" * 20)
     run = running_run(server, "pr-42")
     finished(server, run)
@@ -265,6 +299,16 @@ def test_one_environment_is_its_stages_with_a_card_per_service(server: Server) -
     }
     assert cards["api"]["url"] == "http://api.pr-42.rehearse.simulated"
     assert all(c["waiting"] is None for c in cards.values())
+    [current] = found["releases"]["current"]
+    assert {k: current[k] for k in ("id", "action", "commit", "target")} == {
+        "id": 1,
+        "action": "deploy",
+        "commit": "cd" * 20,
+        "target": "rehearse",
+    }
+    assert sorted(current["images"]) == ["api", "cache", "db", "web"]  # search is skipped
+    assert re.fullmatch(r".+@sha256:[0-9a-f]{64}", current["images"]["api"])
+    assert found["releases"]["recent"] == [current]
 
     assert refused(server, "/api/environments/pr-9") == (
         404,
@@ -413,3 +457,182 @@ def test_the_page_reads_and_draws_a_page_of_environments_at_a_time(server: Serve
         expect(cards).to_have_count(26)
         expect(page.locator('[data-env="staging"]')).to_be_visible()
         expect(page.locator("#more")).to_be_hidden()
+
+
+def order(server: Server, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A POST to the write API; its JSON answer."""
+    request = urllib.request.Request(
+        server.url(path),
+        data=json.dumps(body or {}).encode(),
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        result: dict[str, Any] = json.loads(answer.read())
+        return result
+
+
+def deployed(server: Server, environment: str) -> dict[str, Any]:
+    """A deploy of the environment ordered through the API, once it is over."""
+    queued = order(server, f"/api/environments/{environment}/deploy")["queued"]
+    done: dict[str, Any] = eventually(
+        lambda: api(server, f"/api/deliveries/{queued}"),
+        lambda d: d["state"] not in ("queued", "running"),
+        message=f"the deploy of {environment} ending",
+    )
+    return done
+
+
+def add_releases(server: Server, *releases: Release) -> None:
+    """Releases kept in the receiver's state database, as runs would have kept them."""
+    store = Store(server.state)
+    try:
+        for release in releases:
+            store.add_release(release)
+    finally:
+        store.close()
+
+
+def release(number: int, minutes_ago: float, **fields: Any) -> Release:
+    """Release `number` of staging on `rehearse`, finished `minutes_ago`."""
+    digest = f"{number:x}" * 64
+    return Release(
+        **{
+            "environment": "staging",
+            "id": number,
+            "run": None,
+            "action": "deploy",
+            "target": "rehearse",
+            "finished": time.time() - minutes_ago * 60,
+            "commit": f"{number}" * 40,
+            "services": {
+                "api": {"image": f"127.0.0.1:5000/shop/api@sha256:{digest}", "target": "rehearse"},
+                "db": {"image": f"sha256:{digest}", "target": "rehearse"},
+            },
+            **fields,
+        }
+    )
+
+
+def test_the_page_shows_the_current_release_and_the_last_five(quick: Server) -> None:
+    """After a real deploy (v1) and five more releases, staging's card says its current release
+    is v6, deployed 2 minutes ago, with its commit and each image shortened as `history` prints
+    them; below, v6 to v2 with their actions (a promotion's source, a rollback's release), when
+    and commit; a clone never deployed says it has no release yet. The JSON says the same, as
+    the OpenAPI description has it."""
+    assert deployed(quick, "staging")["result"] == "succeeded"
+    add_releases(
+        quick,
+        release(2, 49.6),  # "50 minutes ago" while the page loads within 53 s
+        release(3, 39.6),
+        release(4, 29.6, action="promote", source="qa"),
+        release(5, 19.6, action="rollback", rolled_back_to=3, commit=None),
+        release(6, 1.6, commit="abcdef0" + "1" * 33),
+    )
+    order(quick, "/api/environments/staging/clone", {"name": "quiet"})
+
+    found = api(quick, "/api/environments/staging")
+    described = DESCRIPTION["paths"]["/api/environments/{name}"]["get"]["responses"]["200"]
+    schema = described["content"]["application/json"]["schema"]
+    Draft202012Validator({**schema, "components": DESCRIPTION["components"]}).validate(found)
+    detail = found["releases"]
+    assert [r["id"] for r in detail["current"]] == [6]
+    assert [r["id"] for r in detail["recent"]] == [6, 5, 4, 3, 2]
+    assert detail["current"][0]["images"]["api"] == "127.0.0.1:5000/shop/api@sha256:" + "6" * 64
+    assert api(quick, "/api/environments/quiet")["releases"] == {"current": [], "recent": []}
+
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        from playwright.sync_api import expect
+
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(quick.url(f"/#token={TOKEN}"))
+        staging = page.locator('[data-env="staging"]')
+        current = staging.locator(".release-current")
+        expect(current).to_have_count(1)
+        expect(current.locator(".release-line")).to_have_text(
+            "Current releasev6deploy2 minutes agocommitabcdef0"
+        )
+        expect(current.locator(".release-when")).to_have_attribute(
+            "datetime", detail["current"][0]["finished"]
+        )
+        expect(current.locator(".release-image")).to_have_text(
+            ["api127.0.0.1:5000/shop/api@sha256:666666666666", "dbsha256:666666666666"]
+        )
+        expect(current.locator('.release-image[data-image-of="api"]')).to_have_attribute(
+            "title", "api: 127.0.0.1:5000/shop/api@sha256:" + "6" * 64
+        )
+        rows = staging.locator(".release-list li")
+        expect(rows).to_have_count(5)
+        expect(rows.locator(".release-id")).to_have_text(["v6", "v5", "v4", "v3", "v2"])
+        expect(rows.locator(".release-action")).to_have_text(
+            ["deploy", "rollback to v3", "promote from qa", "deploy", "deploy"]
+        )
+        ago = ["2 minutes ago", "20 minutes ago", "30 minutes ago", "40 minutes ago"]
+        expect(rows.locator(".release-when")).to_have_text([*ago, "50 minutes ago"])
+        expect(rows.locator(".release-commit")).to_have_text(
+            ["commitabcdef0", "no commit", "commit4444444", "commit3333333", "commit2222222"]
+        )
+        expect(staging.locator(".release-recent-title")).to_have_text("Last 5 releases")
+        quiet = page.locator('[data-env="quiet"]')
+        expect(quiet.locator(".release-none")).to_have_text("No release yet")
+        expect(quiet.locator(".release-current, .release-list")).to_have_count(0)
+        shot = artifacts() / "status-page-releases.png"
+        page.screenshot(path=str(shot), full_page=True)
+        print(f"screenshot: {shot}")
+        assert errors == []
+
+
+HOSTILE = '<img src=x onerror="window.pwned=1">'
+
+
+def test_release_text_from_the_store_is_shown_as_text_never_as_markup(quick: Server) -> None:
+    """Markup in what the store holds of a release (its commit, a service's name and image, a
+    promotion's source) and in an environment's name is shown as the text it is on the page:
+    no element is made of it, no script of it runs; the page itself carries none of it."""
+    name = "<i id=named>x<i>"
+    store = Store(quick.state)
+    try:
+        store.save_environment(EnvironmentRecord(name=name, origin="clone", source="staging"))
+    finally:
+        store.close()
+    image = f'"><script>window.pwned=2</script>{HOSTILE}@sha256:' + "0" * 64
+    services = {"<svg onload=window.pwned=3>": {"image": image, "target": "rehearse"}}
+    add_releases(
+        quick,
+        release(1, 5, commit=HOSTILE, services=services),
+        release(2, 1, action="promote", source="<b id=bold>qa</b>", services=services),
+        release(1, 1, environment=name, commit=HOSTILE, services=services),
+    )
+    with urllib.request.urlopen(quick.url("/"), timeout=5) as answer:
+        assert "pwned" not in answer.read().decode()
+
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        from playwright.sync_api import expect
+
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(quick.url(f"/#token={TOKEN}"))
+        staging = page.locator('[data-env="staging"]')
+        current = staging.locator(".release-current")
+        expect(current.locator(".release-action")).to_have_text("promote from <b id=bold>qa</b>")
+        expect(current.locator(".release-image")).to_have_text(
+            f'<svg onload=window.pwned=3>"><script>window.pwned=2</script>{HOSTILE}@sha256:'
+            + "0" * 12
+        )
+        rows = staging.locator(".release-list li")
+        expect(rows.locator(".release-commit")).to_have_text(["commit2222222", "commit<img sr"])
+        expect(rows.nth(1).locator(".release-commit")).to_have_attribute(
+            "title", f"commit {HOSTILE}"
+        )
+        odd = page.locator(".env").filter(has=page.get_by_role("heading", name=name))
+        expect(odd.locator(".release-current .release-id")).to_have_text("v1")
+        expect(odd.locator(".release-commit").first).to_have_text("commit<img sr")
+        shot = artifacts() / "status-page-hostile-releases.png"
+        page.screenshot(path=str(shot), full_page=True)
+        print(f"screenshot: {shot}")
+        made = "main img, main script, main svg:not(.svc-icon), #bold, #named, b, i"
+        assert page.locator(made).count() == 0
+        assert page.evaluate("window.pwned") is None
+        assert errors == []

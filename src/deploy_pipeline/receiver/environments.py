@@ -1,6 +1,7 @@
 """What the JSON API does to environments, through the same Workspace as the CLI: list them
-(`GET /api/environments`), clone one (`POST …/{name}/clone`), and order an action on one or some
-of its services (`POST …/{name}/{action}`), queued like a delivery and run by the workers."""
+(`GET /api/environments`), read one's releases (`GET …/{name}/releases`), clone one
+(`POST …/{name}/clone`), and order an action on one or some of its services
+(`POST …/{name}/{action}`), queued like a delivery and run by the workers."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from deploy_pipeline.errors import Conflict, NotFound
 from deploy_pipeline.model import Action
 from deploy_pipeline.plan import check_services
 from deploy_pipeline.receiver.service import Receiver
+from deploy_pipeline.releases import history
 from deploy_pipeline.workspace import Workspace
+
+RELEASES = 20  # releases listed when no `limit` is given, as `history` lists them
 
 
 def clone(receiver: Receiver, source: str, new: str) -> dict[str, object]:
@@ -49,3 +53,12 @@ def listing(receiver: Receiver) -> list[dict[str, object]]:
     """`GET /api/environments`: every environment, as the listing shows it."""
     with Workspace(receiver.config, write=False) as workspace:
         return workspace.listing()
+
+
+def releases(receiver: Receiver, name: str, limit: int = RELEASES) -> dict[str, object]:
+    """`GET /api/environments/{name}/releases`: `history --format json` of the environment
+    (DESIGN.md §10), newest first."""
+    with Workspace(receiver.config, write=False) as workspace:
+        if name not in workspace.environments():
+            raise NotFound(f"no environment named '{name}' (GET /api/environments lists them)")
+    return history(receiver.store, name, limit)

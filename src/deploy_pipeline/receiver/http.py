@@ -159,6 +159,21 @@ async def _environments(request: HttpRequest) -> Response:
     return json_response({"environments": shown, "next": after, "total": len(listing)})
 
 
+async def _releases(request: HttpRequest) -> Response:
+    if refused := unauthorized(request):
+        return refused
+    try:
+        limit = paging.limit_of(request.query_params, environments.RELEASES)
+    except PageError as exc:
+        return json_response({"error": str(exc)}, 400)
+    name = request.path_params["name"]
+    try:
+        found = await run_in_threadpool(environments.releases, receiver_of(request), name, limit)
+    except NotFound as exc:
+        return json_response({"error": str(exc)}, 404)
+    return json_response(found)
+
+
 async def _run(request: HttpRequest) -> Response:
     if refused := unauthorized(request):
         return refused
@@ -309,6 +324,7 @@ def create_app(receiver: Receiver, uploads: Uploads | None = None) -> Starlette:
         Route("/readyz", _readyz),
         Route("/metrics", _metrics),
         Route("/api/environments", _environments),
+        Route("/api/environments/{name}/releases", _releases),
         Route("/api/environments/{name}/clone", _clone, methods=["POST"]),
         Route("/api/environments/{name}/{action}", _order, methods=["POST"]),
         Route("/api/openapi.json", _openapi),

@@ -120,9 +120,97 @@ SCHEMAS: dict[str, Any] = {
                             },
                         },
                     },
+                    "releases": {
+                        "type": "object",
+                        "description": "Its releases as the status page shows them (all of "
+                        "them: GET …/releases)",
+                        "required": ["current", "recent"],
+                        "properties": {
+                            "current": {
+                                "type": "array",
+                                "description": "The latest on each target, newest first; "
+                                "empty before the first",
+                                "items": _ref("ReleaseBrief"),
+                            },
+                            "recent": {
+                                "type": "array",
+                                "description": "The last 5, newest first",
+                                "items": _ref("ReleaseBrief"),
+                            },
+                        },
+                    },
                 },
             },
         ]
+    },
+    "ReleaseService": {
+        "type": "object",
+        "description": "A service as a release has it: its image by digest and its settings",
+        "required": ["image", "target"],
+        "properties": {
+            "image": {"type": "string", "description": "REPO@sha256:…, or sha256:… (no registry)"},
+            "target": {"type": "string"},
+            "env": {
+                "type": "object",
+                "description": "its resolved `env`, without secrets",
+                "additionalProperties": {"type": "string"},
+            },
+            "replicas": {"type": "integer"},
+        },
+    },
+    "Release": {
+        "type": "object",
+        "description": "A release (DESIGN.md §9), or a deploy that failed and made none "
+        "(`status: failed`, `id: null`, no `services`)",
+        "required": [
+            "id",
+            "run",
+            "action",
+            "status",
+            "finished",
+            "commit",
+            "source",
+            "rolled_back_to",
+        ],
+        "properties": {
+            "id": {**_NULLABLE_INT, "description": "its number in the environment: v1, v2…"},
+            "run": _NULLABLE_INT,
+            "action": {"type": "string", "enum": ["deploy", "promote", "rollback"]},
+            "status": {"type": "string", "enum": ["succeeded", "failed"]},
+            "finished": {**_NULLABLE_STR, "description": "2026-12-07T15:40:12Z"},
+            "commit": _NULLABLE_STR,
+            "source": {**_NULLABLE_STR, "description": "the environment a promotion took"},
+            "rolled_back_to": {**_NULLABLE_INT, "description": "the release a rollback restored"},
+            "services": {"type": "object", "additionalProperties": _ref("ReleaseService")},
+        },
+    },
+    "ReleaseBrief": {
+        "type": "object",
+        "description": "A release without its settings",
+        "required": [
+            "id",
+            "action",
+            "source",
+            "rolled_back_to",
+            "finished",
+            "commit",
+            "target",
+            "images",
+        ],
+        "properties": {
+            "id": {"type": "integer"},
+            "action": {"type": "string", "enum": ["deploy", "promote", "rollback"]},
+            "source": _NULLABLE_STR,
+            "rolled_back_to": _NULLABLE_INT,
+            "finished": {"type": "string", "description": "2026-12-07T15:40:12Z"},
+            "commit": _NULLABLE_STR,
+            "target": {"type": "string"},
+            "images": {
+                "type": "object",
+                "description": "service → image by digest",
+                "additionalProperties": {"type": "string"},
+            },
+        },
     },
     "Event": {
         "type": "object",
@@ -316,6 +404,39 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": _answer("The environment", _ref("EnvironmentDetail")),
                 "404": _ERROR,
+                **_AUTH,
+            },
+        }
+    },
+    "/api/environments/{name}/releases": {
+        "get": {
+            "summary": "The environment's releases and failed deploys, newest first, as "
+            "`deploy-pipeline history --format json` gives them (DESIGN.md §10)",
+            "security": [{"bearer": []}],
+            "parameters": [
+                _NAME,
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "description": "At most this many, as `history --limit` (default: 20)",
+                    "schema": {"type": "integer", "minimum": 1},
+                },
+            ],
+            "responses": {
+                "200": _answer(
+                    "The history",
+                    {
+                        "type": "object",
+                        "required": ["environment", "releases"],
+                        "properties": {
+                            "environment": {"type": "string"},
+                            "releases": {"type": "array", "items": _ref("Release")},
+                        },
+                    },
+                ),
+                "400": _answer("A `limit` that is not a whole number from 1 up", _ref("Error")),
+                "404": _answer("No environment of that name", _ref("Error")),
                 **_AUTH,
             },
         }

@@ -1,6 +1,7 @@
 """What people see and call: the status page (`GET /` and its `/static/` files), one environment
-drawn as stages and service cards (`GET /api/environments/{name}`), and a run's events as a live
-Server-Sent Events stream (`GET /api/runs/{id}/events`)."""
+drawn as stages and service cards with its current and latest releases
+(`GET /api/environments/{name}`), and a run's events as a live Server-Sent Events stream
+(`GET /api/runs/{id}/events`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from deploy_pipeline.errors import truncate
+from deploy_pipeline.model import Environment, Release
 from deploy_pipeline.receiver.cards import RunEvents, StageColumn, card_urls, stage_columns
 from deploy_pipeline.receiver.common import (
     json_response,
@@ -26,6 +28,7 @@ from deploy_pipeline.receiver.common import (
     whole_number,
 )
 from deploy_pipeline.receiver.service import Receiver
+from deploy_pipeline.releases import iso
 from deploy_pipeline.steps import environment_url
 from deploy_pipeline.store.queue import Queue, repository_of
 from deploy_pipeline.store.state import Store
@@ -35,6 +38,7 @@ STATIC = Path(__file__).parent / "static"
 POLL = 0.25  # seconds between looks at the store for a run's new events (written every ≤0.5 s)
 HEARTBEAT = 15.0  # seconds of quiet before a comment line keeps proxies from closing a stream
 RUNS_BACK = 10  # earlier runs read for services the latest runs did not touch
+RECENT = 5  # releases the page lists under an environment's current one
 # The page runs only its own script and talks only to this receiver.
 PAGE_HEADERS = {
     "Content-Security-Policy": (
@@ -102,6 +106,34 @@ def environment_view(receiver: Receiver, name: str) -> dict[str, object] | None:
         if latest is None
         else {k: latest[k] for k in ("id", "action", "status", "started_at", "finished_at")},
         "stages": [column.to_json() for column in columns],
+        "releases": release_view(store, environment),
+    }
+
+
+def release_view(store: Store, environment: Environment) -> dict[str, object]:
+    """What the page shows of an environment's releases: the current one on each of its targets
+    (the newest first) and the last RECENT, each without its settings."""
+    recent = store.releases(environment.name, limit=RECENT)
+    current: list[Release] = []
+    for target in environment.targets:
+        found = next((r for r in recent if r.target == target), None)
+        found = found or store.latest_release(environment.name, target)
+        if found is not None:
+            current.append(found)
+    current.sort(key=lambda r: r.id, reverse=True)
+    return {"current": [_brief(r) for r in current], "recent": [_brief(r) for r in recent]}
+
+
+def _brief(release: Release) -> dict[str, object]:
+    return {
+        "id": release.id,
+        "action": release.action,
+        "source": release.source,
+        "rolled_back_to": release.rolled_back_to,
+        "finished": iso(release.finished),
+        "commit": release.commit,
+        "target": release.target,
+        "images": {name: str(s.get("image") or "") for name, s in release.services.items()},
     }
 
 

@@ -211,6 +211,66 @@ function waitingText(text, fetchedAt) {
     found[1], h("span", { class: "svc-elapsed-inline", dataset: { since } }, found[2]), found[3]);
 }
 
+// --- an environment's releases ---------------------------------------------------------------
+
+// An image by digest, shortened as `history` prints it (releases._short): `…/api@sha256:0123456789ab`.
+function shortImage(image) {
+  const at = image.indexOf("@");
+  if (at >= 0) return `${image.slice(0, at)}@${image.slice(at + 1, at + 20)}`;
+  return image.startsWith("sha256:") ? image.slice(0, 19) : image;
+}
+
+function releaseAction(release) {
+  if (release.action === "promote" && release.source) return `promote from ${release.source}`;
+  if (release.action === "rollback" && release.rolled_back_to !== null) return `rollback to v${release.rolled_back_to}`;
+  return release.action;
+}
+
+function releaseTime(release) {
+  const epoch = Date.parse(release.finished) / 1000;
+  return h("time", { class: "release-when", datetime: release.finished, title: release.finished }, ago(epoch));
+}
+
+function releaseCommit(release) {
+  if (!release.commit) return h("span", { class: "release-commit none" }, "no commit");
+  return h("span", { class: "chip sha release-commit", title: `commit ${release.commit}` },
+    h("span", { class: "chip-label" }, "commit"), release.commit.slice(0, 7));
+}
+
+function currentRelease(release, label, targets) {
+  const images = Object.entries(release.images).map(([service, image]) =>
+    h("li", { class: "chip release-image", title: `${service}: ${image}`, dataset: { imageOf: service } },
+      h("span", { class: "chip-label" }, service), shortImage(image)));
+  return h("div", { class: "release-current", dataset: { release: String(release.id), target: release.target } },
+    h("div", { class: "release-line" },
+      h("span", { class: "release-label" }, label),
+      h("strong", { class: "release-id" }, `v${release.id}`),
+      h("span", { class: "release-action" }, releaseAction(release)),
+      releaseTime(release),
+      releaseCommit(release),
+      targets > 1 ? h("span", { class: "release-target" }, `on ${release.target}`) : null),
+    images.length ? h("ul", { class: "release-images", "aria-label": `images of v${release.id}` }, images) : null);
+}
+
+function releasesPanel(detail) {
+  const releases = detail.releases || { current: [], recent: [] };
+  const label = ["stopped", "not deployed"].includes(detail.status) ? "Last release" : "Current release";
+  const body = releases.current.length
+    ? releases.current.map((r) => currentRelease(r, label, detail.targets?.length || 1))
+    : [h("p", { class: "release-none" }, "No release yet")];
+  const recent = releases.recent.length
+    ? h("div", { class: "release-recent" },
+        h("h4", { class: "release-recent-title" }, `Last ${releases.recent.length === 1 ? "release" : `${releases.recent.length} releases`}`),
+        h("ol", { class: "release-list" }, releases.recent.map((r) =>
+          h("li", { dataset: { release: String(r.id) } },
+            h("span", { class: "release-id" }, `v${r.id}`),
+            h("span", { class: "release-action" }, releaseAction(r)),
+            releaseTime(r),
+            releaseCommit(r)))))
+    : null;
+  return h("section", { class: "releases", "aria-label": `releases of ${detail.name}` }, body, recent);
+}
+
 function environmentCard(detail, fetchedAt) {
   const id = `env-${detail.name}`;
   const meta = [];
@@ -268,6 +328,7 @@ function environmentCard(detail, fetchedAt) {
           badge(detail.status, "env-status")),
         h("div", { class: "env-meta" }, meta)),
       h("div", { class: "env-actions" }, actions)),
+    releasesPanel(detail),
     stages);
 }
 
