@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import threading
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import yaml
 
 from deploy_pipeline.action import run_action
 from deploy_pipeline.store.state import Store
+from tests.support.docker_testbed import HTTPD, DockerBed, busybox_context
 from tests.support.eventually import eventually
 from tests.support.github_standin import REPO, TOKEN, GitHubStandin
 from tests.support.paths import ROOT
@@ -772,3 +774,63 @@ def test_a_failed_promotion_records_no_release_and_fails_like_a_deploy(
     deployment = standin.deployments()[-1]
     assert deployment["environment"] == "production"
     assert standin.deployment_statuses(deployment["id"])[-1]["state"] == "failure"
+
+
+DOCKER_MOVES = """
+version: 1
+targets:
+  laptop: {kind: docker}
+services:
+  web: {type: application, build: ./web, port: 8080, health: /healthz, public: true}
+environments:
+  STAGING: {target: laptop}
+  PRODUCTION: {target: laptop}
+"""
+
+
+@pytest.mark.engine
+def test_on_a_fresh_runner_a_promotion_reads_the_source_release_back_from_the_target(
+    step: Step,
+    standin: GitHubStandin,
+    write_config: Callable[[str], Path],
+    docker_env: DockerBed,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A workflow run whose workspace has no state database (a fresh runner) promotes what an
+    earlier run deployed to staging: the source's release is read back from the containers'
+    labels, as `env recover` does, and production runs staging's image; a rollback there, with
+    no history to go back to, says how to keep the history between workflow runs."""
+    suffix = uuid.uuid4().hex[:6]
+    staging, production = f"stg-{suffix}", f"prd-{suffix}"
+    write_config(DOCKER_MOVES.replace("STAGING", staging).replace("PRODUCTION", production))
+    busybox_context(tmp_path / "web", HTTPD, extra="EXPOSE 8080")
+    monkeypatch.setenv("DEPLOY_PIPELINE_STATE", str(tmp_path / "first-runner" / "state.db"))
+    assert step(environment=staging) == 0, step.log
+
+    monkeypatch.setenv("DEPLOY_PIPELINE_STATE", str(tmp_path / "second-runner" / "state.db"))
+    assert step(action="promote", environment=production, **{"from": staging}) == 0, step.log
+    assert f"read back from laptop: release v1 of {staging} on laptop: deployed" in step.log
+    assert step.outputs["release"] == "1"
+    assert step.log.splitlines()[-1].startswith(
+        f"release v1 of {production} on laptop: promoted from {staging}"
+    )
+
+    def image(environment: str) -> str:
+        (container,) = docker_env.cli(
+            "ps", "-q", "--filter", f"label=io.deploy-pipeline.environment={environment}"
+        ).split()
+        return docker_env.cli("inspect", "-f", "{{.Image}}", container)
+
+    assert image(production) == image(staging) != ""
+
+    monkeypatch.setenv("DEPLOY_PIPELINE_STATE", str(tmp_path / "third-runner" / "state.db"))
+    assert step(action="rollback", environment=production) == 1
+    (error,) = [line for line in step.log.splitlines() if line.startswith("::error")]
+    assert error.startswith(f"::error::{production} has only one release (v1)")
+    assert error.endswith(
+        f"This job's state database had no release of {production}: a target keeps only its "
+        "latest release, and the ones before it are in the state database of the runs that "
+        "made them (.deploy-pipeline/ in the workspace). Keep that folder between workflow runs "
+        "(actions/cache) to roll back past the latest release"
+    )
