@@ -202,7 +202,7 @@ PROMOTE_WORKFLOW = """
 name: release
 on: [push]
 jobs:
-  release:
+  staging:
     runs-on: ubuntu-latest
     permissions: {statuses: write, deployments: write}
     steps:
@@ -212,14 +212,6 @@ jobs:
         with:
           environment: STAGING
           github-api-url: ${{ vars.API_URL }}
-      - id: production
-        uses: ./
-        with:
-          action: promote
-          from: STAGING
-          environment: PRODUCTION
-          github-api-url: ${{ vars.API_URL }}
-      - run: echo "production is release ${{ steps.production.outputs.release }}"
       - id: again
         uses: ./
         with:
@@ -232,17 +224,32 @@ jobs:
           to: 1
           environment: STAGING
           github-api-url: ${{ vars.API_URL }}
+  production:
+    needs: staging
+    runs-on: ubuntu-latest
+    permissions: {statuses: write, deployments: write}
+    steps:
+      - uses: actions/checkout@v4
+      - id: production
+        uses: ./
+        with:
+          action: promote
+          from: STAGING
+          environment: PRODUCTION
+          github-api-url: ${{ vars.API_URL }}
+      - run: echo "production is release ${{ steps.production.outputs.release }}"
 """
 
 
-def test_a_workflow_deploys_staging_promotes_it_to_production_and_rolls_back(
+def test_a_workflow_deploys_and_rolls_back_staging_then_promotes_it_to_production(
     tmp_path: Path, standin: GitHubStandin, docker_env: DockerBed
 ) -> None:
-    """One job deploys staging on the Docker engine, then `action: promote` with `from:` moves
-    its images to production with no build: production's outputs name its URL (which
-    answers), its services and its release, its containers run staging's images, the summary
-    says what was promoted from where, and production has a Deployment with its URL; staging
-    deployed again and then rolled back with `to: 1` says so in its own outputs."""
+    """A job deploys staging on the Docker engine twice and rolls it back with `to: 1`; a
+    second job, on a runner of its own with no state database, promotes it to production with
+    `action: promote` and `from:`: the source's release is read back from the target, no build
+    or test runs, production's outputs name its URL (which answers), its services by digest
+    and its release, its containers run staging's images, the summary says what was promoted
+    from where, and each move has a Deployment describing it, production's with its URL."""
     require_act(docker_env)
     suffix = uuid.uuid4().hex[:6]
     staging, production = f"stg-{suffix}", f"prd-{suffix}"
@@ -254,7 +261,17 @@ def test_a_workflow_deploys_staging_promotes_it_to_production_and_rolls_back(
     result = run(docker_env, root, standin, "push")
     assert result.succeeded, result.log[-3000:]
 
-    assert result.outputs("staging")["release"] == "1"
+    assert [result.outputs(step)["release"] for step in ("staging", "again", "back")] == [
+        "1",
+        "2",
+        "3",
+    ]
+    assert (
+        f"Rollback to v1, its images and its settings: recorded as release **v3** of "
+        f"`{staging}`" in result.summary
+    )
+
+    assert f"read back from laptop: release v3 of {staging} on laptop" in result.log
     outputs = result.outputs("production")
     assert outputs["status"] == "succeeded"
     assert outputs["release"] == "1"
@@ -265,6 +282,8 @@ def test_a_workflow_deploys_staging_promotes_it_to_production_and_rolls_back(
     promoted = json.loads(outputs["services"])
     assert sorted(promoted) == ["api", "web"]
     assert all("sha256:" in v["image"] for v in promoted.values())  # by digest, never a tag
+    moved = [line for line in result.log.splitlines() if f"{production}/laptop" in line]
+    assert moved and not [line for line in moved if " build " in line or " test " in line]
 
     def images(environment: str) -> dict[str, str]:
         ids = docker_env.cli(
@@ -287,25 +306,15 @@ def test_a_workflow_deploys_staging_promotes_it_to_production_and_rolls_back(
         f"Promotion of the images of `{staging}`'s latest release, with `{production}`'s own "
         f"settings: recorded as release **v1** of `{production}` (commit `{head(root)[:7]}`)."
     ) in result.summary
-    moved = [line for line in result.log.splitlines() if f"{production}/laptop" in line]
-    assert moved and not [line for line in moved if " build " in line or " test " in line]
-
-    assert result.outputs("again")["release"] == "2"
-    assert result.outputs("back")["status"] == "succeeded"
-    assert result.outputs("back")["release"] == "3"
-    assert (
-        f"Rollback to v1, its images and its settings: recorded as release **v3** of `{staging}`"
-        in result.summary
-    )
 
     sha = head(root)
     final = [s for s in standin.statuses(sha) if s["context"] == f"deploy-pipeline/{production}"]
     assert final[-1]["state"] == "success"
     assert [d["description"] for d in standin.deployments()] == [
         f"deploy-pipeline deploy of {staging}",
-        f"deploy-pipeline promote of {production} from {staging}",
         f"deploy-pipeline deploy of {staging}",
         f"deploy-pipeline rollback of {staging} to v1",
+        f"deploy-pipeline promote of {production} from {staging}",
     ]
     (deployment,) = [d for d in standin.deployments() if d["environment"] == production]
     assert deployment["production_environment"] is True
