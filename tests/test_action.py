@@ -727,6 +727,14 @@ def test_a_service_the_promoted_release_lacks_is_named_in_the_summary(
             {"action": "rollback", "environment": "staging", "to": "99999999999999999999999"},
             "::error::staging has no release 9223372036854775807; its releases are v1 ",
         ),
+        (  # past Python's 4,300 digits for int(): still a number no release has
+            {"action": "rollback", "environment": "staging", "to": "9" * 5000},
+            "::error::staging has no release 9223372036854775807; its releases are v1 ",
+        ),
+        (
+            {"action": "rollback", "environment": "staging", "to": "0" * 30 + "7"},
+            "::error::staging has no release 7; its releases are v1 ",
+        ),
     ],
 )
 def test_nothing_to_move_fails_the_step_before_anything_is_touched(

@@ -81,14 +81,15 @@ class Move:
         moves = action in RELEASE_MOVES
         if not to:
             return cls(source or None, None, moves)
-        if not (to.isascii() and to.isdigit()) or int(to) < 1:
+        digits = to.lstrip("0") if to.isascii() and to.isdigit() else ""
+        if not digits:
             raise UsageError(
                 f"input to: expected a release number, a whole number from 1 up (3 for the v3 "
                 f"that `deploy-pipeline history` lists), got '{to}'; leave it empty to roll "
                 "back to the release before the latest"
             )
-        # past what a database column holds: no release has such a number (as the CLI's --to)
-        return cls(None, MAX_RELEASE if len(to) > 19 else min(int(to), MAX_RELEASE), moves)
+        # past what a database column holds (or int() reads): no release has such a number
+        return cls(None, MAX_RELEASE if len(digits) > 19 else min(int(digits), MAX_RELEASE), moves)
 
 
 def kubeconfig_secrets(kubeconfig: str) -> list[str]:
