@@ -24,6 +24,7 @@ from deploy_pipeline.store.state import Store
 from tests.support.docker_testbed import HTTPD, DockerBed, busybox_context
 from tests.support.eventually import eventually
 from tests.support.github_standin import REPO, TOKEN, GitHubStandin
+from tests.support.kube_testbed import delete_namespace
 from tests.support.paths import ROOT
 from tests.support.webhooks import pr_event
 
@@ -842,3 +843,54 @@ def test_on_a_fresh_runner_a_promotion_reads_the_source_release_back_from_the_ta
         "made them (.deploy-pipeline/ in the workspace). Keep that folder between workflow runs "
         "(actions/cache) to roll back past the latest release"
     )
+
+
+KUBE_MOVES = """
+version: 1
+targets:
+  eu: {kind: kubernetes}
+services:
+  api: {type: container, image: "api:1", port: 8000, env: {TIER: "${environment}"}}
+environments:
+  STAGING: {target: eu}
+  PRODUCTION: {target: eu, services: {api: {replicas: 2}}}
+"""
+
+
+@pytest.mark.engine
+def test_the_kubeconfig_input_reaches_the_cluster_for_a_deploy_and_a_promotion(
+    step: Step,
+    write_config: Callable[[str], Path],
+    kubeconfig: Path,
+    kube_namespace: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the cluster's kubeconfig given only as the `kubeconfig` input (no KUBECONFIG, no
+    ~/.kube/config), a deploy of staging and its promotion to production by a runner with no
+    state database reach the cluster: production reads staging's release back from its
+    namespace and records its own."""
+    production = f"t-{uuid.uuid4().hex[:8]}"
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    write_config(KUBE_MOVES.replace("STAGING", kube_namespace).replace("PRODUCTION", production))
+    content = kubeconfig.read_text()
+    try:
+        assert step(environment=kube_namespace, kubeconfig=content) == 0, step.log
+        assert step.outputs["release"] == "1"
+        monkeypatch.setenv("DEPLOY_PIPELINE_STATE", str(tmp_path / "second-runner" / "state.db"))
+        assert (
+            step(
+                action="promote",
+                environment=production,
+                kubeconfig=content,
+                **{"from": kube_namespace},
+            )
+            == 0
+        ), step.log
+        assert f"read back from eu: release v1 of {kube_namespace} on eu: deployed" in step.log
+        assert step.outputs["release"] == "1"
+        assert json.loads(step.outputs["services"])["api"]["image"].startswith("api")
+    finally:
+        delete_namespace(kubeconfig, production)
+    assert "KUBECONFIG" not in os.environ  # the step's, not left behind in the process

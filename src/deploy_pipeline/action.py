@@ -12,7 +12,8 @@ import signal
 import sys
 import tempfile
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
@@ -36,6 +37,10 @@ from deploy_pipeline.workspace import Workspace
 
 if TYPE_CHECKING:
     from deploy_pipeline.github import GitHubReporter
+
+# where the clients find what the kubeconfig and registry-password inputs give (written
+# privately under RUNNER_TEMP): read from the process environment, not from the step's
+SDK_SETTINGS = ("KUBECONFIG", "DOCKER_CONFIG")
 
 
 def _write_private(folder: Path, name: str, text: str) -> Path:
@@ -113,7 +118,8 @@ def run_action(environ: Mapping[str, str], out: TextIO = sys.stdout) -> int:
             env["DOCKER_CONFIG"] = str(
                 _docker_config(private, config, registry_user, registry_password, registry)
             )
-        return _run(cmd, inputs, env, action, config, token, move)
+        with _sdk_settings({name: env[name] for name in SDK_SETTINGS if name in env}):
+            return _run(cmd, inputs, env, action, config, token, move)
     except ConfigErrors as exc:
         for error in exc.errors:
             _annotate(cmd, error, environ)
@@ -129,6 +135,22 @@ def run_action(environ: Mapping[str, str], out: TextIO = sys.stdout) -> int:
     except DeployPipelineError as exc:
         cmd.error(str(exc))
         return 1
+
+
+@contextmanager
+def _sdk_settings(values: Mapping[str, str]) -> Iterator[None]:
+    """The inputs' files where the Kubernetes and Docker clients look for them: the process
+    environment, which they read when they are made. Set for the step, then put back."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _annotate(cmd: Commands, error: ConfigError, environ: Mapping[str, str]) -> None:
