@@ -838,10 +838,10 @@ def test_on_a_fresh_runner_a_promotion_reads_the_source_release_back_from_the_ta
     (error,) = [line for line in step.log.splitlines() if line.startswith("::error")]
     assert error.startswith(f"::error::{production} has only one release (v1)")
     assert error.endswith(
-        f"This job's state database had no release of {production}: a target keeps only its "
-        "latest release, and the ones before it are in the state database of the runs that "
-        "made them (.deploy-pipeline/ in the workspace). Keep that folder between workflow runs "
-        "(actions/cache) to roll back past the latest release"
+        f"had no release of {production}: a target keeps only its latest release, and the "
+        "ones before it are in the state database of the runs that made them (.deploy-pipeline/ "
+        "beside the pipeline file). Keep that folder between runs (in a GitHub workflow: "
+        "actions/cache) to roll back past the latest release"
     )
 
 

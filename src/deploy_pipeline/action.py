@@ -246,15 +246,9 @@ def _run(
     if granted is not None:  # the services get these variables of the step, no other
         _check_granted(config, granted)
         secrets_from = {name: value for name, value in env.items() if name in granted}
-    moved = [move.source] if move.source else environments  # whose releases the move reads
-    fresh = _read_back(cmd, config, moved) if move.moves and not dry_run else []
-    try:
-        operation = Operation(request, environ=secrets_from)
-    except UsageError as exc:
-        if fresh and action == "rollback":
-            raise UsageError(f"{exc}. {_history_advice(fresh)}") from exc
-        raise
-    with operation:
+    with Operation(request, environ=secrets_from) as operation:
+        for release in operation.restored:  # a fresh runner's: read back from the target
+            cmd.line(f"read back from {release.target}: {release_line(release)}")
         cmd.mask(secret_values(operation.secrets))
         groups = StageGroups(cmd, operation.run_plan)
         observers = _reporters(cmd, env, token, sha, operation, run_action_)
@@ -281,30 +275,6 @@ def _run(
         return 1
     _finish(cmd, env, operation, result, run_action_, sha)
     return 0 if result.status == "succeeded" else 1
-
-
-def _read_back(cmd: Commands, config: Path, names: Sequence[str]) -> list[str]:
-    """The environments a promotion or a rollback reads releases of, whose release the state
-    database lacks — the Action's usual case, a fresh runner's workspace — read back from the
-    targets that keep their latest (DESIGN.md §9), as `env recover` does. Returns those names."""
-    with Workspace(config) as ws:
-        store = ws.writable()
-        fresh = [name for name in dict.fromkeys(names) if store.latest_release(name) is None]
-        if fresh:
-            ws.recover(fresh)
-            for release in ws.restored:
-                cmd.line(f"read back from {release.target}: {release_line(release)}")
-    return fresh
-
-
-def _history_advice(names: Sequence[str]) -> str:
-    """What a rollback on a runner with no release history of the environment needs."""
-    return (
-        f"This job's state database had no release of {', '.join(names)}: a target keeps only "
-        "its latest release, and the ones before it are in the state database of the runs that "
-        "made them (.deploy-pipeline/ in the workspace). Keep that folder between workflow "
-        "runs (actions/cache) to roll back past the latest release"
-    )
 
 
 def _preview(

@@ -256,6 +256,9 @@ def _run(args: argparse.Namespace) -> int:
             for rec in operation.recovered:
                 said = operation.workspace.describe(rec)
                 console.print(f"[dim]read back from the targets: {said}[/]")
+            for release in operation.restored:
+                said = release_line(release)
+                console.print(f"[dim]read back from {release.target}: {said}[/]", highlight=False)
             view.follow(operation)
             result = operation.perform(sinks, cancel, observers=[view], on_wait=waiting)
         finally:

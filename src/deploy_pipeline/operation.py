@@ -28,7 +28,15 @@ from deploy_pipeline.backends.simulated import SimulatedBackend
 from deploy_pipeline.errors import UsageError
 from deploy_pipeline.events import EventBus, EventSink, Redactor
 from deploy_pipeline.locks import heartbeat, wait_for
-from deploy_pipeline.model import RELEASE_MOVES, Action, EnvironmentRecord, Event, Release, RunPlan
+from deploy_pipeline.model import (
+    RELEASE_MOVES,
+    Action,
+    Environment,
+    EnvironmentRecord,
+    Event,
+    Release,
+    RunPlan,
+)
 from deploy_pipeline.moves import plan_moves
 from deploy_pipeline.plan import plan_runs
 from deploy_pipeline.rehearsal import ImageNotes, image_states, rehearsed
@@ -62,6 +70,17 @@ STATUS_DURING: Mapping[Action, str] = {
     "promote": "deploying",
     "rollback": "deploying",
 }
+
+
+def _history_advice(names: Sequence[str], state: Path | str | None) -> str:
+    """What a rollback needs when this state database has no release history of `names`."""
+    where = f" ({state})" if state else ""
+    return (
+        f"This state database{where} had no release of {', '.join(names)}: a target keeps only "
+        "its latest release, and the ones before it are in the state database of the runs that "
+        "made them (.deploy-pipeline/ beside the pipeline file). Keep that folder between "
+        "runs (in a GitHub workflow: actions/cache) to roll back past the latest release"
+    )
 
 
 class RunObserver(Protocol):
@@ -106,6 +125,7 @@ class Operation:
         self.request, self.options = request, options or RunOptions()
         self.backends: dict[str, Backend] = {}
         self.recovered: list[EnvironmentRecord] = []
+        self.restored: list[Release] = []  # releases a move read back from its targets first
         self.images: ImageNotes = {}
         self.secrets: dict[str, dict[str, str]] = {}
         self.run_id: int | None = None
@@ -152,23 +172,7 @@ class Operation:
             self.recovered = self.workspace.recover(unknown)
             envs = self.workspace.environments()
         if request.action in RELEASE_MOVES:
-            if self.workspace.store is None:  # a rehearsal with no state database yet
-                raise UsageError(
-                    f"{request.action} moves what releases recorded, and there is no state "
-                    f"database beside {request.config} yet: deploy first"
-                )
-            return plan_moves(
-                self.pipeline,
-                envs,
-                self.workspace.store,
-                request.environments,
-                request.action,
-                source=request.source,
-                to=request.to,
-                services=request.services,
-                targets=request.targets,
-                commit=request.commit,
-            )
+            return self._plan_move(envs)
         return plan_runs(
             self.pipeline,
             envs,
@@ -178,6 +182,41 @@ class Operation:
             request.targets,
             request.commit,
         )
+
+    def _plan_move(self, envs: Mapping[str, Environment]) -> RunPlan:
+        """A promotion's or a rollback's plan. The environments whose releases it reads and
+        this state database has none of (a fresh runner, another machine) are read back from
+        the targets first, as `env recover` does: each target keeps its latest (§9)."""
+        request, store = self.request, self.workspace.store
+        if store is None:  # a rehearsal with no state database yet
+            raise UsageError(
+                f"{request.action} moves what releases recorded, and there is no state "
+                f"database beside {request.config} yet: deploy first"
+            )
+        reads = [request.source] if request.source else list(request.environments)
+        fresh = [name for name in dict.fromkeys(reads) if store.latest_release(name) is None]
+        if fresh and not request.dry_run:
+            self.workspace.recover(fresh)
+            self.restored = list(self.workspace.restored)
+            envs = self.workspace.environments()  # a clone's record comes back with it
+        try:
+            return plan_moves(
+                self.pipeline,
+                envs,
+                store,
+                request.environments,
+                request.action,
+                source=request.source,
+                to=request.to,
+                services=request.services,
+                targets=request.targets,
+                commit=request.commit,
+            )
+        except UsageError as exc:
+            read = sorted({r.environment for r in self.restored})  # the latest, and no more
+            if read and request.action == "rollback":
+                raise UsageError(f"{exc}. {_history_advice(read, store.path)}") from exc
+            raise
 
     def _open_backends(self) -> None:
         """A backend per target of the plan; a rehearsal's simulate the real ones (with the
@@ -325,10 +364,8 @@ class Operation:
                 release = from_target(env, raw) if raw is not None else None
                 if release is None or release.target != tp.target.name:
                     continue
-                if release.run is not None and release.run != self.run_id:
-                    known = store.run(release.run)  # a run this database saw end badly
-                    if known is not None and known["status"] not in ("running", "succeeded"):
-                        continue  # made no release: what it left running is not one (§10)
+                if release.run is not None and store.ended_badly(release.run):
+                    continue  # what a run left running when it failed is no release
                 store.add_release(release)
 
     def record(self, result: RunResult) -> None:

@@ -141,6 +141,8 @@ class Workspace:
             release = from_target(name, raw)
             if release is None or not release.target:
                 continue
+            if release.run is not None and store.ended_badly(release.run):
+                continue  # what a run left running when it failed is no release
             latest = store.latest_release(name, release.target)
             if latest is None or latest.id < release.id:
                 restored.append(store.add_release(release))

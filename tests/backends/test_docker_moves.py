@@ -256,3 +256,24 @@ def test_a_promotion_killed_half_way_is_no_release_and_the_next_promotion_conver
     assert {n: s["image"] for n, s in release["services"].items()} == {
         n: s["image"] for n, s in staged["services"].items()
     }
+
+
+def test_a_promotion_with_no_state_database_reads_the_sources_release_from_its_containers(
+    shop: Shop, capsys: pytest.CaptureFixture[str], own_state: Path
+) -> None:
+    """On another machine (the state database gone) promote reads staging's latest release
+    back from its containers' labels, says so, and promotes it: release 1 of production with
+    staging's images."""
+    assert run(capsys, shop, "deploy", "-e", shop.staging)[0] == 0
+    [staged] = history(capsys, shop, shop.staging)
+    for path in own_state.parent.glob("state.db*"):
+        path.unlink()
+    code = main(["promote", "-f", str(shop.config), "--from", shop.staging, "-e", shop.production])
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 0, out
+    assert f"read back from laptop: release v1 of {shop.staging} on laptop: deployed" in out
+    [promoted] = history(capsys, shop, shop.production)
+    assert promoted["source"] == shop.staging
+    assert {n: s["image"] for n, s in promoted["services"].items()} == {
+        n: s["image"] for n, s in staged["services"].items()
+    }

@@ -233,6 +233,12 @@ class Store(ReleaseQueries):
             shutil.rmtree(self.path.parent / "logs" / f"run-{run_id}", ignore_errors=True)
         return len(old)
 
+    def ended_badly(self, run_id: int) -> bool:
+        """Whether this database saw the run end without succeeding (failed, cancelled,
+        abandoned): such a run made no release, whatever it left on a target (§10)."""
+        rows = self.query("SELECT status FROM runs WHERE id = ?", (run_id,))
+        return bool(rows) and str(rows[0][0]) not in ("running", "succeeded")
+
     def run(self, run_id: int) -> dict[str, object] | None:
         rows = self.query(
             "SELECT id, environments, action, services, status, started_at, "
