@@ -19,6 +19,7 @@ import os
 import secrets
 import statistics
 import sys
+import time
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -118,6 +119,20 @@ def measure_pair(bed: Any, root: Path, index: int, base: str, seconds: float) ->
     if foreign:
         print(f"round {index}: DISTURBED: {foreign} events of other deploy-pipeline containers")
     return Pair(index, order, runs["without tests"], runs["with tests"], cold, foreign)
+
+
+def lone_test(bed: Any, base: str, seconds: float) -> float:
+    """Median of 3: one container of the prebuilt image running only the test's sleep, created,
+    waited for and removed through the SDK with nothing else of ours on the engine (what a test
+    step costs apart from its check, its push and the company of other steps)."""
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        container = bed.client.containers.run(base, [BB, "sleep", f"{seconds:g}"], detach=True)
+        container.wait()
+        container.remove()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 # --- reading a run's events -------------------------------------------------------------------
@@ -301,6 +316,10 @@ def table(pairs: Sequence[Pair], s: dict[str, Any]) -> None:
     for p in pairs:
         print(row(str(p.index), figures(p)) if p.ok else f"{p.index:>5}  failed (left out)")
     print(row("med", {k: v for k, v in s.items() if k != "tests_at_once"}))
+    print(
+        f"median: the test steps take {s['tests_serial_s']:.2f} s one after another, of which "
+        f"{s['test_beside_builds_s']:.2f} s ran beside another service's build"
+    )
 
 
 def verdicts(s: dict[str, Any]) -> list[tuple[str, bool]]:
@@ -353,17 +372,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(
                     f"round {i} ({', then '.join(p.order)}): without tests "
                     f"{f['without_s']:.2f} s, with tests {f['with_s']:.2f} s "
-                    f"(+{f['added_s']:.2f} s; bound +{f['bound_s']:.2f} s)",
+                    f"({f['added_s']:+.2f} s; bound +{f['bound_s']:.2f} s)"
+                    + ("" if p.ok else "; failed, left out"),
                     flush=True,
                 )
+            alone = lone_test(bed, base, args.test_seconds)
         finally:
             with suppress(Exception):
                 bed.purge_images(f"{shop.BASE_LABEL}={base}")
             bed.watch.close()
     load.append(os.getloadavg()[0])
     s = summary(pairs)
+    s["lone_test_s"] = alone
     print()
     table(pairs, s)
+    print(
+        f"a lone test container ({args.test_seconds:g} s of sleep), nothing else of ours on the "
+        f"engine: {alone:.2f} s (create, start, wait, remove; median of 3)"
+    )
     good = [p for p in pairs if p.ok] or pairs
     typical = sorted(good, key=lambda p: figures(p)["with_over_without"])[(len(good) - 1) // 2]
     for title, run in (
