@@ -53,7 +53,7 @@ BARS = (("build", "b"), ("test", "t"), ("deploy", "d"))
 WIDTH = 72  # characters of a timeline's time axis
 
 
-def test_command(name: str, seconds: float) -> list[str]:
+def timed_check(name: str, seconds: float) -> list[str]:
     """A test that takes a known time, then checks the files the image serves."""
     script = (
         f'{BB} sleep {seconds:g} && [ "$({BB} cat /app/healthz)" = ok ] && '
@@ -66,7 +66,7 @@ def add_tests(rnd: Any, seconds: float) -> None:
     """Give every built service of a generated shop its `test:`."""
     doc = yaml.safe_load(rnd.config.read_text())
     for svc in BUILT:
-        doc["services"][svc.name]["test"] = test_command(svc.name, seconds)
+        doc["services"][svc.name]["test"] = timed_check(svc.name, seconds)
     rnd.config.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
