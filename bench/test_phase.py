@@ -6,8 +6,9 @@ real CLI on the local engine and registry, from a cold cache: one as it is, one 
 each of its 7 built services (a busybox `sleep` of a known time, then a real check of the image's
 files). From each run's `--events jsonl` it draws a timeline (one row per service: build, test and
 deploy bars on a time axis) and compares, round by round, the makespan with tests to the makespan
-without, and the time the tests added to the bound: the longest test of each stage that has
-tests, stage after stage. See bench/README.md ("Test phase") for the figures.
+without, and the time the tests added (and, within the run with tests, held its deploys back) to
+the bound: the longest test of each stage that has tests, stage after stage. See bench/README.md
+("Test phase") for the figures.
 """
 
 from __future__ import annotations
