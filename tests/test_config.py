@@ -38,6 +38,7 @@ except ImportError:  # optional: without it, the schema's structure is checked i
 WriteConfig = Callable[..., Path]
 
 SHOP = Path(__file__).resolve().parents[1] / "examples" / "shop" / ".deploy-pipeline.yml"
+OFFLINE_SHOP = SHOP.parent / "offline" / ".deploy-pipeline.yml"
 
 # DESIGN.md §3, verbatim.
 DESIGN_EXAMPLE = """\
@@ -185,7 +186,46 @@ def test_shop_example_loads() -> None:
     assert pipeline.targets["rehearse"].durations["db"] == {"deploy": 0.4}
     assert pipeline.environments["production"].production is True
     assert pipeline.environments["rehearsal"].skipped == frozenset({"report"})
-    assert pipeline.previews == Previews(source="staging", name="pr-{number}")
+    assert pipeline.previews == Previews(
+        source="staging",
+        name="pr-{number}",
+        env=(("SHOP_BANNER", "preview of pull request ${pull_request}"),),
+    )
+
+
+def test_shop_example_tests_its_api_and_runs_production_with_its_own_settings() -> None:
+    """The shop tests its API in the image it built, and staging and production set their own
+    log level, production its own replicas and cache, and web the URL of the API (issue 13)."""
+    pipeline = load_config(SHOP)
+    assert pipeline.services["api"].test == ("python", "-m", "unittest", "-v", "shop.test_api")
+    assert pipeline.targets["rehearse"].durations["api"]["test"] == 0.4
+    staging, production = pipeline.environments["staging"], pipeline.environments["production"]
+    assert staging.env == (("LOG_LEVEL", "debug"),)
+    assert production.env == (("LOG_LEVEL", "warning"),)
+    assert dict(staging.settings)["web"].env == (("API_URL", "${url:api}"),)
+    api = dict(production.settings)["api"]
+    assert (api.replicas, api.env) == (3, (("SHOP_CACHE_SECONDS", "300"),))
+
+
+def test_the_offline_shop_has_the_shops_services_and_settings() -> None:
+    """The offline shop (what `scripts/demo` deploys where nothing can be pulled) has the same
+    services, stages, environments and settings as the shop, its rehearsal aside, and a test on
+    its API too."""
+    shop, offline = load_config(SHOP), load_config(OFFLINE_SHOP)
+    assert offline.stages == shop.stages
+    shape = {n: (s.type, s.stage, s.replicas) for n, s in shop.services.items()}
+    assert {n: (s.type, s.stage, s.replicas) for n, s in offline.services.items()} == shape
+    for name in ("migrate", "report", "api", "worker", "web"):  # (db stands in for postgres)
+        assert offline.services[name].env == shop.services[name].env
+    assert offline.services["api"].test is not None
+    assert set(offline.environments) == set(shop.environments) - {"rehearsal"}
+    for name, env in offline.environments.items():
+        assert (env.skipped, env.env, env.settings) == (
+            shop.environments[name].skipped,
+            shop.environments[name].env,
+            shop.environments[name].settings,
+        )
+    assert offline.previews == shop.previews
 
 
 def test_build_mapping_keeps_dockerfile_args_and_target(write_config: WriteConfig) -> None:

@@ -6,18 +6,21 @@ deployed or pushed; an image that passed is reused with its test ended `reused`.
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from deploy_pipeline.backends.engine import Engine
 from deploy_pipeline.cli import main
-from tests.support.docker_testbed import DockerBed, busybox_context
+from tests.support.docker_testbed import BUSYBOX, DockerBed, busybox_context
 
 pytestmark = pytest.mark.engine
 
+OFFLINE_SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop" / "offline"
 WITH_SH = 'RUN ["/bin/busybox", "ln", "-s", "/bin/busybox", "/bin/sh"]'  # for `test: "a line"`
 
 
@@ -160,3 +163,43 @@ def test_a_reused_image_s_test_ends_reused(
     test = [e for e in events if e["phase"] == "test" and e["status"] == "reused"]
     assert test[0]["message"] == "the image passed its test when it was built"
     assert leftover_tests(docker_env) == ""
+
+
+def test_the_offline_shops_api_test_checks_the_files_it_serves(
+    docker_env: DockerBed,
+    write_config: Callable[[str], Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The example shop's API test (examples/shop/offline, what scripts/demo deploys) passes on
+    an image of the API's files before it deploys, and fails on one whose /healthz is not ok,
+    saying so: that image is never deployed."""
+    shop = yaml.safe_load((OFFLINE_SHOP / ".deploy-pipeline.yml").read_text(encoding="utf-8"))
+    api = {k: v for k, v in shop["services"]["api"].items() if k not in {"secrets", "stage"}}
+    shutil.copytree(
+        OFFLINE_SHOP / "api", tmp_path / "api", ignore=shutil.ignore_patterns("busybox")
+    )
+    shutil.copy(BUSYBOX, tmp_path / "api" / "busybox")
+    (tmp_path / "api" / "www" / "nonce").write_text(uuid.uuid4().hex)  # new content: built
+    environment = f"shop-{uuid.uuid4().hex[:8]}"
+    doc = {
+        "version": 1,
+        "targets": {"laptop": {"kind": "docker"}},
+        "services": {"api": {**api, "replicas": 1}},
+        "environments": {environment: {}},
+    }
+    path = write_config(yaml.safe_dump(doc))
+    code, events = deploy(path, environment, capsys)
+    assert code == 0, events
+    assert ends(events, "api") == [
+        ("build", "succeeded"),
+        ("test", "succeeded"),
+        ("deploy", "succeeded"),
+    ]
+    (tmp_path / "api" / "www" / "healthz").write_text("down\n")
+    code, events = deploy(path, environment, capsys)
+    assert code == 1
+    assert ends(events, "api")[:2] == [("build", "succeeded"), ("test", "failed")]
+    failed = next(e for e in events if e["phase"] == "test" and e["status"] == "failed")
+    assert str(failed["message"]).endswith("; last lines of its output:\n/healthz is not ok")
+    assert ("deploy", "succeeded") not in ends(events, "api")
