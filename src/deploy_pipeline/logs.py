@@ -87,11 +87,16 @@ def show_service_logs(
             _follow(streams, line, lambda s, t: note(f"{s}: {redact(t)}"))
             return
         for s in streams:
+            said = False
             try:
                 for text in s.lines:
                     line(s.source, text)
+                    said = True
             except NoLogs as exc:
                 note(f"{s.source}: {redact(str(exc))}")
+                continue
+            if not said:  # an empty answer is not a broken command: say so
+                note(f"{s.source}: no output (it has written nothing yet)")
     finally:
         stop.set()  # the followed streams close, their readers end
         for backend in backends:

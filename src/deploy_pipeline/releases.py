@@ -232,15 +232,14 @@ def history(store: Store, environment: str, limit: int | None = None) -> dict[st
 
 
 def history_text(doc: Mapping[str, object]) -> str:
-    """One line per release: number, when, action, run, commit, and the images (or `failed`)."""
+    """One line per release, in aligned columns: number, when, run, what it did, commit, and the
+    images (or `failed: no release`)."""
     releases = doc.get("releases")
     assert isinstance(releases, list)
     if not releases:
         return f"{doc['environment']}: no releases yet (a deploy that succeeds makes one)"
-    lines = []
+    rows = []
     for entry in releases:
-        number = f"v{entry['id']}" if entry["id"] is not None else "-"
-        commit = str(entry["commit"] or "")[:7] or "-"
         what = str(entry["action"])
         if entry.get("source"):
             what += f" from {entry['source']}"
@@ -252,11 +251,21 @@ def history_text(doc: Mapping[str, object]) -> str:
             services = entry["services"]
             assert isinstance(services, dict)
             detail = ", ".join(f"{name}={_short(str(s['image']))}" for name, s in services.items())
-        lines.append(
-            f"{number:<5} {entry['finished'] or '-':<20}  run {entry['run']:<5} "
-            f"{what:<9} {commit:<7}  {detail or '(nothing running)'}"
+        rows.append(
+            (
+                f"v{entry['id']}" if entry["id"] is not None else "-",
+                str(entry["finished"] or "-"),
+                f"run {entry['run']}",
+                what,
+                str(entry["commit"] or "")[:7] or "-",
+                detail or "(nothing running)",
+            )
         )
-    return "\n".join(lines)
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row[:5], widths, strict=True)) + "  " + row[5]
+        for row in rows
+    )
 
 
 def _short(image: str) -> str:

@@ -210,3 +210,33 @@ def test_a_runs_step_logs_follow_its_events_with_the_secret_masked(
     assert code == 0
     tailed = [line for line in out.splitlines() if line.startswith("    job deploy | ")]
     assert tailed == ["    job deploy | done"]  # the step log's last line only
+
+
+def test_a_replica_that_has_written_nothing_says_so(
+    env: str,
+    docker_bed: DockerBed,
+    write_config: Callable[[str], Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A running service with no output yet gives a note on stderr, not an empty screen that
+    looks like a broken command; the command succeeds."""
+    ref = f"dp-test/quiet:{uuid.uuid4().hex[:12]}"
+    docker_bed.cli(
+        "build",
+        "-q",
+        "-t",
+        ref,
+        str(busybox_context(tmp_path / "quiet", "exec /bin/busybox sleep 3600")),
+    )
+    try:
+        config = write_config(pipeline(env, f"  quiet: {{type: container, image: '{ref}'}}\n"))
+        assert cli(capsys, "deploy", "-f", str(config), "-e", env)[0] == 0
+        code, out, err = cli(capsys, "logs", "-f", str(config), "-e", env)
+        assert (code, out) == (0, "")
+        assert err == "quiet: no output (it has written nothing yet)\n"
+    finally:
+        found = docker_bed.cli("ps", "-aq", "--filter", f"label={ENV_LABEL}={env}").split()
+        if found:
+            docker_bed.cli("rm", "-f", *found, check=False)
+        docker_bed.cli("rmi", ref, check=False)
