@@ -21,6 +21,7 @@ import secrets
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -29,11 +30,14 @@ from typing import Any
 import yaml
 from docker import (  # bench/docker.py (this folder comes first on sys.path), not the SDK
     BASE_LABEL,
+    PROFILED,
     ROUND_LABEL,
     SHOP,
     STAGES,
+    STEP_CALLS,
     Bed,
     DeployRun,
+    Recorder,
     Round,
     deploy_pipeline,
     make_round,
@@ -224,6 +228,96 @@ def clean(bed: Bed, rnd: Round) -> None:
     bed.delete_from_registry(rnd.registry_repo)
 
 
+# --- profile: engine calls of one more round's second deploy, rollback and promotion ---------
+
+ENGINE_CALLS = ("start", "wait", "repo_digest", "local_image")  # besides bench/docker.py's
+
+
+def profile(bed: Bed, root: Path, base: str) -> dict[str, Any]:
+    """One more round through `deploy_pipeline.operation` (what the CLI runs), in process, with
+    every engine call of the second deploy, the rollback and the promotion timed and filed under
+    the step that made it (bench/docker.py's Recorder)."""
+    from deploy_pipeline.backends import build, engine
+    from deploy_pipeline.backends import docker as backend
+    from deploy_pipeline.events import Collect
+    from deploy_pipeline.operation import Operation, Request
+    from deploy_pipeline.runner import Cancel
+
+    rnd = make_round(root, 0, bed.registry, base)
+    rnd.config.write_text(yaml.safe_dump(moves_doc(rnd), sort_keys=False))
+    prod = production(rnd).environment
+    bed.watch.mine.update({rnd.environment, prod})
+    seen = bed.watch.foreign
+    classes = {"engine": engine.Engine, "build": build.Builder, "docker": backend.DockerBackend}
+    names = {**PROFILED, "engine": (*PROFILED["engine"], *ENGINE_CALLS)}
+    runs = {
+        "first": Request(rnd.config, [rnd.environment], "deploy"),
+        "second": Request(rnd.config, [rnd.environment], "deploy"),
+        "changed": Request(rnd.config, [rnd.environment], "deploy"),
+        "rollback": Request(rnd.config, [rnd.environment], "rollback"),
+        "prod_first": Request(rnd.config, [prod], "deploy"),
+        "prod_second": Request(rnd.config, [prod], "deploy"),
+        "promote": Request(rnd.config, [prod], "promote", source=rnd.environment),
+    }
+    out: dict[str, Any] = {}
+    os.environ["DEPLOY_PIPELINE_STATE"] = str(rnd.folder / "state.db")
+    try:
+        for which, request in runs.items():
+            if which == "changed":
+                change_code(rnd)
+            rec = Recorder()
+            for key, methods in names.items():
+                for name in methods:
+                    rec.wrap(classes[key], name)
+            for name in STEP_CALLS:
+                rec.wrap(backend.DockerBackend, name)
+            sink = Collect()
+            t0 = time.perf_counter()
+            try:
+                with Operation(request) as operation:
+                    result = operation.perform([sink], Cancel())
+            finally:
+                rec.restore()
+            out[which] = {
+                "wall_s": time.perf_counter() - t0,
+                "status": result.status,
+                "failures": [e.message for e in sink.events if e.status == "failed"],
+                "step_s": {
+                    f"{e.phase} {e.service}": e.duration
+                    for e in sink.events
+                    if e.duration is not None and e.service
+                },
+                **rec.report(),
+            }
+            if result.status != "succeeded":
+                break
+    finally:
+        os.environ.pop("DEPLOY_PIPELINE_STATE", None)
+        clean(bed, rnd)
+    out["foreign_events"] = bed.watch.foreign - seen
+    return out
+
+
+def show_profile(report: dict[str, Any]) -> None:
+    if report["foreign_events"]:
+        print(f"DISTURBED: {report['foreign_events']} events of other deploy-pipeline containers")
+    for which in ("second", "rollback", "prod_second", "promote"):
+        r = report.get(which)
+        if r is None:
+            continue
+        print(f"profile, {which} in process: {r['wall_s']:.2f} s, {r['status']}")
+        for message in r["failures"][:1]:
+            print(f"  failure: {message}")
+        for step, seconds in sorted(r["step_s"].items()):
+            calls = sorted(r["steps"].get(step, {}).items(), key=lambda kv: -kv[1])
+            inside = ", ".join(
+                f"{c.removeprefix('DockerBackend.')} {t:.3f}"
+                for c, t in calls
+                if t >= 0.005 and c.removeprefix("DockerBackend.") not in STEP_CALLS
+            )
+            print(f"  {step:<16} {seconds:5.2f} s: {inside}")
+
+
 # --- output -----------------------------------------------------------------------------------
 
 
@@ -304,13 +398,13 @@ def table(rounds: Sequence[RoundResult], s: dict[str, Any]) -> None:
     times = [f"{s[f'{name}_s']:.2f}" for name in STEPS]
     print(row(["med", *times, *(f"{s[k]:.2f}" for k in rounds[0].ratios())]))
     print(
-        "build steps per run (round 1): "
+        f"build steps per run (round {rounds[0].index}): "
         + ", ".join(f"{name} {rounds[0].steps[name].builds}" for name in STEPS)
         + "; test steps: "
         + ", ".join(f"{name} {rounds[0].steps[name].tests}" for name in STEPS)
     )
     print(
-        "containers replaced (round 1): "
+        f"containers replaced (round {rounds[0].index}): "
         + ", ".join(
             f"{name} {rounds[0].steps[name].replaced or '-'}" for name in STEPS if name != "first"
         )
@@ -320,6 +414,40 @@ def table(rounds: Sequence[RoundResult], s: dict[str, Any]) -> None:
             f"warning: rounds {s['disturbed_rounds']} (*) were disturbed by another user of the"
             " engine (its deploy-pipeline containers came and went): run again on a quiet engine"
         )
+
+
+def measure(
+    bed: Bed,
+    root: Path,
+    base: str,
+    wanted: int,
+    retries: int,
+    rounds: list[RoundResult],
+    dropped: list[int],
+) -> bool:
+    """Rounds until `wanted` succeeded (kept in `rounds`); a round that fails while another
+    user's deploy-pipeline containers come and go (a test suite's clean-up removes every such
+    container it did not see before) is measured again, `retries` times at most (`dropped`)."""
+    i = 0
+    while len(rounds) < wanted:
+        i += 1
+        r = measure_round(bed, root, i, base)
+        if not r.ok:
+            failed = [f"{n}: {s.run.error}" for n, s in r.steps.items() if not s.run.ok]
+            print(f"round {i} failed: {failed}")
+            if not r.foreign or len(dropped) >= retries:
+                return False
+            dropped.append(i)
+            print(f"round {i} was disturbed by another user of the engine: measured again")
+            continue
+        rounds.append(r)
+        print(
+            f"round {i}: second deploy {r.seconds('second'):.2f} s, rollback "
+            f"{r.seconds('rollback'):.2f} s, promote {r.seconds('promote'):.2f} s"
+            + (" (disturbed)" if r.foreign else ""),
+            flush=True,
+        )
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -333,6 +461,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="rounds that fail while another user's deploy-pipeline containers come and go "
         "are measured again, this many times at most (3)",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also time every engine call of one more round, run in process",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the generated folders")
     args = parser.parse_args(argv)
     bed = Bed()
@@ -344,30 +477,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
     rounds: list[RoundResult] = []
+    prof: dict[str, Any] = {}
     dropped: list[int] = []  # rounds that failed while someone else's runs came and went
     with workdir("dp-bench-moves-", args.keep) as root:
         base = f"dp-bench-base:{secrets.token_hex(4)}"
         bed.build_base(root / "base", base)
         try:
-            i = 0
-            while len(rounds) < args.rounds:
-                i += 1
-                r = measure_round(bed, root, i, base)
-                if not r.ok:
-                    failed = [f"{n}: {s.run.error}" for n, s in r.steps.items() if not s.run.ok]
-                    print(f"round {i} failed: {failed}")
-                    if not r.foreign or len(dropped) >= args.retries:
-                        return 1
-                    dropped.append(i)  # (a test suite's clean-up removes every such container)
-                    print(f"round {i} was disturbed by another user of the engine: measured again")
-                    continue
-                rounds.append(r)
-                print(
-                    f"round {i}: second deploy {r.seconds('second'):.2f} s, rollback "
-                    f"{r.seconds('rollback'):.2f} s, promote {r.seconds('promote'):.2f} s"
-                    + (" (disturbed)" if r.foreign else ""),
-                    flush=True,
-                )
+            if not measure(bed, root, base, args.rounds, args.retries, rounds, dropped):
+                return 1
+            if args.profile:
+                prof = profile(bed, root, base)
         finally:
             bed.purge_images(f"{BASE_LABEL}={base}")
             bed.watch.close()
@@ -381,6 +500,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     for name in ("second", "rollback", "prod_second", "promote"):
         show_timeline(f"{name}, round {typical.index}", typical.steps[name].run)
+    if prof:
+        print()
+        show_profile(prof)
     checks = verdicts(s)
     print()
     for text, met in checks:
@@ -393,6 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "dropped_rounds": dropped,
             "rounds": [round_json(r) for r in rounds],
             "summary": s,
+            "profile": prof,
             "targets": [{"target": t, "met": m} for t, m in checks],
         }
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
