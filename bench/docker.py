@@ -215,9 +215,12 @@ def compose_doc(rnd: Round) -> dict[str, Any]:
 
 def docker_sdk() -> Any:
     """The Docker SDK. This file is bench/docker.py: with its folder on sys.path (as it is when
-    run as a script), `import docker` would import this file, here and in deploy_pipeline."""
+    run as a script), `import docker` would import this file, here and in deploy_pipeline; and
+    when another bench imports this file as `docker`, the SDK takes the name back from it."""
     here = Path(__file__).resolve().parent
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
+    if sys.modules.get("docker") is sys.modules.get(__name__):
+        del sys.modules["docker"]
     import docker  # (its `errors` module comes with it)
 
     return docker
@@ -381,11 +384,11 @@ class DeployRun:
     error: str = ""
 
 
-def deploy_pipeline(rnd: Round, action: str) -> DeployRun:
-    """`deploy-pipeline ACTION -f … -e … --events jsonl` in a process of its own, timed."""
+def deploy_pipeline(rnd: Round, action: str, *extra: str) -> DeployRun:
+    """`deploy-pipeline ACTION -f … -e … [EXTRA…] --events jsonl` in a process of its own, timed."""
     env = {**os.environ, "DEPLOY_PIPELINE_STATE": str(rnd.folder / "state.db")}
     argv = [sys.executable, "-m", "deploy_pipeline", action, "-f", str(rnd.config)]
-    argv += ["-e", rnd.environment]
+    argv += ["-e", rnd.environment, *extra]
     argv += ["--events", "jsonl"]
     wall, out = timed(argv, env, rnd.folder)
     events = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
@@ -640,7 +643,8 @@ class Recorder:
                 return fn(*args, **kwargs)
             finally:
                 with self.lock:
-                    self.calls.append((self.local.step, label, time.perf_counter() - t0))
+                    here = getattr(self.local, "step", outer)  # (outside a step: "-")
+                    self.calls.append((here, label, time.perf_counter() - t0))
                 self.local.step = outer
 
         self.undo.append((cls, name, fn))

@@ -155,6 +155,39 @@ def test_rollback_then_promote_run_the_old_image_by_digest_with_each_environment
     assert promoted["services"]["api"]["replicas"] == 2
 
 
+def test_without_a_registry_a_move_leaves_alone_what_runs_the_same_image(
+    docker_bed: DockerBed,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With no registry a release names each image by the engine's id, where the deploy named
+    it by its tag: rollback and promote replace only api, whose image changed, and leave db and
+    web (the same image, the same settings) running as they are, as a second deploy would."""
+    monkeypatch.setenv("DOCKER_HOST", docker_bed.host)
+    shop = Shop(docker_bed, tmp_path, registry=False)
+    try:
+        assert run(capsys, shop, "deploy", "-e", shop.staging)[0] == 0
+        shop.write("two", "blue")
+        assert run(capsys, shop, "deploy", "-e", shop.staging)[0] == 0
+        assert run(capsys, shop, "deploy", "-e", shop.production)[0] == 0
+        for env, args in (
+            (shop.staging, ("rollback", "-e", shop.staging)),
+            (shop.production, ("promote", "--from", shop.staging, "-e", shop.production)),
+        ):
+            ids = {s: [c["Id"] for c in shop.containers(env, s)] for s in ("db", "api", "web")}
+            code, seen, err = run(capsys, shop, *args)
+            assert code == 0, err
+            said = {e["service"]: e["message"] for e in seen if e["status"] == "succeeded"}
+            assert said["db"] == said["web"] == "unchanged, already running", said
+            assert " running (sha256:" in said["api"]
+            assert [c["Id"] for c in shop.containers(env, "db")] == ids["db"]
+            assert [c["Id"] for c in shop.containers(env, "web")] == ids["web"]
+            assert shop.answer(env) == {"one"}
+    finally:
+        shop.clean()
+
+
 class StopAfter:
     """Ctrl-C, in effect, the moment `service`'s deploy succeeds."""
 

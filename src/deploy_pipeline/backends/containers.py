@@ -22,6 +22,8 @@ class Container:
     ports: Mapping[int, int]  # container port → host port on 127.0.0.1
     started_at: str = ""
     restarts: int = 0
+    image: str = ""  # the name it was started from (a tag, REPO@sha256:…, or an image id)
+    image_id: str = ""  # the image it runs, by the engine's id (sha256:…)
 
 
 @dataclass(frozen=True)
@@ -66,4 +68,6 @@ def container_of(attrs: Mapping[str, object]) -> Container:
         ports=ports,
         started_at=str(state.get("StartedAt", "")),
         restarts=int(str(attrs.get("RestartCount", 0) or 0)),
+        image=str(config.get("Image") or ""),
+        image_id=str(attrs.get("Image") or ""),
     )

@@ -102,7 +102,7 @@ class DockerBackend:
         old = self.engine.containers(self.labels(ctx))
         if (
             len(old) == svc.replicas
-            and all(c.labels.get(SPEC_LABEL) == spec for c in old)
+            and all(self.as_specified(ctx, c, image, spec) for c in old)
             and all(c.status == "running" for c in old)
         ):
             return StepResult(
@@ -160,7 +160,7 @@ class DockerBackend:
         svc, spec = ctx.service, self.spec_hash(ctx, image)
         job = None
         for c in self.engine.containers(self.labels(ctx)):
-            if job is None and c.labels.get(SPEC_LABEL) == spec and c.status == "exited":
+            if job is None and self.as_specified(ctx, c, image, spec) and c.status == "exited":
                 job = c
             else:
                 self.engine.remove(c.id)
@@ -333,9 +333,10 @@ class DockerBackend:
     def labels(self, ctx: StepContext) -> dict[str, str]:
         return {ENV_LABEL: ctx.environment, SERVICE_LABEL: ctx.service.name}
 
-    def spec_hash(self, ctx: StepContext, image: str) -> str:
+    def spec_hash(self, ctx: StepContext, image: str, image_id: str | None = None) -> str:
         """What the running containers must match to be left alone. Secret values count (a
-        rotated secret redeploys) but only through a keyed hash: labels never reveal them."""
+        rotated secret redeploys) but only through a keyed hash: labels never reveal them.
+        `image_id`: the engine's id of `image`, when known (else it is looked up)."""
         svc = ctx.service
         key = self.state.get("spec-key")
         if key is None:
@@ -344,7 +345,7 @@ class DockerBackend:
         data = json.dumps(
             [
                 image,
-                self.engine.local_image(image),
+                self.engine.local_image(image) if image_id is None else image_id,
                 svc.command,
                 sorted(svc.env),
                 svc.port,
@@ -354,6 +355,20 @@ class DockerBackend:
             ]
         )
         return hashlib.sha256(f"{key}:{data}".encode()).hexdigest()[:24]
+
+    def as_specified(self, ctx: StepContext, c: Container, image: str, spec: str) -> bool:
+        """Whether container `c` runs what `spec` (the hash of `image` and the settings) says.
+        Also when it was started from another name of the same image: a release names an image
+        only this engine has by its id, where the deploy that started it named it by its tag, so
+        a rollback or promotion must not replace what already runs that image as it should."""
+        label = c.labels.get(SPEC_LABEL)
+        if label == spec:
+            return True
+        if not c.image or not c.image_id or c.image == image or label is None:
+            return False
+        return c.image_id == self.engine.local_image(image) and label == self.spec_hash(
+            ctx, c.image, c.image_id
+        )
 
     def url(self, svc: Service, running: list[Container]) -> str | None:
         if svc.port is None or not running or svc.port not in running[0].ports:
