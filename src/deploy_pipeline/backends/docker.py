@@ -44,6 +44,7 @@ RELEASE_LABEL = "io.deploy-pipeline.release"  # the release that deployed it, wi
 RELEASE_KEYS = ("id", "run", "action", "commit", "source", "rolled_back_to", "finished")
 STABLE = 1.5  # seconds a service with no health check must stay up to count as started
 POLL = 0.25
+FIRST_POLL = 0.02  # the first wait between health checks, doubling up to POLL
 
 
 class DockerBackend:
@@ -68,6 +69,9 @@ class DockerBackend:
                 "one or set DOCKER_HOST, or rehearse with --dry-run"
             ) from exc
         self.builder = Builder(self.engine, root, registry)
+        # containers a deploy replaced, removed once the step has reported: the new ones serve
+        # already, so their removal is off the critical path; close() waits for it
+        self.retiring = ThreadPoolExecutor(4, f"retire-{target.name}")
 
     # --- the step protocol ---------------------------------------------------------------------
 
@@ -147,7 +151,8 @@ class DockerBackend:
             for c in started:  # the old containers keep serving; the new ones go
                 self.engine.remove(c.id)
             raise
-        each(self.engine.remove, [c.id for c in old])
+        for c in old:
+            self.retiring.submit(self.engine.remove, c.id)
         return StepResult(
             message=f"{len(started)} running ({image})", url=self.url(svc, started), image=runs
         )
@@ -241,7 +246,11 @@ class DockerBackend:
         return f"{'reused' if plan.exists else 'to build'}: {plan.ref}"
 
     def close(self) -> None:
-        self.engine.close()
+        """Finish removing the containers deploys replaced, then let the engine go."""
+        try:
+            self.retiring.shutdown(wait=True)
+        finally:
+            self.engine.close()
 
     def service_url(self, environment: str, service: Service) -> str | None:
         """The URL of a service's running containers (for `${url:SERVICE}`)."""
@@ -397,6 +406,7 @@ class DockerBackend:
         neither) the container has stayed up for STABLE seconds since its last start. A container
         that exits, or that its restart policy keeps restarting, fails at once."""
         svc, last, seen = ctx.service, "not checked yet", None
+        delay = FIRST_POLL  # a server is often up within milliseconds: look again soon, then less
         while True:
             info = self.engine.inspect(container.id)
             if info.status in {"exited", "dead", "restarting"} or info.restarts > 0:
@@ -419,7 +429,8 @@ class DockerBackend:
                     f"{info.name} not healthy within its timeout ({last}); "
                     + self.last_lines(info.id)
                 )
-            ctx.sleep(POLL)
+            ctx.sleep(delay)
+            delay = min(delay * 2, POLL)
 
 
 def _probe(url: str, wait: float) -> str:
