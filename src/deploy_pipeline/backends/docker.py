@@ -136,7 +136,7 @@ class DockerBackend:
                             network=network,
                             alias=svc.name,
                             command=svc.command,
-                            env={**dict(svc.env), **ctx.secrets},
+                            env={**dict(svc.env), **ctx.service_secrets()},
                             port=svc.port,
                             volumes=volumes,
                         )
@@ -180,7 +180,7 @@ class DockerBackend:
                     network=network,
                     alias=svc.name,
                     command=svc.command,
-                    env={**dict(svc.env), **ctx.secrets},
+                    env={**dict(svc.env), **ctx.service_secrets()},
                     restart=False,
                 )
             )
