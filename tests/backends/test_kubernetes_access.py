@@ -15,7 +15,10 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
+from deploy_pipeline.backends import manifests
+from deploy_pipeline.backends.registry_login import Login
 from deploy_pipeline.cli import main
+from deploy_pipeline.model import Service, Tls
 
 pytestmark = pytest.mark.engine
 
@@ -217,3 +220,86 @@ def test_a_public_service_serves_https_through_cert_manager_or_an_existing_secre
     ingress = k8s["net"].read_namespaced_ingress("web", env)
     assert "cert-manager.io/cluster-issuer" not in (ingress.metadata.annotations or {})
     assert [(t.hosts, t.secret_name) for t in ingress.spec.tls] == [([host], "wildcard-tls")]
+
+
+PLURALS = {
+    "Deployment": "apps/v1/namespaces/{ns}/deployments",
+    "StatefulSet": "apps/v1/namespaces/{ns}/statefulsets",
+    "Job": "batch/v1/namespaces/{ns}/jobs",
+    "CronJob": "batch/v1/namespaces/{ns}/cronjobs",
+    "Ingress": "networking.k8s.io/v1/namespaces/{ns}/ingresses",
+    "Service": "v1/namespaces/{ns}/services",
+    "Secret": "v1/namespaces/{ns}/secrets",
+}
+
+
+def strict_dry_run(api: client.ApiClient, obj: dict[str, Any]) -> None:
+    """Server-side apply with dryRun=All and fieldValidation=Strict: the API server checks the
+    object against its own OpenAPI schema (an unknown or misplaced field is an error) and keeps
+    nothing."""
+    meta = obj["metadata"]
+    group = "api" if obj["apiVersion"] == "v1" else "apis"
+    path = f"/{group}/{PLURALS[obj['kind']].format(ns=meta['namespace'])}/{meta['name']}"
+    query = "dryRun=All&fieldManager=t&fieldValidation=Strict"
+    reply = api.call_api(
+        "PATCH",
+        f"{api.configuration.host}{path}?{query}",
+        header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "*/*"},
+        body=json.dumps(obj),
+        _request_timeout=30,
+    )
+    reply.read()
+    if reply.status >= 300:
+        raise AssertionError(f"{obj['kind']} {meta['name']}: {reply.status} {reply.data!r}")
+
+
+def test_the_objects_pass_the_api_servers_own_schema_strictly(
+    kube_namespace: str, kube_env: Path
+) -> None:
+    """Every workload naming pull Secrets, the dockerconfigjson Secret and both kinds of TLS
+    Ingress are accepted by a strict server-side dry run; a misspelt field is refused, so the
+    check is not a formality."""
+    env = kube_namespace
+    api = config.new_client_from_config(config_file=str(kube_env))
+    try:
+        client.CoreV1Api(api).create_namespace({"metadata": {"name": env}})
+        services = [
+            Service("web", "container", "apps", image="nginx:1.27", port=80, public=True),
+            Service("db", "database", "data", image="postgres:16", port=5432),
+            Service("migrate", "job", "jobs", image="migrate:1"),
+            Service("report", "job", "jobs", image="report:1", schedule="0 3 * * *"),
+        ]
+        objects = [manifests.pull_secret(env, "pull", Login("r.example", "u", "p-0042"), "web")]
+        for tls in (Tls(issuer="letsencrypt"), Tls(secret="wildcard-tls")):
+            for svc in services:
+                objects += manifests.service_objects(
+                    env,
+                    svc,
+                    "r.example/x:1",
+                    run="r1",
+                    host="h.example",
+                    tls=tls,
+                    pull_secrets=["pull", "web-registry-auth"],
+                )
+        kinds = {o["kind"] for o in objects}
+        assert kinds == {
+            "Secret",
+            "Deployment",
+            "Service",
+            "Ingress",
+            "StatefulSet",
+            "Job",
+            "CronJob",
+        }
+        for obj in objects:
+            strict_dry_run(api, obj)
+        bad = json.loads(json.dumps(objects[1]))
+        assert bad["kind"] == "Deployment"
+        bad["spec"]["template"]["spec"]["imagePullSecret"] = [{"name": "pull"}]
+        with pytest.raises(AssertionError) as caught:
+            strict_dry_run(api, bad)
+        assert ".spec.template.spec.imagePullSecret: field not declared in schema" in str(
+            caught.value
+        )
+    finally:
+        api.close()
