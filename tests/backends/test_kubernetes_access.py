@@ -112,10 +112,12 @@ def test_workloads_pull_through_the_registrys_login_and_their_own(
 ) -> None:
     """The pipeline registry's login (and no other registry's) is a dockerconfigjson Secret
     that the Deployment, StatefulSet, Job and CronJob pulling from it name; the prebuilt image
-    from another registry names its own Secret of its `registry_auth:`; Docker Hub's nginx
-    names none; no password reaches the events, the output or any container's env."""
+    from another registry names its own Secret of its `registry_auth:` (gone with the service's
+    delete); Docker Hub's nginx names none; no password reaches the events, the output or any
+    container's env."""
     env = kube_namespace
-    events, err = deploy(capsys, write_config(PIPELINE.format(env=env, tls="")), env)
+    path = write_config(PIPELINE.format(env=env, tls=""))
+    events, err = deploy(capsys, path, env)
     core, apps, batch = k8s["core"], k8s["apps"], k8s["batch"]
 
     registry = dockerconfig(core.read_namespaced_secret("deploy-pipeline-registry", env))
@@ -166,6 +168,13 @@ def test_workloads_pull_through_the_registrys_login_and_their_own(
         assert secret not in shown
     for obj in workloads.values():
         assert PASSWORD not in json.dumps(obj.to_dict(), default=str)
+
+    # the service's own login goes with it; the environment's stays for the others
+    code = main(["delete", "-f", str(path), "-e", env, "--service", "tool", "--events", "jsonl"])
+    assert code == 0, capsys.readouterr().err
+    names = [s.metadata.name for s in core.list_namespaced_secret(env).items]
+    assert "tool-registry-auth" not in names
+    assert "deploy-pipeline-registry" in names
 
 
 def test_without_a_login_nothing_is_made_and_nothing_named(
