@@ -19,6 +19,8 @@ from deploy_pipeline.backends import manifests
 from deploy_pipeline.backends.registry_login import Login
 from deploy_pipeline.cli import main
 from deploy_pipeline.model import Service, Tls
+from tests.support.github_standin import GitHubStandin
+from tests.test_action import Step
 
 pytestmark = pytest.mark.engine
 
@@ -312,3 +314,59 @@ def test_the_objects_pass_the_api_servers_own_schema_strictly(
         )
     finally:
         api.close()
+
+
+ACTION_PIPELINE = """
+version: 1
+registry: registry.example.test/acme
+targets:
+  eu: {{kind: kubernetes, domain: "{{service}}.{{environment}}.example.test",
+       tls: {{issuer: letsencrypt}}}}
+services:
+  web: {{type: container, image: registry.example.test/acme/web:1, port: 80, public: true}}
+environments:
+  {env}: {{target: eu}}
+"""
+
+
+def test_the_actions_registry_inputs_become_the_pull_secret_and_urls_are_https(
+    kube_namespace: str,
+    k8s: dict[str, Any],
+    standin: GitHubStandin,
+    kubeconfig: Path,
+    write_config: Callable[[str], Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Action's registry-username and registry-password (with the kubeconfig input only)
+    become the environment's pull Secret; the GitHub Deployment's environment_url, the job
+    summary and the url output are https, and the password is in none of them nor the log
+    (but its mask)."""
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("DOCKER_CONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    env = kube_namespace
+    write_config(ACTION_PIPELINE.format(env=env))
+    step = Step(standin, tmp_path)
+    code = step(
+        environment=env,
+        kubeconfig=kubeconfig.read_text(),
+        registry_username="ci-bot",
+        registry_password=PASSWORD,
+    )
+    assert code == 0, step.log
+    secret = k8s["core"].read_namespaced_secret("deploy-pipeline-registry", env)
+    assert dockerconfig(secret)["auths"]["registry.example.test"]["password"] == PASSWORD
+    assert pull_secrets(k8s["apps"].read_namespaced_deployment("web", env)) == [
+        "deploy-pipeline-registry"
+    ]
+    url = f"https://web.{env}.example.test"
+    (deployment,) = standin.deployments()
+    states = standin.deployment_statuses(deployment["id"])
+    assert states[-1]["environment_url"] == url
+    assert url in step.summary
+    assert step.outputs["environment-url"] == url
+    shown = step.log.replace(f"::add-mask::{PASSWORD}", "")
+    for text in (shown, step.summary, json.dumps(step.outputs), json.dumps(states)):
+        assert PASSWORD not in text
+        assert b64(f"ci-bot:{PASSWORD}") not in text
