@@ -127,7 +127,8 @@ class KubernetesBackend:
             engine = self.builder.engine
             image = engine.repo_digest(image) or engine.registry_digest(image) or image
         self.ensure_namespace(ctx)
-        if own := ctx.service_secrets():  # each service owns its own keys of the environment's
+        # each service owns its own keys of the environment's Secret (its login's are not there)
+        if own := ctx.service_secrets():
             self.apply(manifests.secret(env, own), manager=f"{MANAGER}-{svc.name}")
         host = manifests.host_for(self.target.domain, env, svc.name)
         objects = manifests.service_objects(
@@ -211,6 +212,7 @@ class KubernetesBackend:
                 ctx.sleep(POLL)
             with self.lock:
                 self.namespaces.discard(env)
+                self.pull_namespaces.discard(env)
             return StepResult(message=f"removed {removed} objects and namespace {env}")
         return StepResult(message=f"removed {removed} objects" if removed else "nothing to delete")
 
