@@ -46,6 +46,22 @@ SETTINGS_DATA: dict[str, Any] = {
         },
     },
     "previews": {**SHOP_DATA["previews"], "env": {"PR": "${pull_request}", "LIT": "$${x}"}},
+    # DESIGN.md §11: TLS on a kubernetes target, a prebuilt image's own registry login
+    "targets": {
+        **SHOP_DATA["targets"],
+        "eu": {
+            "kind": "kubernetes",
+            "domain": "{service}.{environment}.example.com",
+            "tls": {"issuer": "letsencrypt"},
+        },
+    },
+    "services": {
+        **SHOP_DATA["services"],
+        "web": {
+            **SHOP_DATA["services"]["web"],
+            "registry_auth": {"username": "WEB_USER", "password": "WEB_TOKEN"},
+        },
+    },
 }
 
 FAST = fuzzing(200)
@@ -119,6 +135,13 @@ WORDS = [
     "${url:web}",
     "$${",
     "${nope}",
+    "tls",
+    "issuer",
+    "secret",
+    "letsencrypt",
+    "registry_auth",
+    "username",
+    "password",
 ]
 WEIRD_TEXT = [
     "",

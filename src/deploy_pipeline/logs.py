@@ -28,7 +28,7 @@ def pipeline_redactor(pipeline: Pipeline, environ: Mapping[str, str]) -> Redacto
     a run from here would hand out, so what `logs` prints never shows them."""
     return Redactor.of(
         {
-            s.name: {n: environ[n] for n in s.secrets if n in environ}
+            s.name: {n: environ[n] for n in s.secret_names if n in environ}
             for s in pipeline.services.values()
         }
     )

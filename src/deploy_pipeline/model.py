@@ -57,6 +57,15 @@ class BuildSpec:
 
 
 @dataclass(frozen=True)
+class RegistryAuth:
+    """The credentials a prebuilt image's own private registry takes (DESIGN.md §11): the names
+    of the environment variables holding them, read as `secrets:` are, never values."""
+
+    username: str
+    password: str
+
+
+@dataclass(frozen=True)
 class Service:
     name: str
     type: ServiceType
@@ -74,10 +83,29 @@ class Service:
     timeout: float | None = None
     resources: tuple[tuple[str, str], ...] = ()  # (cpu|memory, quantity): Kubernetes requests
     test: tuple[str, ...] | None = None  # run in the built image before it is pushed (§9)
+    registry_auth: RegistryAuth | None = None  # a prebuilt image's registry login (§11)
 
     @property
     def needs_build(self) -> bool:
         return self.build is not None
+
+    @property
+    def secret_names(self) -> tuple[str, ...]:
+        """Every environment variable a deploy reads for this service: its `secrets:`, then its
+        registry login's username and password (for the image pull Secret, not its env)."""
+        auth = (
+            (self.registry_auth.username, self.registry_auth.password) if self.registry_auth else ()
+        )
+        return tuple(dict.fromkeys((*self.secrets, *auth)))
+
+
+@dataclass(frozen=True)
+class Tls:
+    """TLS on a kubernetes target's Ingresses (DESIGN.md §11): a cert-manager ClusterIssuer
+    that issues each public service's certificate, or an existing TLS Secret; one of the two."""
+
+    issuer: str | None = None
+    secret: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +117,7 @@ class Target:
     # simulated only: seconds per service and phase, and the phase each named service fails in
     durations: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     fail: Mapping[str, str] = field(default_factory=dict)
+    tls: Tls | None = None  # kubernetes: public services' Ingress serves https
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """The secrets a run hands its services: read from the environment by the names each service
-lists, refused when a real deploy lacks one or when a value is too short to mask in logs."""
+lists (`secrets:`, and its `registry_auth:` login), refused when a real deploy lacks one or when
+a value is too short to mask in logs (a registry username is no secret: it may be short)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Mapping
 
 from deploy_pipeline.errors import UsageError
 from deploy_pipeline.events import MIN_SECRET, RunSecrets
-from deploy_pipeline.model import Action, RunPlan, Target
+from deploy_pipeline.model import Action, RunPlan, Service, Target
 
 
 def resolve_secrets(
@@ -32,7 +33,7 @@ def resolve_secrets(
     )
     missing: dict[str, list[str]] = {}
     for svc in needed.values():
-        for name in svc.secrets:
+        for name in svc.secret_names:
             if name not in environ:
                 missing.setdefault(name, []).append(svc.name)
     if missing and real:
@@ -42,10 +43,22 @@ def resolve_secrets(
             "or rehearse with --dry-run"
         )
     secrets = {
-        svc.name: {n: environ[n] for n in svc.secrets if n in environ} for svc in needed.values()
+        svc.name: {n: environ[n] for n in svc.secret_names if n in environ}
+        for svc in needed.values()
     }
-    check_maskable(secrets)
+    check_maskable(
+        {
+            svc.name: {n: v for n, v in secrets[svc.name].items() if n in _masked(svc)}
+            for svc in needed.values()
+        }
+    )
     return secrets
+
+
+def _masked(svc: Service) -> set[str]:
+    """The names whose values must be long enough to mask: all but a registry username."""
+    auth = svc.registry_auth
+    return {*svc.secrets, *((auth.password,) if auth else ())}
 
 
 def check_maskable(secrets: RunSecrets) -> None:

@@ -184,6 +184,14 @@ class ResourcesModel(Strict):
     memory: Quantity = Field(default=None, pattern=r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")
 
 
+class RegistryAuthModel(Strict):
+    """A prebuilt image's own registry login (DESIGN.md §11): the names of the environment
+    variables that hold the username and the password (or token), as `secrets:` names them."""
+
+    username: Variable
+    password: Variable
+
+
 class ServiceModel(Strict):
     type: Literal["database", "job", "container", "application"]
     image: Line | None = None
@@ -203,6 +211,27 @@ class ServiceModel(Strict):
     timeout: Timeout | None = None
     resources: ResourcesModel | None = None
     test: TestCommand | None = None
+    registry_auth: RegistryAuthModel | None = None
+
+
+# a Kubernetes object's name (a DNS subdomain): a ClusterIssuer's, a Secret's
+OBJECT_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*" + END
+ObjectName = Annotated[
+    str, WithJsonSchema({"type": "string", "pattern": OBJECT_NAME, "maxLength": 253})
+]
+
+
+class TlsModel(Strict):
+    """TLS on a kubernetes target's Ingresses: `{issuer: NAME}` (a cert-manager ClusterIssuer)
+    or `{secret: NAME}` (an existing TLS Secret in each environment's namespace), one of them."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={"oneOf": [{"required": ["issuer"]}, {"required": ["secret"]}]},
+    )
+    issuer: ObjectName | None = None
+    secret: ObjectName | None = None
 
 
 class TargetModel(Strict):
@@ -213,6 +242,7 @@ class TargetModel(Strict):
     )
     durations: dict[str, dict[Phase, Duration]] = {}
     fail: dict[str, Phase] = {}
+    tls: TlsModel | None = None  # kubernetes: https on public services' Ingress
 
 
 class StrategyModel(Strict):

@@ -33,12 +33,18 @@ def merge_pull_request(proposed: Pipeline, operator: Pipeline) -> Merged:
         found = operator.services.get(service)
         return found.secrets if found is not None else ()
 
+    def granted_login(service: str) -> Collection[str]:
+        """A registry login may read what the operator's service reads, its own login's too."""
+        found = operator.services.get(service)
+        return found.secret_names if found is not None else ()
+
     errors = ungranted(
         proposed,
         granted,
         by="the receiver's pipeline file",
         advice="a pull request's service gets only the secrets the receiver's own file names "
         "for the service of the same name",
+        granted_login=granted_login,
     )
     if errors:
         raise ConfigErrors(errors)
@@ -59,20 +65,36 @@ def merge_pull_request(proposed: Pipeline, operator: Pipeline) -> Merged:
 
 
 def ungranted(
-    pipeline: Pipeline, granted: Callable[[str], Collection[str]], *, by: str, advice: str
+    pipeline: Pipeline,
+    granted: Callable[[str], Collection[str]],
+    *,
+    by: str,
+    advice: str,
+    granted_login: Callable[[str], Collection[str]] | None = None,
 ) -> list[ConfigError]:
     """Each secret a service of `pipeline` names that `granted(service)` does not hold, located
-    on its line: `services.api.secrets[1]: 'X' is not granted to 'api' by …`."""
+    on its line: `services.api.secrets[1]: 'X' is not granted to 'api' by …`; the names of its
+    `registry_auth:` login are checked the same way, by `granted_login` when given."""
     errors = []
     for name, service in pipeline.services.items():
         allowed = granted(name)
-        for i, secret in enumerate(service.secrets):
-            if secret not in allowed:
-                listed = ", ".join(sorted(allowed)) or "none"
+        named: list[tuple[tuple[str | int, ...], str, Collection[str]]] = [
+            (("secrets", i), secret, allowed) for i, secret in enumerate(service.secrets)
+        ]
+        if service.registry_auth is not None:
+            login = (granted_login or granted)(name)
+            auth = service.registry_auth
+            named += [
+                (("registry_auth", "username"), auth.username, login),
+                (("registry_auth", "password"), auth.password, login),
+            ]
+        for where, secret, holds in named:
+            if secret not in holds:
+                listed = ", ".join(sorted(holds)) or "none"
                 errors.append(
                     located(
                         pipeline,
-                        ("services", name, "secrets", i),
+                        ("services", name, *where),
                         f"{quote(secret)} is not granted to {quote(name)} by {by} "
                         f"(granted: {listed}); {advice}",
                     )

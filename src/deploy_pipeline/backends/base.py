@@ -39,6 +39,11 @@ class StepContext:
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
 
+    def service_secrets(self) -> dict[str, str]:
+        """The values of the service's own `secrets:`, what its containers get: not those of
+        its `registry_auth:` login, which only the image pull Secret holds (DESIGN.md §11)."""
+        return {k: v for k, v in self.secrets.items() if k in self.service.secrets}
+
     def sleep(self, seconds: float) -> None:
         """Wait, but wake for a cancel or the deadline: the safe point every backend uses."""
         if seconds > self.remaining():

@@ -140,7 +140,7 @@ class DockerBackend:
                             network=network,
                             alias=svc.name,
                             command=svc.command,
-                            env={**dict(svc.env), **ctx.secrets},
+                            env={**dict(svc.env), **ctx.service_secrets()},
                             port=svc.port,
                             volumes=volumes,
                         )
@@ -185,7 +185,7 @@ class DockerBackend:
                     network=network,
                     alias=svc.name,
                     command=svc.command,
-                    env={**dict(svc.env), **ctx.secrets},
+                    env={**dict(svc.env), **ctx.service_secrets()},
                     restart=False,
                 )
             )

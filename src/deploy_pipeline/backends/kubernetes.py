@@ -3,6 +3,8 @@ write (see `manifests`), applied server-side and waited for like `kubectl rollou
 
 Images are built on the local Docker engine and pushed to the pipeline's `registry:`, where the
 cluster pulls them from; the same content tags as the docker target, so nothing is built twice.
+The Docker login for that registry becomes an image pull Secret of each environment, and a public
+service's Ingress serves https when the target has `tls:` (DESIGN.md §11).
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ from deploy_pipeline.backends.base import (
 )
 from deploy_pipeline.backends.build import Builder
 from deploy_pipeline.backends.kube import MANAGER, ApplyConflict, Cluster
+from deploy_pipeline.backends.registry_login import (
+    Found,
+    Login,
+    docker_login,
+    image_registry,
+    registry_of,
+)
 from deploy_pipeline.errors import DeployPipelineError, NoLogs, PermanentError, StepError
 from deploy_pipeline.model import Service, Target
 
@@ -41,6 +50,7 @@ EVERYTHING = [
     ("v1", "Service"),
     ("networking.k8s.io/v1", "Ingress"),
     ("v1", "PersistentVolumeClaim"),
+    ("v1", "Secret"),  # a service's own image pull Secret (its `registry_auth:` login)
 ]
 
 
@@ -70,6 +80,8 @@ class KubernetesBackend:
         self.builder: Builder | None = None
         self.lock = threading.Lock()
         self.namespaces: set[str] = set()
+        self.login: Found | None = None  # the Docker login for `registry:`, read on first use
+        self.pull_namespaces: set[str] = set()  # those that hold its image pull Secret
 
     def close(self) -> None:
         self.cluster.close()
@@ -115,10 +127,21 @@ class KubernetesBackend:
             engine = self.builder.engine
             image = engine.repo_digest(image) or engine.registry_digest(image) or image
         self.ensure_namespace(ctx)
-        if ctx.secrets:  # each service owns its own keys of the environment's Secret
-            self.apply(manifests.secret(env, ctx.secrets), manager=f"{MANAGER}-{svc.name}")
+        # each service owns its own keys of the environment's Secret (its login's are not there)
+        if own := ctx.service_secrets():
+            self.apply(manifests.secret(env, own), manager=f"{MANAGER}-{svc.name}")
         host = manifests.host_for(self.target.domain, env, svc.name)
-        objects = manifests.service_objects(env, svc, image, run=ctx.run or _stamp(), host=host)
+        objects = manifests.service_objects(
+            env,
+            svc,
+            image,
+            run=ctx.run or _stamp(),
+            host=host,
+            tls=self.target.tls,
+            pull_secrets=self.pull_secrets(ctx, image),
+        )
+        if host and svc.public and svc.port:
+            self.note_tls_secret(ctx)
         for obj in objects:
             self.apply(obj)
         main = next(o for o in objects if (o["apiVersion"], o["kind"]) in WORKLOADS)
@@ -129,7 +152,7 @@ class KubernetesBackend:
             self.wait_job(ctx, name)
             return StepResult(message=f"Job {name} completed", image=image)
         self.wait_rollout(ctx, main["apiVersion"], kind, name)
-        url = f"http://{host}" if host and svc.public else None
+        url = self.url(host) if svc.public else None
         return StepResult(message=f"{kind} {name} available ({image})", url=url, image=image)
 
     def restart(self, ctx: StepContext) -> StepResult:
@@ -189,6 +212,7 @@ class KubernetesBackend:
                 ctx.sleep(POLL)
             with self.lock:
                 self.namespaces.discard(env)
+                self.pull_namespaces.discard(env)
             return StepResult(message=f"removed {removed} objects and namespace {env}")
         return StepResult(message=f"removed {removed} objects" if removed else "nothing to delete")
 
@@ -203,7 +227,13 @@ class KubernetesBackend:
     def service_url(self, environment: str, service: Service) -> str | None:
         """A public service's Ingress URL (for `${url:SERVICE}`), as its deploy reports it."""
         host = manifests.host_for(self.target.domain, environment, service.name)
-        return f"http://{host}" if host and service.public else None
+        return self.url(host) if service.public else None
+
+    def url(self, host: str | None) -> str | None:
+        """A public service's URL: https when the target's Ingresses serve TLS (DESIGN.md §11)."""
+        if not host:
+            return None
+        return f"{'https' if self.target.tls else 'http'}://{host}"
 
     def service_logs(
         self,
@@ -243,6 +273,70 @@ class KubernetesBackend:
             raise NoLogs(no_logs(name, node, str(exc))) from exc
 
     # --- helpers -------------------------------------------------------------------------------
+
+    def pull_secrets(self, ctx: StepContext, image: str) -> list[str]:
+        """The image pull Secrets the service's workloads name, applied first: the Docker login
+        for the pipeline's `registry:` when the image comes from there, and the service's own
+        `registry_auth:` login for its image's registry. No login, no Secret (an anonymous pull)."""
+        svc, env, registry = ctx.service, ctx.environment, image_registry(image)
+        names = []
+        if self.registry and registry == registry_of(self.registry):
+            found = self.docker_login()
+            if found.login is not None:
+                self.ensure_registry_secret(env, found.login)
+                names.append(manifests.REGISTRY_SECRET)
+                ctx.log(
+                    f"pulls through {manifests.REGISTRY_SECRET}: the Docker login for {registry}"
+                )
+            elif found.note:
+                ctx.log(f"no image pull Secret: {found.note}")
+        auth = svc.registry_auth
+        if auth is not None:
+            user, password = ctx.secrets.get(auth.username), ctx.secrets.get(auth.password)
+            if not user or not password:
+                unset = [n for n, v in ((auth.username, user), (auth.password, password)) if not v]
+                raise PermanentError(
+                    f"{svc.name}'s registry_auth names {' and '.join(unset)}, which "
+                    f"{'is' if len(unset) == 1 else 'are'} empty or not set: export "
+                    f"{'it' if len(unset) == 1 else 'them'} before deploying"
+                )
+            name = manifests.login_secret_name(svc.name)
+            login = Login(registry, user, password)
+            self.apply(manifests.pull_secret(env, name, login, svc.name))
+            names.append(name)
+            ctx.log(f"pulls through {name}: the login in {auth.username} and {auth.password}")
+        return names
+
+    def docker_login(self) -> Found:
+        with self.lock:
+            if self.login is None:
+                self.login = docker_login(registry_of(self.registry or ""))
+            return self.login
+
+    def ensure_registry_secret(self, environment: str, login: Login) -> None:
+        """The environment's image pull Secret for `registry:`, applied once per run."""
+        with self.lock:
+            if environment in self.pull_namespaces:
+                return
+        self.apply(manifests.pull_secret(environment, manifests.REGISTRY_SECRET, login))
+        with self.lock:
+            self.pull_namespaces.add(environment)
+
+    def note_tls_secret(self, ctx: StepContext) -> None:
+        """With `tls: {secret}`, say when that Secret is not in the environment's namespace: the
+        Ingress controller serves its own default certificate until it is."""
+        tls = self.target.tls
+        if tls is None or not tls.secret:
+            return
+        try:
+            found = self.cluster.get("v1", "Secret", tls.secret, ctx.environment)
+        except DeployPipelineError:  # not allowed to read Secrets: nothing to say
+            return
+        if found is None:
+            ctx.log(
+                f"TLS Secret {tls.secret} is not in namespace {ctx.environment}: the Ingress "
+                "controller serves its default certificate until it is there"
+            )
 
     def apply(self, obj: dict[str, Any], *, manager: str = MANAGER) -> None:
         """Apply server-side. Fields our own stop or restart patched are taken back; fields

@@ -4,16 +4,20 @@ hand. Pure functions, no SDK: the kubernetes backend applies what these return.
 - container / application: Deployment (+ Service with a port, + Ingress when public)
 - database: StatefulSet with a PersistentVolumeClaim template + headless Service
 - job: a Job per run (kept for its logs, removed by TTL), or a CronJob with `schedule:`
+- every workload: `imagePullSecrets` naming the image pull Secrets of its image's registry
+- a public service's Ingress: a `tls:` section (and cert-manager's annotation) with `tls:`
 """
 
 from __future__ import annotations
 
+import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from deploy_pipeline.backends.base import data_path
-from deploy_pipeline.model import Service
+from deploy_pipeline.backends.registry_login import Login, dockerconfigjson
+from deploy_pipeline.model import Service, Tls
 
 Manifest = dict[str, Any]
 MANAGER = "deploy-pipeline"
@@ -24,6 +28,9 @@ RECORD = f"{PREFIX}/environment-record"
 RELEASE = f"{PREFIX}/release"  # the namespace's latest release, JSON (DESIGN.md §9)
 SECRET = "deploy-pipeline-secrets"  # one Secret per environment (namespace), values at deploy time
 JOB_TTL = 24 * 3600  # a finished lifecycle job is kept a day for its logs
+# the image pull Secret of the pipeline's `registry:` (its Docker login), one per environment
+REGISTRY_SECRET = "deploy-pipeline-registry"
+ISSUER = "cert-manager.io/cluster-issuer"
 
 
 def labels(environment: str, service: str) -> dict[str, str]:
@@ -64,6 +71,29 @@ def secret(environment: str, values: Mapping[str, str]) -> Manifest:
         "type": "Opaque",
         "stringData": dict(values),
     }
+
+
+def pull_secret(environment: str, name: str, login: Login, service: str | None = None) -> Manifest:
+    """An image pull Secret holding one registry's login; a service's own (its
+    `registry_auth:`) carries its labels, so it goes when the service is deleted."""
+    own = labels(environment, service) if service else {}
+    content = base64.b64encode(dockerconfigjson(login).encode()).decode()
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": environment,
+            "labels": {**own, "app.kubernetes.io/managed-by": MANAGER, ENV_LABEL: environment},
+        },
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": content},
+    }
+
+
+def login_secret_name(service: str) -> str:
+    """The image pull Secret of a service's own `registry_auth:` login."""
+    return f"{service}-registry-auth"
 
 
 def _container(svc: Service, image: str) -> dict[str, Any]:
@@ -117,8 +147,41 @@ def service_objects(
     *,
     run: str,
     host: str | None = None,
+    tls: Tls | None = None,
+    pull_secrets: Sequence[str] = (),
 ) -> list[Manifest]:
-    """Everything one service is made of, in the order to apply it."""
+    """Everything one service is made of, in the order to apply it; its workloads pull their
+    image with `pull_secrets`, and its Ingress serves `tls` (DESIGN.md §11)."""
+    objects = _objects(environment, svc, image, run=run, host=host, tls=tls)
+    if pull_secrets:
+        for obj in objects:
+            spec = pod_spec(obj)
+            if spec is not None:
+                spec["imagePullSecrets"] = [{"name": name} for name in pull_secrets]
+    return objects
+
+
+def pod_spec(obj: Manifest) -> dict[str, Any] | None:
+    """A workload's pod template spec (a CronJob's within its job template); None for others."""
+    spec = obj.get("spec") or {}
+    if obj["kind"] == "CronJob":
+        spec = spec.get("jobTemplate", {}).get("spec") or {}
+    template = spec.get("template") if obj["kind"] in WORKLOAD_KINDS else None
+    return template.get("spec") if isinstance(template, dict) else None
+
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "CronJob")
+
+
+def _objects(
+    environment: str,
+    svc: Service,
+    image: str,
+    *,
+    run: str,
+    host: str | None,
+    tls: Tls | None,
+) -> list[Manifest]:
     notes = {f"{PREFIX}/run": run, f"{PREFIX}/image": image}
     if svc.type == "database":
         return [_headless(environment, svc), _statefulset(environment, svc, image, notes)]
@@ -130,7 +193,7 @@ def service_objects(
     if svc.port:
         objects.append(_service(environment, svc))
         if svc.public and host:
-            objects.append(_ingress(environment, svc, host))
+            objects.append(_ingress(environment, svc, host, tls))
     return objects
 
 
@@ -166,9 +229,9 @@ def _headless(environment: str, svc: Service) -> Manifest:
     return _service(environment, svc, headless=True)
 
 
-def _ingress(environment: str, svc: Service, host: str) -> Manifest:
+def _ingress(environment: str, svc: Service, host: str, tls: Tls | None = None) -> Manifest:
     backend = {"service": {"name": svc.name, "port": {"number": svc.port}}}
-    return {
+    ingress: Manifest = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
         "metadata": _meta(environment, svc, svc.name, {}),
@@ -181,6 +244,23 @@ def _ingress(environment: str, svc: Service, host: str) -> Manifest:
             ]
         },
     }
+    if tls is not None:
+        _serve_tls(ingress, svc, host, tls)
+    return ingress
+
+
+def _serve_tls(ingress: Manifest, svc: Service, host: str, tls: Tls) -> None:
+    """https on the Ingress's host: with an issuer, cert-manager makes `<service>-tls` (asked by
+    its annotation); else the target's existing Secret serves it."""
+    if tls.issuer:
+        ingress["metadata"]["annotations"][ISSUER] = tls.issuer
+    secret = tls.secret or tls_secret_name(svc.name)
+    ingress["spec"]["tls"] = [{"hosts": [host], "secretName": secret}]
+
+
+def tls_secret_name(service: str) -> str:
+    """The Secret cert-manager keeps a public service's certificate in (with `tls: {issuer}`)."""
+    return f"{service}-tls"
 
 
 def _statefulset(environment: str, svc: Service, image: str, notes: Mapping[str, str]) -> Manifest:

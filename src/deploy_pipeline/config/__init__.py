@@ -5,6 +5,7 @@ line, the key path and what would be right; all of a file's problems are reporte
     reading    the file itself (a regular file, 1 MiB, no link out) and YAML with line numbers
     shape      the top mapping, `version: 1`, pydantic's errors in the project's words
     building   the meaning of each section (DESIGN.md §2–§3) and the model it makes
+    access     a target's `tls:` and a prebuilt image's `registry_auth:` (DESIGN.md §11)
     checks     names, one-line texts, the previews' name template, build paths kept inside
     problems   the problems of one file, each at its line and key path, and their wording
 

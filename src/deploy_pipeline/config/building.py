@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from deploy_pipeline import schema
+from deploy_pipeline.config.access import registry_auth, target_tls
 from deploy_pipeline.config.checks import NAME, VARIABLE, check_texts, preview_template
 from deploy_pipeline.config.overrides import check_env, service_settings
 from deploy_pipeline.config.problems import Loc, Problems, quote
@@ -189,6 +190,7 @@ def build_service(
             (k, v) for k, v in (s.resources.model_dump() if s.resources else {}).items() if v
         ),
         test=_command(s.test),
+        registry_auth=registry_auth(problems, loc, s),
     )
 
 
@@ -235,6 +237,7 @@ def build_target(problems: Problems, name: str, t: schema.TargetModel) -> Target
         domain=t.domain,
         durations={k: {str(ph): d for ph, d in v.items()} for k, v in t.durations.items()},
         fail=dict(t.fail),
+        tls=target_tls(problems, loc, t),
     )
 
 
