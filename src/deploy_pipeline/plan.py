@@ -235,8 +235,9 @@ def plan_text(plan: Plan, images: Mapping[tuple[str, str], str] | None = None) -
 
 def in_environment(environment: Environment, svc: Service) -> Service:
     """The service as it runs in `environment`: env merged lowest first (the service's, the
-    environment's, the environment's for this service), its replicas, image, resources and
-    timeout where the environment changes them. Env values keep their `${…}`: `resolve_env`
+    environment's, the environment's for this service), its replicas, image, resources,
+    timeout and kubernetes patches (a list there replaces the service's) where the environment
+    changes them. Env values keep their `${…}`: `resolve_env`
     makes them once the run knows the URLs and the commit."""
     if not environment.env and not environment.settings:
         return svc
@@ -250,6 +251,7 @@ def in_environment(environment: Environment, svc: Service) -> Service:
         image=own.image or svc.image,
         resources=tuple(resources.items()),
         timeout=svc.timeout if own.timeout is None else own.timeout,
+        patches=svc.patches if own.patches is None else own.patches,
     )
 
 

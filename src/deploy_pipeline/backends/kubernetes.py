@@ -25,6 +25,7 @@ from deploy_pipeline.backends.base import (
 )
 from deploy_pipeline.backends.build import Builder
 from deploy_pipeline.backends.kube import MANAGER, ApplyConflict, Cluster
+from deploy_pipeline.backends.patches import apply_patches
 from deploy_pipeline.errors import DeployPipelineError, NoLogs, PermanentError, StepError
 from deploy_pipeline.model import Service, Target
 
@@ -119,6 +120,7 @@ class KubernetesBackend:
             self.apply(manifests.secret(env, ctx.secrets), manager=f"{MANAGER}-{svc.name}")
         host = manifests.host_for(self.target.domain, env, svc.name)
         objects = manifests.service_objects(env, svc, image, run=ctx.run or _stamp(), host=host)
+        objects = apply_patches(objects, svc)  # the escape hatch (DESIGN.md §11)
         for obj in objects:
             self.apply(obj)
         main = next(o for o in objects if (o["apiVersion"], o["kind"]) in WORKLOADS)

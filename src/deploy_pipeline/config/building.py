@@ -9,6 +9,7 @@ from dataclasses import replace
 from deploy_pipeline import schema
 from deploy_pipeline.config.checks import NAME, VARIABLE, check_texts, preview_template
 from deploy_pipeline.config.overrides import check_env, service_settings
+from deploy_pipeline.config.patches import check_patches, kinds_made
 from deploy_pipeline.config.problems import Loc, Problems, quote
 from deploy_pipeline.errors import choices
 from deploy_pipeline.model import (
@@ -169,6 +170,8 @@ def build_service(
     else:  # the default stage of its type if that exact name exists, otherwise the last stage
         default = DEFAULT_STAGE_OF[s.type]
         stage = default if default in stages else stages[-1] if stages else ""
+    made = kinds_made(s.type, schedule=bool(s.schedule), port=bool(s.port), public=s.public)
+    patches = check_patches(problems, (*loc, "kubernetes"), s.kubernetes, made, name)
     b = s.build
     return Service(
         name=name,
@@ -189,6 +192,8 @@ def build_service(
             (k, v) for k, v in (s.resources.model_dump() if s.resources else {}).items() if v
         ),
         test=_command(s.test),
+        patches=patches or (),
+        timezone=s.timezone,
     )
 
 
