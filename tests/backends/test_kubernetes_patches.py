@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client, config
 
 from deploy_pipeline.cli import main
@@ -132,3 +133,52 @@ def test_a_json_patch_whose_path_is_not_in_the_object_fails_the_step(
         "apply: can't replace a non-existent object 'paused'; `deploy-pipeline plan -e ENV "
         "--manifests` shows the objects as they are made"
     )
+
+
+def within(shown: Any, held: Any) -> bool:
+    """Whether everything `shown` says is in `held` (the API server adds its defaults)."""
+    if isinstance(shown, dict):
+        return isinstance(held, dict) and all(within(v, held.get(k)) for k, v in shown.items())
+    if isinstance(shown, list):
+        return (
+            isinstance(held, list)
+            and len(shown) == len(held)
+            and all(within(a, b) for a, b in zip(shown, held, strict=True))
+        )
+    return bool(shown == held)
+
+
+def test_plan_manifests_shows_what_the_deploy_then_applies(
+    kube_namespace: str,
+    k8s: dict[str, Any],
+    write_config: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Deployment and Service `plan --manifests` prints are what the API server holds after
+    the deploy (its defaults aside), patches applied; the Secret's value is printed nowhere."""
+    monkeypatch.setenv("API_TOKEN", "token-never-printed-0042")
+    patches = """\
+        - {kind: Deployment, patch: {spec: {template: {spec: {terminationGracePeriodSeconds: 7}}}}}
+    secrets: [API_TOKEN]"""
+    path = write_config(PIPELINE.format(env=kube_namespace, patches=patches))
+    assert main(["plan", "-f", str(path), "-e", kube_namespace, "--manifests"]) == 0
+    out = capsys.readouterr().out
+    assert "token-never-printed-0042" not in out
+    shown = {d["kind"]: d for d in yaml.safe_load_all(out)}
+    code, events = deploy(capsys, path, kube_namespace)
+    assert code == 0, events[-1]
+    api = k8s["apps"].api_client
+    deployment = api.sanitize_for_serialization(
+        k8s["apps"].read_namespaced_deployment("api", kube_namespace)
+    )
+    service = api.sanitize_for_serialization(
+        k8s["core"].read_namespaced_service("api", kube_namespace)
+    )
+    assert shown["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 7
+    assert within(shown["Deployment"]["spec"], deployment["spec"])
+    assert within(shown["Service"]["spec"], service["spec"])
+    assert within(shown["Deployment"]["metadata"]["labels"], deployment["metadata"]["labels"])
+    assert shown["Secret"]["stringData"] == {
+        "API_TOKEN": "(secret left out: the deploy sets it from API_TOKEN in its environment)"
+    }
