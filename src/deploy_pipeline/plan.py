@@ -220,6 +220,7 @@ def plan_text(plan: Plan, images: Mapping[tuple[str, str], str] | None = None) -
                 else:
                     what = "built image" if svc.build else ""
                 cron = f", cron {svc.schedule}" if svc.schedule else ""
+                cron += f" ({svc.timezone})" if svc.schedule and svc.timezone else ""
                 note = (images or {}).get((tp.target.name, svc.name)) if p.build else None
                 image = f"  ({note})" if note else ""
                 lines.append(f"       - {svc.name:<16} {svc.type:<12} {what}{cron}{image}")
