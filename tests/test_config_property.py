@@ -29,6 +29,24 @@ SUMMARY = re.compile(r"^(\d+) problems? found; nothing was run$")
 # The shop with settings per environment (DESIGN.md §8), so mutations reach those keys too.
 SETTINGS_DATA: dict[str, Any] = {
     **SHOP_DATA,
+    # and the kubernetes target's own keys (DESIGN.md §11): patches of both kinds, a time zone
+    "services": {
+        **SHOP_DATA["services"],
+        "report": {**SHOP_DATA["services"]["report"], "timezone": "Europe/Paris"},
+        "api": {
+            **SHOP_DATA["services"]["api"],
+            "kubernetes": {
+                "patches": [
+                    {"kind": "Deployment", "patch": {"spec": {"template": {"spec": {"a": 1}}}}},
+                    {
+                        "kind": "Service",
+                        "name": "api",
+                        "patch": [{"op": "replace", "path": "/spec/type", "value": "NodePort"}],
+                    },
+                ]
+            },
+        },
+    },
     "environments": {
         **SHOP_DATA["environments"],
         "production": {
@@ -40,6 +58,7 @@ SETTINGS_DATA: dict[str, Any] = {
                     "env": {"DB": "${url:db}", "REV": "${commit}"},
                     "resources": {"cpu": "500m"},
                     "timeout": "2m",
+                    "kubernetes": {"patches": [{"kind": "Deployment", "patch": {"spec": {}}}]},
                 },
                 "web": {"image": "nginx:1.28"},
             },
@@ -78,6 +97,19 @@ WORDS = [
     "health",
     "secrets",
     "schedule",
+    "timezone",
+    "UTC",
+    "0 3 * * *",
+    "@daily",
+    "patches",
+    "patch",
+    "op",
+    "path",
+    "value",
+    "replace",
+    "/spec/replicas",
+    "$patch",
+    "Deployment",
     "public",
     "timeout",
     "env",
