@@ -82,8 +82,9 @@ environments:
         (
             "{type: container, image: a, kubernetes: {patches: [{kind: StatefulSet, patch: {}}]}}",
             "5: services.api.kubernetes.patches[0].kind: a patch applies to an object the "
-            "kubernetes target makes for the service, and 'api' makes Deployment, "
-            "HorizontalPodAutoscaler, PodDisruptionBudget; got 'StatefulSet'",
+            "kubernetes target makes for the service, and 'api' makes Deployment (and with "
+            "autoscale: or several replicas, HorizontalPodAutoscaler or PodDisruptionBudget); got "
+            "'StatefulSet'",
         ),
         (
             "{type: database, image: pg, kubernetes: {patches: [{kind: Deploymnet, patch: {}}]}}",

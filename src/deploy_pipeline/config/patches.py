@@ -26,6 +26,8 @@ POINTER = re.compile(r"(/([^~/]|~[01])*)+\Z")  # RFC 6901: '/'-separated, '~0' a
 DIRECTIVES = ("merge", "replace", "delete")
 # What deploy-pipeline names and places itself: a patch that changed these would lose the object.
 OWN = (("apiVersion",), ("kind",), ("metadata", "name"), ("metadata", "namespace"))
+# made for a long-running service only when its settings (in an environment, too) ask for them
+SIZING = ("HorizontalPodAutoscaler", "PodDisruptionBudget")
 EXAMPLE = "{kind: Deployment, patch: {spec: {template: {spec: {priorityClassName: high}}}}}"
 
 
@@ -41,7 +43,7 @@ def kinds_made(kind_of: ServiceType, *, schedule: bool, port: bool, public: bool
         kinds.append("Service")
     if port and public:
         kinds.append("Ingress")
-    return [*kinds, "HorizontalPodAutoscaler", "PodDisruptionBudget"]
+    return [*kinds, *SIZING]
 
 
 def check_patches(
@@ -58,11 +60,9 @@ def check_patches(
     for i, p in enumerate(model.patches):
         where: Loc = (*loc, "patches", i)
         if p.kind not in made:
-            what = (
-                f"{quote(service)} makes {', '.join(made)}"
-                if made
-                else f"{quote(service)} makes no object"
-            )
+            what = f"{quote(service)} makes " + ", ".join(k for k in made if k not in SIZING)
+            if any(k in SIZING for k in made):
+                what += " (and with autoscale: or several replicas, " + " or ".join(SIZING) + ")"
             other = "" if p.kind in schema.PATCH_KINDS else f" ({quote(p.kind)} is no such kind)"
             problems.error(
                 (*where, "kind"),
