@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from deploy_pipeline.backends import manifests
+from deploy_pipeline.cli import main
 from deploy_pipeline.config import load_config
 from deploy_pipeline.errors import ConfigErrors
 
@@ -104,3 +105,17 @@ def test_a_time_zone_becomes_the_cron_job_s_time_zone(write_config: WriteConfig)
         "staging", load_config(path).services["report"], "report:1", run="r"
     )
     assert "timeZone" not in cronjob["spec"]
+
+
+def test_plan_shows_a_cron_job_s_time_zone(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`plan` names the schedule and the time zone it runs in."""
+    path = report(
+        write_config,
+        '    schedule: "0 3 * * *"\n    timezone: Europe/Paris\nenvironments: {staging: {}}',
+    )
+    assert main(["plan", "-f", str(path), "-e", "staging"]) == 0
+    assert "report           job          prebuilt report:1, cron 0 3 * * * (Europe/Paris)" in (
+        capsys.readouterr().out
+    )
