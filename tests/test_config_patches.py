@@ -355,3 +355,60 @@ def test_a_patch_that_does_not_fit_its_object_names_the_service_kind_and_patch()
         "kubernetes target makes none for api here (it makes Deployment api, Service api, "
         "Ingress api)"
     )
+
+
+def test_the_merge_keys_reach_every_workload_s_pod_and_a_service_s_ports() -> None:
+    """A CronJob's containers (under its job template) merge by name, a database's volume mounts
+    by mountPath, a Service's ports by port; `$patch: delete` removes a mapping."""
+    report = Service("report", "job", "jobs", image="r:1", schedule="0 3 * * *")
+    (cronjob,) = patched(
+        report,
+        (
+            "CronJob",
+            {
+                "spec": {
+                    "jobTemplate": {
+                        "spec": {
+                            "template": {
+                                "spec": {"containers": [{"name": "report", "args": ["--all"]}]}
+                            }
+                        }
+                    }
+                }
+            },
+        ),
+    )
+    (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container == {"name": "report", "image": "api:1", "args": ["--all"]}
+    db = Service("db", "database", "data", image="postgres:16", port=5432)
+    service, statefulset = patched(
+        db,
+        ("Service", {"spec": {"ports": [{"port": 5432, "name": "pg"}, {"port": 9187}]}}),
+        (
+            "StatefulSet",
+            {
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "containers": [
+                                {
+                                    "name": "db",
+                                    "volumeMounts": [
+                                        {"mountPath": "/var/lib/postgresql/data", "subPath": "pg"}
+                                    ],
+                                }
+                            ]
+                        }
+                    },
+                    "selector": {"$patch": "delete"},
+                }
+            },
+        ),
+    )
+    assert service["spec"]["ports"] == [
+        {"name": "pg", "port": 5432, "targetPort": 5432},
+        {"port": 9187},
+    ]
+    (mount,) = statefulset["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert mount == {"name": "data", "mountPath": "/var/lib/postgresql/data", "subPath": "pg"}
+    assert "selector" not in statefulset["spec"]
