@@ -63,10 +63,6 @@ TYPES: dict[str, dict[str, Field]] = {
 DIRECTIVE = "$patch"
 
 
-class PatchFailed(ValueError):
-    """A patch that does not fit the object it is applied to."""
-
-
 def apply_patches(objects: list[Manifest], svc: Service) -> list[Manifest]:
     """The service's objects with its patches applied, in order; a patch that names no object
     made here, or does not apply to it, is a PermanentError naming the service, kind and patch."""
@@ -104,7 +100,7 @@ def _applied(obj: Manifest, patch: Patch, svc: Service) -> Manifest:
             value = patch.value
             assert isinstance(value, dict)
             out = merge(obj, value, kind)
-    except (PatchFailed, jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+    except (ValueError, jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
         raise PermanentError(
             f"{svc.name}: {patch.origin} (a {what} on {kind} {name}) does not apply: {exc}; "
             "`deploy-pipeline plan -e ENV --manifests` shows the objects as they are made"
@@ -123,10 +119,11 @@ def _name(obj: Manifest) -> object:
 
 
 def merge(original: Manifest, patch: dict[str, Any], type_: str | None) -> Manifest:
-    """A strategic merge of `patch` into (a copy of) `original`, a value of type `type_`."""
+    """A strategic merge of `patch` into (a copy of) `original`, a value of type `type_`; a
+    patch that does not fit raises ValueError (`apply_patches` makes it the step's error)."""
     merged = _merge_map(original, patch, type_)
     if merged is None:
-        raise PatchFailed("`$patch: delete` at the top would delete the whole object")
+        raise ValueError("`$patch: delete` at the top would delete the whole object")
     return merged
 
 
@@ -172,7 +169,7 @@ def _merge_list(original: list[Any], patch: list[Any], field: Field, key: str) -
     result = copy.deepcopy(original)
     for item in patch:
         if not isinstance(item, dict) or field.key not in item:
-            raise PatchFailed(
+            raise ValueError(
                 f"each item of {key} is matched by its {field.key}, and {item!r:.80} has none"
             )
         at = next(
