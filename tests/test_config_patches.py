@@ -37,7 +37,8 @@ def test_patches_are_kept_on_the_service_and_replaced_per_environment(
     write_config: WriteConfig,
 ) -> None:
     """A mapping is a strategic merge patch, a list a JSON patch; an environment's
-    `services.NAME.kubernetes.patches` replaces the service's list."""
+    `services.NAME.kubernetes.patches` replaces the service's list (an empty one too), and a
+    `kubernetes:` without `patches:` keeps it."""
     path = write_config(
         HEAD
         + """\
@@ -51,7 +52,8 @@ def test_patches_are_kept_on_the_service_and_replaced_per_environment(
         - kind: Service
           patch: [{op: replace, path: /spec/type, value: NodePort}]
 environments:
-  staging: {target: eu}
+  staging: {target: eu, services: {api: {kubernetes: {}}}}
+  preview: {target: eu, services: {api: {kubernetes: {patches: []}}}}
   production:
     target: eu
     services:
@@ -67,6 +69,7 @@ environments:
     assert api.patches[1].value == [{"op": "replace", "path": "/spec/type", "value": "NodePort"}]
     staging = in_environment(pipeline.environments["staging"], api)
     assert staging.patches == api.patches
+    assert in_environment(pipeline.environments["preview"], api).patches == ()
     production = in_environment(pipeline.environments["production"], api)
     assert [(p.value, p.origin) for p in production.patches] == [
         (

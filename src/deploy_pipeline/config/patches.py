@@ -53,8 +53,9 @@ def check_patches(
     made: list[str],
     service: str,
 ) -> tuple[Patch, ...] | None:
-    """The patches of one `kubernetes:` (at `loc`), each checked; None when there is none."""
-    if model is None:
+    """The patches of one `kubernetes:` (at `loc`), each checked; None when it gives none (an
+    environment's `kubernetes: {}` keeps the service's list, `patches: []` empties it)."""
+    if model is None or "patches" not in model.model_fields_set:
         return None
     found = []
     for i, p in enumerate(model.patches):
