@@ -19,16 +19,14 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy_pipeline.action import run_action
 from deploy_pipeline.store.state import Store
+from tests.support.action_step import CANARY, Step
 from tests.support.docker_testbed import HTTPD, DockerBed, busybox_context
 from tests.support.eventually import eventually
 from tests.support.github_standin import REPO, TOKEN, GitHubStandin
 from tests.support.kube_testbed import delete_namespace
 from tests.support.paths import ROOT
 from tests.support.webhooks import pr_event
-
-CANARY = "canary-secret-4f1c9d"  # a service's secret: must appear in no log line but its mask
 
 PIPELINE = """
 version: 1
@@ -44,63 +42,6 @@ environments:
   staging: {target: rehearse, skip: [search]}
 previews: {from: staging}
 """
-
-
-class Step:
-    """One run of the Action's step, as GitHub's runner would make it: INPUT_* and GITHUB_*."""
-
-    def __init__(self, standin: GitHubStandin, workspace: Path) -> None:
-        self.standin, self.workspace = standin, workspace
-        self.sha = standin.repo().refs["main"]
-        self.log = ""
-        self.outputs: dict[str, str] = {}
-        self.summary = ""
-
-    def __call__(self, *, event_name: str = "push", **inputs: str) -> int:
-        output, summary = self.workspace / "output.txt", self.workspace / "summary.md"
-        output.write_text("")
-        summary.write_text("")
-        environ = {
-            "GITHUB_REPOSITORY": REPO,
-            "GITHUB_SHA": self.sha,
-            "GITHUB_API_URL": self.standin.base_url,
-            "GITHUB_SERVER_URL": "https://github.example",
-            "GITHUB_RUN_ID": "4242",
-            "GITHUB_EVENT_NAME": event_name,
-            "GITHUB_WORKSPACE": str(self.workspace),
-            "GITHUB_OUTPUT": str(output),
-            "GITHUB_STEP_SUMMARY": str(summary),
-            "RUNNER_TEMP": str(self.workspace / "tmp"),
-            "DEPLOY_PIPELINE_GITHUB_WRITE_PAUSE": "0.01",
-            "API_TOKEN": CANARY,
-            "INPUT_GITHUB-TOKEN": TOKEN,
-            **{f"INPUT_{k.upper().replace('_', '-')}": v for k, v in inputs.items()},
-        }
-        if "event" in inputs:
-            environ["GITHUB_EVENT_PATH"] = inputs["event"]
-        out = io.StringIO()
-        code = run_action(environ, out)
-        self.log = out.getvalue()
-        self.outputs = parse_outputs(output.read_text())
-        self.summary = summary.read_text()
-        return code
-
-
-def parse_outputs(text: str) -> dict[str, str]:
-    found, lines = {}, iter(text.splitlines())
-    for line in lines:
-        if "<<" in line:
-            key, marker = line.split("<<", 1)
-            value = []
-            for inner in lines:
-                if inner == marker:
-                    break
-                value.append(inner)
-            found[key] = "\n".join(value)
-        elif "=" in line:
-            key, value = line.split("=", 1)
-            found[key] = value
-    return found
 
 
 @pytest.fixture

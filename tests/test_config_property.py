@@ -29,6 +29,29 @@ SUMMARY = re.compile(r"^(\d+) problems? found; nothing was run$")
 # The shop with settings per environment (DESIGN.md §8), so mutations reach those keys too.
 SETTINGS_DATA: dict[str, Any] = {
     **SHOP_DATA,
+    # and the kubernetes target's own keys (DESIGN.md §11): patches of both kinds, a time zone
+    "services": {
+        **SHOP_DATA["services"],
+        "report": {**SHOP_DATA["services"]["report"], "timezone": "Europe/Paris"},
+        # a prebuilt image's own registry login (DESIGN.md §11)
+        "web": {
+            **SHOP_DATA["services"]["web"],
+            "registry_auth": {"username": "WEB_USER", "password": "WEB_TOKEN"},
+        },
+        "api": {
+            **SHOP_DATA["services"]["api"],
+            "kubernetes": {
+                "patches": [
+                    {"kind": "Deployment", "patch": {"spec": {"template": {"spec": {"a": 1}}}}},
+                    {
+                        "kind": "Service",
+                        "name": "api",
+                        "patch": [{"op": "replace", "path": "/spec/type", "value": "NodePort"}],
+                    },
+                ]
+            },
+        },
+    },
     "environments": {
         **SHOP_DATA["environments"],
         "production": {
@@ -40,6 +63,7 @@ SETTINGS_DATA: dict[str, Any] = {
                     "env": {"DB": "${url:db}", "REV": "${commit}"},
                     "resources": {"cpu": "500m"},
                     "timeout": "2m",
+                    "kubernetes": {"patches": [{"kind": "Deployment", "patch": {"spec": {}}}]},
                 },
                 "web": {"image": "nginx:1.28"},
             },
@@ -53,13 +77,6 @@ SETTINGS_DATA: dict[str, Any] = {
             "kind": "kubernetes",
             "domain": "{service}.{environment}.example.com",
             "tls": {"issuer": "letsencrypt"},
-        },
-    },
-    "services": {
-        **SHOP_DATA["services"],
-        "web": {
-            **SHOP_DATA["services"]["web"],
-            "registry_auth": {"username": "WEB_USER", "password": "WEB_TOKEN"},
         },
     },
 }
@@ -94,6 +111,19 @@ WORDS = [
     "health",
     "secrets",
     "schedule",
+    "timezone",
+    "UTC",
+    "0 3 * * *",
+    "@daily",
+    "patches",
+    "patch",
+    "op",
+    "path",
+    "value",
+    "replace",
+    "/spec/replicas",
+    "$patch",
+    "Deployment",
     "public",
     "timeout",
     "env",

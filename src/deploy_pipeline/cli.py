@@ -100,13 +100,22 @@ def _parser() -> argparse.ArgumentParser:
         help="show the stages and services a run would go through",
         description="Show, per target, the stages in the order they run, each "
         "with its services (built or prebuilt), and what is skipped.",
-        epilog="example:\n  deploy-pipeline plan -e staging --action delete --format json",
+        epilog="examples:\n  deploy-pipeline plan -e staging --action delete --format json\n"
+        "  deploy-pipeline plan -e staging --manifests     the objects a deploy would apply",
     )
     _env_args(plan)
     plan.add_argument(
         "--action", choices=ACTIONS, default="deploy", help="the action to plan (default: deploy)"
     )
     plan.add_argument("--format", choices=("text", "json"), default="text")
+    plan.add_argument(
+        "--manifests",
+        action="store_true",
+        help="print, per kubernetes target, the exact objects a deploy would apply, as YAML "
+        "documents (as helm template does), patches applied; secrets' values are left out, a "
+        "built image is shown by the tag its build pushes (the deploy runs it by that tag's "
+        "digest) and a lifecycle Job's run label as <run>. Needs no cluster",
+    )
 
     for action, summary in (
         ("deploy", "build what needs building, then deploy, stage by stage"),

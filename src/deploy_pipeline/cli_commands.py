@@ -106,6 +106,13 @@ def _plan(args: argparse.Namespace) -> int:
     from deploy_pipeline.rehearsal import image_states
     from deploy_pipeline.workspace import Workspace
 
+    if args.manifests and (args.action != "deploy" or args.format != "text"):
+        from deploy_pipeline.errors import UsageError
+
+        raise UsageError(
+            "--manifests prints the objects a deploy applies, as YAML: leave out "
+            + ("--action" if args.action != "deploy" else "--format")
+        )
     with Workspace(args.file, write=False) as ws:
         run_plan = plan_runs(
             ws.pipeline,
@@ -115,6 +122,12 @@ def _plan(args: argparse.Namespace) -> int:
             args.services,
             commit=head_commit(Path(args.file)),
         )
+        if args.manifests:
+            from deploy_pipeline.rendering import manifests_text
+
+            root = Path(args.file).resolve().parent
+            print(manifests_text(run_plan, root, ws.pipeline.registry))
+            return EXIT_OK
         images = {}
         if args.format == "text" and args.action == "deploy":
             root = Path(args.file).resolve().parent

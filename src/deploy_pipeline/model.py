@@ -4,6 +4,7 @@ plan and event. No I/O and no SDK types: every other layer passes these around.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -66,6 +67,26 @@ class RegistryAuth:
 
 
 @dataclass(frozen=True)
+class Patch:
+    """One of a service's `kubernetes.patches` (DESIGN.md §11), on one object made for it: a
+    strategic merge patch (a mapping) or a JSON patch (RFC 6902: a list of operations). Kept as
+    JSON text, so the service stays immutable and hashable."""
+
+    kind: str  # the object's kind: Deployment, Service, Ingress, StatefulSet, Job, CronJob…
+    name: str | None  # only when the service makes several objects of that kind
+    document: str  # the patch as JSON: an object (strategic merge) or an array (JSON patch)
+    origin: str  # its key path in the file, for messages: services.api.kubernetes.patches[0]
+
+    @property
+    def value(self) -> object:
+        return json.loads(self.document)
+
+    @property
+    def is_json_patch(self) -> bool:
+        return self.document.startswith("[")
+
+
+@dataclass(frozen=True)
 class Service:
     name: str
     type: ServiceType
@@ -84,6 +105,8 @@ class Service:
     resources: tuple[tuple[str, str], ...] = ()  # (cpu|memory, quantity): Kubernetes requests
     test: tuple[str, ...] | None = None  # run in the built image before it is pushed (§9)
     registry_auth: RegistryAuth | None = None  # a prebuilt image's registry login (§11)
+    patches: tuple[Patch, ...] = ()  # kubernetes: applied to its objects before they are applied
+    timezone: str | None = None  # a cron job's schedule's time zone (IANA name; CronJob timeZone)
 
     @property
     def needs_build(self) -> bool:
@@ -135,6 +158,7 @@ class ServiceSettings:
     image: str | None = None
     resources: tuple[tuple[str, str], ...] | None = None
     timeout: float | None = None
+    patches: tuple[Patch, ...] | None = None  # replaces the service's kubernetes.patches
 
 
 @dataclass(frozen=True)

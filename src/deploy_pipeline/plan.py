@@ -220,6 +220,7 @@ def plan_text(plan: Plan, images: Mapping[tuple[str, str], str] | None = None) -
                 else:
                     what = "built image" if svc.build else ""
                 cron = f", cron {svc.schedule}" if svc.schedule else ""
+                cron += f" ({svc.timezone})" if svc.schedule and svc.timezone else ""
                 note = (images or {}).get((tp.target.name, svc.name)) if p.build else None
                 image = f"  ({note})" if note else ""
                 lines.append(f"       - {svc.name:<16} {svc.type:<12} {what}{cron}{image}")
@@ -235,8 +236,9 @@ def plan_text(plan: Plan, images: Mapping[tuple[str, str], str] | None = None) -
 
 def in_environment(environment: Environment, svc: Service) -> Service:
     """The service as it runs in `environment`: env merged lowest first (the service's, the
-    environment's, the environment's for this service), its replicas, image, resources and
-    timeout where the environment changes them. Env values keep their `${…}`: `resolve_env`
+    environment's, the environment's for this service), its replicas, image, resources,
+    timeout and kubernetes patches (a list there replaces the service's) where the environment
+    changes them. Env values keep their `${…}`: `resolve_env`
     makes them once the run knows the URLs and the commit."""
     if not environment.env and not environment.settings:
         return svc
@@ -250,6 +252,7 @@ def in_environment(environment: Environment, svc: Service) -> Service:
         image=own.image or svc.image,
         resources=tuple(resources.items()),
         timeout=svc.timeout if own.timeout is None else own.timeout,
+        patches=svc.patches if own.patches is None else own.patches,
     )
 
 

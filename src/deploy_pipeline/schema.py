@@ -192,6 +192,60 @@ class RegistryAuthModel(Strict):
     password: Variable
 
 
+# The kinds a patch may name (config checks which of them a service's type makes).
+PATCH_KINDS = [
+    "Deployment",
+    "StatefulSet",
+    "Job",
+    "CronJob",
+    "Service",
+    "Ingress",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+]
+JSON_PATCH_OPERATION = {
+    "type": "object",
+    "properties": {
+        "op": {"enum": ["add", "remove", "replace", "move", "copy", "test"]},
+        "path": {"type": "string", "pattern": "^(/([^~/]|~[01])*)+" + END},
+        "from": {"type": "string", "pattern": "^(/([^~/]|~[01])*)+" + END},
+        "value": {},
+    },
+    "required": ["op", "path"],
+    "additionalProperties": False,
+}
+
+
+class PatchModel(Strict):
+    """One patch on one object made for the service (DESIGN.md §11), as kustomize's `patches:`:
+    `patch:` a mapping is a strategic merge patch, a list is a JSON patch (RFC 6902)."""
+
+    kind: Annotated[str, WithJsonSchema({"enum": PATCH_KINDS})]
+    name: Line | None = None  # only when the service makes several objects of that kind
+    patch: Annotated[
+        Any,
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "object", "description": "a strategic merge patch"},
+                    {
+                        "type": "array",
+                        "items": JSON_PATCH_OPERATION,
+                        "minItems": 1,
+                        "description": "a JSON patch (RFC 6902)",
+                    },
+                ]
+            }
+        ),
+    ]
+
+
+class KubernetesModel(Strict):
+    """What only the kubernetes target reads of a service: the escape hatch."""
+
+    patches: list[PatchModel] = []
+
+
 class ServiceModel(Strict):
     type: Literal["database", "job", "container", "application"]
     image: Line | None = None
@@ -212,6 +266,8 @@ class ServiceModel(Strict):
     resources: ResourcesModel | None = None
     test: TestCommand | None = None
     registry_auth: RegistryAuthModel | None = None
+    kubernetes: KubernetesModel | None = None
+    timezone: Line | None = None  # a cron job's time zone: an IANA name like Europe/Paris
 
 
 # a Kubernetes object's name (a DNS subdomain): a ClusterIssuer's, a Secret's
@@ -259,6 +315,7 @@ class ServiceSettingsModel(Strict):
     image: Line | None = None  # prebuilt services only
     resources: ResourcesModel | None = None
     timeout: Timeout | None = None
+    kubernetes: KubernetesModel | None = None  # its patches replace the service's
 
 
 class EnvironmentModel(Strict):

@@ -19,8 +19,8 @@ from deploy_pipeline.backends import manifests
 from deploy_pipeline.backends.registry_login import Login
 from deploy_pipeline.cli import main
 from deploy_pipeline.model import Service, Tls
+from tests.support.action_step import Step
 from tests.support.github_standin import GitHubStandin
-from tests.test_action import Step
 
 pytestmark = pytest.mark.engine
 

@@ -81,6 +81,41 @@ def git_revision(root: Path) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def build_context(root: Path, service: Service) -> tuple[Path, BuildSpec]:
+    """A built service's context folder (inside `root`, the repository) and its build."""
+    spec = service.build
+    assert spec is not None
+    escaping = escapes(root, spec)  # checked when the file was read; the tree may move
+    if escaping is not None:
+        raise PermanentError(
+            f"services.{service.name}.build.{escaping}: {outside_message(spec, escaping)}"
+        )
+    context = (root / spec.context).resolve()
+    if not context.is_dir():
+        raise UsageError(
+            f"services.{service.name}.build: the folder {spec.context} does not "
+            f"exist (paths are relative to the pipeline file's folder)"
+        )
+    if not (context / spec.dockerfile).is_file():
+        raise UsageError(
+            f"services.{service.name}.build: no {spec.dockerfile} in "
+            f"{spec.context}; add one or set `dockerfile:`"
+        )
+    return context, spec
+
+
+def image_name(root: Path, registry: str | None, service: Service) -> tuple[str, str]:
+    """The image a build of `service` makes, named by its content (no engine is asked), and
+    that content's tag: what `plan --manifests` shows, and a build pushes."""
+    context, spec = build_context(root, service)
+    content = content_tag(context, spec, Engine.context_files(context, spec.dockerfile))
+    repository = f"{registry}/{service.name}" if registry else f"deploy-pipeline/{service.name}"
+    tag = content
+    if service.test is not None:  # tested by this test: a new test tests it again
+        tag += "-t" + hashlib.sha256(json.dumps(service.test).encode()).hexdigest()[:8]
+    return f"{repository}:{tag}", content
+
+
 @dataclass(frozen=True)
 class ImagePlan:
     ref: str
@@ -97,39 +132,11 @@ class Builder:
         self.guard = threading.Lock()
 
     def context(self, service: Service) -> tuple[Path, BuildSpec]:
-        spec = service.build
-        assert spec is not None
-        escaping = escapes(self.root, spec)  # checked when the file was read; the tree may move
-        if escaping is not None:
-            raise PermanentError(
-                f"services.{service.name}.build.{escaping}: {outside_message(spec, escaping)}"
-            )
-        context = (self.root / spec.context).resolve()
-        if not context.is_dir():
-            raise UsageError(
-                f"services.{service.name}.build: the folder {spec.context} does not "
-                f"exist (paths are relative to the pipeline file's folder)"
-            )
-        if not (context / spec.dockerfile).is_file():
-            raise UsageError(
-                f"services.{service.name}.build: no {spec.dockerfile} in "
-                f"{spec.context}; add one or set `dockerfile:`"
-            )
-        return context, spec
+        return build_context(self.root, service)
 
     def image(self, service: Service, *, look: bool = True) -> ImagePlan:
         """The image a build of this service would make, and (with `look`) whether it exists."""
-        context, spec = self.context(service)
-        content = content_tag(context, spec, self.engine.context_files(context, spec.dockerfile))
-        repository = (
-            f"{self.registry}/{service.name}"
-            if self.registry
-            else f"deploy-pipeline/{service.name}"
-        )
-        tag = content
-        if service.test is not None:  # tested by this test: a new test tests it again
-            tag += "-t" + hashlib.sha256(json.dumps(service.test).encode()).hexdigest()[:8]
-        ref = f"{repository}:{tag}"
+        ref, content = image_name(self.root, self.registry, service)
         if not look:
             exists = False
         elif not self.registry:

@@ -1,6 +1,7 @@
 """A Kubernetes cluster as deploy-pipeline uses it: the only module that imports `kubernetes`.
 
-Objects are applied server-side with field manager `deploy-pipeline`. API errors are converted in
+Objects are applied server-side with field manager `deploy-pipeline`, and strict field
+validation (the API server refuses a field its schema does not know). API errors are converted in
 `mapped()`: connection failures, 5xx, 429 and update conflicts are TransientError (retried with
 backoff); other 4xx are PermanentError with the API's own message, truncated (the client's
 exceptions print whole bodies and headers).
@@ -124,6 +125,9 @@ class Cluster:
                 namespace=meta.get("namespace"),
                 field_manager=manager,
                 force_conflicts=force,
+                # a field the API's own schema does not know (a patch's typo) is refused, not
+                # dropped with a warning no one reads
+                query_params=[("fieldValidation", "Strict")],
                 _request_timeout=TIMEOUT,
             )
             return dict(result.to_dict())

@@ -27,6 +27,7 @@ from deploy_pipeline.backends.base import (
 )
 from deploy_pipeline.backends.build import Builder
 from deploy_pipeline.backends.kube import MANAGER, ApplyConflict, Cluster
+from deploy_pipeline.backends.patches import apply_patches
 from deploy_pipeline.backends.registry_login import (
     Found,
     Login,
@@ -140,6 +141,7 @@ class KubernetesBackend:
             tls=self.target.tls,
             pull_secrets=self.pull_secrets(ctx, image),
         )
+        objects = apply_patches(objects, svc)  # the escape hatch (DESIGN.md §11)
         if host and svc.public and svc.port:
             self.note_tls_secret(ctx)
         for obj in objects:

@@ -325,6 +325,7 @@ def _cronjob(environment: str, svc: Service, image: str, notes: Mapping[str, str
             "suspend": False,
             "concurrencyPolicy": "Forbid",
             "jobTemplate": {"metadata": {"labels": labels(environment, svc.name)}, "spec": spec},
+            **({"timeZone": svc.timezone} if svc.timezone else {}),
         },
     }
 

@@ -8,9 +8,11 @@ from dataclasses import replace
 
 from deploy_pipeline import schema
 from deploy_pipeline.config.access import registry_auth, target_tls
-from deploy_pipeline.config.checks import NAME, VARIABLE, check_texts, preview_template
+from deploy_pipeline.config.checks import NAME, VARIABLE, check_texts, one_line, preview_template
 from deploy_pipeline.config.overrides import check_env, service_settings
+from deploy_pipeline.config.patches import check_patches, kinds_made
 from deploy_pipeline.config.problems import Loc, Problems, quote
+from deploy_pipeline.config.schedules import schedule_problem, timezone_problem
 from deploy_pipeline.errors import choices
 from deploy_pipeline.model import (
     BUILT,
@@ -144,6 +146,20 @@ def build_service(
         )
     if s.schedule is not None and s.type != "job":
         problems.error((*loc, "schedule"), "only a job can have a schedule (it becomes a cron job)")
+    elif (
+        s.schedule is not None
+        and one_line(s.schedule)
+        and (wrong := schedule_problem(s.schedule)) is not None
+    ):
+        problems.error((*loc, "schedule"), wrong)
+    if s.timezone is not None and (s.schedule is None or s.type != "job"):
+        problems.error(
+            (*loc, "timezone"),
+            "only a cron job (a job with `schedule:`) has a time zone: add `schedule:` or "
+            "remove `timezone:`",
+        )
+    elif s.timezone is not None and (wrong := timezone_problem(s.timezone)) is not None:
+        problems.error((*loc, "timezone"), wrong)
     if s.replicas is not None and s.type not in LONG_RUNNING:
         problems.error((*loc, "replicas"), "only containers and applications have replicas")
     if s.public and s.type not in LONG_RUNNING:
@@ -170,6 +186,8 @@ def build_service(
     else:  # the default stage of its type if that exact name exists, otherwise the last stage
         default = DEFAULT_STAGE_OF[s.type]
         stage = default if default in stages else stages[-1] if stages else ""
+    made = kinds_made(s.type, schedule=bool(s.schedule), port=bool(s.port), public=s.public)
+    patches = check_patches(problems, (*loc, "kubernetes"), s.kubernetes, made, name)
     b = s.build
     return Service(
         name=name,
@@ -191,6 +209,8 @@ def build_service(
         ),
         test=_command(s.test),
         registry_auth=registry_auth(problems, loc, s),
+        patches=patches or (),
+        timezone=s.timezone,
     )
 
 

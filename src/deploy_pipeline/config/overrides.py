@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 
 from deploy_pipeline import schema
 from deploy_pipeline.config.checks import one_line
+from deploy_pipeline.config.patches import check_patches, kinds_made
 from deploy_pipeline.config.problems import Loc, Problems, describe, quote
 from deploy_pipeline.config.substitution import problem, urls
 from deploy_pipeline.model import LONG_RUNNING, Service, ServiceSettings
@@ -45,6 +46,10 @@ def service_settings(
             problems.error((*where, "replicas"), "only containers and applications have replicas")
         check_env(problems, (*where, "env"), o.env, [svc], services, stages)
         resources = o.resources.model_dump() if o.resources else {}
+        made = kinds_made(
+            svc.type, schedule=bool(svc.schedule), port=bool(svc.port), public=svc.public
+        )
+        patches = check_patches(problems, (*where, "kubernetes"), o.kubernetes, made, name)
         found.append(
             (
                 name,
@@ -54,6 +59,7 @@ def service_settings(
                     image=o.image,
                     resources=tuple((k, v) for k, v in resources.items() if v) or None,
                     timeout=o.timeout,
+                    patches=patches,
                 ),
             )
         )
