@@ -27,8 +27,22 @@ SHOP_DATA: dict[str, Any] = yaml.safe_load(SHOP_TEXT)
 # mypy_extensions; with warnings as errors that would hide the failure behind an INTERNALERROR.
 SUMMARY = re.compile(r"^(\d+) problems? found; nothing was run$")
 # The shop with settings per environment (DESIGN.md §8), so mutations reach those keys too.
+_SHOP = SHOP_DATA["services"]
 SETTINGS_DATA: dict[str, Any] = {
     **SHOP_DATA,
+    # and the sizing keys of DESIGN.md §11, on services and per environment
+    "services": {
+        **_SHOP,
+        "db": {**_SHOP["db"], "storage": "20Gi"},
+        "api": {
+            **_SHOP["api"],
+            "resources": {"cpu": "250m", "memory": "256Mi", "limits": {"memory": "512Mi"}},
+            "probes": {"period": "5s", "startup_timeout": "2m", "failure_threshold": 4},
+            "security": {"run_as_root": False, "read_only": True},
+        },
+        "worker": {**_SHOP["worker"], "resources": {"cpu": "100m"}},
+        "web": {**_SHOP["web"], "storage": {"size": "1Gi", "path": "/cache"}},
+    },
     "environments": {
         **SHOP_DATA["environments"],
         "production": {
@@ -41,7 +55,9 @@ SETTINGS_DATA: dict[str, Any] = {
                     "resources": {"cpu": "500m"},
                     "timeout": "2m",
                 },
-                "web": {"image": "nginx:1.28"},
+                "web": {"image": "nginx:1.28", "storage": "2Gi"},
+                "db": {"storage": {"size": "50Gi"}},
+                "worker": {"autoscale": {"min": 2, "max": 8, "cpu": 70}},
             },
         },
     },
@@ -119,6 +135,25 @@ WORDS = [
     "${url:web}",
     "$${",
     "${nope}",
+    "storage",
+    "autoscale",
+    "probes",
+    "security",
+    "resources",
+    "limits",
+    "cpu",
+    "memory",
+    "min",
+    "max",
+    "size",
+    "path",
+    "run_as_root",
+    "read_only",
+    "period",
+    "startup_timeout",
+    "20Gi",
+    "512Mi",
+    "250m",
 ]
 WEIRD_TEXT = [
     "",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 
-from deploy_pipeline.config import substitute
+from deploy_pipeline.config import resized, substitute
 from deploy_pipeline.errors import UsageError, choices
 from deploy_pipeline.model import (
     LONG_RUNNING,
@@ -243,7 +243,7 @@ def in_environment(environment: Environment, svc: Service) -> Service:
     own = dict(environment.settings).get(svc.name, ServiceSettings())
     env = {**dict(svc.env), **dict(environment.env), **dict(own.env)}
     resources = {**dict(svc.resources), **dict(own.resources or ())}
-    return replace(
+    changed = replace(
         svc,
         env=tuple(env.items()),
         replicas=svc.replicas if own.replicas is None else own.replicas,
@@ -251,6 +251,7 @@ def in_environment(environment: Environment, svc: Service) -> Service:
         resources=tuple(resources.items()),
         timeout=svc.timeout if own.timeout is None else own.timeout,
     )
+    return resized(changed, own)  # limits, autoscale and storage (DESIGN.md §11)
 
 
 def resolve_env(

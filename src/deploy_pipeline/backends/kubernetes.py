@@ -36,11 +36,14 @@ WORKLOADS = [
     ("batch/v1", "Job"),
     ("batch/v1", "CronJob"),
 ]
+# what a deploy removes when the service no longer asks for it (a volume claim stays: data)
+SCALING = [manifests.HPA, manifests.PDB]
 EVERYTHING = [
     *WORKLOADS,
     ("v1", "Service"),
     ("networking.k8s.io/v1", "Ingress"),
     ("v1", "PersistentVolumeClaim"),
+    *SCALING,
 ]
 
 
@@ -119,10 +122,16 @@ class KubernetesBackend:
             self.apply(manifests.secret(env, ctx.secrets), manager=f"{MANAGER}-{svc.name}")
         host = manifests.host_for(self.target.domain, env, svc.name)
         objects = manifests.service_objects(env, svc, image, run=ctx.run or _stamp(), host=host)
+        if svc.type == "database":
+            self.check_volume(env, svc)
+        unscaled = self.prune(env, svc, objects)
         for obj in objects:
-            self.apply(obj)
+            # an autoscaler just removed owned the replicas: they are ours again
+            self.apply(obj, force=unscaled and obj["kind"] == "Deployment")
         main = next(o for o in objects if (o["apiVersion"], o["kind"]) in WORKLOADS)
         kind, name = main["kind"], main["metadata"]["name"]
+        if svc.autoscale is not None:
+            self.scale_up(env, name, svc.autoscale.min)
         if kind == "CronJob":
             return StepResult(message=f"CronJob {name} scheduled ({svc.schedule})", image=image)
         if kind == "Job":
@@ -244,11 +253,49 @@ class KubernetesBackend:
 
     # --- helpers -------------------------------------------------------------------------------
 
-    def apply(self, obj: dict[str, Any], *, manager: str = MANAGER) -> None:
+    def prune(self, env: str, svc: Service, objects: list[manifests.Manifest]) -> bool:
+        """Remove the service's autoscaler and disruption budget when it no longer asks for
+        them (replicas down to 1, autoscale turned off); True when an autoscaler went."""
+        wanted = {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in objects}
+        removed = False
+        for api, kind in SCALING:
+            for obj in self.cluster.objects(api, kind, env, {manifests.SERVICE_LABEL: svc.name}):
+                name = obj["metadata"]["name"]
+                if (api, kind, name) not in wanted and self.cluster.delete(api, kind, name, env):
+                    removed = removed or (api, kind) == manifests.HPA
+        return removed
+
+    def scale_up(self, env: str, name: str, least: int) -> None:
+        """An autoscaled Deployment's replicas are the autoscaler's: applied without them, then
+        raised to `min` only when under it (new, or stopped), never lowered from what it chose.
+        A merge patch, not part of the apply: the next apply then leaves them alone."""
+        current = self.cluster.get("apps/v1", "Deployment", name, env) or {}
+        if int((current.get("spec") or {}).get("replicas") or 0) < least:
+            self.cluster.patch("apps/v1", "Deployment", name, env, {"spec": {"replicas": least}})
+
+    def check_volume(self, env: str, svc: Service) -> None:
+        """A StatefulSet's volume claims cannot change: a new `storage:` size for a database
+        already deployed is refused with what to do, rather than failing the apply."""
+        current = self.cluster.get("apps/v1", "StatefulSet", svc.name, env)
+        templates = ((current or {}).get("spec") or {}).get("volumeClaimTemplates") or []
+        for template in templates:
+            requests = ((template.get("spec") or {}).get("resources") or {}).get("requests") or {}
+            has = requests.get("storage")
+            if has is not None and has != manifests.size(svc):
+                raise PermanentError(
+                    f"{svc.name}'s volume was made with {has} and `storage:` now says "
+                    f"{manifests.size(svc)}; Kubernetes does not change a StatefulSet's volume "
+                    f"claims: resize the claim data-{svc.name}-0 itself (if its storage class "
+                    f"allows expansion), then delete the StatefulSet {svc.name} with "
+                    "--cascade=orphan so the next deploy makes it anew; or set `storage:` "
+                    f"back to {has}"
+                )
+
+    def apply(self, obj: dict[str, Any], *, manager: str = MANAGER, force: bool = False) -> None:
         """Apply server-side. Fields our own stop or restart patched are taken back; fields
         another tool owns are a clear error, not silently overwritten."""
         try:
-            self.cluster.apply(obj, manager=manager, force=self.force)
+            self.cluster.apply(obj, manager=manager, force=self.force or force)
         except ApplyConflict as exc:
             if exc.managers and all(m.startswith(MANAGER) for m in exc.managers):
                 self.cluster.apply(obj, manager=manager, force=True)

@@ -10,6 +10,7 @@ from deploy_pipeline import schema
 from deploy_pipeline.config.checks import NAME, VARIABLE, check_texts, preview_template
 from deploy_pipeline.config.overrides import check_env, service_settings
 from deploy_pipeline.config.problems import Loc, Problems, quote
+from deploy_pipeline.config.sizing import check_sizing, requests_of, with_sizing
 from deploy_pipeline.errors import choices
 from deploy_pipeline.model import (
     BUILT,
@@ -170,7 +171,7 @@ def build_service(
         default = DEFAULT_STAGE_OF[s.type]
         stage = default if default in stages else stages[-1] if stages else ""
     b = s.build
-    return Service(
+    svc = Service(
         name=name,
         type=s.type,
         stage=stage,
@@ -185,11 +186,12 @@ def build_service(
         schedule=s.schedule,
         public=s.public,
         timeout=s.timeout,
-        resources=tuple(
-            (k, v) for k, v in (s.resources.model_dump() if s.resources else {}).items() if v
-        ),
+        resources=requests_of(s.resources),
         test=_command(s.test),
     )
+    svc = with_sizing(problems, loc, s, svc)
+    check_sizing(problems, loc, svc)
+    return svc
 
 
 def _command(test: list[str] | str | None) -> tuple[str, ...] | None:

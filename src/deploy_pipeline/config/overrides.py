@@ -5,10 +5,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from deploy_pipeline import schema
 from deploy_pipeline.config.checks import one_line
 from deploy_pipeline.config.problems import Loc, Problems, describe, quote
+from deploy_pipeline.config.sizing import check_sizing, requests_of, resized, settings_with_sizing
 from deploy_pipeline.config.substitution import problem, urls
 from deploy_pipeline.model import LONG_RUNNING, Service, ServiceSettings
 
@@ -44,19 +46,22 @@ def service_settings(
         if o.replicas is not None and svc.type not in LONG_RUNNING:
             problems.error((*where, "replicas"), "only containers and applications have replicas")
         check_env(problems, (*where, "env"), o.env, [svc], services, stages)
-        resources = o.resources.model_dump() if o.resources else {}
-        found.append(
-            (
-                name,
-                ServiceSettings(
-                    env=tuple(o.env.items()),
-                    replicas=o.replicas,
-                    image=o.image,
-                    resources=tuple((k, v) for k, v in resources.items() if v) or None,
-                    timeout=o.timeout,
-                ),
-            )
+        own = ServiceSettings(
+            env=tuple(o.env.items()),
+            replicas=o.replicas,
+            image=o.image,
+            resources=requests_of(o.resources) or None,
+            timeout=o.timeout,
         )
+        own = settings_with_sizing(problems, where, o, own)
+        found.append((name, own))
+        if o.resources or o.autoscale or o.storage or o.replicas is not None:
+            if o.autoscale is not None and svc.type not in LONG_RUNNING:
+                problems.error((*where, "autoscale"), "only containers and applications autoscale")
+            requests = {**dict(svc.resources), **dict(own.resources or ())}
+            replicas = svc.replicas if o.replicas is None else o.replicas
+            sized = replace(svc, resources=tuple(requests.items()), replicas=replicas)
+            check_sizing(problems, where, resized(sized, own))
     return tuple(found)
 
 
