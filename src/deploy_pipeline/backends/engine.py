@@ -358,6 +358,8 @@ class Engine:
                 binds={name: {"bind": path, "mode": "rw"} for name, path in spec.volumes.items()},
                 restart_policy={"Name": "unless-stopped"} if spec.restart else None,
                 init=True,  # a PID 1 that forwards SIGTERM: `stop` is prompt, not a 10 s kill
+                mem_limit=spec.memory,
+                nano_cpus=spec.nano_cpus,
             )
             created = self.client.api.create_container(
                 spec.image,
