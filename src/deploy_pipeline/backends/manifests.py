@@ -102,11 +102,11 @@ def _probes(svc: Service, path: str, port: int) -> dict[str, Any]:
     """Readiness (out of the Service's endpoints within ~6 s), and for what keeps running a
     startup probe (`startup_timeout` to answer at all) then a liveness probe (restarted after
     `failure_threshold` failures, one every `period`), all asking `health:`."""
-    tuning, get = svc.probes, {"httpGet": {"path": path, "port": port}}
+    tuning = svc.probes
     timeout = int(tuning.timeout)
     probes: dict[str, Any] = {
         "readinessProbe": {
-            **get,
+            **_get(path, port),
             "periodSeconds": 2,
             "timeoutSeconds": timeout,
             "failureThreshold": 3,
@@ -114,19 +114,24 @@ def _probes(svc: Service, path: str, port: int) -> dict[str, Any]:
     }
     if svc.type != "job":
         probes["startupProbe"] = {
-            **get,
+            **_get(path, port),
             "initialDelaySeconds": int(tuning.initial_delay),
             "periodSeconds": STARTUP_PERIOD,
             "timeoutSeconds": timeout,
             "failureThreshold": max(1, math.ceil(tuning.startup_timeout / STARTUP_PERIOD)),
         }
         probes["livenessProbe"] = {
-            **get,
+            **_get(path, port),
             "periodSeconds": int(tuning.period),
             "timeoutSeconds": timeout,
             "failureThreshold": tuning.failure_threshold,
         }
     return probes
+
+
+def _get(path: str, port: int) -> dict[str, Any]:
+    """A probe's request, a dict of its own for each probe (a patch to one leaves the others)."""
+    return {"httpGet": {"path": path, "port": port}}
 
 
 def runs_as_root(svc: Service) -> bool:
