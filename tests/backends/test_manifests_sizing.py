@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from deploy_pipeline.backends import manifests
+from deploy_pipeline.backends.kubernetes import advised
 from deploy_pipeline.model import Autoscale, BuildSpec, Probes, Security, Service, Storage
 
 API = Service(
@@ -182,3 +183,18 @@ def test_what_is_built_runs_restricted_and_prebuilt_images_as_they_say() -> None
     assert pod(manifests.service_objects("s", rooted, "i", run="r")[0])["securityContext"] == {
         "seccompProfile": {"type": "RuntimeDefault"}
     }
+
+
+def test_a_container_refused_as_root_says_what_to_do() -> None:
+    """The kubelet's refusal to start an image as non-root comes with the two ways out; other
+    reasons are left as they are."""
+    refused = (
+        "CreateContainerConfigError: container has runAsNonRoot and image will run as root "
+        "(pod: api-1, container: api)"
+    )
+    assert advised(refused) == (
+        f"{refused}; the service runs as non-root (what is built from the repo does, unless "
+        "said otherwise): give its Dockerfile a numeric USER (USER 10001), or set "
+        "`security: {run_as_root: true}`"
+    )
+    assert advised("ImagePullBackOff: not found") == "ImagePullBackOff: not found"

@@ -441,7 +441,19 @@ class KubernetesBackend:
                         )
         for warning in self.cluster.warnings(env, {svc.name}):
             found.setdefault(warning, None)
-        return "; ".join(found) if found else "no pod says why"
+        return advised("; ".join(found)) if found else "no pod says why"
+
+
+def advised(reasons: str) -> str:
+    """The pods' reasons, with what to do when the kubelet refused to start a container as
+    non-root: its image runs as root, or as a user it names but does not number."""
+    if "runAsNonRoot" not in reasons:
+        return reasons
+    return (
+        f"{reasons}; the service runs as non-root (what is built from the repo does, unless "
+        "said otherwise): give its Dockerfile a numeric USER (USER 10001), or set "
+        "`security: {run_as_root: true}`"
+    )
 
 
 def no_logs(pod: str, node: str | None, answer: str) -> str:
