@@ -154,7 +154,8 @@ def test_bad_storage_is_located(write_config: WriteConfig) -> None:
 
 
 def test_autoscale_starts_at_its_minimum(write_config: WriteConfig) -> None:
-    """min, max and the CPU target are read; the service's replicas are the minimum."""
+    """min, max and the CPU target (80 when not given) are read; the service's replicas are the
+    minimum; a CPU limit alone is enough to aim at (Kubernetes requests what is limited)."""
     path = write_config(
         services("""\
           api:
@@ -162,10 +163,17 @@ def test_autoscale_starts_at_its_minimum(write_config: WriteConfig) -> None:
             image: x
             resources: {cpu: 250m}
             autoscale: {min: 2, max: 10, cpu: 70}
+          web:
+            type: container
+            image: x
+            resources: {limits: {cpu: 500m}}
+            autoscale: {min: 1, max: 3}
         """)
     )
-    api = load_config(path).services["api"]
+    pipeline = load_config(path)
+    api = pipeline.services["api"]
     assert (api.autoscale, api.replicas) == (Autoscale(2, 10, 70), 2)
+    assert pipeline.services["web"].autoscale == Autoscale(1, 3, 80)  # requested as limited
 
 
 def test_bad_autoscale_is_located(write_config: WriteConfig) -> None:

@@ -103,7 +103,9 @@ def check_sizing(problems: Problems, loc: Loc, svc: Service) -> None:
                     f"(resources.{key}); a limit is at least its request: raise "
                     f"resources.limits.{key} or lower resources.{key}",
                 )
-    if svc.autoscale is not None and svc.type in LONG_RUNNING and "cpu" not in requests:
+    # (a CPU limit alone is requested too: Kubernetes requests what is limited)
+    aimless = "cpu" not in requests and "cpu" not in limits
+    if svc.autoscale is not None and svc.type in LONG_RUNNING and aimless:
         problems.error(
             (*loc, "autoscale"),
             f"autoscale aims at {svc.autoscale.cpu}% of the CPU request, and {quote(svc.name)} "
