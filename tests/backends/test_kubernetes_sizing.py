@@ -195,8 +195,12 @@ def test_a_new_size_for_a_deployed_database_says_what_to_do(
     write_config: Callable[[str], Path],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """A StatefulSet's claims cannot change: a new `storage:` is refused with the way out."""
+    """A StatefulSet's claims cannot change: a new `storage:` is refused with the way out; the
+    same size written another way (20480Mi, which the API server reads back as 20Gi) is no
+    change."""
     deploy(capsys, pipeline(write_config, env), env, "--service", "db")
+    same = pipeline(write_config, env, ", services: {db: {storage: 20480Mi}}")
+    deploy(capsys, same, env, "--service", "db")
     path = pipeline(write_config, env, ", services: {db: {storage: 50Gi}}")
     code = main(["deploy", "-f", str(path), "-e", env, "--service", "db", "--events", "jsonl"])
     out = capsys.readouterr().out

@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from deploy_pipeline import quantities
 from deploy_pipeline.backends import manifests
 from deploy_pipeline.backends.base import (
     BackendState,
@@ -280,8 +281,10 @@ class KubernetesBackend:
         templates = ((current or {}).get("spec") or {}).get("volumeClaimTemplates") or []
         for template in templates:
             requests = ((template.get("spec") or {}).get("resources") or {}).get("requests") or {}
-            has = requests.get("storage")
-            if has is not None and has != manifests.size(svc):
+            has = requests.get("storage")  # as the API server writes it: 1024Mi reads 1Gi
+            if has is not None and quantities.value(str(has)) != quantities.value(
+                manifests.size(svc)
+            ):
                 raise PermanentError(
                     f"{svc.name}'s volume was made with {has} and `storage:` now says "
                     f"{manifests.size(svc)}; Kubernetes does not change a StatefulSet's volume "
