@@ -16,7 +16,7 @@ from deploy_pipeline.cli import main
 from deploy_pipeline.config import load_config, parse_config
 from deploy_pipeline.errors import ConfigErrors
 from deploy_pipeline.model import Autoscale, Probes, Security, Service, Storage
-from deploy_pipeline.plan import environments, in_environment
+from deploy_pipeline.plan import environments, in_environment, plan_run, plan_text
 
 WriteConfig = Callable[..., Path]
 BYTES = (
@@ -308,6 +308,18 @@ def test_an_environment_overrides_resources_autoscale_and_storage() -> None:
     prod = sized("production", "api")
     assert (prod.autoscale, prod.replicas) == (Autoscale(4, 20, 60), 4)
     assert dict(prod.resources) == {"cpu": "250m", "memory": "512Mi"}
+
+
+def test_plan_shows_an_autoscaled_services_range() -> None:
+    """`plan` says between which replicas a service autoscales there, and at what CPU."""
+    pipeline = parse_config(PER_ENVIRONMENT)
+    envs = environments(pipeline, {})
+    text = plan_text(plan_run(pipeline, envs["production"], "deploy"))
+    assert "replicas 4–20 (autoscaled at 60% CPU) · env -" in [
+        line.strip() for line in text.splitlines()
+    ]
+    text = plan_text(plan_run(pipeline, envs["staging"], "deploy"))
+    assert "replicas 1 · env -" in [line.strip() for line in text.splitlines()]
 
 
 def test_an_environments_sizing_is_checked_as_the_service_runs_there(

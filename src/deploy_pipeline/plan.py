@@ -278,5 +278,8 @@ def settings_text(plan: Plan, svc: Service) -> str:
     """A service's settings on one line: replicas (long-running services), then its env."""
     env = shown_env(plan, svc)
     parts = [f"replicas {svc.replicas}"] if svc.type in LONG_RUNNING else []
+    if svc.autoscale is not None:  # DESIGN.md §11
+        scale = svc.autoscale
+        parts = [f"replicas {scale.min}–{scale.max} (autoscaled at {scale.cpu}% CPU)"]
     parts.append("env " + (", ".join(f"{k}={v}" for k, v in env.items()) if env else "-"))
     return " · ".join(parts)
