@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from deploy_pipeline.backends import manifests
-from deploy_pipeline.backends.kubernetes import advised
+from deploy_pipeline.backends.kube_sizing import advised
 from deploy_pipeline.model import Autoscale, BuildSpec, Probes, Security, Service, Storage
 
 API = Service(

@@ -15,8 +15,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from deploy_pipeline import quantities
-from deploy_pipeline.backends import manifests
+from deploy_pipeline.backends import manifests, sizing
 from deploy_pipeline.backends.base import (
     BackendState,
     LogStream,
@@ -26,6 +25,7 @@ from deploy_pipeline.backends.base import (
 )
 from deploy_pipeline.backends.build import Builder
 from deploy_pipeline.backends.kube import MANAGER, ApplyConflict, Cluster
+from deploy_pipeline.backends.kube_sizing import advised, check_volume, prune, scale_up
 from deploy_pipeline.errors import DeployPipelineError, NoLogs, PermanentError, StepError
 from deploy_pipeline.model import Service, Target
 
@@ -37,14 +37,13 @@ WORKLOADS = [
     ("batch/v1", "Job"),
     ("batch/v1", "CronJob"),
 ]
-# what a deploy removes when the service no longer asks for it (a volume claim stays: data)
-SCALING = [manifests.HPA, manifests.PDB]
 EVERYTHING = [
     *WORKLOADS,
     ("v1", "Service"),
     ("networking.k8s.io/v1", "Ingress"),
     ("v1", "PersistentVolumeClaim"),
-    *SCALING,
+    sizing.HPA,
+    sizing.PDB,
 ]
 
 
@@ -124,15 +123,15 @@ class KubernetesBackend:
         host = manifests.host_for(self.target.domain, env, svc.name)
         objects = manifests.service_objects(env, svc, image, run=ctx.run or _stamp(), host=host)
         if svc.type == "database":
-            self.check_volume(env, svc)
-        unscaled = self.prune(env, svc, objects)
+            check_volume(self.cluster, env, svc)
+        unscaled = prune(self.cluster, env, svc, objects)
         for obj in objects:
             # an autoscaler just removed owned the replicas: they are ours again
             self.apply(obj, force=unscaled and obj["kind"] == "Deployment")
         main = next(o for o in objects if (o["apiVersion"], o["kind"]) in WORKLOADS)
         kind, name = main["kind"], main["metadata"]["name"]
         if svc.autoscale is not None:
-            self.scale_up(env, name, svc.autoscale.min)
+            scale_up(self.cluster, env, name, svc.autoscale.min)
         if kind == "CronJob":
             return StepResult(message=f"CronJob {name} scheduled ({svc.schedule})", image=image)
         if kind == "Job":
@@ -253,46 +252,6 @@ class KubernetesBackend:
             raise NoLogs(no_logs(name, node, str(exc))) from exc
 
     # --- helpers -------------------------------------------------------------------------------
-
-    def prune(self, env: str, svc: Service, objects: list[manifests.Manifest]) -> bool:
-        """Remove the service's autoscaler and disruption budget when it no longer asks for
-        them (replicas down to 1, autoscale turned off); True when an autoscaler went."""
-        wanted = {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in objects}
-        removed = False
-        for api, kind in SCALING:
-            for obj in self.cluster.objects(api, kind, env, {manifests.SERVICE_LABEL: svc.name}):
-                name = obj["metadata"]["name"]
-                if (api, kind, name) not in wanted and self.cluster.delete(api, kind, name, env):
-                    removed = removed or (api, kind) == manifests.HPA
-        return removed
-
-    def scale_up(self, env: str, name: str, least: int) -> None:
-        """An autoscaled Deployment's replicas are the autoscaler's: applied without them, then
-        raised to `min` only when under it (new, or stopped), never lowered from what it chose.
-        A merge patch, not part of the apply: the next apply then leaves them alone."""
-        current = self.cluster.get("apps/v1", "Deployment", name, env) or {}
-        if int((current.get("spec") or {}).get("replicas") or 0) < least:
-            self.cluster.patch("apps/v1", "Deployment", name, env, {"spec": {"replicas": least}})
-
-    def check_volume(self, env: str, svc: Service) -> None:
-        """A StatefulSet's volume claims cannot change: a new `storage:` size for a database
-        already deployed is refused with what to do, rather than failing the apply."""
-        current = self.cluster.get("apps/v1", "StatefulSet", svc.name, env)
-        templates = ((current or {}).get("spec") or {}).get("volumeClaimTemplates") or []
-        for template in templates:
-            requests = ((template.get("spec") or {}).get("resources") or {}).get("requests") or {}
-            has = requests.get("storage")  # as the API server writes it: 1024Mi reads 1Gi
-            if has is not None and quantities.value(str(has)) != quantities.value(
-                manifests.size(svc)
-            ):
-                raise PermanentError(
-                    f"{svc.name}'s volume was made with {has} and `storage:` now says "
-                    f"{manifests.size(svc)}; Kubernetes does not change a StatefulSet's volume "
-                    f"claims: resize the claim data-{svc.name}-0 itself (if its storage class "
-                    f"allows expansion), then delete the StatefulSet {svc.name} with "
-                    "--cascade=orphan so the next deploy makes it anew; or set `storage:` "
-                    f"back to {has}"
-                )
 
     def apply(self, obj: dict[str, Any], *, manager: str = MANAGER, force: bool = False) -> None:
         """Apply server-side. Fields our own stop or restart patched are taken back; fields
@@ -445,18 +404,6 @@ class KubernetesBackend:
         for warning in self.cluster.warnings(env, {svc.name}):
             found.setdefault(warning, None)
         return advised("; ".join(found)) if found else "no pod says why"
-
-
-def advised(reasons: str) -> str:
-    """The pods' reasons, with what to do when the kubelet refused to start a container as
-    non-root: its image runs as root, or as a user it names but does not number."""
-    if "runAsNonRoot" not in reasons:
-        return reasons
-    return (
-        f"{reasons}; the service runs as non-root (what is built from the repo does, unless "
-        "said otherwise): give its Dockerfile a numeric USER (USER 10001), or set "
-        "`security: {run_as_root: true}`"
-    )
 
 
 def no_logs(pod: str, node: str | None, answer: str) -> str:

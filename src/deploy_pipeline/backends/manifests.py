@@ -11,10 +11,10 @@ hand. Pure functions, no SDK: the kubernetes backend applies what these return.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from typing import Any
 
+from deploy_pipeline.backends import sizing
 from deploy_pipeline.backends.base import DATA, data_path
 from deploy_pipeline.model import Service
 
@@ -27,9 +27,6 @@ RECORD = f"{PREFIX}/environment-record"
 RELEASE = f"{PREFIX}/release"  # the namespace's latest release, JSON (DESIGN.md §9)
 SECRET = "deploy-pipeline-secrets"  # one Secret per environment (namespace), values at deploy time
 JOB_TTL = 24 * 3600  # a finished lifecycle job is kept a day for its logs
-HPA = ("autoscaling/v2", "HorizontalPodAutoscaler")
-PDB = ("policy/v1", "PodDisruptionBudget")
-STARTUP_PERIOD = 2  # seconds between startup probes: ready soon after it answers
 
 
 def labels(environment: str, service: str) -> dict[str, str]:
@@ -89,74 +86,13 @@ def _container(svc: Service, image: str) -> dict[str, Any]:
         resources = {"requests": dict(svc.resources), "limits": dict(svc.limits)}
         container["resources"] = {k: v for k, v in resources.items() if v}
     if svc.health and svc.port:
-        container.update(_probes(svc, svc.health, svc.port))
-    context = _container_security(svc)
+        container.update(sizing.probes(svc, svc.health, svc.port))
+    context = sizing.container_security(svc)
     if context:
         container["securityContext"] = context
     if svc.storage is not None and svc.type != "database":
         container["volumeMounts"] = [{"name": "data", "mountPath": svc.storage.path or DATA}]
     return container
-
-
-def _probes(svc: Service, path: str, port: int) -> dict[str, Any]:
-    """Readiness (out of the Service's endpoints within ~6 s), and for what keeps running a
-    startup probe (`startup_timeout` to answer at all) then a liveness probe (restarted after
-    `failure_threshold` failures, one every `period`), all asking `health:`."""
-    tuning = svc.probes
-    timeout = int(tuning.timeout)
-    probes: dict[str, Any] = {
-        "readinessProbe": {
-            **_get(path, port),
-            "periodSeconds": 2,
-            "timeoutSeconds": timeout,
-            "failureThreshold": 3,
-        }
-    }
-    if svc.type != "job":
-        probes["startupProbe"] = {
-            **_get(path, port),
-            "initialDelaySeconds": int(tuning.initial_delay),
-            "periodSeconds": STARTUP_PERIOD,
-            "timeoutSeconds": timeout,
-            "failureThreshold": max(1, math.ceil(tuning.startup_timeout / STARTUP_PERIOD)),
-        }
-        probes["livenessProbe"] = {
-            **_get(path, port),
-            "periodSeconds": int(tuning.period),
-            "timeoutSeconds": timeout,
-            "failureThreshold": tuning.failure_threshold,
-        }
-    return probes
-
-
-def _get(path: str, port: int) -> dict[str, Any]:
-    """A probe's request, a dict of its own for each probe (a patch to one leaves the others)."""
-    return {"httpGet": {"path": path, "port": port}}
-
-
-def runs_as_root(svc: Service) -> bool:
-    """Whether the image runs as the user it says (root, for most prebuilt images: a database's
-    entrypoint starts as root to own its data folder, then drops to its own user) rather than
-    restricted. Restricted unless said otherwise: what is built from the repo."""
-    if svc.security.run_as_root is not None:
-        return svc.security.run_as_root
-    return svc.build is None
-
-
-def _pod_security(svc: Service) -> dict[str, Any]:
-    context: dict[str, Any] = {"seccompProfile": {"type": "RuntimeDefault"}}
-    if not runs_as_root(svc):
-        context["runAsNonRoot"] = True
-    return context
-
-
-def _container_security(svc: Service) -> dict[str, Any]:
-    context: dict[str, Any] = {}
-    if not runs_as_root(svc):
-        context = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
-    if svc.security.read_only:
-        context["readOnlyRootFilesystem"] = True
-    return context
 
 
 def _meta(environment: str, svc: Service, name: str, annotations: Mapping[str, str]) -> Manifest:
@@ -170,13 +106,15 @@ def _meta(environment: str, svc: Service, name: str, annotations: Mapping[str, s
 
 def _template(environment: str, svc: Service, image: str, restart: str | None) -> Manifest:
     spec: dict[str, Any] = {
-        "securityContext": _pod_security(svc),
+        "securityContext": sizing.pod_security(svc),
         "containers": [_container(svc, image)],
     }
     if restart:
         spec["restartPolicy"] = restart
     if svc.storage is not None and svc.type != "database":
-        spec["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": claim(svc)}}]
+        spec["volumes"] = [
+            {"name": "data", "persistentVolumeClaim": {"claimName": sizing.claim_name(svc)}}
+        ]
     return {"metadata": {"labels": labels(environment, svc.name)}, "spec": spec}
 
 
@@ -196,7 +134,10 @@ def service_objects(
     notes = {f"{PREFIX}/run": run, f"{PREFIX}/image": image}
     if svc.type == "database":
         return [_headless(environment, svc), _statefulset(environment, svc, image, notes)]
-    volume = [_claim(environment, svc)] if svc.storage is not None else []
+    volume = []
+    if svc.storage is not None:
+        meta = _meta(environment, svc, sizing.claim_name(svc), {})
+        volume.append(sizing.claim(meta, svc.storage))
     if svc.type == "job":
         if svc.schedule:
             return [*volume, _cronjob(environment, svc, image, notes)]
@@ -207,56 +148,12 @@ def service_objects(
         if svc.public and host:
             objects.append(_ingress(environment, svc, host))
     if svc.autoscale is not None:
-        objects.append(_autoscaler(environment, svc))
+        meta = _meta(environment, svc, svc.name, {})
+        objects.append(sizing.autoscaler(meta, svc.name, svc.autoscale))
     if (svc.autoscale.min if svc.autoscale is not None else svc.replicas) > 1:
-        objects.append(_disruption_budget(environment, svc))
+        meta = _meta(environment, svc, svc.name, {})
+        objects.append(sizing.disruption_budget(meta, _selector(environment, svc)))
     return objects
-
-
-def claim(svc: Service) -> str:
-    """The name of the volume claim of a service that is no database (`storage:`)."""
-    return f"{svc.name}-data"
-
-
-def _claim(environment: str, svc: Service) -> Manifest:
-    assert svc.storage is not None
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": _meta(environment, svc, claim(svc), {}),
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": svc.storage.size}},
-        },
-    }
-
-
-def _autoscaler(environment: str, svc: Service) -> Manifest:
-    """Replicas between min and max on CPU utilisation (percent of the request); the
-    Deployment's own `replicas` is then left to it."""
-    assert svc.autoscale is not None
-    target = {"type": "Utilization", "averageUtilization": svc.autoscale.cpu}
-    return {
-        "apiVersion": HPA[0],
-        "kind": HPA[1],
-        "metadata": _meta(environment, svc, svc.name, {}),
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": svc.name},
-            "minReplicas": svc.autoscale.min,
-            "maxReplicas": svc.autoscale.max,
-            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": target}}],
-        },
-    }
-
-
-def _disruption_budget(environment: str, svc: Service) -> Manifest:
-    """A node drain takes one replica at a time, never the whole service."""
-    return {
-        "apiVersion": PDB[0],
-        "kind": PDB[1],
-        "metadata": _meta(environment, svc, svc.name, {}),
-        "spec": {"maxUnavailable": 1, "selector": _selector(environment, svc)},
-    }
 
 
 def _deployment(environment: str, svc: Service, image: str, notes: Mapping[str, str]) -> Manifest:
@@ -331,17 +228,12 @@ def _statefulset(environment: str, svc: Service, image: str, notes: Mapping[str,
                     "metadata": {"name": "data", "labels": labels(environment, svc.name)},
                     "spec": {
                         "accessModes": ["ReadWriteOnce"],
-                        "resources": {"requests": {"storage": size(svc)}},
+                        "resources": {"requests": {"storage": sizing.storage_size(svc)}},
                     },
                 }
             ],
         },
     }
-
-
-def size(svc: Service) -> str:
-    """A database's volume: `storage:`, or 1Gi."""
-    return svc.storage.size if svc.storage is not None else "1Gi"
 
 
 def job_name(svc: Service, run: str) -> str:
