@@ -364,3 +364,25 @@ def test_the_schema_describes_the_sizing_keys() -> None:
     assert {"autoscale", "storage", "resources"} <= set(defs["ServiceSettingsModel"]["properties"])
     assert set(defs["ResourcesModel"]["properties"]) == {"cpu", "memory", "limits"}
     assert set(defs["AutoscaleModel"]["required"]) == {"min", "max"}
+
+
+def test_the_designs_keys_load_as_written(write_config: WriteConfig) -> None:
+    """DESIGN.md §11's `resources`, `autoscale` and `storage`, verbatim."""
+    path = write_config("""\
+        version: 1
+        services:
+          api:
+            type: container
+            image: api:1
+            resources: {cpu: 250m, memory: 256Mi, limits: {cpu: "1", memory: 512Mi}}
+            autoscale: {min: 2, max: 10, cpu: 70}      # HPA on CPU utilisation, percent
+          db: {type: database, image: postgres:16, storage: 20Gi}
+        """)
+    pipeline = load_config(path)
+    api = pipeline.services["api"]
+    assert (api.resources, api.limits) == (
+        (("cpu", "250m"), ("memory", "256Mi")),
+        (("cpu", "1"), ("memory", "512Mi")),
+    )
+    assert api.autoscale == Autoscale(2, 10, 70)
+    assert pipeline.services["db"].storage == Storage("20Gi")

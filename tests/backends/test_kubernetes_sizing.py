@@ -18,6 +18,7 @@ from kubernetes.dynamic.exceptions import DynamicApiError
 from deploy_pipeline.backends import manifests
 from deploy_pipeline.cli import main
 from deploy_pipeline.config import parse_config
+from deploy_pipeline.model import Service, Storage
 from deploy_pipeline.plan import in_environment
 
 pytestmark = pytest.mark.engine
@@ -259,3 +260,31 @@ def test_the_objects_pass_the_api_servers_strict_validation(
             dry_run="All",
             query_params=list(strict),
         )
+
+
+def test_every_quantity_the_file_takes_the_api_server_takes(env: str, k8s: dict[str, Any]) -> None:
+    """Memory, CPU and storage in each form the file accepts pass the API server's own parsing
+    (a server-side dry run), so a file that loads never fails at apply on a quantity."""
+    forms = ["512Mi", "1.5Gi", "500M", "1e9", "128974848", "1k", ".5Gi", "2Ti"]
+    cpus = ["250m", "0.5", "2", "1.25"]
+    pipe = parse_config(
+        "version: 1\nservices:\n"
+        + "".join(
+            f"  s{i}: {{type: container, image: x, storage: '{form}', resources: "
+            f"{{cpu: '{cpus[i % 4]}', memory: '{form}', limits: {{memory: '{form}'}}}}}}\n"
+            for i, form in enumerate(forms)
+        )
+    )
+    k8s["core"].create_namespace({"metadata": {"name": env}})
+    for svc in pipe.services.values():
+        assert isinstance(svc, Service) and isinstance(svc.storage, Storage)
+        for obj in manifests.service_objects(env, svc, "img:1", run="r1"):
+            resource = k8s["dynamic"].resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+            resource.server_side_apply(
+                body=obj,
+                name=obj["metadata"]["name"],
+                namespace=env,
+                field_manager="dry-run",
+                dry_run="All",
+                query_params=[("fieldValidation", "Strict")],
+            )
