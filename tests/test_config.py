@@ -495,7 +495,8 @@ def test_unknown_key_far_from_any_lists_the_known_keys(write_config: WriteConfig
     assert problems(path) == [
         f"{path}:6: services.api.flavour: unknown key 'flavour' (known keys: type, image, "
         "build, command, env, port, replicas, health, secrets, stage, schedule, public, timeout, "
-        "resources, test, registry_auth, kubernetes, timezone)"
+        "resources, test, registry_auth, kubernetes, timezone, storage, autoscale, probes, "
+        "security)"
     ]
 
 

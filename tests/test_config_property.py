@@ -27,19 +27,20 @@ SHOP_DATA: dict[str, Any] = yaml.safe_load(SHOP_TEXT)
 # mypy_extensions; with warnings as errors that would hide the failure behind an INTERNALERROR.
 SUMMARY = re.compile(r"^(\d+) problems? found; nothing was run$")
 # The shop with settings per environment (DESIGN.md §8), so mutations reach those keys too.
+_SHOP = SHOP_DATA["services"]
 SETTINGS_DATA: dict[str, Any] = {
     **SHOP_DATA,
-    # and the kubernetes target's own keys (DESIGN.md §11): patches of both kinds, a time zone
+    # and the kubernetes target's own keys (DESIGN.md §11): patches of both kinds, a time zone,
+    # a prebuilt image's own registry login, and the sizing keys
     "services": {
-        **SHOP_DATA["services"],
-        "report": {**SHOP_DATA["services"]["report"], "timezone": "Europe/Paris"},
-        # a prebuilt image's own registry login (DESIGN.md §11)
-        "web": {
-            **SHOP_DATA["services"]["web"],
-            "registry_auth": {"username": "WEB_USER", "password": "WEB_TOKEN"},
-        },
+        **_SHOP,
+        "report": {**_SHOP["report"], "timezone": "Europe/Paris"},
+        "db": {**_SHOP["db"], "storage": "20Gi"},
         "api": {
-            **SHOP_DATA["services"]["api"],
+            **_SHOP["api"],
+            "resources": {"cpu": "250m", "memory": "256Mi", "limits": {"memory": "512Mi"}},
+            "probes": {"period": "5s", "startup_timeout": "2m", "failure_threshold": 4},
+            "security": {"run_as_root": False, "read_only": True},
             "kubernetes": {
                 "patches": [
                     {"kind": "Deployment", "patch": {"spec": {"template": {"spec": {"a": 1}}}}},
@@ -50,6 +51,12 @@ SETTINGS_DATA: dict[str, Any] = {
                     },
                 ]
             },
+        },
+        "worker": {**_SHOP["worker"], "resources": {"cpu": "100m"}},
+        "web": {
+            **_SHOP["web"],
+            "storage": {"size": "1Gi", "path": "/cache"},
+            "registry_auth": {"username": "WEB_USER", "password": "WEB_TOKEN"},
         },
     },
     "environments": {
@@ -65,7 +72,9 @@ SETTINGS_DATA: dict[str, Any] = {
                     "timeout": "2m",
                     "kubernetes": {"patches": [{"kind": "Deployment", "patch": {"spec": {}}}]},
                 },
-                "web": {"image": "nginx:1.28"},
+                "web": {"image": "nginx:1.28", "storage": "2Gi"},
+                "db": {"storage": {"size": "50Gi"}},
+                "worker": {"autoscale": {"min": 2, "max": 8, "cpu": 70}},
             },
         },
     },
@@ -172,6 +181,25 @@ WORDS = [
     "registry_auth",
     "username",
     "password",
+    "storage",
+    "autoscale",
+    "probes",
+    "security",
+    "resources",
+    "limits",
+    "cpu",
+    "memory",
+    "min",
+    "max",
+    "size",
+    "path",
+    "run_as_root",
+    "read_only",
+    "period",
+    "startup_timeout",
+    "20Gi",
+    "512Mi",
+    "250m",
 ]
 WEIRD_TEXT = [
     "",

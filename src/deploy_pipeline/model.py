@@ -87,6 +87,47 @@ class Patch:
 
 
 @dataclass(frozen=True)
+class Storage:
+    """A volume of its own for a service: `size` a Kubernetes quantity (20Gi), mounted at `path`
+    (None: a database image's data folder, /data for any other service)."""
+
+    size: str
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class Autoscale:
+    """Replicas between `min` and `max`, aiming at `cpu` percent of the CPU request (an HPA)."""
+
+    min: int
+    max: int
+    cpu: int
+
+
+@dataclass(frozen=True)
+class Probes:
+    """How the checks made from `health:` run (seconds): the startup probe allows
+    `startup_timeout` to start, then the liveness probe restarts the container after
+    `failure_threshold` failures in a row, one every `period`."""
+
+    initial_delay: float = 0.0
+    period: float = 10.0
+    timeout: float = 1.0
+    failure_threshold: int = 3
+    startup_timeout: float = 300.0
+
+
+@dataclass(frozen=True)
+class Security:
+    """The container's security context: restricted (non-root, no privilege escalation, no
+    capabilities) unless `run_as_root` (None: the type's default, root for databases);
+    `read_only` adds a read-only root filesystem."""
+
+    run_as_root: bool | None = None
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
 class Service:
     name: str
     type: ServiceType
@@ -107,6 +148,11 @@ class Service:
     registry_auth: RegistryAuth | None = None  # a prebuilt image's registry login (§11)
     patches: tuple[Patch, ...] = ()  # kubernetes: applied to its objects before they are applied
     timezone: str | None = None  # a cron job's schedule's time zone (IANA name; CronJob timeZone)
+    limits: tuple[tuple[str, str], ...] = ()  # (cpu|memory, quantity): Kubernetes limits
+    storage: Storage | None = None
+    autoscale: Autoscale | None = None  # replicas then start at autoscale.min
+    probes: Probes = Probes()
+    security: Security = Security()
 
     @property
     def needs_build(self) -> bool:
@@ -159,6 +205,9 @@ class ServiceSettings:
     resources: tuple[tuple[str, str], ...] | None = None
     timeout: float | None = None
     patches: tuple[Patch, ...] | None = None  # replaces the service's kubernetes.patches
+    limits: tuple[tuple[str, str], ...] | None = None
+    autoscale: Autoscale | None = None
+    storage: Storage | None = None
 
 
 @dataclass(frozen=True)

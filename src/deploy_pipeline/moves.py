@@ -169,7 +169,7 @@ def _from(svc: Service, image: str, entry: Mapping[str, object], settings: bool)
     """The service running the release's image; with the release's settings for a rollback.
     Its env is as the release ran it, substitutions made: `${` is written `$${` so that it is
     never read as one again."""
-    svc = replace(svc, image=image, build=None, test=None)
+    svc = replace(svc, image=image)  # its build and test do not run: the plan says so
     if not settings:
         return svc
     env, replicas = entry.get("env"), entry.get("replicas")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 
-from deploy_pipeline.config import substitute
+from deploy_pipeline.config import resized, substitute
 from deploy_pipeline.errors import UsageError, choices
 from deploy_pipeline.model import (
     LONG_RUNNING,
@@ -245,7 +245,7 @@ def in_environment(environment: Environment, svc: Service) -> Service:
     own = dict(environment.settings).get(svc.name, ServiceSettings())
     env = {**dict(svc.env), **dict(environment.env), **dict(own.env)}
     resources = {**dict(svc.resources), **dict(own.resources or ())}
-    return replace(
+    changed = replace(
         svc,
         env=tuple(env.items()),
         replicas=svc.replicas if own.replicas is None else own.replicas,
@@ -254,6 +254,7 @@ def in_environment(environment: Environment, svc: Service) -> Service:
         timeout=svc.timeout if own.timeout is None else own.timeout,
         patches=svc.patches if own.patches is None else own.patches,
     )
+    return resized(changed, own)  # limits, autoscale and storage (DESIGN.md §11)
 
 
 def resolve_env(
@@ -280,5 +281,8 @@ def settings_text(plan: Plan, svc: Service) -> str:
     """A service's settings on one line: replicas (long-running services), then its env."""
     env = shown_env(plan, svc)
     parts = [f"replicas {svc.replicas}"] if svc.type in LONG_RUNNING else []
+    if svc.autoscale is not None:  # DESIGN.md §11
+        scale = svc.autoscale
+        parts = [f"replicas {scale.min}–{scale.max} (autoscaled at {scale.cpu}% CPU)"]
     parts.append("env " + (", ".join(f"{k}={v}" for k, v in env.items()) if env else "-"))
     return " · ".join(parts)

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
+from deploy_pipeline import quantities
+
 # `(?![\s\S])` ends a schema pattern in every regex dialect (`$` may match before a final line
 # break, and `\Z` is Python's only).
 END = r"(?![\s\S])"
@@ -177,11 +179,124 @@ class BuildModel(Strict):
 Quantity = Annotated[str | None, BeforeValidator(_scalar_text)]
 
 
-class ResourcesModel(Strict):
-    """What one replica asks the scheduler for (Kubernetes requests): {cpu: 250m, memory: 256Mi}."""
+def _bytes(value: object) -> object:
+    """A memory or storage quantity, in Kubernetes' own syntax (`512K` is none: `512Ki` is)."""
+    text = _scalar_text(value)
+    if isinstance(text, str) and (problem := quantities.bytes_problem(text)) is not None:
+        raise ValueError(problem)
+    return text
+
+
+Bytes = Annotated[
+    str,
+    BeforeValidator(_bytes, json_schema_input_type=str | int),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": quantities.BYTES_PATTERN + END},
+                {"type": "integer", "minimum": 0},
+            ],
+            "description": "bytes as a Kubernetes quantity: 512Mi, 1Gi, 500M",
+        }
+    ),
+]
+
+
+class LimitsModel(Strict):
+    """The most one replica may use (Kubernetes limits): {cpu: "1", memory: 512Mi}."""
 
     cpu: Quantity = Field(default=None, pattern=r"^\d+(\.\d+)?m?$")
-    memory: Quantity = Field(default=None, pattern=r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")
+    memory: Bytes | None = None
+
+
+class ResourcesModel(Strict):
+    """What one replica asks the scheduler for (Kubernetes requests): {cpu: 250m, memory: 256Mi},
+    and with `limits:` the most it may use."""
+
+    cpu: Quantity = Field(default=None, pattern=r"^\d+(\.\d+)?m?$")
+    memory: Bytes | None = None
+    limits: LimitsModel | None = None
+
+
+def _size_only(value: object) -> object:
+    return (
+        {"size": value} if isinstance(value, str | int) and not isinstance(value, bool) else value
+    )
+
+
+class StorageModel(Strict):
+    """A volume of the service's own: `storage: 20Gi`, or {size: 20Gi, path: /var/lib/app}."""
+
+    size: Bytes
+    path: Line | None = None  # a database's data folder, /data for other services
+
+
+Storage = Annotated[
+    StorageModel, BeforeValidator(_size_only, json_schema_input_type=str | int | StorageModel)
+]
+
+
+class AutoscaleModel(Strict):
+    """Replicas between `min` and `max`, aiming at `cpu` percent of the CPU request (an HPA)."""
+
+    min: int = Field(ge=1, le=1000)
+    max: int = Field(ge=1, le=1000)
+    cpu: int = Field(default=80, ge=1, le=100)
+
+
+def _seconds(least: int) -> Callable[[object], float]:
+    """A probe's duration: Kubernetes counts those in whole seconds, up to an hour."""
+
+    def check(value: object) -> float:
+        try:
+            seconds = parse_duration(value)
+        except ValueError:
+            seconds = -1.0
+        if seconds != int(seconds) or not least <= seconds <= 3600:
+            got = "nothing (null)" if value is None else repr(value)
+            raise ValueError(
+                f"expected whole seconds from {least}s to 1h, like 10s or 2m (Kubernetes "
+                f"probes count in seconds), got {got if len(got) <= 60 else got[:57] + '...'}"
+            )
+        return seconds
+
+    return check
+
+
+def _seconds_schema(least: int) -> WithJsonSchema:
+    return WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^(\d+(s|m|h))+" + END},
+                {"type": "integer", "minimum": least, "maximum": 3600},
+            ],
+            "description": f"whole seconds from {least}s to 1h: 10s, 2m, 1m30s",
+        }
+    )
+
+
+Delay = Annotated[float, BeforeValidator(_seconds(0)), _seconds_schema(0)]
+Period = Annotated[float, BeforeValidator(_seconds(1)), _seconds_schema(1)]
+
+
+class ProbesModel(Strict):
+    """How the probes made from `health:` run: the startup probe gives the container
+    `startup_timeout` to answer; then the liveness probe asks every `period` and restarts it
+    after `failure_threshold` failures in a row."""
+
+    initial_delay: Delay = 0.0
+    period: Period = 10.0
+    timeout: Period = 1.0
+    failure_threshold: int = Field(default=3, ge=1, le=100)
+    startup_timeout: Period = 300.0
+
+
+class SecurityModel(Strict):
+    """The container's security context: restricted unless `run_as_root: true` (the default
+    for databases); `read_only: true` for an image that writes only to its volumes."""
+
+    run_as_root: bool | None = None
+    read_only: bool = False
 
 
 class RegistryAuthModel(Strict):
@@ -268,6 +383,10 @@ class ServiceModel(Strict):
     registry_auth: RegistryAuthModel | None = None
     kubernetes: KubernetesModel | None = None
     timezone: Line | None = None  # a cron job's time zone: an IANA name like Europe/Paris
+    storage: Storage | None = None
+    autoscale: AutoscaleModel | None = None
+    probes: ProbesModel | None = None
+    security: SecurityModel | None = None
 
 
 # a Kubernetes object's name (a DNS subdomain): a ClusterIssuer's, a Secret's
@@ -316,6 +435,8 @@ class ServiceSettingsModel(Strict):
     resources: ResourcesModel | None = None
     timeout: Timeout | None = None
     kubernetes: KubernetesModel | None = None  # its patches replace the service's
+    autoscale: AutoscaleModel | None = None
+    storage: Storage | None = None
 
 
 class EnvironmentModel(Strict):

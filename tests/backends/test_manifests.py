@@ -26,11 +26,13 @@ API = Service(
 
 
 def test_an_application_is_a_deployment_a_service_and_an_ingress_when_public() -> None:
-    """replicas, the readiness probe from `health:`, the Service's port and the Ingress host."""
+    """replicas, the readiness probe from `health:`, the Service's port and the Ingress host
+    (and, for its 2 replicas, a disruption budget)."""
     objects = manifests.service_objects(
         "staging", API, "reg/api:sha-1", run="run7", host="api.staging.example.com"
     )
-    assert [o["kind"] for o in objects] == ["Deployment", "Service", "Ingress"]
+    kinds = ["Deployment", "Service", "Ingress", "PodDisruptionBudget"]
+    assert [o["kind"] for o in objects] == kinds
     deployment = by_kind(objects)["Deployment"]
     assert deployment["metadata"]["namespace"] == "staging"
     assert deployment["spec"]["replicas"] == 2

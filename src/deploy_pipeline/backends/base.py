@@ -193,6 +193,7 @@ class ReleaseKeeper(Protocol):
     def keep_release(self, environment: str, release: Mapping[str, object]) -> None: ...
 
 
+DATA = "/data"  # where a volume is mounted in a service that is no database, unless `path:`
 DATA_PATHS = {
     "postgres": "/var/lib/postgresql/data",
     "mysql": "/var/lib/mysql",

@@ -38,6 +38,8 @@ class ContainerSpec:
     port: int | None = None
     volumes: Mapping[str, str] = field(default_factory=dict)  # volume name → path inside
     restart: bool = True
+    memory: int | None = None  # the most bytes it may use (`resources.limits.memory`)
+    nano_cpus: int | None = None  # the most CPU it may use, in billionths (`limits.cpu`)
 
 
 def label_filters(labels: Mapping[str, str]) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import secrets as secrets_module
 import threading
 import time
@@ -21,7 +22,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from deploy_pipeline import quantities
 from deploy_pipeline.backends.base import (
+    DATA,
     BackendState,
     LogStream,
     StepContext,
@@ -123,11 +126,7 @@ class DockerBackend:
             GEN_LABEL: str(generation),
             **self.release_label(ctx, runs),
         }
-        volumes = {}
-        if svc.type == "database":
-            volume = f"dp-{ctx.environment}-{svc.name}-data"
-            self.engine.ensure_volume(volume, self.labels(ctx))
-            volumes[volume] = data_path(svc.image or "")
+        volumes = self.volumes(ctx)
         started: list[Container] = []
         try:
             for i in range(svc.replicas if svc.type != "database" else 1):
@@ -143,6 +142,8 @@ class DockerBackend:
                             env={**dict(svc.env), **ctx.service_secrets()},
                             port=svc.port,
                             volumes=volumes,
+                            memory=memory_limit(svc),
+                            nano_cpus=cpu_limit(svc),
                         )
                     )
                 )
@@ -187,6 +188,9 @@ class DockerBackend:
                     command=svc.command,
                     env={**dict(svc.env), **ctx.service_secrets()},
                     restart=False,
+                    volumes=self.volumes(ctx),
+                    memory=memory_limit(svc),
+                    nano_cpus=cpu_limit(svc),
                 )
             )
         while self.engine.wait(job.id, timeout=1) is None:  # back at once when it exits
@@ -339,6 +343,18 @@ class DockerBackend:
         }
         return {RELEASE_LABEL: json.dumps(part, sort_keys=True)}
 
+    def volumes(self, ctx: StepContext) -> dict[str, str]:
+        """A database's volume (at its image's data folder), or the one `storage:` asks for
+        (at its path, or /data): volume name → path inside. Docker volumes have no size."""
+        svc = ctx.service
+        if svc.type != "database" and svc.storage is None:
+            return {}
+        volume = f"dp-{ctx.environment}-{svc.name}-data"
+        self.engine.ensure_volume(volume, self.labels(ctx))
+        path = svc.storage.path if svc.storage is not None else None
+        default = data_path(svc.image or "") if svc.type == "database" else DATA
+        return {volume: path or default}
+
     def labels(self, ctx: StepContext) -> dict[str, str]:
         return {ENV_LABEL: ctx.environment, SERVICE_LABEL: ctx.service.name}
 
@@ -362,6 +378,8 @@ class DockerBackend:
                 svc.health,
                 sorted(ctx.secrets.items()),
             ]
+            # sizing counts once given (a file without it keeps the hash it had)
+            + ([sorted(svc.limits), svc.storage and vars(svc.storage)] if sized(svc) else [])
         )
         return hashlib.sha256(f"{key}:{data}".encode()).hexdigest()[:24]
 
@@ -431,6 +449,25 @@ class DockerBackend:
                 )
             ctx.sleep(delay)
             delay = min(delay * 2, POLL)
+
+
+def sized(svc: Service) -> bool:
+    return bool(svc.limits) or svc.storage is not None
+
+
+def memory_limit(svc: Service) -> int | None:
+    """`resources.limits.memory` in bytes, as the engine takes it (the requests have no Docker
+    counterpart: the engine reserves nothing)."""
+    given = dict(svc.limits).get("memory")
+    memory = quantities.value(given) if given is not None else None
+    return math.ceil(memory) if memory is not None else None
+
+
+def cpu_limit(svc: Service) -> int | None:
+    """`resources.limits.cpu` in billionths of a CPU (`docker run --cpus`)."""
+    given = dict(svc.limits).get("cpu")
+    cpu = quantities.value(given) if given is not None else None
+    return math.ceil(cpu * 1_000_000_000) if cpu is not None else None
 
 
 def _probe(url: str, wait: float) -> str:

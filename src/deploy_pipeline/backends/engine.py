@@ -219,6 +219,14 @@ class Engine:
         image = self._image(ref)
         return str(image.id) if image is not None else None
 
+    def image_user(self, ref: str) -> str | None:
+        """The user a local image runs as (its `USER`, "" for root by default); None when this
+        engine does not have the image."""
+        image = self._image(ref)
+        if image is None:
+            return None
+        return str((image.attrs.get("Config") or {}).get("User") or "")
+
     def repo_digest(self, ref: str) -> str | None:
         """`REPO@sha256:…` of a local image that was pushed to (or pulled from) a registry as
         `ref`'s repository; None for an image only this engine has."""
@@ -358,6 +366,8 @@ class Engine:
                 binds={name: {"bind": path, "mode": "rw"} for name, path in spec.volumes.items()},
                 restart_policy={"Name": "unless-stopped"} if spec.restart else None,
                 init=True,  # a PID 1 that forwards SIGTERM: `stop` is prompt, not a 10 s kill
+                mem_limit=spec.memory,
+                nano_cpus=spec.nano_cpus,
             )
             created = self.client.api.create_container(
                 spec.image,

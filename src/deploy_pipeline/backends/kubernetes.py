@@ -14,10 +14,11 @@ import json
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from deploy_pipeline.backends import manifests
+from deploy_pipeline.backends import manifests, sizing
 from deploy_pipeline.backends.base import (
     BackendState,
     LogStream,
@@ -27,6 +28,7 @@ from deploy_pipeline.backends.base import (
 )
 from deploy_pipeline.backends.build import Builder
 from deploy_pipeline.backends.kube import MANAGER, ApplyConflict, Cluster
+from deploy_pipeline.backends.kube_sizing import advised, check_volume, prune, scale_up
 from deploy_pipeline.backends.patches import apply_patches
 from deploy_pipeline.backends.registry_login import (
     Found,
@@ -52,6 +54,8 @@ EVERYTHING = [
     ("networking.k8s.io/v1", "Ingress"),
     ("v1", "PersistentVolumeClaim"),
     ("v1", "Secret"),  # a service's own image pull Secret (its `registry_auth:` login)
+    sizing.HPA,
+    sizing.PDB,
 ]
 
 
@@ -119,6 +123,14 @@ class KubernetesBackend:
                 self.builder = Builder(Engine(), self.root, self.registry)
             return self.builder
 
+    def image_user(self, image: str) -> str | None:
+        """The user a built image runs as, when the local engine has it (it built it, or a
+        promotion's image it built before); None when no engine or image is at hand."""
+        try:
+            return self.images().engine.image_user(image)
+        except DeployPipelineError:
+            return None
+
     def deploy(self, ctx: StepContext) -> StepResult:
         svc, env = ctx.service, ctx.environment
         image = ctx.artifact or svc.image
@@ -127,6 +139,8 @@ class KubernetesBackend:
         if ctx.artifact and self.builder is not None:  # built and pushed: run it by its digest
             engine = self.builder.engine
             image = engine.repo_digest(image) or engine.registry_digest(image) or image
+        if svc.build is not None:  # built here: restricted where its image allows it
+            svc = ctx.service = as_its_user(svc, self.image_user(image))
         self.ensure_namespace(ctx)
         # each service owns its own keys of the environment's Secret (its login's are not there)
         if own := ctx.service_secrets():
@@ -144,10 +158,16 @@ class KubernetesBackend:
         objects = apply_patches(objects, svc)  # the escape hatch (DESIGN.md §11)
         if host and svc.public and svc.port:
             self.note_tls_secret(ctx)
+        if svc.type == "database":
+            check_volume(self.cluster, env, svc)
+        unscaled = prune(self.cluster, env, svc, objects)
         for obj in objects:
-            self.apply(obj)
+            # an autoscaler just removed owned the replicas: they are ours again
+            self.apply(obj, force=unscaled and obj["kind"] == "Deployment")
         main = next(o for o in objects if (o["apiVersion"], o["kind"]) in WORKLOADS)
         kind, name = main["kind"], main["metadata"]["name"]
+        if svc.autoscale is not None:
+            scale_up(self.cluster, env, name, svc.autoscale.min)
         if kind == "CronJob":
             return StepResult(message=f"CronJob {name} scheduled ({svc.schedule})", image=image)
         if kind == "Job":
@@ -340,11 +360,11 @@ class KubernetesBackend:
                 "controller serves its default certificate until it is there"
             )
 
-    def apply(self, obj: dict[str, Any], *, manager: str = MANAGER) -> None:
+    def apply(self, obj: dict[str, Any], *, manager: str = MANAGER, force: bool = False) -> None:
         """Apply server-side. Fields our own stop or restart patched are taken back; fields
         another tool owns are a clear error, not silently overwritten."""
         try:
-            self.cluster.apply(obj, manager=manager, force=self.force)
+            self.cluster.apply(obj, manager=manager, force=self.force or force)
         except ApplyConflict as exc:
             if exc.managers and all(m.startswith(MANAGER) for m in exc.managers):
                 self.cluster.apply(obj, manager=manager, force=True)
@@ -490,7 +510,7 @@ class KubernetesBackend:
                         )
         for warning in self.cluster.warnings(env, {svc.name}):
             found.setdefault(warning, None)
-        return "; ".join(found) if found else "no pod says why"
+        return advised("; ".join(found)) if found else "no pod says why"
 
 
 def no_logs(pod: str, node: str | None, answer: str) -> str:
@@ -505,6 +525,16 @@ def no_logs(pod: str, node: str | None, answer: str) -> str:
     if node and unserved:
         return f"no logs: node {node} does not serve them (the API server answered: {answer})"
     return f"no logs: {answer}"
+
+
+def as_its_user(svc: Service, user: str | None) -> Service:
+    """A built service runs restricted (non-root) where its image allows it (DESIGN.md §11): an
+    image with no `USER`, or root's, runs as root instead of failing to start, unless the file
+    says how it runs (`security: {run_as_root: …}`). None: the image is not known here."""
+    if user is None or svc.security.run_as_root is not None:
+        return svc
+    root = user.split(":")[0] in ("", "root", "0")
+    return replace(svc, security=replace(svc.security, run_as_root=root)) if root else svc
 
 
 def _stamp() -> str:

@@ -1,11 +1,13 @@
 """The Kubernetes objects for a service, as plain dicts: what a Kubernetes engineer would write by
 hand. Pure functions, no SDK: the kubernetes backend applies what these return.
 
-- container / application: Deployment (+ Service with a port, + Ingress when public)
+- container / application: Deployment (+ Service with a port, + Ingress when public,
+  + HorizontalPodAutoscaler with `autoscale:`, + PodDisruptionBudget with several replicas)
 - database: StatefulSet with a PersistentVolumeClaim template + headless Service
 - job: a Job per run (kept for its logs, removed by TTL), or a CronJob with `schedule:`
 - every workload: `imagePullSecrets` naming the image pull Secrets of its image's registry
 - a public service's Ingress: a `tls:` section (and cert-manager's annotation) with `tls:`
+- any but a database, with `storage:`: a PersistentVolumeClaim of its own, mounted
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from deploy_pipeline.backends.base import data_path
+from deploy_pipeline.backends import sizing
+from deploy_pipeline.backends.base import DATA, data_path
 from deploy_pipeline.backends.registry_login import Login, dockerconfigjson
 from deploy_pipeline.model import Service, Tls
 
@@ -109,14 +112,16 @@ def _container(svc: Service, image: str) -> dict[str, Any]:
         container["env"] = env
     if svc.port:
         container["ports"] = [{"name": "main", "containerPort": svc.port}]
-    if svc.resources:
-        container["resources"] = {"requests": dict(svc.resources)}
+    if svc.resources or svc.limits:
+        resources = {"requests": dict(svc.resources), "limits": dict(svc.limits)}
+        container["resources"] = {k: v for k, v in resources.items() if v}
     if svc.health and svc.port:
-        container["readinessProbe"] = {
-            "httpGet": {"path": svc.health, "port": svc.port},
-            "periodSeconds": 2,
-            "failureThreshold": 3,
-        }
+        container.update(sizing.probes(svc, svc.health, svc.port))
+    context = sizing.container_security(svc)
+    if context:
+        container["securityContext"] = context
+    if svc.storage is not None and svc.type != "database":
+        container["volumeMounts"] = [{"name": "data", "mountPath": svc.storage.path or DATA}]
     return container
 
 
@@ -130,9 +135,16 @@ def _meta(environment: str, svc: Service, name: str, annotations: Mapping[str, s
 
 
 def _template(environment: str, svc: Service, image: str, restart: str | None) -> Manifest:
-    spec: dict[str, Any] = {"containers": [_container(svc, image)]}
+    spec: dict[str, Any] = {
+        "securityContext": sizing.pod_security(svc),
+        "containers": [_container(svc, image)],
+    }
     if restart:
         spec["restartPolicy"] = restart
+    if svc.storage is not None and svc.type != "database":
+        spec["volumes"] = [
+            {"name": "data", "persistentVolumeClaim": {"claimName": sizing.claim_name(svc)}}
+        ]
     return {"metadata": {"labels": labels(environment, svc.name)}, "spec": spec}
 
 
@@ -185,28 +197,41 @@ def _objects(
     notes = {f"{PREFIX}/run": run, f"{PREFIX}/image": image}
     if svc.type == "database":
         return [_headless(environment, svc), _statefulset(environment, svc, image, notes)]
+    volume = []
+    if svc.storage is not None:
+        meta = _meta(environment, svc, sizing.claim_name(svc), {})
+        volume.append(sizing.claim(meta, svc.storage))
     if svc.type == "job":
         if svc.schedule:
-            return [_cronjob(environment, svc, image, notes)]
-        return [_job(environment, svc, image, run, notes)]
-    objects: list[Manifest] = [_deployment(environment, svc, image, notes)]
+            return [*volume, _cronjob(environment, svc, image, notes)]
+        return [*volume, _job(environment, svc, image, run, notes)]
+    objects: list[Manifest] = [*volume, _deployment(environment, svc, image, notes)]
     if svc.port:
         objects.append(_service(environment, svc))
         if svc.public and host:
             objects.append(_ingress(environment, svc, host, tls))
+    if svc.autoscale is not None:
+        meta = _meta(environment, svc, svc.name, {})
+        objects.append(sizing.autoscaler(meta, svc.name, svc.autoscale))
+    if (svc.autoscale.min if svc.autoscale is not None else svc.replicas) > 1:
+        meta = _meta(environment, svc, svc.name, {})
+        objects.append(sizing.disruption_budget(meta, _selector(environment, svc)))
     return objects
 
 
 def _deployment(environment: str, svc: Service, image: str, notes: Mapping[str, str]) -> Manifest:
+    spec: dict[str, Any] = {
+        "replicas": svc.replicas,
+        "selector": _selector(environment, svc),
+        "template": _template(environment, svc, image, None),
+    }
+    if svc.autoscale is not None:  # the autoscaler's to set: applying it would fight it
+        del spec["replicas"]
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": _meta(environment, svc, svc.name, notes),
-        "spec": {
-            "replicas": svc.replicas,
-            "selector": _selector(environment, svc),
-            "template": _template(environment, svc, image, None),
-        },
+        "spec": spec,
     }
 
 
@@ -265,8 +290,9 @@ def tls_secret_name(service: str) -> str:
 
 def _statefulset(environment: str, svc: Service, image: str, notes: Mapping[str, str]) -> Manifest:
     template = _template(environment, svc, image, None)
+    path = svc.storage.path if svc.storage is not None else None
     template["spec"]["containers"][0]["volumeMounts"] = [
-        {"name": "data", "mountPath": data_path(svc.image or image)}
+        {"name": "data", "mountPath": path or data_path(svc.image or image)}
     ]
     return {
         "apiVersion": "apps/v1",
@@ -282,7 +308,7 @@ def _statefulset(environment: str, svc: Service, image: str, notes: Mapping[str,
                     "metadata": {"name": "data", "labels": labels(environment, svc.name)},
                     "spec": {
                         "accessModes": ["ReadWriteOnce"],
-                        "resources": {"requests": {"storage": "1Gi"}},
+                        "resources": {"requests": {"storage": sizing.storage_size(svc)}},
                     },
                 }
             ],

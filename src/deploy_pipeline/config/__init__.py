@@ -7,6 +7,7 @@ line, the key path and what would be right; all of a file's problems are reporte
     building   the meaning of each section (DESIGN.md §2–§3) and the model it makes
     access     a target's `tls:` and a prebuilt image's `registry_auth:` (DESIGN.md §11)
     checks     names, one-line texts, the previews' name template, build paths kept inside
+    sizing     requests and limits, storage, autoscaling, probes, security (DESIGN.md §11)
     problems   the problems of one file, each at its line and key path, and their wording
 
 Callers import from `deploy_pipeline.config` only: these names are its interface.
@@ -39,6 +40,7 @@ from deploy_pipeline.config.reading import (
     read_yaml,
 )
 from deploy_pipeline.config.shape import check_shape
+from deploy_pipeline.config.sizing import resized
 from deploy_pipeline.config.substitution import substitute
 from deploy_pipeline.errors import ConfigErrors
 from deploy_pipeline.model import Pipeline
@@ -66,6 +68,7 @@ __all__ = [
     "parse_config",
     "quote",
     "read_pipeline_file",
+    "resized",
     "substitute",
 ]
 

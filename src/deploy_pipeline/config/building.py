@@ -13,6 +13,7 @@ from deploy_pipeline.config.overrides import check_env, service_settings
 from deploy_pipeline.config.patches import check_patches, kinds_made
 from deploy_pipeline.config.problems import Loc, Problems, quote
 from deploy_pipeline.config.schedules import schedule_problem, timezone_problem
+from deploy_pipeline.config.sizing import check_sizing, requests_of, with_sizing
 from deploy_pipeline.errors import choices
 from deploy_pipeline.model import (
     BUILT,
@@ -189,7 +190,7 @@ def build_service(
     made = kinds_made(s.type, schedule=bool(s.schedule), port=bool(s.port), public=s.public)
     patches = check_patches(problems, (*loc, "kubernetes"), s.kubernetes, made, name)
     b = s.build
-    return Service(
+    svc = Service(
         name=name,
         type=s.type,
         stage=stage,
@@ -204,14 +205,15 @@ def build_service(
         schedule=s.schedule,
         public=s.public,
         timeout=s.timeout,
-        resources=tuple(
-            (k, v) for k, v in (s.resources.model_dump() if s.resources else {}).items() if v
-        ),
+        resources=requests_of(s.resources),
         test=_command(s.test),
         registry_auth=registry_auth(problems, loc, s),
         patches=patches or (),
         timezone=s.timezone,
     )
+    svc = with_sizing(problems, loc, s, svc)
+    check_sizing(problems, loc, svc)
+    return svc
 
 
 def _command(test: list[str] | str | None) -> tuple[str, ...] | None:

@@ -5,11 +5,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from deploy_pipeline import schema
 from deploy_pipeline.config.checks import one_line
 from deploy_pipeline.config.patches import check_patches, kinds_made
 from deploy_pipeline.config.problems import Loc, Problems, describe, quote
+from deploy_pipeline.config.sizing import check_sizing, requests_of, resized, settings_with_sizing
 from deploy_pipeline.config.substitution import problem, urls
 from deploy_pipeline.model import LONG_RUNNING, Service, ServiceSettings
 
@@ -45,24 +47,27 @@ def service_settings(
         if o.replicas is not None and svc.type not in LONG_RUNNING:
             problems.error((*where, "replicas"), "only containers and applications have replicas")
         check_env(problems, (*where, "env"), o.env, [svc], services, stages)
-        resources = o.resources.model_dump() if o.resources else {}
         made = kinds_made(
             svc.type, schedule=bool(svc.schedule), port=bool(svc.port), public=svc.public
         )
         patches = check_patches(problems, (*where, "kubernetes"), o.kubernetes, made, name)
-        found.append(
-            (
-                name,
-                ServiceSettings(
-                    env=tuple(o.env.items()),
-                    replicas=o.replicas,
-                    image=o.image,
-                    resources=tuple((k, v) for k, v in resources.items() if v) or None,
-                    timeout=o.timeout,
-                    patches=patches,
-                ),
-            )
+        own = ServiceSettings(
+            env=tuple(o.env.items()),
+            replicas=o.replicas,
+            image=o.image,
+            resources=requests_of(o.resources) or None,
+            timeout=o.timeout,
+            patches=patches,
         )
+        own = settings_with_sizing(problems, where, o, own)
+        found.append((name, own))
+        if o.resources or o.autoscale or o.storage or o.replicas is not None:
+            if o.autoscale is not None and svc.type not in LONG_RUNNING:
+                problems.error((*where, "autoscale"), "only containers and applications autoscale")
+            requests = {**dict(svc.resources), **dict(own.resources or ())}
+            replicas = svc.replicas if o.replicas is None else o.replicas
+            sized = replace(svc, resources=tuple(requests.items()), replicas=replicas)
+            check_sizing(problems, where, resized(sized, own))
     return tuple(found)
 
 
