@@ -72,9 +72,6 @@ class DockerBackend:
                 "one or set DOCKER_HOST, or rehearse with --dry-run"
             ) from exc
         self.builder = Builder(self.engine, root, registry)
-        # containers a deploy replaced, removed once the step has reported: the new ones serve
-        # already, so their removal is off the critical path; close() waits for it
-        self.retiring = ThreadPoolExecutor(4, f"retire-{target.name}")
 
     # --- the step protocol ---------------------------------------------------------------------
 
@@ -152,8 +149,7 @@ class DockerBackend:
             for c in started:  # the old containers keep serving; the new ones go
                 self.engine.remove(c.id)
             raise
-        for c in old:
-            self.retiring.submit(self.engine.remove, c.id)
+        each(self.engine.remove, [c.id for c in old])
         return StepResult(
             message=f"{len(started)} running ({image})", url=self.url(svc, started), image=runs
         )
@@ -250,11 +246,7 @@ class DockerBackend:
         return f"{'reused' if plan.exists else 'to build'}: {plan.ref}"
 
     def close(self) -> None:
-        """Finish removing the containers deploys replaced, then let the engine go."""
-        try:
-            self.retiring.shutdown(wait=True)
-        finally:
-            self.engine.close()
+        self.engine.close()
 
     def service_url(self, environment: str, service: Service) -> str | None:
         """The URL of a service's running containers (for `${url:SERVICE}`)."""
