@@ -167,14 +167,22 @@ def _pinned(
 
 def _from(svc: Service, image: str, entry: Mapping[str, object], settings: bool) -> Service:
     """The service running the release's image; with the release's settings for a rollback.
-    Its env is as the release ran it, substitutions made: `${` is written `$${` so that it is
-    never read as one again."""
+    Its env is as the release ran it, substitutions made (`${` is written `$${` so that it is
+    never read as one again), but for a value the file makes from `${url:SERVICE}`: that is made
+    again, for the URL the service has now (a Docker container's port changes when it is
+    replaced, so the URL the release recorded may lead nowhere)."""
     svc = replace(svc, image=image)  # its build and test do not run: the plan says so
     if not settings:
         return svc
     env, replicas = entry.get("env"), entry.get("replicas")
     if isinstance(env, Mapping):
-        svc = replace(svc, env=tuple((str(k), str(v).replace("${", "$${")) for k, v in env.items()))
+        wiring = {k: v for k, v in svc.env if "${url:" in v}  # where a service runs now
+        svc = replace(
+            svc,
+            env=tuple(
+                (str(k), wiring.get(str(k)) or str(v).replace("${", "$${")) for k, v in env.items()
+            ),
+        )
     if isinstance(replicas, int) and replicas >= 0:
         svc = replace(svc, replicas=replicas)
     return svc

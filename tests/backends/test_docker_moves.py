@@ -36,8 +36,10 @@ class Shop:
     `db` (stage 1), an `api` built from ./api that serves /version (stage 2), a `web` (stage
     3); the api's answer and MODE change between deploys."""
 
-    def __init__(self, docker: DockerBed, folder: Path, registry: bool = True) -> None:
-        self.docker, self.folder, self.registry = docker, folder, registry
+    def __init__(
+        self, docker: DockerBed, folder: Path, registry: bool = True, wired: bool = False
+    ) -> None:
+        self.docker, self.folder, self.registry, self.wired = docker, folder, registry, wired
         tag = uuid.uuid4().hex[:10]
         self.staging, self.production = f"s-{tag}", f"p-{tag}"
         self.config = folder / ".deploy-pipeline.yml"
@@ -56,8 +58,9 @@ class Shop:
             "  db: {type: application, build: ./sleeper, stage: data}\n"
             "  api: {type: application, build: ./api, port: 8080, health: /healthz, stage: apps,"
             f" env: {{MODE: {mode}}}}}\n"
-            "  web: {type: application, build: ./sleeper, stage: edge}\n"
-            "environments:\n"
+            "  web: {type: application, build: ./sleeper, stage: edge"
+            + (", env: {API: '${url:api}'}}\n" if self.wired else "}\n")
+            + "environments:\n"
             f"  {self.staging}: {{target: laptop, env: {{TIER: staging}}}}\n"
             f"  {self.production}: {{target: laptop, env: {{TIER: production}},"
             " services: {api: {replicas: 2}}}\n"
@@ -122,6 +125,8 @@ def test_rollback_then_promote_run_the_old_image_by_digest_with_each_environment
     """Staging deployed with api 'one' then 'two'; rollback brings 'one' back (its digest, its
     MODE=blue) with no build; promote puts that same digest in production with production's
     TIER and two replicas; history records both, and the containers' labels say so."""
+    shop.wired = True  # web's API is ${url:api}: a rollback points it where api runs now
+    shop.write("one", "blue")
     assert run(capsys, shop, "deploy", "-e", shop.staging)[0] == 0
     shop.write("two", "green")
     assert run(capsys, shop, "deploy", "-e", shop.staging)[0] == 0
@@ -137,9 +142,15 @@ def test_rollback_then_promote_run_the_old_image_by_digest_with_each_environment
     assert api["Config"]["Image"] == v1["services"]["api"]["image"]
     assert "MODE=blue" in api["Config"]["Env"] and "TIER=staging" in api["Config"]["Env"]
     assert json.loads(api["Config"]["Labels"][RELEASE_LABEL])["rolled_back_to"] == 1
+    port = api["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"]
+    [web] = shop.containers(shop.staging, "web")  # its URL of api is where api runs now
+    assert f"API=http://127.0.0.1:{port}" in web["Config"]["Env"]
     v3 = history(capsys, shop, shop.staging)[0]
     assert (v3["id"], v3["action"], v3["rolled_back_to"]) == (3, "rollback", 1)
-    assert v3["services"] == v1["services"]
+    for name in ("db", "api", "web"):  # v1's images and settings, but where api runs now
+        assert v3["services"][name]["image"] == v1["services"][name]["image"]
+    assert v3["services"]["api"] == v1["services"]["api"]
+    assert v3["services"]["web"]["env"] == {"API": f"http://127.0.0.1:{port}", "TIER": "staging"}
 
     code, seen, err = run(capsys, shop, "promote", "--from", shop.staging, "-e", shop.production)
     assert code == 0, err
