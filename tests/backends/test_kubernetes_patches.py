@@ -5,6 +5,7 @@ server (strict field validation), and a patch that does not fit fails the step, 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -182,3 +183,24 @@ def test_plan_manifests_shows_what_the_deploy_then_applies(
     assert shown["Secret"]["stringData"] == {
         "API_TOKEN": "(secret left out: the deploy sets it from API_TOKEN in its environment)"
     }
+
+
+def test_pods_the_cluster_refuses_fail_the_rollout_at_once_saying_why(
+    kube_namespace: str, write_config: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A patch naming a PriorityClass the cluster lacks: the API server forbids the pods, and
+    the deploy fails with its reason instead of waiting out its timeout."""
+    path = write_config(
+        "version: 1\ntargets: {eu: {kind: kubernetes}}\nservices:\n"
+        "  api: {type: container, image: 'api:1', timeout: 5m, kubernetes: {patches: [{kind: "
+        "Deployment, patch: {spec: {template: {spec: {priorityClassName: no-such-class}}}}}]}}\n"
+        f"environments: {{{kube_namespace}: {{target: eu}}}}\n"
+    )
+    started = time.monotonic()
+    code = main(["deploy", "-f", str(path), "-e", kube_namespace, "--events", "jsonl"])
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 1
+    [failed] = [e for e in events if e["service"] == "api" and e["status"] == "failed"]
+    assert failed["message"].startswith("Deployment api: the cluster refuses to create its pods:")
+    assert "no PriorityClass with name no-such-class was found" in failed["message"]
+    assert time.monotonic() - started < 60  # not the 5 minute timeout

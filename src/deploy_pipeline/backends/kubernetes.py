@@ -435,12 +435,14 @@ class KubernetesBackend:
     def wait_rollout(self, ctx: StepContext, api: str, kind: str, name: str) -> None:
         """Done when the new generation is observed and every replica is updated and available."""
         ready_key = "availableReplicas" if kind == "Deployment" else "readyReplicas"
+        begun = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=2)
+        since = begun.strftime("%Y-%m-%dT%H:%M:%SZ")  # as the API server writes its times
 
         def done(obj: Mapping[str, Any] | None) -> bool:
             spec, status = (obj or {}).get("spec", {}), (obj or {}).get("status") or {}
             want = int(spec.get("replicas", 1))
             generation = (obj or {}).get("metadata", {}).get("generation", 0)
-            return (
+            return refused(obj, since) is not None or (
                 obj is not None
                 and status.get("observedGeneration", 0) >= generation
                 and status.get("updatedReplicas", 0) >= want
@@ -449,6 +451,12 @@ class KubernetesBackend:
             )
 
         obj = self.follow(ctx, api, kind, name, done)
+        if (why := refused(obj, since)) is not None:
+            raise PermanentError(
+                f"{kind} {name}: the cluster refuses to create its pods: {why}; change what it "
+                "refuses (the service's settings or patches, or the cluster's objects), then "
+                "deploy again"
+            )
         if not done(obj):
             status = (obj or {}).get("status") or {}
             want = int((obj or {}).get("spec", {}).get("replicas", 1))
@@ -525,6 +533,25 @@ def no_logs(pod: str, node: str | None, answer: str) -> str:
     if node and unserved:
         return f"no logs: node {node} does not serve them (the API server answered: {answer})"
     return f"no logs: {answer}"
+
+
+def refused(obj: Mapping[str, Any] | None, since: str = "") -> str | None:
+    """Why the cluster refuses to create a workload's pods (its admission said `forbidden`: no
+    such PriorityClass, a quota, a policy), from a ReplicaFailure condition updated at `since`
+    (an RFC 3339 UTC time) or later; None otherwise. Waiting would not help: the rollout fails at
+    once, saying why. An older condition is a refusal the user may have fixed since: the
+    controller tries again, and the rollout waits for it."""
+    for condition in ((obj or {}).get("status") or {}).get("conditions") or []:
+        message = str(condition.get("message") or "")
+        updated = str(condition.get("lastUpdateTime") or condition.get("lastTransitionTime") or "")
+        if (
+            condition.get("type") == "ReplicaFailure"
+            and condition.get("status") == "True"
+            and "forbidden" in message
+            and updated >= since
+        ):
+            return message
+    return None
 
 
 def as_its_user(svc: Service, user: str | None) -> Service:
