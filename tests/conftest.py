@@ -9,12 +9,13 @@ import textwrap
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.support.docker_testbed import DockerBed, require_bed
 from tests.support.github_standin import GitHubStandin
-from tests.support.kube_testbed import delete_namespace, require_kubeconfig
+from tests.support.kube_testbed import delete_namespace, kube_clients, require_kubeconfig
 from tests.support.receiver import ReceiverFactory
 
 
@@ -88,6 +89,13 @@ def kube_env(kubeconfig: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point the client (and deploy-pipeline) at the test cluster."""
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     return kubeconfig
+
+
+@pytest.fixture
+def k8s(kube_env: Path) -> Iterator[dict[str, Any]]:
+    """The test cluster's APIs by short name: core, apps, batch, net, hpa, policy, dynamic."""
+    with kube_clients(kube_env) as apis:
+        yield apis
 
 
 @pytest.fixture

@@ -147,20 +147,11 @@ def _parser() -> argparse.ArgumentParser:
             help="rehearse on the simulated target with the real ordering; touch nothing",
         )
         cmd.add_argument(
-            "--events",
-            choices=("jsonl",),
-            help="print one JSON object per event on stdout (the summary goes to stderr)",
-        )
-        cmd.add_argument(
             "--force-conflicts",
             action="store_true",
             help="kubernetes: take over fields another tool owns (server-side apply --force)",
         )
-        cmd.add_argument(
-            "--supersede",
-            action="store_true",
-            help="if another run holds the environment, ask it to stop and take over",
-        )
+        _run_args(cmd)
 
     _moves_args(sub, file, fmt)
     _logs_args(sub, file, fmt)
@@ -306,16 +297,21 @@ def _moves_args(
     )
     for cmd in (promote, rollback):
         _env_args(cmd)
-        cmd.add_argument(
-            "--events",
-            choices=("jsonl",),
-            help="print one JSON object per event on stdout (the summary goes to stderr)",
-        )
-        cmd.add_argument(
-            "--supersede",
-            action="store_true",
-            help="if another run holds the environment, ask it to stop and take over",
-        )
+        _run_args(cmd)
+
+
+def _run_args(cmd: argparse.ArgumentParser) -> None:
+    """--events and --supersede: what every command that runs steps takes."""
+    cmd.add_argument(
+        "--events",
+        choices=("jsonl",),
+        help="print one JSON object per event on stdout (the summary goes to stderr)",
+    )
+    cmd.add_argument(
+        "--supersede",
+        action="store_true",
+        help="if another run holds the environment, ask it to stop and take over",
+    )
 
 
 def _logs_args(

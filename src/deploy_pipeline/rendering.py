@@ -110,8 +110,8 @@ def _url(plan: Plan, target: Target, name: str) -> str:
     """`${url:NAME}` as a deploy on `target` makes it: a public service's Ingress URL."""
     other = next((s for s in plan.services if s.name == name), None)
     host = manifests.host_for(target.domain, plan.environment.name, name)
-    scheme = "https" if target.tls else "http"  # TLS on the target's Ingresses (§11)
-    return f"{scheme}://{host}" if other is not None and other.public and host else ""
+    url = manifests.public_url(host, target.tls)
+    return url if other is not None and other.public and url else ""
 
 
 def _document(about: str, obj: dict[str, Any]) -> str:

@@ -11,12 +11,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
 from deploy_pipeline.cli import main
 from tests.support.docker_testbed import DockerBed, busybox_context
@@ -45,17 +45,6 @@ environments:
 def env(kube_namespace: str) -> str:
     """An environment (namespace) of this test's own, removed afterwards."""
     return kube_namespace
-
-
-@pytest.fixture
-def k8s(kube_env: Path) -> Iterator[dict[str, Any]]:
-    api = config.new_client_from_config(config_file=str(kube_env))
-    yield {
-        "core": client.CoreV1Api(api),
-        "apps": client.AppsV1Api(api),
-        "batch": client.BatchV1Api(api),
-    }
-    api.close()
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[dict[str, Any]]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,18 +45,6 @@ environments:
 PASSWORD = "registry-pass-0042"
 TOOL_TOKEN = "ghcr-token-0042"
 OTHER = "other-registry-pass-0042"
-
-
-@pytest.fixture
-def k8s(kube_env: Path) -> Iterator[dict[str, Any]]:
-    api = config.new_client_from_config(config_file=str(kube_env))
-    yield {
-        "core": client.CoreV1Api(api),
-        "apps": client.AppsV1Api(api),
-        "batch": client.BatchV1Api(api),
-        "net": client.NetworkingV1Api(api),
-    }
-    api.close()
 
 
 def b64(text: str) -> str:

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client, config
 
 from deploy_pipeline.cli import main
 
@@ -34,13 +33,6 @@ services:
 environments:
   {env}: {{target: eu}}
 """
-
-
-@pytest.fixture
-def k8s(kube_env: Path) -> Iterator[dict[str, Any]]:
-    api = config.new_client_from_config(config_file=str(kube_env))
-    yield {"core": client.CoreV1Api(api), "apps": client.AppsV1Api(api)}
-    api.close()
 
 
 def deploy(capsys: pytest.CaptureFixture[str], path: Path, env: str) -> tuple[int, list[Any]]:

@@ -6,13 +6,11 @@ environment's overrides (§8) and go with the service."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, config
-from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError
 
 from deploy_pipeline.backends import manifests
@@ -50,19 +48,6 @@ environments:
 @pytest.fixture
 def env(kube_namespace: str) -> str:
     return kube_namespace
-
-
-@pytest.fixture
-def k8s(kube_env: Path) -> Iterator[dict[str, Any]]:
-    api = config.new_client_from_config(config_file=str(kube_env))
-    yield {
-        "core": client.CoreV1Api(api),
-        "apps": client.AppsV1Api(api),
-        "hpa": client.AutoscalingV2Api(api),
-        "policy": client.PolicyV1Api(api),
-        "dynamic": DynamicClient(api),
-    }
-    api.close()
 
 
 def deploy(

@@ -7,7 +7,10 @@ Missing: skip by hand, fail under CI=true."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from tests.support.docker_testbed import unavailable
 
@@ -63,5 +66,26 @@ def delete_namespace(kubeconfig: Path, name: str) -> None:
     except client.ApiException as exc:
         if exc.status != 404:
             raise
+    finally:
+        api.close()
+
+
+@contextmanager
+def kube_clients(kubeconfig: Path) -> Iterator[dict[str, Any]]:
+    """The cluster's APIs by short name, on one connection closed afterwards."""
+    from kubernetes import client, config
+    from kubernetes.dynamic import DynamicClient
+
+    api = config.new_client_from_config(config_file=str(kubeconfig))
+    try:
+        yield {
+            "core": client.CoreV1Api(api),
+            "apps": client.AppsV1Api(api),
+            "batch": client.BatchV1Api(api),
+            "net": client.NetworkingV1Api(api),
+            "hpa": client.AutoscalingV2Api(api),
+            "policy": client.PolicyV1Api(api),
+            "dynamic": DynamicClient(api),
+        }
     finally:
         api.close()

@@ -252,10 +252,7 @@ class KubernetesBackend:
         return self.url(host) if service.public else None
 
     def url(self, host: str | None) -> str | None:
-        """A public service's URL: https when the target's Ingresses serve TLS (DESIGN.md §11)."""
-        if not host:
-            return None
-        return f"{'https' if self.target.tls else 'http'}://{host}"
+        return manifests.public_url(host, self.target.tls)
 
     def service_logs(
         self,

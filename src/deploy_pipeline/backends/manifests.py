@@ -94,6 +94,11 @@ def pull_secret(environment: str, name: str, login: Login, service: str | None =
     }
 
 
+def public_url(host: str | None, tls: Tls | None) -> str | None:
+    """A public service's URL from its Ingress host: https when the target serves TLS (§11)."""
+    return f"{'https' if tls else 'http'}://{host}" if host else None
+
+
 def login_secret_name(service: str) -> str:
     """The image pull Secret of a service's own `registry_auth:` login."""
     return f"{service}-registry-auth"
